@@ -1,0 +1,373 @@
+//! The `config/` directory: `rules.yml`, `templates.yml`, `channels.yml`.
+//!
+//! Loaded once at start (api and worker alike); invalid config stops the process
+//! with every mistake listed, each naming file, rule and field. Values may name
+//! environment variables (`${VAR}`, `${VAR:-default}`), substituted in the raw text
+//! before YAML parsing so that any value, including numbers, can come from the
+//! environment.
+//!
+//! Reading the three files is the only I/O in this crate; it is kept in
+//! [`ConfigSources::read_dir`] so that everything else is testable on strings.
+
+use crate::alert::AlertLabels;
+use crate::channels::{Channel, ChannelSpec, Channels};
+use crate::envsubst::substitute;
+use crate::rules::{Rule, RuleSet};
+use crate::template::{TemplateSource, Templates};
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+
+pub const RULES_FILE: &str = "rules.yml";
+pub const TEMPLATES_FILE: &str = "templates.yml";
+pub const CHANNELS_FILE: &str = "channels.yml";
+
+/// One mistake in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// The rule, template or channel the mistake is in, when known.
+    pub item: Option<String>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(item) = &self.item {
+            write!(f, ": {item}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": field {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every mistake found; `Display` prints one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The raw text of the three files, with the directory they came from for messages.
+#[derive(Debug, Clone)]
+pub struct ConfigSources {
+    pub dir: String,
+    pub rules: String,
+    pub templates: String,
+    pub channels: String,
+}
+
+impl ConfigSources {
+    /// Reads the three files of `dir`.
+    pub fn read_dir(dir: &Path) -> Result<Self, ConfigErrors> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read_to_string(&path).map_err(|e| ConfigError {
+                file: path.display().to_string(),
+                item: None,
+                field: None,
+                message: format!("cannot read: {e}"),
+            })
+        };
+        let (rules, templates, channels) =
+            (read(RULES_FILE), read(TEMPLATES_FILE), read(CHANNELS_FILE));
+        match (rules, templates, channels) {
+            (Ok(rules), Ok(templates), Ok(channels)) => Ok(ConfigSources {
+                dir: dir.display().to_string(),
+                rules,
+                templates,
+                channels,
+            }),
+            (r, t, c) => Err(ConfigErrors(
+                [r.err(), t.err(), c.err()].into_iter().flatten().collect(),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    #[serde(default)]
+    rules: Vec<Rule>,
+    #[serde(default)]
+    alerts: AlertsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsSection {
+    #[serde(default)]
+    labels: AlertLabels,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplatesFile {
+    templates: Vec<TemplateSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateSpec {
+    #[serde(rename = "type")]
+    name: String,
+    channel: String,
+    #[serde(default)]
+    subject: Option<String>,
+    text: String,
+    #[serde(default)]
+    private: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelsFile {
+    channels: Vec<ChannelSpec>,
+}
+
+/// What a template declares besides its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateMeta {
+    pub channel: String,
+    /// Private notifications (operators' alerts) never show in the person's inbox.
+    pub private: bool,
+}
+
+/// The whole validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub rules: RuleSet,
+    pub channels: Channels,
+    pub templates: Templates,
+    pub template_meta: HashMap<String, TemplateMeta>,
+    pub alert_labels: AlertLabels,
+}
+
+impl Config {
+    /// Reads and validates `dir` with the process environment.
+    pub fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
+        Config::from_sources(&ConfigSources::read_dir(dir)?, |k| std::env::var(k).ok())
+    }
+
+    /// Validates the given texts; `env` resolves `${VAR}` references.
+    pub fn from_sources(
+        src: &ConfigSources,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let path = |name: &str| format!("{}/{name}", src.dir.trim_end_matches('/'));
+        let rules_file: Option<RulesFile> = parse_yaml(&path(RULES_FILE), &src.rules, &env, &mut errors);
+        let templates_file: Option<TemplatesFile> =
+            parse_yaml(&path(TEMPLATES_FILE), &src.templates, &env, &mut errors);
+        let channels_file: Option<ChannelsFile> =
+            parse_yaml(&path(CHANNELS_FILE), &src.channels, &env, &mut errors);
+
+        let channels = channels_file
+            .map(|f| build_channels(&path(CHANNELS_FILE), f, &mut errors))
+            .unwrap_or_default();
+        let (templates, template_meta) = templates_file
+            .map(|f| build_templates(&path(TEMPLATES_FILE), f, &channels, &mut errors))
+            .unwrap_or_default();
+        let (rules, alert_labels) = rules_file
+            .map(|f| {
+                check_rules(&path(RULES_FILE), &f.rules, &channels, &template_meta, &mut errors);
+                (RuleSet::new(f.rules), f.alerts.labels)
+            })
+            .unwrap_or_default();
+
+        match (errors.is_empty(), templates) {
+            (true, Some(templates)) => Ok(Config {
+                rules,
+                channels,
+                templates,
+                template_meta,
+                alert_labels,
+            }),
+            _ => Err(ConfigErrors(errors)),
+        }
+    }
+}
+
+fn parse_yaml<T: for<'de> Deserialize<'de>>(
+    file: &str,
+    text: &str,
+    env: &impl Fn(&str) -> Option<String>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    let err = |message: String| ConfigError {
+        file: file.to_string(),
+        item: None,
+        field: None,
+        message,
+    };
+    let text = substitute(text, env)
+        .map_err(|e| errors.push(err(e.to_string())))
+        .ok()?;
+    serde_norway::from_str(&text)
+        .map_err(|e| errors.push(err(e.to_string())))
+        .ok()
+}
+
+fn build_channels(file: &str, f: ChannelsFile, errors: &mut Vec<ConfigError>) -> Channels {
+    let mut seen = HashSet::new();
+    let mut channels = Vec::new();
+    for spec in f.channels {
+        let name = spec.name.clone();
+        if !seen.insert(name.clone()) {
+            errors.push(item_error(file, "channel", &name, "name", "is defined twice"));
+            continue;
+        }
+        match Channel::from_spec(spec) {
+            Ok(c) => channels.push(c),
+            Err((field, message)) => errors.push(item_error(file, "channel", &name, field, &message)),
+        }
+    }
+    Channels::new(channels)
+}
+
+fn build_templates(
+    file: &str,
+    f: TemplatesFile,
+    channels: &Channels,
+    errors: &mut Vec<ConfigError>,
+) -> (Option<Templates>, HashMap<String, TemplateMeta>) {
+    let mut meta = HashMap::new();
+    let mut sources = Vec::new();
+    for t in f.templates {
+        if meta.contains_key(&t.name) {
+            errors.push(item_error(file, "template", &t.name, "type", "is defined twice"));
+            continue;
+        }
+        if !channels.contains(&t.channel) {
+            let msg = format!("unknown channel {:?}", t.channel);
+            errors.push(item_error(file, "template", &t.name, "channel", &msg));
+        }
+        meta.insert(
+            t.name.clone(),
+            TemplateMeta {
+                channel: t.channel,
+                private: t.private,
+            },
+        );
+        sources.push(TemplateSource {
+            name: t.name,
+            subject: t.subject,
+            text: t.text,
+        });
+    }
+    match Templates::compile(&sources) {
+        Ok(t) => (Some(t), meta),
+        Err(e) => {
+            errors.push(ConfigError {
+                file: file.to_string(),
+                item: None,
+                field: None,
+                message: e.to_string(),
+            });
+            (None, meta)
+        }
+    }
+}
+
+fn check_rules(
+    file: &str,
+    rules: &[Rule],
+    channels: &Channels,
+    templates: &HashMap<String, TemplateMeta>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let mut seen = HashSet::new();
+    for rule in rules {
+        let name = &rule.notification_type;
+        let mut push = |field: &str, msg: String| errors.push(item_error(file, "rule", name, field, &msg));
+        if !seen.insert(name.clone()) {
+            push("notification_type", "is defined twice".into());
+        }
+        if let Err(e) = crate::event::validate_event_type(&rule.event_type) {
+            push("event_type", e.message);
+        }
+        if !channels.contains(&rule.channel) {
+            push("channel", format!("unknown channel {:?}", rule.channel));
+        }
+        if !templates.contains_key(&rule.template) {
+            push("template", format!("unknown template {:?}", rule.template));
+        }
+    }
+}
+
+fn item_error(file: &str, kind: &str, name: &str, field: &str, message: &str) -> ConfigError {
+    ConfigError {
+        file: file.to_string(),
+        item: Some(format!("{kind} {name}")),
+        field: Some(field.to_string()),
+        message: message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(rules: &str) -> ConfigSources {
+        ConfigSources {
+            dir: "config".into(),
+            rules: rules.into(),
+            templates: "templates:\n  - {type: A, channel: email, subject: 'Hi {{ user.email }}', text: 'x'}\n".into(),
+            channels: "channels:\n  - {name: email, url: '${PROVIDER:-http://127.0.0.1:5000}/email'}\n".into(),
+        }
+    }
+
+    #[test]
+    fn a_valid_directory_loads_with_environment_defaults() {
+        let cfg = Config::from_sources(
+            &sources("rules:\n  - {notification_type: A, event_type: x, recipients: subject, channel: email, template: A}\n"),
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(cfg.rules.all().len(), 1);
+        assert_eq!(
+            cfg.channels.get("email").unwrap().url.as_deref(),
+            Some("http://127.0.0.1:5000/email")
+        );
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_file_rule_and_field() {
+        let errs = Config::from_sources(
+            &sources("rules:\n  - {notification_type: A, event_type: x, recipients: subject, channel: fax, template: B}\n"),
+            |_| None,
+        )
+        .unwrap_err();
+        let lines: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "config/rules.yml: rule A: field channel: unknown channel \"fax\"",
+                "config/rules.yml: rule A: field template: unknown template \"B\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_yaml_error_names_the_file_and_line() {
+        let errs = Config::from_sources(&sources("rules:\n  - {notification_type: A, bogus: 1}\n"), |_| None)
+            .unwrap_err();
+        let msg = errs.to_string();
+        assert!(msg.contains("config/rules.yml") && msg.contains("bogus"), "{msg}");
+    }
+}

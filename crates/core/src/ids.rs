@@ -1,0 +1,44 @@
+//! Identifier rules. People, topics and client event ids travel in URL paths and
+//! log lines, so they are bounded (128 characters, SPEC 3) and may not hold control
+//! characters or `/`, which would make a path ambiguous.
+
+use crate::event::FieldError;
+
+/// The longest id Herald accepts, in characters.
+pub const MAX_ID_CHARS: usize = 128;
+
+/// Checks an id given in field `field`; the error names the field.
+pub fn validate_id(field: &str, id: &str) -> Result<(), FieldError> {
+    if id.is_empty() {
+        return Err(FieldError::invalid(field, "must not be empty"));
+    }
+    if id.chars().count() > MAX_ID_CHARS {
+        return Err(FieldError::invalid(field, "must be at most 128 characters"));
+    }
+    if id.chars().any(|c| c.is_control() || c == '/') {
+        return Err(FieldError::invalid(
+            field,
+            "must not contain control characters or '/'",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_of_128_characters_is_accepted_and_129_is_not() {
+        assert!(validate_id("user_id", &"é".repeat(128)).is_ok());
+        let err = validate_id("user_id", &"a".repeat(129)).unwrap_err();
+        assert_eq!(err.field, "user_id");
+    }
+
+    #[test]
+    fn ids_with_slashes_or_control_characters_are_refused() {
+        for bad in ["a/b", "a\nb", "", "\u{0}"] {
+            assert!(validate_id("topic", bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Herald's pure domain. Nothing here does I/O: the adapters (`herald-store`,
+//! `herald-queue`) and the binaries call into these types and functions.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`ids`] | identifier rules shared by people, topics and events |
+//! | [`event`] | parsing and validating ingested events (SPEC 3.1) |
+//! | [`alert`] | shop alerts and how they become events (SPEC 3.2) |
+//! | [`severity`] | notification severity and a person's preference level |
+//! | [`rules`] | notification rules from `rules.yml` and which ones an event triggers |
+//! | [`channels`] | delivery channels from `channels.yml` |
+//! | [`config`] | loading and validating the whole `config/` directory |
+//! | [`template`] | rendering notification text with minijinja |
+//! | [`payload`] | the JSON body every delivery POSTs |
+//! | [`retry`] | retry schedule and the classification of an HTTP attempt |
+//! | [`signing`] | Standard Webhooks signatures |
+//! | [`targets`] | which webhook addresses a person may point Herald at |
+//! | [`envsubst`], [`duration`] | small parsers the config relies on |
+
+pub mod alert;
+pub mod channels;
+pub mod config;
+pub mod duration;
+pub mod envsubst;
+pub mod event;
+pub mod ids;
+pub mod payload;
+pub mod retry;
+pub mod rules;
+pub mod severity;
+pub mod signing;
+pub mod targets;
+pub mod template;

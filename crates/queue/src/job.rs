@@ -1,0 +1,85 @@
+//! The jobs that travel on the queues, serialized as JSON in the stream entry's `job`
+//! field.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Which stream a job travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueName {
+    Critical,
+    Default,
+}
+
+impl QueueName {
+    pub const ALL: [QueueName; 2] = [QueueName::Critical, QueueName::Default];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueName::Critical => "critical",
+            QueueName::Default => "default",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<QueueName> {
+        match s {
+            "critical" => Some(QueueName::Critical),
+            "default" => Some(QueueName::Default),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Turn an event into notification rows. Fan-out to large sets continues in
+    /// further `Route` jobs naming the rule and the last recipient handled.
+    Route {
+        event_id: Uuid,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+    },
+    /// Try to deliver one notification.
+    Deliver { notification_id: Uuid },
+}
+
+impl Job {
+    pub fn route(event_id: Uuid) -> Job {
+        Job::Route {
+            event_id,
+            rule: None,
+            after: None,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // A Job is plain data (ids and strings); serializing it cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_round_trip_through_json() {
+        let jobs = [
+            Job::route(Uuid::now_v7()),
+            Job::Route { event_id: Uuid::nil(), rule: Some("R".into()), after: Some("u_9".into()) },
+            Job::Deliver { notification_id: Uuid::now_v7() },
+        ];
+        for job in jobs {
+            let back: Job = serde_json::from_str(&job.to_json()).unwrap();
+            assert_eq!(back, job);
+        }
+        assert_eq!(
+            Job::route(Uuid::nil()).to_json(),
+            r#"{"kind":"route","event_id":"00000000-0000-0000-0000-000000000000"}"#
+        );
+    }
+}

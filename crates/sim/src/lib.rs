@@ -1,0 +1,12 @@
+//! Herald's tooling, behind the `herald-sim` binary.
+//!
+//! - [`sink`]: a third-party webhook receiver with tunable failure and latency that
+//!   records everything it is sent, so tests and benchmarks can point Herald's
+//!   `HERALD_PROVIDER_URL` at it and read back what was delivered.
+//! - [`signature`]: Standard Webhooks verification, used by the sink.
+//!
+//! The binary only parses arguments and dispatches; each subcommand is a library
+//! `run` so tests can drive it in-process.
+
+pub mod signature;
+pub mod sink;

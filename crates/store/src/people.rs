@@ -1,0 +1,268 @@
+//! People, their preference level and per-channel switches, topics and memberships.
+//! The worker reads [`Person`] rows to decide who gets what; the api writes them.
+
+use crate::pool::{Conn, StoreError};
+use crate::schema::{topic_members, topics, users};
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Jsonb, Nullable, Text};
+use diesel::upsert::excluded;
+use diesel::PgJsonbExpressionMethods;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde_json::Value;
+
+/// A person as routing and delivery need them.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = users)]
+pub struct Person {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub timezone: String,
+    pub traits: Value,
+    pub level: String,
+    pub channels: Value,
+    pub webhook_url: Option<String>,
+}
+
+impl Person {
+    /// Whether the person switched `channel` off; a channel not mentioned is on.
+    pub fn channel_enabled(&self, channel: &str) -> bool {
+        self.channels.get(channel).and_then(Value::as_bool).unwrap_or(true)
+    }
+}
+
+/// Fields of `PUT /api/v1/users/{id}`: those given are merged, the rest kept.
+#[derive(Debug, Clone, Default)]
+pub struct PersonPatch {
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub timezone: Option<String>,
+    pub traits: Option<Value>,
+    pub level: Option<String>,
+    pub channels: Option<Value>,
+    /// `Some("")` clears the webhook.
+    pub webhook_url: Option<String>,
+    /// Replaces the memberships when given; unknown topics are created.
+    pub topics: Option<Vec<String>>,
+}
+
+#[derive(QueryableByName)]
+struct Created {
+    #[diesel(sql_type = Bool)]
+    created: bool,
+}
+
+/// Creates or updates a person; returns whether it was created.
+pub async fn upsert(conn: &mut Conn, user_id: &str, patch: &PersonPatch) -> Result<bool, StoreError> {
+    let (user_id, patch) = (user_id.to_string(), patch.clone());
+    conn.transaction(async move |conn| {
+        let created = diesel::sql_query(
+            "INSERT INTO users (user_id, email, phone, timezone, traits, level, channels, webhook_url)
+             VALUES ($1, $2, $3, COALESCE($4, 'UTC'), COALESCE($5, '{}'), COALESCE($6, 'standard'),
+                     COALESCE($7, '{}'), NULLIF($8, ''))
+             ON CONFLICT (user_id) DO UPDATE SET
+               email = COALESCE($2, users.email),
+               phone = COALESCE($3, users.phone),
+               timezone = COALESCE($4, users.timezone),
+               traits = users.traits || COALESCE($5, '{}'),
+               level = COALESCE($6, users.level),
+               channels = users.channels || COALESCE($7, '{}'),
+               webhook_url = CASE WHEN $8 IS NULL THEN users.webhook_url ELSE NULLIF($8, '') END,
+               updated_at = now()
+             RETURNING (xmax = 0) AS created",
+        )
+        .bind::<Text, _>(&user_id)
+        .bind::<Nullable<Text>, _>(&patch.email)
+        .bind::<Nullable<Text>, _>(&patch.phone)
+        .bind::<Nullable<Text>, _>(&patch.timezone)
+        .bind::<Nullable<Jsonb>, _>(&patch.traits)
+        .bind::<Nullable<Text>, _>(&patch.level)
+        .bind::<Nullable<Jsonb>, _>(&patch.channels)
+        .bind::<Nullable<Text>, _>(&patch.webhook_url)
+        .get_result::<Created>(conn)
+        .await?
+        .created;
+        if let Some(wanted) = &patch.topics {
+            replace_memberships(conn, &user_id, wanted).await?;
+        }
+        Ok::<_, StoreError>(created)
+    })
+    .await
+}
+
+async fn replace_memberships(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user_id: &str,
+    wanted: &[String],
+) -> Result<(), StoreError> {
+    let new_topics: Vec<_> = wanted.iter().map(|t| topics::topic.eq(t)).collect();
+    if !new_topics.is_empty() {
+        diesel::insert_into(topics::table)
+            .values(&new_topics)
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+    }
+    diesel::delete(
+        topic_members::table
+            .filter(topic_members::user_id.eq(user_id))
+            .filter(topic_members::topic.ne_all(wanted)),
+    )
+    .execute(conn)
+    .await?;
+    let rows: Vec<_> = wanted
+        .iter()
+        .map(|t| (topic_members::topic.eq(t), topic_members::user_id.eq(user_id)))
+        .collect();
+    if !rows.is_empty() {
+        diesel::insert_into(topic_members::table)
+            .values(&rows)
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn find(conn: &mut Conn, user_id: &str) -> Result<Option<Person>, StoreError> {
+    Ok(users::table
+        .find(user_id)
+        .select(Person::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// The topics a person belongs to, sorted.
+pub async fn topics_of(conn: &mut Conn, user_id: &str) -> Result<Vec<String>, StoreError> {
+    Ok(topic_members::table
+        .filter(topic_members::user_id.eq(user_id))
+        .select(topic_members::topic)
+        .order(topic_members::topic)
+        .load(conn)
+        .await?)
+}
+
+/// Sets a person's level; false when the person does not exist.
+pub async fn set_level(conn: &mut Conn, user_id: &str, level: &str) -> Result<bool, StoreError> {
+    let n = diesel::update(users::table.find(user_id))
+        .set((users::level.eq(level), users::updated_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+/// Creates the person an event is about if unknown, merging the event's traits into
+/// theirs, and returns them.
+pub async fn ensure_subject(conn: &mut Conn, user_id: &str, traits: &Value) -> Result<Person, StoreError> {
+    let empty = traits.as_object().is_none_or(|o| o.is_empty());
+    let insert = diesel::insert_into(users::table)
+        .values((users::user_id.eq(user_id), users::traits.eq(traits)));
+    if empty {
+        insert.on_conflict_do_nothing().execute(conn).await?;
+        return find(conn, user_id).await?.ok_or(StoreError::NotFound);
+    }
+    Ok(insert
+        .on_conflict(users::user_id)
+        .do_update()
+        .set((
+            users::traits.eq(users::traits.concat(excluded(users::traits))),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(Person::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+/// Creates a topic; returns whether it was new.
+pub async fn create_topic(conn: &mut Conn, topic: &str) -> Result<bool, StoreError> {
+    let n = diesel::insert_into(topics::table)
+        .values(topics::topic.eq(topic))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+pub async fn topic_exists(conn: &mut Conn, topic: &str) -> Result<bool, StoreError> {
+    Ok(diesel::select(diesel::dsl::exists(topics::table.find(topic)))
+        .get_result(conn)
+        .await?)
+}
+
+/// Adds a member; returns whether they were new. Both must exist (else NotFound).
+pub async fn add_member(conn: &mut Conn, topic: &str, user_id: &str) -> Result<bool, StoreError> {
+    let res = diesel::insert_into(topic_members::table)
+        .values((topic_members::topic.eq(topic), topic_members::user_id.eq(user_id)))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await;
+    match res {
+        Ok(n) => Ok(n == 1),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+            _,
+        )) => Err(StoreError::NotFound),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes a member; returns whether they were one.
+pub async fn remove_member(conn: &mut Conn, topic: &str, user_id: &str) -> Result<bool, StoreError> {
+    let n = diesel::delete(topic_members::table.find((topic, user_id)))
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+/// One page of a topic's member ids, ordered, after `after` (keyset pagination).
+pub async fn member_ids(
+    conn: &mut Conn,
+    topic: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    let mut q = topic_members::table
+        .filter(topic_members::topic.eq(topic))
+        .select(topic_members::user_id)
+        .order(topic_members::user_id)
+        .limit(limit)
+        .into_boxed();
+    if let Some(after) = after {
+        q = q.filter(topic_members::user_id.gt(after.to_string()));
+    }
+    Ok(q.load(conn).await?)
+}
+
+/// One page of a topic's members as routing needs them, ordered by user_id.
+pub async fn topic_people(
+    conn: &mut Conn,
+    topic: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Person>, StoreError> {
+    let mut q = users::table
+        .inner_join(topic_members::table)
+        .filter(topic_members::topic.eq(topic))
+        .select(Person::as_select())
+        .order(users::user_id)
+        .limit(limit)
+        .into_boxed();
+    if let Some(after) = after {
+        q = q.filter(users::user_id.gt(after.to_string()));
+    }
+    Ok(q.load(conn).await?)
+}
+
+/// One page of everyone, ordered by user_id.
+pub async fn everyone(conn: &mut Conn, after: Option<&str>, limit: i64) -> Result<Vec<Person>, StoreError> {
+    let mut q = users::table
+        .select(Person::as_select())
+        .order(users::user_id)
+        .limit(limit)
+        .into_boxed();
+    if let Some(after) = after {
+        q = q.filter(users::user_id.gt(after.to_string()));
+    }
+    Ok(q.load(conn).await?)
+}

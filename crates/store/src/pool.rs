@@ -1,0 +1,66 @@
+//! The connection pool (diesel-async over tokio-postgres: no libpq) and the one place
+//! database errors are classified, so the api can answer 503 when Postgres is down
+//! rather than 500.
+
+use diesel_async::pooled_connection::deadpool::{self, Object};
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::AsyncPgConnection;
+
+pub type Pool = deadpool::Pool<AsyncPgConnection>;
+pub type Conn = Object<AsyncPgConnection>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Postgres does not answer (refused, reset, pool timed out): retry later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Query(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::Error as E;
+        match e {
+            E::NotFound => StoreError::NotFound,
+            E::DatabaseError(diesel::result::DatabaseErrorKind::ClosedConnection, info) => {
+                StoreError::Unavailable(info.message().to_string())
+            }
+            E::BrokenTransactionManager => StoreError::Unavailable(e.to_string()),
+            other => StoreError::Query(other),
+        }
+    }
+}
+
+impl From<deadpool::PoolError> for StoreError {
+    fn from(e: deadpool::PoolError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Builds a pool of at most `max_size` connections. Connections are opened lazily;
+/// a wait for a free one is bounded so a dead database turns into errors, not hangs.
+pub fn connect(database_url: &str, max_size: usize) -> Result<Pool, StoreError> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    Pool::builder(manager)
+        .max_size(max_size)
+        .wait_timeout(Some(std::time::Duration::from_secs(5)))
+        .create_timeout(Some(std::time::Duration::from_secs(5)))
+        .recycle_timeout(Some(std::time::Duration::from_secs(5)))
+        .runtime(::deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
+/// Takes a connection from the pool.
+pub async fn get(pool: &Pool) -> Result<Conn, StoreError> {
+    Ok(pool.get().await?)
+}

@@ -1,0 +1,111 @@
+//! Diesel's view of the tables in `migrations/`. Kept by hand, in step with the SQL.
+
+diesel::table! {
+    users (user_id) {
+        user_id -> Text,
+        email -> Nullable<Text>,
+        phone -> Nullable<Text>,
+        timezone -> Text,
+        traits -> Jsonb,
+        level -> Text,
+        channels -> Jsonb,
+        webhook_url -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    topics (topic) {
+        topic -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    topic_members (topic, user_id) {
+        topic -> Text,
+        user_id -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    subscriptions (user_id, event_type) {
+        user_id -> Text,
+        event_type -> Text,
+        enabled -> Bool,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> Uuid,
+        event_type -> Text,
+        user_id -> Nullable<Text>,
+        topic -> Nullable<Text>,
+        event_timestamp -> Timestamptz,
+        received_at -> Timestamptz,
+        properties -> Jsonb,
+        user_traits -> Jsonb,
+        status -> Text,
+        routed_at -> Nullable<Timestamptz>,
+        idempotency_key -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> Uuid,
+        event_id -> Uuid,
+        user_id -> Nullable<Text>,
+        notification_type -> Text,
+        channel -> Text,
+        status -> Text,
+        suppression_reason -> Nullable<Text>,
+        severity -> Text,
+        private -> Bool,
+        subject -> Nullable<Text>,
+        text -> Text,
+        created_at -> Timestamptz,
+        due_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
+        delivered_at -> Nullable<Timestamptz>,
+        opened_at -> Nullable<Timestamptz>,
+        read_at -> Nullable<Timestamptz>,
+        attempts -> Int4,
+        last_error -> Nullable<Text>,
+        bundle_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    delivery_attempts (id) {
+        id -> Int8,
+        notification_id -> Uuid,
+        attempt -> Int4,
+        started_at -> Timestamptz,
+        duration_ms -> Int4,
+        http_status -> Nullable<Int4>,
+        error -> Nullable<Text>,
+        outcome -> Text,
+    }
+}
+
+diesel::joinable!(topic_members -> topics (topic));
+diesel::joinable!(topic_members -> users (user_id));
+diesel::joinable!(subscriptions -> users (user_id));
+diesel::joinable!(notifications -> events (event_id));
+diesel::joinable!(notifications -> users (user_id));
+diesel::joinable!(delivery_attempts -> notifications (notification_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    topics,
+    topic_members,
+    subscriptions,
+    events,
+    notifications,
+    delivery_attempts,
+);
