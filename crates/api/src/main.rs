@@ -1,1 +1,112 @@
-fn main() {}
+//! `herald-api`: parse arguments, set up logging, then serve, migrate or check config.
+
+use clap::{Parser, Subcommand};
+use herald_api::Settings;
+use herald_core::config::Config;
+use herald_core::targets::AllowedTargets;
+use std::path::PathBuf;
+
+/// Herald's HTTP API: validates, stores and enqueues events; serves queries.
+#[derive(Parser, Debug)]
+#[command(name = "herald-api", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Address to listen on.
+    #[arg(long, env = "HERALD_BIND", default_value = "127.0.0.1:8000")]
+    bind: String,
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/herald")]
+    database_url: String,
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Prefix of every Redis key Herald uses.
+    #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald:")]
+    redis_prefix: String,
+    #[arg(long, env = "HERALD_CONFIG_DIR", default_value = "config")]
+    config_dir: PathBuf,
+    /// Comma-separated API keys; when empty, no key is required (development only).
+    #[arg(long, env = "HERALD_API_KEYS", default_value = "", hide_env_values = true)]
+    api_keys: String,
+    /// CIDRs people's webhooks may reach although private or loopback.
+    #[arg(long, env = "HERALD_ALLOWED_TARGETS", default_value = "", value_parser = AllowedTargets::parse)]
+    allowed_targets: AllowedTargets,
+    /// Database connections in the pool.
+    #[arg(long, env = "HERALD_DB_POOL_SIZE", default_value_t = 16)]
+    db_pool_size: usize,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Validate config/ and exit: 0 when valid, else every problem is listed.
+    CheckConfig,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match cli.command {
+        Some(Command::CheckConfig) => check_config(&cli.config_dir),
+        Some(Command::Migrate) => {
+            let n = herald_store::migrate::run(&cli.database_url).await?;
+            println!("applied {n} migration(s)");
+            Ok(())
+        }
+        Some(Command::Serve) | None => serve(cli).await,
+    }
+}
+
+fn check_config(dir: &std::path::Path) -> anyhow::Result<()> {
+    match Config::load_dir(dir) {
+        Ok(cfg) => {
+            println!(
+                "{}: ok ({} rules, {} templates)",
+                dir.display(),
+                cfg.rules.all().len(),
+                cfg.template_meta.len()
+            );
+            Ok(())
+        }
+        Err(errors) => {
+            eprint!("{errors}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn serve(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings {
+        database_url: cli.database_url,
+        redis_url: cli.redis_url,
+        redis_prefix: cli.redis_prefix,
+        config_dir: cli.config_dir,
+        api_keys: cli
+            .api_keys
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(String::from)
+            .collect(),
+        allowed_targets: cli.allowed_targets,
+        db_pool_size: cli.db_pool_size,
+    };
+    if settings.api_keys.is_empty() {
+        tracing::warn!("HERALD_API_KEYS is empty: the API accepts requests without a key");
+    }
+    let state = herald_api::build_state(&settings).await.map_err(|e| {
+        eprintln!("herald-api cannot start: {e:#}");
+        e
+    })?;
+    let listener = std::net::TcpListener::bind(&cli.bind)?;
+    tracing::info!(bind = %cli.bind, "herald-api listening");
+    herald_api::run(state, listener)?.await?;
+    Ok(())
+}

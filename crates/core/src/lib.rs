@@ -7,6 +7,7 @@
 //! | [`event`] | parsing and validating ingested events (SPEC 3.1) |
 //! | [`alert`] | shop alerts and how they become events (SPEC 3.2) |
 //! | [`severity`] | notification severity and a person's preference level |
+//! | [`preferences`] | whether a recipient gets a notification or a suppressed row |
 //! | [`rules`] | notification rules from `rules.yml` and which ones an event triggers |
 //! | [`channels`] | delivery channels from `channels.yml` |
 //! | [`config`] | loading and validating the whole `config/` directory |
@@ -25,6 +26,7 @@ pub mod envsubst;
 pub mod event;
 pub mod ids;
 pub mod payload;
+pub mod preferences;
 pub mod retry;
 pub mod rules;
 pub mod severity;

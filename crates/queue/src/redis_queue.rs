@@ -169,19 +169,22 @@ impl Queue {
         Ok(moved)
     }
 
-    /// Reads up to `count` new jobs for `consumer`: critical first without waiting,
-    /// then both streams, blocking up to `block`.
+    /// Reads up to `count` new jobs for `consumer` from `queues` (in priority order):
+    /// the first queue without waiting, then all of them, blocking up to `block`.
     pub async fn read(
         &self,
         consumer: &str,
+        queues: &[QueueName],
         count: usize,
         block: Duration,
     ) -> Result<Vec<Received>, QueueError> {
-        let critical = self.read_streams(consumer, count, None, &[QueueName::Critical]).await?;
-        if !critical.is_empty() {
-            return Ok(critical);
+        if queues.len() > 1 {
+            let first = self.read_streams(consumer, count, None, &queues[..1]).await?;
+            if !first.is_empty() {
+                return Ok(first);
+            }
         }
-        self.read_streams(consumer, count, Some(block), &QueueName::ALL).await
+        self.read_streams(consumer, count, Some(block), queues).await
     }
 
     async fn read_streams(

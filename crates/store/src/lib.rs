@@ -8,6 +8,7 @@
 //! | [`migrate`] | embedded migrations, applied under an advisory lock |
 //! | [`events`] | storing accepted events (one multi-row insert), the outbox scan |
 //! | [`people`] | users, preference levels, topics and memberships |
+//! | [`stats`] | aggregates for health and metrics |
 //! | [`notifications`] | notification rows: fan-out inserts, delivery state, attempts |
 //! | [`testing`] | a throw-away database per test (feature `testing`) |
 
@@ -17,6 +18,7 @@ pub mod notifications;
 pub mod people;
 pub mod pool;
 pub mod schema;
+pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -11,7 +11,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
 /// An arbitrary constant naming Herald's migration lock ("herald" in ASCII).
-const MIGRATION_LOCK_KEY: i64 = 0x68_65_72_61_6c_64;
+const MIGRATION_LOCK_KEY: i64 = 0x6865_7261_6c64;
 
 /// Applies pending migrations under the advisory lock; returns how many ran.
 pub async fn run(database_url: &str) -> anyhow::Result<usize> {

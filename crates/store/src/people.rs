@@ -266,3 +266,55 @@ pub async fn everyone(conn: &mut Conn, after: Option<&str>, limit: i64) -> Resul
     }
     Ok(q.load(conn).await?)
 }
+
+/// One page of the people with an enabled subscription to `event_type` (members of
+/// `topic` when given), ordered by user_id.
+pub async fn subscribers(
+    conn: &mut Conn,
+    event_type: &str,
+    topic: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Person>, StoreError> {
+    use crate::schema::subscriptions;
+    let mut q = users::table
+        .inner_join(subscriptions::table)
+        .filter(subscriptions::event_type.eq(event_type.to_string()))
+        .filter(subscriptions::enabled.eq(true))
+        .select(Person::as_select())
+        .order(users::user_id)
+        .limit(limit)
+        .into_boxed();
+    if let Some(topic) = topic {
+        q = q.filter(diesel::dsl::exists(
+            topic_members::table
+                .filter(topic_members::user_id.eq(users::user_id))
+                .filter(topic_members::topic.eq(topic.to_string())),
+        ));
+    }
+    if let Some(after) = after {
+        q = q.filter(users::user_id.gt(after.to_string()));
+    }
+    Ok(q.load(conn).await?)
+}
+
+/// Which of `user_ids` disabled their subscription to `event_type`.
+pub async fn disabled_subscriptions(
+    conn: &mut Conn,
+    event_type: &str,
+    user_ids: &[&str],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    use crate::schema::subscriptions;
+    if user_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    Ok(subscriptions::table
+        .filter(subscriptions::event_type.eq(event_type))
+        .filter(subscriptions::enabled.eq(false))
+        .filter(subscriptions::user_id.eq_any(user_ids))
+        .select(subscriptions::user_id)
+        .load::<String>(conn)
+        .await?
+        .into_iter()
+        .collect())
+}

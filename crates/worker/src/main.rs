@@ -1,1 +1,99 @@
-fn main() {}
+//! `herald-worker`: parse arguments, set up logging, run until SIGTERM or Ctrl-C.
+
+use clap::Parser;
+use herald_core::duration::parse_duration;
+use herald_core::targets::AllowedTargets;
+use herald_queue::QueueName;
+use herald_worker::Settings;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Herald's queue worker: routes events to notifications, delivers them, retries.
+/// Run as many as you like; they share the work through Redis.
+#[derive(Parser, Debug)]
+#[command(name = "herald-worker", version)]
+struct Cli {
+    /// Queues to serve, highest priority first.
+    #[arg(long, value_delimiter = ',', default_value = "critical,default", value_parser = parse_queue)]
+    queues: Vec<QueueName>,
+    /// Jobs handled at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    concurrency: u16,
+    /// How long a job may go unacknowledged before another worker takes it over.
+    /// Must exceed the longest channel timeout plus margin.
+    #[arg(long, env = "HERALD_VISIBILITY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    visibility_timeout: Duration,
+    /// How often the recovery sweep rebuilds lost work from Postgres.
+    #[arg(long, env = "HERALD_SWEEP_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    sweep_interval: Duration,
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/herald")]
+    database_url: String,
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Prefix of every Redis key Herald uses.
+    #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald:")]
+    redis_prefix: String,
+    #[arg(long, env = "HERALD_CONFIG_DIR", default_value = "config")]
+    config_dir: PathBuf,
+    /// CIDRs people's webhooks may reach although private or loopback.
+    #[arg(long, env = "HERALD_ALLOWED_TARGETS", default_value = "", value_parser = AllowedTargets::parse)]
+    allowed_targets: AllowedTargets,
+}
+
+fn parse_queue(s: &str) -> Result<QueueName, String> {
+    QueueName::parse(s).ok_or_else(|| format!("unknown queue {s:?}: expected critical or default"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let settings = Settings {
+        database_url: cli.database_url,
+        redis_url: cli.redis_url,
+        redis_prefix: cli.redis_prefix,
+        config_dir: cli.config_dir,
+        queues: cli.queues,
+        concurrency: usize::from(cli.concurrency),
+        visibility_timeout: cli.visibility_timeout,
+        sweep_interval: cli.sweep_interval,
+        allowed_targets: cli.allowed_targets,
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    herald_worker::run(settings, shutdown).await.map_err(|e| {
+        tracing::error!(error = %format!("{e:#}"), "worker stopped with an error");
+        e
+    })
+}
+
+/// SIGTERM or Ctrl-C starts a graceful stop: no new jobs, in-flight ones finish.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("stopping: draining in-flight jobs");
+    shutdown.cancel();
+}

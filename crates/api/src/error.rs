@@ -1,0 +1,124 @@
+//! The one API error type. It owns the HTTP mapping: every error leaves as
+//! `{"error": {"code", "message", "details": [...]}}`; unexpected ones are logged in
+//! full and answered with an opaque 500.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use herald_core::event::FieldError;
+use herald_queue::QueueError;
+use herald_store::StoreError;
+use serde::Serialize;
+use serde_json::json;
+
+/// One invalid field, for 422 details.
+#[derive(Debug, Clone, Serialize)]
+pub struct Detail {
+    pub field: String,
+    pub message: String,
+}
+
+impl From<&FieldError> for Detail {
+    fn from(e: &FieldError) -> Self {
+        Detail { field: e.field.clone(), message: e.to_string() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or invalid API key: send Authorization: Bearer <key>")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{message}")]
+    Invalid { message: String, details: Vec<Detail> },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 422 naming one field.
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> ApiError {
+        let message = message.into();
+        ApiError::Invalid {
+            message: format!("invalid field {field}: {message}"),
+            details: vec![Detail { field: field.into(), message }],
+        }
+    }
+
+    pub fn invalid_fields(errors: &[FieldError]) -> ApiError {
+        let message = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        ApiError::Invalid { message, details: errors.iter().map(Detail::from).collect() }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "invalid_request",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::TooLarge(_) => "payload_too_large",
+            ApiError::Invalid { .. } => "invalid_request",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let message = match self {
+            ApiError::Internal(e) => {
+                tracing::error!(error = %format!("{e:#}"), "internal error");
+                "internal error".to_string()
+            }
+            other => other.to_string(),
+        };
+        let details = match self {
+            ApiError::Invalid { details, .. } => json!(details),
+            _ => json!([]),
+        };
+        let mut resp = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unavailable(_)) {
+            resp.insert_header(("Retry-After", "5"));
+        }
+        resp.json(json!({"error": {"code": self.code(), "message": message, "details": details}}))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => ApiError::Unavailable(format!("the database is unavailable: {m}")),
+            StoreError::NotFound => ApiError::NotFound("not found".into()),
+            StoreError::Query(q) => ApiError::Internal(anyhow::Error::new(q)),
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+/// JSON errors for actix's own extractors (bad path or query parameters).
+pub fn extractor_error(err: impl std::fmt::Display) -> actix_web::Error {
+    ApiError::BadRequest(err.to_string()).into()
+}

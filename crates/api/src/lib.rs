@@ -1,0 +1,90 @@
+//! `herald-api`: the HTTP face of Herald. It validates, stores and enqueues; it never
+//! delivers (workers do).
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`routes`] | one file per resource, mounted by `routes::configure` |
+//! | [`ingest`] | the commit-then-enqueue path shared by events and alerts |
+//! | [`body`] | reading JSON bodies within the size limit |
+//! | [`auth`] | bearer-key middleware |
+//! | [`error`] | the JSON error type and its HTTP mapping |
+//! | [`metrics`] | Prometheus counters |
+//! | [`state`] | settings and shared state |
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod routes;
+pub mod state;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use error::{extractor_error, ApiError};
+pub use state::{AppState, Settings};
+use std::net::TcpListener;
+use std::sync::Arc;
+
+/// Loads config, migrates the database and connects to Redis. Redis being down is
+/// not fatal: ingestion still works and the workers' sweep catches up.
+pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
+    let config = herald_core::config::Config::load_dir(&settings.config_dir)?;
+    herald_store::migrate::run(&settings.database_url).await?;
+    let pool = herald_store::connect(&settings.database_url, settings.db_pool_size)?;
+    let queue = herald_queue::Queue::connect(&settings.redis_url, &settings.redis_prefix, 64)?;
+    if let Err(e) = queue.ensure_groups().await {
+        tracing::warn!(error = %e, "redis unavailable at start; events will wait in Postgres");
+    }
+    Ok(AppState {
+        inner: Arc::new(state::Inner {
+            config,
+            pool,
+            queue,
+            api_keys: settings.api_keys.clone(),
+            allowed_targets: settings.allowed_targets.clone(),
+            metrics: metrics::Metrics::new(),
+        }),
+    })
+}
+
+/// Starts serving on `listener`; the returned server runs until stopped.
+pub fn run(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PathConfig::default().error_handler(|e, _| extractor_error(e)))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| extractor_error(e)))
+            .wrap(from_fn(auth::require_key))
+            .wrap(from_fn(count_requests))
+            .configure(routes::configure)
+            .default_service(web::to(not_found))
+    })
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("no such route".into()))
+}
+
+async fn count_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let method = req.method().to_string();
+    let res = next.call(req).await;
+    if let Some(state) = state {
+        let status = match &res {
+            Ok(r) => r.status(),
+            Err(e) => e.as_response_error().status_code(),
+        };
+        state.metrics.requests.with_label_values(&[method.as_str(), status.as_str()]).inc();
+    }
+    res
+}

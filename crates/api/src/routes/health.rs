@@ -1,0 +1,47 @@
+//! Liveness, readiness and metrics (SPEC 4).
+
+use crate::state::AppState;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+/// The process is up.
+pub async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Ready to accept events: Postgres must answer (503 otherwise). Without Redis the api
+/// still accepts events (they wait in Postgres), so that is only `degraded`.
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    if let Err(e) = ping_database(&state).await {
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "unavailable", "postgres": "down", "error": e.to_string()}));
+    }
+    match state.queue.ping().await {
+        Ok(()) => HttpResponse::Ok().json(json!({"status": "ok", "postgres": "up", "redis": "up"})),
+        Err(_) => HttpResponse::Ok().json(json!({"status": "degraded", "postgres": "up", "redis": "down"})),
+    }
+}
+
+/// Prometheus text: this process's counters plus the shared picture from Postgres
+/// (notifications by status over the last hour, delivery latency) and Redis (queue
+/// depths).
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let mut text = state.metrics.render_local();
+    if let Ok(mut conn) = herald_store::pool::get(&state.pool).await {
+        if let Ok(stats) = herald_store::stats::last_hour(&mut conn).await {
+            text.push_str(&stats.to_prometheus());
+        }
+    }
+    if let Ok(d) = state.queue.depths().await {
+        text.push_str("# HELP herald_queue_depth Jobs waiting per queue\n# TYPE herald_queue_depth gauge\n");
+        for (q, n) in [("critical", d.critical), ("default", d.default), ("delayed", d.delayed)] {
+            text.push_str(&format!("herald_queue_depth{{queue=\"{q}\"}} {n}\n"));
+        }
+    }
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
+}
+
+async fn ping_database(state: &AppState) -> Result<(), herald_store::StoreError> {
+    let mut conn = herald_store::pool::get(&state.pool).await?;
+    herald_store::stats::ping(&mut conn).await
+}

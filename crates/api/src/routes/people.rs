@@ -1,0 +1,185 @@
+//! People and their preferences (SPEC 4): `PUT/GET /api/v1/users/{id}`,
+//! `GET/PUT /api/v1/users/{id}/preferences` and seed 002's `PUT /preferences`.
+
+use crate::body::read_json;
+use crate::error::ApiError;
+use crate::state::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use herald_core::ids::validate_id;
+use herald_core::severity::Level;
+use herald_core::targets::check_webhook_url;
+use herald_store::people::{self, PersonPatch};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// The most topics one `PUT` may set.
+const MAX_TOPICS: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserIn {
+    email: Option<String>,
+    phone: Option<String>,
+    timezone: Option<String>,
+    traits: Option<Map<String, Value>>,
+    level: Option<String>,
+    channels: Option<Map<String, Value>>,
+    webhook_url: Option<String>,
+    topics: Option<Vec<String>>,
+}
+
+/// Parses a body into `T`, turning serde's message (which names the field) into a 422.
+fn parse_body<T: for<'de> Deserialize<'de>>(body: Value) -> Result<T, ApiError> {
+    serde_json::from_value(body).map_err(|e| ApiError::Invalid {
+        message: e.to_string(),
+        details: vec![crate::error::Detail { field: "body".into(), message: e.to_string() }],
+    })
+}
+
+fn path_id(field: &str, id: &str) -> Result<(), ApiError> {
+    validate_id(field, id).map_err(|e| ApiError::invalid_fields(&[e]))
+}
+
+fn parse_level(raw: &str) -> Result<Level, ApiError> {
+    raw.parse::<Level>().map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+fn check_channels(state: &AppState, channels: &Map<String, Value>) -> Result<(), ApiError> {
+    for (name, on) in channels {
+        if state.config.channels.get(name).is_none() {
+            return Err(ApiError::invalid_field("channels", format!("unknown channel {name:?}")));
+        }
+        if !on.is_boolean() {
+            return Err(ApiError::invalid_field("channels", format!("{name} must be true or false")));
+        }
+    }
+    Ok(())
+}
+
+/// Create or update a person: fields given are merged, `topics` replaces memberships.
+pub async fn put_user(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = path.into_inner();
+    path_id("user_id", &user_id)?;
+    let input: UserIn = parse_body(read_json(&req, payload).await?)?;
+    let level = input.level.as_deref().map(parse_level).transpose()?;
+    if let Some(tz) = &input.timezone {
+        tz.parse::<chrono_tz::Tz>()
+            .map_err(|_| ApiError::invalid_field("timezone", format!("{tz:?} is not an IANA time zone such as Europe/Paris")))?;
+    }
+    if let Some(url) = input.webhook_url.as_deref().filter(|u| !u.is_empty()) {
+        check_webhook_url(url, &state.allowed_targets)
+            .map_err(|e| ApiError::invalid_field("webhook_url", e.to_string()))?;
+    }
+    if let Some(topics) = &input.topics {
+        if topics.len() > MAX_TOPICS {
+            return Err(ApiError::invalid_field("topics", "at most 1000 topics"));
+        }
+        for t in topics {
+            validate_id("topics", t).map_err(|e| ApiError::invalid_fields(&[e]))?;
+        }
+    }
+    if let Some(channels) = &input.channels {
+        check_channels(&state, channels)?;
+    }
+    let patch = PersonPatch {
+        email: input.email,
+        phone: input.phone,
+        timezone: input.timezone,
+        traits: input.traits.map(Value::Object),
+        level: level.map(|l| l.as_str().to_string()),
+        channels: input.channels.map(Value::Object),
+        webhook_url: input.webhook_url,
+        topics: input.topics,
+    };
+    let mut conn = herald_store::pool::get(&state.pool).await?;
+    let created = people::upsert(&mut conn, &user_id, &patch).await?;
+    let body = user_json(&mut conn, &user_id).await?;
+    Ok(if created { HttpResponse::Created() } else { HttpResponse::Ok() }.json(body))
+}
+
+/// A person with their topics.
+pub async fn get_user(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let user_id = path.into_inner();
+    let mut conn = herald_store::pool::get(&state.pool).await?;
+    Ok(HttpResponse::Ok().json(user_json(&mut conn, &user_id).await?))
+}
+
+async fn user_json(conn: &mut herald_store::Conn, user_id: &str) -> Result<Value, ApiError> {
+    let person = people::find(conn, user_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown user {user_id:?}")))?;
+    let topics = people::topics_of(conn, user_id).await?;
+    let mut body = serde_json::to_value(&person).map_err(anyhow::Error::from)?;
+    body["topics"] = json!(topics);
+    Ok(body)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LevelIn {
+    user_id: String,
+    level: String,
+}
+
+/// Seed 002's preference route: set a person's level (CRITICAL or STANDARD).
+pub async fn put_preferences_seed(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let input: LevelIn = parse_body(read_json(&req, payload).await?)?;
+    let level = parse_level(&input.level)?;
+    let mut conn = herald_store::pool::get(&state.pool).await?;
+    if !people::set_level(&mut conn, &input.user_id, level.as_str()).await? {
+        return Err(ApiError::NotFound(format!("unknown user {:?}", input.user_id)));
+    }
+    Ok(HttpResponse::Ok().json(json!({"user_id": input.user_id, "level": level})))
+}
+
+/// A person's level and per-channel switches.
+pub async fn get_preferences(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let user_id = path.into_inner();
+    let mut conn = herald_store::pool::get(&state.pool).await?;
+    let person = people::find(&mut conn, &user_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown user {user_id:?}")))?;
+    Ok(HttpResponse::Ok().json(json!({"level": person.level, "channels": person.channels})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreferencesIn {
+    level: Option<String>,
+    channels: Option<Map<String, Value>>,
+}
+
+/// Set a person's level and/or channel switches (merged).
+pub async fn put_preferences(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = path.into_inner();
+    let input: PreferencesIn = parse_body(read_json(&req, payload).await?)?;
+    let level = input.level.as_deref().map(parse_level).transpose()?;
+    if let Some(channels) = &input.channels {
+        check_channels(&state, channels)?;
+    }
+    let mut conn = herald_store::pool::get(&state.pool).await?;
+    if people::find(&mut conn, &user_id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("unknown user {user_id:?}")));
+    }
+    let patch = PersonPatch {
+        level: level.map(|l| l.as_str().to_string()),
+        channels: input.channels.map(Value::Object),
+        ..Default::default()
+    };
+    people::upsert(&mut conn, &user_id, &patch).await?;
+    get_preferences(state, web::Path::from(user_id)).await
+}

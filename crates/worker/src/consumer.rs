@@ -1,0 +1,97 @@
+//! The read loop. It reads as many jobs as there are free slots, runs each in its own
+//! task holding a semaphore permit (so at most `concurrency` run at once), and
+//! acknowledges a job only after its handler finished: a worker killed mid-job leaves
+//! it pending for another to reclaim. On shutdown it stops reading and waits for every
+//! permit to come back, i.e. for in-flight jobs to finish.
+
+use crate::context::Context;
+use crate::{delivery, routing};
+use herald_queue::{Job, Received};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// How long a read blocks when the queues are empty; bounds shutdown latency too.
+const READ_BLOCK: Duration = Duration::from_millis(1000);
+
+pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(ctx.settings.concurrency));
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        // Wait for at least one free slot before reading, so jobs are never read
+        // (and their visibility clock started) without capacity to run them.
+        let first = tokio::select! {
+            p = slots.clone().acquire_owned() => p,
+            _ = shutdown.cancelled() => break,
+        };
+        let Ok(first) = first else { break };
+        let want = 1 + slots.available_permits().min(99);
+        let read = tokio::select! {
+            r = ctx.queue.read(&ctx.worker_id, &ctx.settings.queues, want, READ_BLOCK) => r,
+            _ = shutdown.cancelled() => break,
+        };
+        let jobs = match read {
+            Ok(jobs) => {
+                failures = 0;
+                jobs
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %e, "reading the queue failed; retrying");
+                drop(first);
+                tokio::time::sleep(backoff(failures)).await;
+                continue;
+            }
+        };
+        let mut first = Some(first);
+        for job in jobs {
+            let permit = match first.take() {
+                Some(p) => p,
+                None => match slots.clone().acquire_owned().await {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                handle(&ctx, job).await;
+                drop(permit);
+            });
+        }
+    }
+    // Drain: every permit back means every spawned job finished.
+    let _ = slots.acquire_many(ctx.settings.concurrency as u32).await;
+}
+
+/// Runs one received job and acknowledges it unless its handler asked for a retry
+/// through the stream (an infrastructure error: the job stays pending and is
+/// reclaimed after the visibility timeout).
+pub async fn handle(ctx: &Context, received: Received) {
+    let outcome = match &received.job {
+        None => {
+            tracing::error!(entry = %received.entry_id, "undecodable job dropped");
+            Ok(())
+        }
+        Some(Job::Route { event_id, rule, after }) => {
+            routing::route(ctx, *event_id, rule.as_deref(), after.as_deref()).await
+        }
+        Some(Job::Deliver { notification_id }) => delivery::deliver(ctx, *notification_id).await,
+    };
+    match outcome {
+        Ok(()) => {
+            if let Err(e) = ctx.queue.ack(received.queue, std::slice::from_ref(&received.entry_id)).await {
+                tracing::warn!(error = %e, "ack failed; the job may run again");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(job = ?received.job, error = %e,
+                "job failed; left pending for another try after the visibility timeout");
+        }
+    }
+}
+
+/// 100 ms doubling to 5 s: infrastructure outages are retried patiently.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(5))
+}

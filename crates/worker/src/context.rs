@@ -1,0 +1,77 @@
+//! What every job handler shares. Built once at start: config is parsed and HTTP
+//! clients are created here, never per job.
+
+use crate::http::Clients;
+use herald_core::config::Config;
+use herald_core::targets::AllowedTargets;
+use herald_queue::{Queue, QueueName};
+use herald_store::Pool;
+use std::time::Duration;
+
+/// How a worker runs; from the command line and environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub redis_url: String,
+    /// Key prefix in Redis (`herald:` by default; tests use their own).
+    pub redis_prefix: String,
+    pub config_dir: std::path::PathBuf,
+    /// Queues served, highest priority first.
+    pub queues: Vec<QueueName>,
+    /// Jobs handled at once.
+    pub concurrency: usize,
+    /// How long a job may stay unacknowledged before another worker takes it over.
+    /// Must exceed the longest channel timeout plus margin.
+    pub visibility_timeout: Duration,
+    /// How often the recovery sweep looks for work Redis lost.
+    pub sweep_interval: Duration,
+    pub allowed_targets: AllowedTargets,
+}
+
+pub struct Context {
+    pub settings: Settings,
+    pub config: Config,
+    pub pool: Pool,
+    pub queue: Queue,
+    pub clients: Clients,
+    /// This process's consumer name in the group; also its heartbeat key.
+    pub worker_id: String,
+}
+
+impl Context {
+    pub async fn build(settings: Settings) -> anyhow::Result<Context> {
+        let config = Config::load_dir(&settings.config_dir)?;
+        let longest = config.channels.max_timeout();
+        if settings.visibility_timeout <= longest + Duration::from_secs(5) {
+            tracing::warn!(?longest, visibility = ?settings.visibility_timeout,
+                "visibility timeout is not comfortably longer than the longest channel \
+                 timeout: slow deliveries may be duplicated by another worker");
+        }
+        herald_store::migrate::run(&settings.database_url).await?;
+        let pool = herald_store::connect(&settings.database_url, settings.concurrency.clamp(4, 32))?;
+        let queue = Queue::connect(&settings.redis_url, &settings.redis_prefix, settings.concurrency + 8)?;
+        let clients = Clients::new(settings.allowed_targets.clone())?;
+        let worker_id = format!(
+            "{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("0")
+        );
+        Ok(Context {
+            settings,
+            config,
+            pool,
+            queue,
+            clients,
+            worker_id,
+        })
+    }
+
+    /// The queue a notification or event of `severity` travels on.
+    pub fn queue_for(severity: &str) -> QueueName {
+        if severity == "critical" {
+            QueueName::Critical
+        } else {
+            QueueName::Default
+        }
+    }
+}

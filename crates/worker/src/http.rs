@@ -1,0 +1,175 @@
+//! Outbound HTTP. Two clients are built once and reused for every delivery
+//! (connection pooling is most of the speed of a webhook sender):
+//!
+//! * `trusted` posts to channel URLs from config, which are the operator's.
+//! * `guarded` posts to people's own `webhook_url`s. Its DNS resolver refuses names
+//!   that resolve to loopback, private, link-local or metadata addresses (unless
+//!   `HERALD_ALLOWED_TARGETS` allows them), and the connection uses exactly the
+//!   addresses it vetted, so a DNS answer cannot change between check and connect.
+//!
+//! Neither follows redirects (a redirect could lead anywhere), and only the first
+//! kilobyte of a response body is read, for the error text.
+
+use herald_core::signing::{sign, WebhookSecret};
+use herald_core::targets::{check_webhook_url, AllowedTargets};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How much of a failed response's body is kept as its error text.
+const ERROR_BODY_LIMIT: usize = 1024;
+/// The marker in a refused resolution's error, so the try counts as permanent.
+const FORBIDDEN: &str = "forbidden webhook target";
+
+/// Where a delivery goes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A channel URL from config.
+    Channel(String),
+    /// A person's own webhook URL: vetted.
+    Personal(String),
+}
+
+/// The result of one POST.
+#[derive(Debug, Clone, Default)]
+pub struct HttpResult {
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub retry_after: Option<Duration>,
+    /// The target is refused: retrying cannot help.
+    pub forbidden: bool,
+}
+
+pub struct Clients {
+    trusted: reqwest::Client,
+    guarded: reqwest::Client,
+    allowed: AllowedTargets,
+}
+
+impl Clients {
+    pub fn new(allowed: AllowedTargets) -> anyhow::Result<Clients> {
+        let builder = || {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
+                .pool_max_idle_per_host(256)
+                .tcp_nodelay(true)
+                .no_proxy()
+        };
+        Ok(Clients {
+            trusted: builder().build()?,
+            guarded: builder()
+                .dns_resolver(VettingResolver { allowed: Arc::new(allowed.clone()) })
+                .build()?,
+            allowed,
+        })
+    }
+
+    /// POSTs `body` with Standard Webhooks headers (signed when `secret` is given).
+    pub async fn post(
+        &self,
+        target: &Target,
+        body: Vec<u8>,
+        msg_id: &str,
+        secret: Option<&WebhookSecret>,
+        timeout: Duration,
+    ) -> HttpResult {
+        let (client, url) = match target {
+            Target::Channel(url) => (&self.trusted, url.as_str()),
+            Target::Personal(url) => {
+                if let Err(e) = check_webhook_url(url, &self.allowed) {
+                    return HttpResult {
+                        error: Some(format!("{FORBIDDEN}: {e}")),
+                        forbidden: true,
+                        ..Default::default()
+                    };
+                }
+                (&self.guarded, url.as_str())
+            }
+        };
+        let timestamp = chrono::Utc::now().timestamp();
+        let mut req = client
+            .post(url)
+            .timeout(timeout)
+            .header("content-type", "application/json")
+            .header("webhook-id", msg_id)
+            .header("webhook-timestamp", timestamp.to_string());
+        if let Some(secret) = secret {
+            req = req.header("webhook-signature", sign(secret, msg_id, timestamp, &body));
+        }
+        match req.body(body).send().await {
+            Ok(resp) => read_response(resp).await,
+            Err(e) => {
+                let text = error_chain(&e);
+                HttpResult {
+                    forbidden: text.contains(FORBIDDEN),
+                    error: Some(text),
+                    ..Default::default()
+                }
+            }
+        }
+    }
+}
+
+async fn read_response(mut resp: reqwest::Response) -> HttpResult {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| herald_core::retry::retry_after_delay(v, chrono::Utc::now()));
+    let error = if status.is_success() {
+        None
+    } else {
+        let mut body = Vec::new();
+        while body.len() < ERROR_BODY_LIMIT {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        body.truncate(ERROR_BODY_LIMIT);
+        Some(format!("HTTP {}: {}", status.as_u16(), String::from_utf8_lossy(&body)))
+    };
+    HttpResult {
+        status: Some(status.as_u16()),
+        error,
+        retry_after,
+        forbidden: false,
+    }
+}
+
+/// reqwest's top-level message hides the cause ("error sending request"); the chain
+/// says what happened (refused, timed out, forbidden).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Resolves names and refuses any that reach a forbidden address.
+struct VettingResolver {
+    allowed: Arc<AllowedTargets>,
+}
+
+impl Resolve for VettingResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allowed = self.allowed.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(bad) = addrs.iter().find(|a| !allowed.permits(a.ip())) {
+                let msg = format!("{FORBIDDEN}: {host} resolves to {}", bad.ip());
+                return Err(msg.into());
+            }
+            let addrs: Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}

@@ -1,0 +1,48 @@
+//! `herald-worker`: turns events into notifications and delivers them.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`context`] | what every job handler shares: config, pools, HTTP clients |
+//! | [`consumer`] | the read loop: bounded concurrency, dispatch, acknowledgement |
+//! | [`routing`] | an event → notification rows, per rule, recipient and preference |
+//! | [`delivery`] | one try of one notification: POST, record, retry or give up |
+//! | [`http`] | the HTTP clients, signing headers, and vetting of people's webhooks |
+//! | [`maintenance`] | the scheduler, reclaim, recovery sweep and heartbeat loops |
+//!
+//! A worker is stateless: Postgres holds the truth and Redis the work, so any number
+//! of workers may run, and any of them may die at any time.
+
+pub mod consumer;
+pub mod context;
+pub mod delivery;
+pub mod http;
+pub mod maintenance;
+pub mod routing;
+
+pub use context::{Context, Settings};
+
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Runs the worker until `shutdown` fires, then drains in-flight jobs and returns.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let ctx = Arc::new(Context::build(settings).await?);
+    if let Err(e) = ctx.queue.ensure_groups().await {
+        tracing::warn!(error = %e, "redis unavailable at start; will keep trying");
+    }
+    tracing::info!(worker = %ctx.worker_id, queues = ?ctx.settings.queues,
+        concurrency = ctx.settings.concurrency, "worker started");
+    let loops = vec![
+        tokio::spawn(maintenance::scheduler_loop(ctx.clone(), shutdown.clone())),
+        tokio::spawn(maintenance::reclaim_loop(ctx.clone(), shutdown.clone())),
+        tokio::spawn(maintenance::sweep_loop(ctx.clone(), shutdown.clone())),
+        tokio::spawn(maintenance::heartbeat_loop(ctx.clone(), shutdown.clone())),
+    ];
+    consumer::consume_loop(ctx.clone(), shutdown.clone()).await;
+    shutdown.cancel();
+    for handle in loops {
+        let _ = handle.await;
+    }
+    tracing::info!(worker = %ctx.worker_id, "worker stopped");
+    Ok(())
+}

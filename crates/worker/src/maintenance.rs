@@ -1,0 +1,130 @@
+//! The loops beside the consumer:
+//!
+//! * **scheduler**: moves due delayed jobs (retries, rule delays) onto the streams.
+//! * **reclaim**: takes over jobs a dead worker read but never acknowledged.
+//! * **sweep**: rebuilds lost work from Postgres, the source of truth: events still
+//!   `received` and pending notifications overdue by more than the visibility timeout
+//!   are enqueued again. Both steps are idempotent (routing inserts nothing twice;
+//!   delivery skips what is no longer pending), so overlap with a live queue costs only
+//!   a little work. One worker sweeps at a time (a Redis lock).
+//! * **heartbeat**: tells operators which workers are alive.
+
+use crate::consumer::{backoff, handle};
+use crate::context::Context;
+use chrono::Utc;
+use herald_queue::Job;
+use herald_store::{events, notifications};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const SCHEDULER_TICK: Duration = Duration::from_millis(100);
+const PROMOTE_BATCH: usize = 1000;
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+const SWEEP_BATCH: i64 = 1000;
+
+/// Sleeps for `d` unless shutdown comes first; returns false on shutdown.
+async fn pause(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = shutdown.cancelled() => false,
+    }
+}
+
+pub async fn scheduler_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let mut failures = 0;
+    loop {
+        let wait = match ctx.queue.promote_due(Utc::now().timestamp_millis(), PROMOTE_BATCH).await {
+            Ok(moved) if moved == PROMOTE_BATCH => Duration::ZERO,
+            Ok(_) => {
+                failures = 0;
+                SCHEDULER_TICK
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %e, "promoting delayed jobs failed");
+                backoff(failures)
+            }
+        };
+        if !pause(wait, &shutdown).await {
+            return;
+        }
+    }
+}
+
+pub async fn reclaim_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let visibility = ctx.settings.visibility_timeout;
+    let every = (visibility / 4).max(Duration::from_millis(250));
+    while pause(every, &shutdown).await {
+        match ctx.queue.reclaim(&ctx.worker_id, visibility, 100).await {
+            Ok(jobs) if !jobs.is_empty() => {
+                tracing::info!(count = jobs.len(), "reclaimed jobs from an unresponsive worker");
+                futures::future::join_all(jobs.into_iter().map(|job| handle(&ctx, job))).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reclaiming jobs failed"),
+        }
+    }
+}
+
+pub async fn sweep_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let every = ctx.settings.sweep_interval;
+    let token = ctx.worker_id.clone();
+    while pause(every, &shutdown).await {
+        match ctx.queue.try_lock("sweep", &token, every).await {
+            Ok(true) => {
+                if let Err(e) = sweep(&ctx).await {
+                    tracing::warn!(error = %e, "recovery sweep failed");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "recovery sweep could not take its lock"),
+        }
+    }
+}
+
+/// One pass of the recovery sweep; returns (events, notifications) re-enqueued.
+pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
+    let grace = chrono::Duration::from_std(ctx.settings.visibility_timeout)?;
+    let cutoff = Utc::now() - grace;
+    let mut conn = herald_store::pool::get(&ctx.pool).await?;
+    let stale_events = events::unrouted_before(&mut conn, cutoff, SWEEP_BATCH).await?;
+    let routes: Vec<_> = stale_events
+        .iter()
+        .map(|(id, props)| {
+            let severity = props.get("severity").and_then(|s| s.as_str()).unwrap_or("standard");
+            (Context::queue_for(severity), Job::route(*id))
+        })
+        .collect();
+    let overdue = notifications::pending_due_before(&mut conn, cutoff, SWEEP_BATCH).await?;
+    let deliveries: Vec<_> = overdue
+        .iter()
+        .map(|(id, severity)| (Context::queue_for(severity), Job::Deliver { notification_id: *id }))
+        .collect();
+    ctx.queue.enqueue(&routes).await?;
+    ctx.queue.enqueue(&deliveries).await?;
+    if !routes.is_empty() || !deliveries.is_empty() {
+        tracing::info!(events = routes.len(), notifications = deliveries.len(),
+            "recovery sweep re-enqueued work");
+    }
+    Ok((routes.len(), deliveries.len()))
+}
+
+pub async fn heartbeat_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let info = serde_json::json!({
+        "worker_id": ctx.worker_id,
+        "pid": std::process::id(),
+        "queues": ctx.settings.queues,
+        "concurrency": ctx.settings.concurrency,
+        "started_at": Utc::now(),
+    })
+    .to_string();
+    loop {
+        if let Err(e) = ctx.queue.heartbeat(&ctx.worker_id, &info, HEARTBEAT_EVERY * 3).await {
+            tracing::debug!(error = %e, "heartbeat failed");
+        }
+        if !pause(HEARTBEAT_EVERY, &shutdown).await {
+            return;
+        }
+    }
+}

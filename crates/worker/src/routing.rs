@@ -1,0 +1,248 @@
+//! Routing: an event becomes notification rows, one per (recipient, rule).
+//!
+//! For each rule the event triggers, the recipients are resolved (SPEC 5.1), each is
+//! checked against their preferences (a `suppressed` row with a reason when filtered
+//! out), the template is rendered, and the rows are inserted with one statement. Large
+//! recipient sets are paged by user id: a job handles at most [`FAN_OUT_CHUNK`]
+//! people and enqueues its continuation. The unique key on notifications makes every
+//! step safe to repeat.
+
+use crate::context::Context;
+use anyhow::Context as _;
+use chrono::{DateTime, SecondsFormat, Utc};
+use herald_core::channels::IN_APP;
+use herald_core::preferences::{decide, Decision, RecipientFacts};
+use herald_core::rules::{Recipients, Rule};
+use herald_core::severity::{Level, Severity};
+use herald_queue::Job;
+use herald_store::events::{self, EventRow};
+use herald_store::notifications::{self, status, Inserted, NewNotification};
+use herald_store::people::{self, Person};
+use herald_store::{Conn, StoreError};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// Recipients handled by one job (SPEC 5.1: fan-out jobs of at most 500).
+pub const FAN_OUT_CHUNK: i64 = 500;
+
+/// Handles a route job: the whole event (`rule` None) or one continuation page.
+pub async fn route(
+    ctx: &Context,
+    event_id: Uuid,
+    rule: Option<&str>,
+    after: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut conn = herald_store::pool::get(&ctx.pool).await?;
+    let event = match events::find(&mut conn, event_id).await {
+        Ok(e) => e,
+        Err(StoreError::NotFound) => {
+            tracing::warn!(%event_id, "route job for an unknown event dropped");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match rule {
+        None => {
+            let subject = match &event.user_id {
+                Some(user_id) => Some(people::ensure_subject(&mut conn, user_id, &event.user_traits).await?),
+                None => None,
+            };
+            for rule in ctx.config.rules.matching(&event.event_type) {
+                route_rule(ctx, &mut conn, &event, subject.as_ref(), rule, None)
+                    .await
+                    .with_context(|| format!("routing {} for rule {}", event.id, rule.notification_type))?;
+            }
+            events::mark_routed(&mut conn, event.id).await?;
+        }
+        Some(name) => {
+            let Some(rule) = ctx.config.rules.by_notification_type(name) else {
+                tracing::warn!(rule = name, "continuation for a rule no longer configured dropped");
+                return Ok(());
+            };
+            let subject = match &event.user_id {
+                Some(user_id) => people::find(&mut conn, user_id).await?,
+                None => None,
+            };
+            route_rule(ctx, &mut conn, &event, subject.as_ref(), rule, after).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn route_rule(
+    ctx: &Context,
+    conn: &mut Conn,
+    event: &EventRow,
+    subject: Option<&Person>,
+    rule: &Rule,
+    after: Option<&str>,
+) -> anyhow::Result<()> {
+    let page = recipients(conn, event, subject, rule, after).await?;
+    let severity = rule.severity_for(&event.properties);
+    let rows = if rule.recipients == Recipients::Internal {
+        vec![internal_row(ctx, event, subject, rule, severity)]
+    } else {
+        let ids: Vec<&str> = page.iter().map(|p| p.user_id.as_str()).collect();
+        let unsubscribed = if rule.recipients == Recipients::Subscribers {
+            Default::default()
+        } else {
+            people::disabled_subscriptions(conn, &event.event_type, &ids).await?
+        };
+        page.iter()
+            .map(|person| {
+                let facts = RecipientFacts {
+                    user_id: &person.user_id,
+                    level: person.level.parse().unwrap_or(Level::Standard),
+                    channel_enabled: person.channel_enabled(&rule.channel),
+                    subscription_disabled: unsubscribed.contains(&person.user_id),
+                };
+                let decision = decide(&rule.notification_type, &event.event_type, &rule.channel, severity, &facts);
+                person_row(ctx, event, person, rule, severity, decision)
+            })
+            .collect()
+    };
+    let inserted = notifications::insert_batch(conn, &rows).await?;
+    dispatch(ctx, &inserted).await?;
+    if rule.recipients.is_fan_out() && page.len() as i64 == FAN_OUT_CHUNK {
+        if let Some(last) = page.last() {
+            let next = Job::Route {
+                event_id: event.id,
+                rule: Some(rule.notification_type.clone()),
+                after: Some(last.user_id.clone()),
+            };
+            ctx.queue.enqueue(&[(Context::queue_for(severity.as_str()), next)]).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One page of the rule's recipients, ordered by user id.
+async fn recipients(
+    conn: &mut Conn,
+    event: &EventRow,
+    subject: Option<&Person>,
+    rule: &Rule,
+    after: Option<&str>,
+) -> Result<Vec<Person>, StoreError> {
+    match rule.recipients {
+        Recipients::Subject => Ok(subject.cloned().into_iter().collect()),
+        Recipients::Internal => Ok(Vec::new()),
+        Recipients::Topic => match &event.topic {
+            Some(topic) => people::topic_people(conn, topic, after, FAN_OUT_CHUNK).await,
+            None => Ok(Vec::new()),
+        },
+        Recipients::All => people::everyone(conn, after, FAN_OUT_CHUNK).await,
+        Recipients::Subscribers => {
+            people::subscribers(conn, &event.event_type, event.topic.as_deref(), after, FAN_OUT_CHUNK).await
+        }
+    }
+}
+
+fn person_row(
+    ctx: &Context,
+    event: &EventRow,
+    person: &Person,
+    rule: &Rule,
+    severity: Severity,
+    decision: Decision,
+) -> NewNotification {
+    let private = ctx.config.template_meta.get(&rule.template).is_some_and(|m| m.private);
+    let mut row = new_row(ctx, event, Some(person), rule, severity, private);
+    if let Decision::Suppress(reason) = decision {
+        row.status = status::SUPPRESSED;
+        row.suppression_reason = Some(reason);
+        row.sent_at = None;
+    }
+    row
+}
+
+/// Internal rules notify the operators about the subject: one private row, which
+/// ignores the subject's preferences.
+fn internal_row(
+    ctx: &Context,
+    event: &EventRow,
+    subject: Option<&Person>,
+    rule: &Rule,
+    severity: Severity,
+) -> NewNotification {
+    new_row(ctx, event, subject, rule, severity, true)
+}
+
+fn new_row(
+    ctx: &Context,
+    event: &EventRow,
+    person: Option<&Person>,
+    rule: &Rule,
+    severity: Severity,
+    private: bool,
+) -> NewNotification {
+    let (subject, text) = render(ctx, event, person, rule);
+    let due_at = event.received_at + rule.delay;
+    let now = Utc::now();
+    // The inbox channel needs no HTTP call: a notification due now is sent at once.
+    let sent_now = rule.channel == IN_APP && due_at <= now;
+    NewNotification {
+        id: Uuid::now_v7(),
+        event_id: event.id,
+        user_id: person.map(|p| p.user_id.clone()).or_else(|| event.user_id.clone()),
+        notification_type: rule.notification_type.clone(),
+        channel: rule.channel.clone(),
+        status: if sent_now { status::SENT } else { status::PENDING },
+        suppression_reason: None,
+        severity: if severity == Severity::Critical { "critical" } else { "standard" },
+        private,
+        subject,
+        text,
+        due_at,
+        sent_at: sent_now.then_some(now),
+    }
+}
+
+/// Renders the rule's template; a broken render is logged and leaves the text empty
+/// rather than losing the notification.
+fn render(ctx: &Context, event: &EventRow, person: Option<&Person>, rule: &Rule) -> (Option<String>, String) {
+    let vars = template_vars(event, person);
+    match ctx.config.templates.render(&rule.template, &vars) {
+        Ok(r) => (r.subject, r.text),
+        Err(e) => {
+            tracing::error!(template = %rule.template, event_id = %event.id, error = %e, "template failed to render");
+            (None, String::new())
+        }
+    }
+}
+
+/// What templates see (SPEC 5.2): the event and the stored person.
+pub fn template_vars(event: &EventRow, person: Option<&Person>) -> Value {
+    json!({
+        "event_id": event.id,
+        "event_type": event.event_type,
+        "event_timestamp": event.event_timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        "topic": event.topic,
+        "properties": event.properties,
+        "user_traits": event.user_traits,
+        "user": person.map(|p| json!({
+            "user_id": p.user_id, "email": p.email, "phone": p.phone,
+            "timezone": p.timezone, "traits": p.traits,
+        })),
+    })
+}
+
+/// Sends new pending rows on their way: due ones to the stream, later ones to the
+/// delayed set.
+pub async fn dispatch(ctx: &Context, inserted: &[Inserted]) -> anyhow::Result<()> {
+    let now: DateTime<Utc> = Utc::now();
+    let mut ready = Vec::new();
+    let mut later = Vec::new();
+    for n in inserted.iter().filter(|n| n.status == status::PENDING) {
+        let job = Job::Deliver { notification_id: n.id };
+        let queue = Context::queue_for(&n.severity);
+        if n.due_at <= now {
+            ready.push((queue, job));
+        } else {
+            later.push((queue, job, n.due_at.timestamp_millis()));
+        }
+    }
+    ctx.queue.enqueue(&ready).await?;
+    ctx.queue.schedule(&later).await?;
+    Ok(())
+}
