@@ -12,17 +12,26 @@ use actix_web::{web, Error};
 use subtle::ConstantTimeEq;
 
 fn is_open(path: &str) -> bool {
-    path.starts_with("/healthz/") || path == "/metrics" || path == "/openapi.json" || path.starts_with("/ui/")
+    path.starts_with("/healthz/")
+        || path == "/metrics"
+        || path == "/openapi.json"
+        || path.starts_with("/ui/")
 }
 
 fn presented_key(req: &ServiceRequest) -> Option<String> {
-    if let Some(h) = req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
+    if let Some(h) = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+    {
         return h.strip_prefix("Bearer ").map(|k| k.trim().to_string());
     }
     if req.path().ends_with("/stream") {
-        return web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-            .ok()
-            .and_then(|q| q.get("access_token").cloned());
+        return web::Query::<std::collections::HashMap<String, String>>::from_query(
+            req.query_string(),
+        )
+        .ok()
+        .and_then(|q| q.get("access_token").cloned());
     }
     None
 }
@@ -30,8 +39,9 @@ fn presented_key(req: &ServiceRequest) -> Option<String> {
 /// Whether `key` matches one of `keys`, without an early exit that would leak which
 /// byte differed.
 pub fn key_matches(keys: &[String], key: &str) -> bool {
-    keys.iter()
-        .fold(false, |found, k| found | bool::from(k.as_bytes().ct_eq(key.as_bytes())))
+    keys.iter().fold(false, |found, k| {
+        found | bool::from(k.as_bytes().ct_eq(key.as_bytes()))
+    })
 }
 
 pub async fn require_key(

@@ -12,7 +12,8 @@ use serde_json::Value;
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 pub async fn read_json(req: &HttpRequest, mut payload: web::Payload) -> Result<Value, ApiError> {
-    let too_large = || ApiError::TooLarge(format!("the body exceeds {MAX_BODY_BYTES} bytes (1 MiB)"));
+    let too_large =
+        || ApiError::TooLarge(format!("the body exceeds {MAX_BODY_BYTES} bytes (1 MiB)"));
     let declared = req
         .headers()
         .get("content-length")
@@ -23,14 +24,17 @@ pub async fn read_json(req: &HttpRequest, mut payload: web::Payload) -> Result<V
     }
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(MAX_BODY_BYTES));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
         if body.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
     if body.is_empty() {
-        return Err(ApiError::BadRequest("the body is empty; expected JSON".into()));
+        return Err(ApiError::BadRequest(
+            "the body is empty; expected JSON".into(),
+        ));
     }
     serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
 }

@@ -19,7 +19,10 @@ pub struct Detail {
 
 impl From<&FieldError> for Detail {
     fn from(e: &FieldError) -> Self {
-        Detail { field: e.field.clone(), message: e.to_string() }
+        Detail {
+            field: e.field.clone(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -34,7 +37,10 @@ pub enum ApiError {
     #[error("{0}")]
     TooLarge(String),
     #[error("{message}")]
-    Invalid { message: String, details: Vec<Detail> },
+    Invalid {
+        message: String,
+        details: Vec<Detail>,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -47,13 +53,23 @@ impl ApiError {
         let message = message.into();
         ApiError::Invalid {
             message: format!("invalid field {field}: {message}"),
-            details: vec![Detail { field: field.into(), message }],
+            details: vec![Detail {
+                field: field.into(),
+                message,
+            }],
         }
     }
 
     pub fn invalid_fields(errors: &[FieldError]) -> ApiError {
-        let message = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-        ApiError::Invalid { message, details: errors.iter().map(Detail::from).collect() }
+        let message = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        ApiError::Invalid {
+            message,
+            details: errors.iter().map(Detail::from).collect(),
+        }
     }
 
     fn code(&self) -> &'static str {
@@ -105,7 +121,9 @@ impl ResponseError for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(m) => ApiError::Unavailable(format!("the database is unavailable: {m}")),
+            StoreError::Unavailable(m) => {
+                ApiError::Unavailable(format!("the database is unavailable: {m}"))
+            }
             StoreError::NotFound => ApiError::NotFound("not found".into()),
             StoreError::Query(q) => ApiError::Internal(anyhow::Error::new(q)),
         }

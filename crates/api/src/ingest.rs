@@ -9,7 +9,10 @@ use herald_core::event::NewEvent;
 use herald_queue::{Job, QueueName};
 use herald_store::events::{self, Stored};
 
-pub async fn store_and_enqueue(state: &AppState, batch: &[NewEvent]) -> Result<Vec<Stored>, ApiError> {
+pub async fn store_and_enqueue(
+    state: &AppState,
+    batch: &[NewEvent],
+) -> Result<Vec<Stored>, ApiError> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }

@@ -84,7 +84,11 @@ async fn count_requests(
             Ok(r) => r.status(),
             Err(e) => e.as_response_error().status_code(),
         };
-        state.metrics.requests.with_label_values(&[method.as_str(), status.as_str()]).inc();
+        state
+            .metrics
+            .requests
+            .with_label_values(&[method.as_str(), status.as_str()])
+            .inc();
     }
     res
 }

@@ -15,7 +15,11 @@ struct Cli {
     /// Address to listen on.
     #[arg(long, env = "HERALD_BIND", default_value = "127.0.0.1:8000")]
     bind: String,
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/herald")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/herald"
+    )]
     database_url: String,
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
@@ -25,7 +29,12 @@ struct Cli {
     #[arg(long, env = "HERALD_CONFIG_DIR", default_value = "config")]
     config_dir: PathBuf,
     /// Comma-separated API keys; when empty, no key is required (development only).
-    #[arg(long, env = "HERALD_API_KEYS", default_value = "", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "HERALD_API_KEYS",
+        default_value = "",
+        hide_env_values = true
+    )]
     api_keys: String,
     /// CIDRs people's webhooks may reach although private or loopback.
     #[arg(long, env = "HERALD_ALLOWED_TARGETS", default_value = "", value_parser = AllowedTargets::parse)]

@@ -17,16 +17,29 @@ impl Metrics {
         // Metric definitions are constants: creating and registering them cannot fail
         // except on a programming error, which the unit test below would catch.
         let requests = IntCounterVec::new(
-            Opts::new("herald_http_requests_total", "HTTP requests by method and status"),
+            Opts::new(
+                "herald_http_requests_total",
+                "HTTP requests by method and status",
+            ),
             &["method", "status"],
         )
         .expect("valid metric definition");
-        let events_accepted =
-            IntCounter::new("herald_events_accepted_total", "Events accepted and committed")
-                .expect("valid metric definition");
-        registry.register(Box::new(requests.clone())).expect("registered once");
-        registry.register(Box::new(events_accepted.clone())).expect("registered once");
-        Metrics { registry, requests, events_accepted }
+        let events_accepted = IntCounter::new(
+            "herald_events_accepted_total",
+            "Events accepted and committed",
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(events_accepted.clone()))
+            .expect("registered once");
+        Metrics {
+            registry,
+            requests,
+            events_accepted,
+        }
     }
 
     /// The process's own metrics in Prometheus text format.

@@ -87,7 +87,10 @@ pub fn parse_alert(
                 .map(|at| (secs, at))
         }),
         Some(_) => {
-            errors.push(FieldError::invalid("time_spotted", "must be epoch seconds (a number)"));
+            errors.push(FieldError::invalid(
+                "time_spotted",
+                "must be epoch seconds (a number)",
+            ));
             None
         }
     };
@@ -190,7 +193,13 @@ mod tests {
         let body = json!({"alert_uuid": "nope", "label": "fire", "time_spotted": "noon"});
         let errors = parse_alert(&body, &AlertLabels::default(), now()).unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["alert_uuid", "location", "label", "url", "time_spotted"]);
-        assert!(errors[2].to_string().contains("theft"), "lists the known labels");
+        assert_eq!(
+            fields,
+            ["alert_uuid", "location", "label", "url", "time_spotted"]
+        );
+        assert!(
+            errors[2].to_string().contains("theft"),
+            "lists the known labels"
+        );
     }
 }

@@ -122,11 +122,7 @@ impl Channels {
 
     /// The longest try any channel allows; the queue's visibility timeout must exceed it.
     pub fn max_timeout(&self) -> Duration {
-        self.0
-            .values()
-            .map(|c| c.timeout)
-            .max()
-            .unwrap_or_default()
+        self.0.values().map(|c| c.timeout).max().unwrap_or_default()
     }
 }
 
@@ -149,14 +145,24 @@ mod tests {
 
     #[test]
     fn a_provider_channel_needs_a_url_but_in_app_does_not() {
-        assert_eq!(Channel::from_spec(spec("{name: sms}")).unwrap_err().0, "url");
-        assert_eq!(Channel::from_spec(spec("{name: in_app}")).unwrap().kind, ChannelKind::InApp);
         assert_eq!(
-            Channel::from_spec(spec("{name: email, url: 'x', max_attempts: 0}")).unwrap_err().0,
+            Channel::from_spec(spec("{name: sms}")).unwrap_err().0,
             "url"
         );
         assert_eq!(
-            Channel::from_spec(spec("{name: email, url: 'http://x', max_attempts: 0}")).unwrap_err().0,
+            Channel::from_spec(spec("{name: in_app}")).unwrap().kind,
+            ChannelKind::InApp
+        );
+        assert_eq!(
+            Channel::from_spec(spec("{name: email, url: 'x', max_attempts: 0}"))
+                .unwrap_err()
+                .0,
+            "url"
+        );
+        assert_eq!(
+            Channel::from_spec(spec("{name: email, url: 'http://x', max_attempts: 0}"))
+                .unwrap_err()
+                .0,
             "max_attempts"
         );
     }

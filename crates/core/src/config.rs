@@ -161,7 +161,22 @@ pub struct Config {
 impl Config {
     /// Reads and validates `dir` with the process environment.
     pub fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
-        Config::from_sources(&ConfigSources::read_dir(dir)?, |k| std::env::var(k).ok())
+        Config::load_dir_with_env(dir, &[])
+    }
+
+    /// Like [`Config::load_dir`], with `overrides` taking precedence over the process
+    /// environment (tests run several configurations in one process).
+    pub fn load_dir_with_env(
+        dir: &Path,
+        overrides: &[(String, String)],
+    ) -> Result<Config, ConfigErrors> {
+        Config::from_sources(&ConfigSources::read_dir(dir)?, |k| {
+            overrides
+                .iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var(k).ok())
+        })
     }
 
     /// Validates the given texts; `env` resolves `${VAR}` references.
@@ -171,7 +186,8 @@ impl Config {
     ) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
         let path = |name: &str| format!("{}/{name}", src.dir.trim_end_matches('/'));
-        let rules_file: Option<RulesFile> = parse_yaml(&path(RULES_FILE), &src.rules, &env, &mut errors);
+        let rules_file: Option<RulesFile> =
+            parse_yaml(&path(RULES_FILE), &src.rules, &env, &mut errors);
         let templates_file: Option<TemplatesFile> =
             parse_yaml(&path(TEMPLATES_FILE), &src.templates, &env, &mut errors);
         let channels_file: Option<ChannelsFile> =
@@ -185,7 +201,13 @@ impl Config {
             .unwrap_or_default();
         let (rules, alert_labels) = rules_file
             .map(|f| {
-                check_rules(&path(RULES_FILE), &f.rules, &channels, &template_meta, &mut errors);
+                check_rules(
+                    &path(RULES_FILE),
+                    &f.rules,
+                    &channels,
+                    &template_meta,
+                    &mut errors,
+                );
                 (RuleSet::new(f.rules), f.alerts.labels)
             })
             .unwrap_or_default();
@@ -229,12 +251,20 @@ fn build_channels(file: &str, f: ChannelsFile, errors: &mut Vec<ConfigError>) ->
     for spec in f.channels {
         let name = spec.name.clone();
         if !seen.insert(name.clone()) {
-            errors.push(item_error(file, "channel", &name, "name", "is defined twice"));
+            errors.push(item_error(
+                file,
+                "channel",
+                &name,
+                "name",
+                "is defined twice",
+            ));
             continue;
         }
         match Channel::from_spec(spec) {
             Ok(c) => channels.push(c),
-            Err((field, message)) => errors.push(item_error(file, "channel", &name, field, &message)),
+            Err((field, message)) => {
+                errors.push(item_error(file, "channel", &name, field, &message))
+            }
         }
     }
     Channels::new(channels)
@@ -250,7 +280,13 @@ fn build_templates(
     let mut sources = Vec::new();
     for t in f.templates {
         if meta.contains_key(&t.name) {
-            errors.push(item_error(file, "template", &t.name, "type", "is defined twice"));
+            errors.push(item_error(
+                file,
+                "template",
+                &t.name,
+                "type",
+                "is defined twice",
+            ));
             continue;
         }
         if !channels.contains(&t.channel) {
@@ -294,7 +330,8 @@ fn check_rules(
     let mut seen = HashSet::new();
     for rule in rules {
         let name = &rule.notification_type;
-        let mut push = |field: &str, msg: String| errors.push(item_error(file, "rule", name, field, &msg));
+        let mut push =
+            |field: &str, msg: String| errors.push(item_error(file, "rule", name, field, &msg));
         if !seen.insert(name.clone()) {
             push("notification_type", "is defined twice".into());
         }
@@ -365,9 +402,15 @@ mod tests {
 
     #[test]
     fn a_yaml_error_names_the_file_and_line() {
-        let errs = Config::from_sources(&sources("rules:\n  - {notification_type: A, bogus: 1}\n"), |_| None)
-            .unwrap_err();
+        let errs = Config::from_sources(
+            &sources("rules:\n  - {notification_type: A, bogus: 1}\n"),
+            |_| None,
+        )
+        .unwrap_err();
         let msg = errs.to_string();
-        assert!(msg.contains("config/rules.yml") && msg.contains("bogus"), "{msg}");
+        assert!(
+            msg.contains("config/rules.yml") && msg.contains("bogus"),
+            "{msg}"
+        );
     }
 }

@@ -142,7 +142,10 @@ pub fn parse_timestamp(
 ) -> Result<DateTime<Utc>, FieldError> {
     let ts = DateTime::parse_from_rfc3339(raw)
         .map_err(|_| {
-            FieldError::invalid(field, "must be an RFC 3339 timestamp, e.g. 2025-10-31T19:30:00Z")
+            FieldError::invalid(
+                field,
+                "must be an RFC 3339 timestamp, e.g. 2025-10-31T19:30:00Z",
+            )
         })?
         .with_timezone(&Utc);
     check_time_bounds(field, ts, now)
@@ -239,21 +242,51 @@ mod tests {
     #[test]
     fn each_bad_field_is_named_in_the_error() {
         let cases = [
-            (json!({"event_timestamp": "2025-10-31T19:30:00Z"}), "missing field: event_type"),
+            (
+                json!({"event_timestamp": "2025-10-31T19:30:00Z"}),
+                "missing field: event_type",
+            ),
             (json!({"event_type": "x"}), "missing field: event_timestamp"),
-            (json!({"event_type": "a b", "event_timestamp": "2025-10-31T19:30:00Z"}), "event_type"),
-            (json!({"event_type": "x", "event_timestamp": "yesterday"}), "event_timestamp"),
-            (json!({"event_type": "x", "event_timestamp": "1969-12-31T23:59:59Z"}), "before 1970"),
-            (json!({"event_type": "x", "event_timestamp": "2025-11-02T00:00:01Z"}), "future"),
-            (json!({"event_type": "x", "event_timestamp": "2025-10-31T19:30:00Z", "user_id": 5}), "user_id"),
-            (json!({"event_type": "x", "event_timestamp": "2025-10-31T19:30:00Z", "user_id": "a".repeat(10_000)}), "user_id"),
-            (json!({"event_type": "x", "event_timestamp": "2025-10-31T19:30:00Z", "properties": [1]}), "properties"),
-            (json!({"event_type": "x", "event_timestamp": "2025-10-31T19:30:00Z", "user_traits": "x"}), "user_traits"),
+            (
+                json!({"event_type": "a b", "event_timestamp": "2025-10-31T19:30:00Z"}),
+                "event_type",
+            ),
+            (
+                json!({"event_type": "x", "event_timestamp": "yesterday"}),
+                "event_timestamp",
+            ),
+            (
+                json!({"event_type": "x", "event_timestamp": "1969-12-31T23:59:59Z"}),
+                "before 1970",
+            ),
+            (
+                json!({"event_type": "x", "event_timestamp": "2025-11-02T00:00:01Z"}),
+                "future",
+            ),
+            (
+                json!({"event_type": "x", "event_timestamp": "2025-10-31T19:30:00Z", "user_id": 5}),
+                "user_id",
+            ),
+            (
+                json!({"event_type": "x", "event_timestamp": "2025-10-31T19:30:00Z", "user_id": "a".repeat(10_000)}),
+                "user_id",
+            ),
+            (
+                json!({"event_type": "x", "event_timestamp": "2025-10-31T19:30:00Z", "properties": [1]}),
+                "properties",
+            ),
+            (
+                json!({"event_type": "x", "event_timestamp": "2025-10-31T19:30:00Z", "user_traits": "x"}),
+                "user_traits",
+            ),
             (json!("just a string"), "item"),
         ];
         for (item, expected) in cases {
             let err = parse_event(&item, now()).unwrap_err();
-            assert!(err.to_string().contains(expected), "{item}: got {err}, wanted {expected}");
+            assert!(
+                err.to_string().contains(expected),
+                "{item}: got {err}, wanted {expected}"
+            );
         }
     }
 
@@ -269,7 +302,10 @@ mod tests {
         assert_eq!(batch_items(&json!([])).unwrap().len(), 0);
         assert_eq!(batch_items(&json!(3)), Err(BatchError::NotArrayOrObject));
         let big = Value::Array(vec![json!({}); MAX_BATCH_ITEMS + 1]);
-        assert_eq!(batch_items(&big), Err(BatchError::TooLarge(MAX_BATCH_ITEMS + 1)));
+        assert_eq!(
+            batch_items(&big),
+            Err(BatchError::TooLarge(MAX_BATCH_ITEMS + 1))
+        );
     }
 
     #[test]

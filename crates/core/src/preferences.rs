@@ -55,27 +55,66 @@ mod tests {
     use super::*;
 
     fn facts(level: Level) -> RecipientFacts<'static> {
-        RecipientFacts { user_id: "u_1", level, channel_enabled: true, subscription_disabled: false }
+        RecipientFacts {
+            user_id: "u_1",
+            level,
+            channel_enabled: true,
+            subscription_disabled: false,
+        }
     }
 
     #[test]
     fn a_critical_person_is_skipped_for_a_standard_alert_with_a_reason() {
-        let d = decide("SHOP_ALERT", "alert", "webhook", Severity::Standard, &facts(Level::Critical));
+        let d = decide(
+            "SHOP_ALERT",
+            "alert",
+            "webhook",
+            Severity::Standard,
+            &facts(Level::Critical),
+        );
         assert_eq!(
             d,
             Decision::Suppress(
                 "skipped SHOP_ALERT: u_1 receives critical notifications only, this one is standard".into()
             )
         );
-        assert_eq!(decide("SHOP_ALERT", "alert", "webhook", Severity::Critical, &facts(Level::Critical)), Decision::Deliver);
-        assert_eq!(decide("SHOP_ALERT", "alert", "webhook", Severity::Standard, &facts(Level::Standard)), Decision::Deliver);
+        assert_eq!(
+            decide(
+                "SHOP_ALERT",
+                "alert",
+                "webhook",
+                Severity::Critical,
+                &facts(Level::Critical)
+            ),
+            Decision::Deliver
+        );
+        assert_eq!(
+            decide(
+                "SHOP_ALERT",
+                "alert",
+                "webhook",
+                Severity::Standard,
+                &facts(Level::Standard)
+            ),
+            Decision::Deliver
+        );
     }
 
     #[test]
     fn a_switched_off_channel_or_disabled_subscription_suppresses() {
-        let off = RecipientFacts { channel_enabled: false, ..facts(Level::Standard) };
-        assert!(matches!(decide("A", "x", "sms", Severity::Critical, &off), Decision::Suppress(r) if r.contains("sms channel off")));
-        let unsub = RecipientFacts { subscription_disabled: true, ..facts(Level::Standard) };
-        assert!(matches!(decide("A", "x", "sms", Severity::Critical, &unsub), Decision::Suppress(r) if r.contains("subscription to x")));
+        let off = RecipientFacts {
+            channel_enabled: false,
+            ..facts(Level::Standard)
+        };
+        assert!(
+            matches!(decide("A", "x", "sms", Severity::Critical, &off), Decision::Suppress(r) if r.contains("sms channel off"))
+        );
+        let unsub = RecipientFacts {
+            subscription_disabled: true,
+            ..facts(Level::Standard)
+        };
+        assert!(
+            matches!(decide("A", "x", "sms", Severity::Critical, &unsub), Decision::Suppress(r) if r.contains("subscription to x"))
+        );
     }
 }

@@ -125,10 +125,16 @@ mod tests {
     #[test]
     fn a_rule_without_severity_takes_the_events_severity() {
         let r = rule("{notification_type: A, event_type: alert, recipients: topic, channel: webhook, template: A}");
-        assert_eq!(r.severity_for(&json!({"severity": "critical"})), Severity::Critical);
+        assert_eq!(
+            r.severity_for(&json!({"severity": "critical"})),
+            Severity::Critical
+        );
         assert_eq!(r.severity_for(&json!({})), Severity::Standard);
         let fixed = rule("{notification_type: A, event_type: alert, recipients: topic, channel: webhook, template: A, severity: standard}");
-        assert_eq!(fixed.severity_for(&json!({"severity": "critical"})), Severity::Standard);
+        assert_eq!(
+            fixed.severity_for(&json!({"severity": "critical"})),
+            Severity::Standard
+        );
     }
 
     #[test]
@@ -138,7 +144,10 @@ mod tests {
             rule("{notification_type: B, event_type: y, recipients: subject, channel: email, template: B}"),
             rule("{notification_type: C, event_type: x, recipients: internal, channel: internal, template: C}"),
         ]);
-        let names: Vec<_> = set.matching("x").map(|r| r.notification_type.as_str()).collect();
+        let names: Vec<_> = set
+            .matching("x")
+            .map(|r| r.notification_type.as_str())
+            .collect();
         assert_eq!(names, ["A", "C"]);
         assert_eq!(set.matching("z").count(), 0);
     }

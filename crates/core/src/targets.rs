@@ -41,7 +41,9 @@ pub enum TargetError {
     Invalid(String),
     #[error("must use http or https")]
     Scheme,
-    #[error("points at a loopback, private, link-local or metadata address ({0}), which is not allowed")]
+    #[error(
+        "points at a loopback, private, link-local or metadata address ({0}), which is not allowed"
+    )]
     Forbidden(String),
 }
 
@@ -56,7 +58,9 @@ pub fn check_webhook_url(raw: &str, allowed: &AllowedTargets) -> Result<Url, Tar
         None => return Err(TargetError::Invalid("has no host".into())),
         Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-        Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost") => {
+        Some(url::Host::Domain(d))
+            if d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost") =>
+        {
             Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
         }
         Some(url::Host::Domain(_)) => None,
@@ -112,11 +116,25 @@ mod tests {
     fn internal_addresses_are_refused_and_public_ones_accepted() {
         let none = AllowedTargets::default();
         for bad in [
-            "http://127.0.0.1/x", "http://localhost:8080/", "http://10.1.2.3/", "http://172.16.0.1/",
-            "http://192.168.1.1/", "http://169.254.169.254/latest/meta-data", "http://[::1]/",
-            "http://[fd00:ec2::254]/", "http://[::ffff:127.0.0.1]/", "http://0.0.0.0/", "http://100.64.0.1/",
+            "http://127.0.0.1/x",
+            "http://localhost:8080/",
+            "http://10.1.2.3/",
+            "http://172.16.0.1/",
+            "http://192.168.1.1/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://[::1]/",
+            "http://[fd00:ec2::254]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://0.0.0.0/",
+            "http://100.64.0.1/",
         ] {
-            assert!(matches!(check_webhook_url(bad, &none), Err(TargetError::Forbidden(_))), "{bad} accepted");
+            assert!(
+                matches!(
+                    check_webhook_url(bad, &none),
+                    Err(TargetError::Forbidden(_))
+                ),
+                "{bad} accepted"
+            );
         }
         for good in ["https://hooks.example.com/x", "http://93.184.216.34/"] {
             assert!(check_webhook_url(good, &none).is_ok(), "{good} refused");
@@ -135,7 +153,13 @@ mod tests {
     #[test]
     fn only_http_and_https_are_accepted() {
         let none = AllowedTargets::default();
-        assert_eq!(check_webhook_url("file:///etc/passwd", &none), Err(TargetError::Scheme));
-        assert!(matches!(check_webhook_url("not a url", &none), Err(TargetError::Invalid(_))));
+        assert_eq!(
+            check_webhook_url("file:///etc/passwd", &none),
+            Err(TargetError::Scheme)
+        );
+        assert!(matches!(
+            check_webhook_url("not a url", &none),
+            Err(TargetError::Invalid(_))
+        ));
     }
 }

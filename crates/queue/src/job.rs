@@ -70,8 +70,14 @@ mod tests {
     fn jobs_round_trip_through_json() {
         let jobs = [
             Job::route(Uuid::now_v7()),
-            Job::Route { event_id: Uuid::nil(), rule: Some("R".into()), after: Some("u_9".into()) },
-            Job::Deliver { notification_id: Uuid::now_v7() },
+            Job::Route {
+                event_id: Uuid::nil(),
+                rule: Some("R".into()),
+                after: Some("u_9".into()),
+            },
+            Job::Deliver {
+                notification_id: Uuid::now_v7(),
+            },
         ];
         for job in jobs {
             let back: Job = serde_json::from_str(&job.to_json()).unwrap();

@@ -14,7 +14,9 @@ pub struct Keys {
 impl Keys {
     /// `prefix` is used as given; `herald:` is the default in production.
     pub fn new(prefix: impl Into<String>) -> Self {
-        Keys { prefix: prefix.into() }
+        Keys {
+            prefix: prefix.into(),
+        }
     }
 
     pub fn prefix(&self) -> &str {

@@ -179,12 +179,15 @@ impl Queue {
         block: Duration,
     ) -> Result<Vec<Received>, QueueError> {
         if queues.len() > 1 {
-            let first = self.read_streams(consumer, count, None, &queues[..1]).await?;
+            let first = self
+                .read_streams(consumer, count, None, &queues[..1])
+                .await?;
             if !first.is_empty() {
                 return Ok(first);
             }
         }
-        self.read_streams(consumer, count, Some(block), queues).await
+        self.read_streams(consumer, count, Some(block), queues)
+            .await
     }
 
     async fn read_streams(
@@ -195,7 +198,11 @@ impl Queue {
         queues: &[QueueName],
     ) -> Result<Vec<Received>, QueueError> {
         let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(GROUP).arg(consumer).arg("COUNT").arg(count);
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count);
         if let Some(block) = block {
             cmd.arg("BLOCK").arg(block.as_millis() as u64);
         }
@@ -221,14 +228,18 @@ impl Queue {
         };
         let mut out = Vec::new();
         for key in reply.map(|r| r.keys).unwrap_or_default() {
-            let Some(queue) = self.queue_of(&key.key) else { continue };
+            let Some(queue) = self.queue_of(&key.key) else {
+                continue;
+            };
             out.extend(key.ids.into_iter().map(|entry| decode(queue, entry)));
         }
         Ok(out)
     }
 
     fn queue_of(&self, stream: &str) -> Option<QueueName> {
-        QueueName::ALL.into_iter().find(|q| self.keys.stream(*q) == stream)
+        QueueName::ALL
+            .into_iter()
+            .find(|q| self.keys.stream(*q) == stream)
     }
 
     /// Takes over up to `count` jobs per stream that another consumer read but has not
@@ -268,7 +279,11 @@ impl Queue {
         }
         let stream = self.keys.stream(queue);
         let mut pipe = redis::pipe();
-        pipe.cmd("XACK").arg(&stream).arg(GROUP).arg(entry_ids).ignore();
+        pipe.cmd("XACK")
+            .arg(&stream)
+            .arg(GROUP)
+            .arg(entry_ids)
+            .ignore();
         pipe.cmd("XDEL").arg(&stream).arg(entry_ids).ignore();
         let mut c = self.conn().await?;
         pipe.query_async::<()>(&mut c).await?;
@@ -295,7 +310,12 @@ impl Queue {
     }
 
     /// Takes a lock for `ttl` if free; `token` identifies the holder.
-    pub async fn try_lock(&self, name: &str, token: &str, ttl: Duration) -> Result<bool, QueueError> {
+    pub async fn try_lock(
+        &self,
+        name: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, QueueError> {
         let mut c = self.conn().await?;
         let set: Option<String> = redis::cmd("SET")
             .arg(self.keys.lock(name))
@@ -319,7 +339,12 @@ impl Queue {
     }
 
     /// Records that a worker is alive, with what it serves, for `ttl`.
-    pub async fn heartbeat(&self, worker_id: &str, info: &str, ttl: Duration) -> Result<(), QueueError> {
+    pub async fn heartbeat(
+        &self,
+        worker_id: &str,
+        info: &str,
+        ttl: Duration,
+    ) -> Result<(), QueueError> {
         let mut c = self.conn().await?;
         redis::cmd("SET")
             .arg(self.keys.heartbeat(worker_id))
@@ -353,7 +378,10 @@ impl Queue {
             .query_async(&mut c)
             .await?;
         if !keys.is_empty() {
-            redis::cmd("DEL").arg(&keys).query_async::<()>(&mut c).await?;
+            redis::cmd("DEL")
+                .arg(&keys)
+                .query_async::<()>(&mut c)
+                .await?;
         }
         Ok(())
     }

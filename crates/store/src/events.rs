@@ -42,13 +42,12 @@ pub async fn insert_batch(conn: &mut Conn, batch: &[NewEvent]) -> Result<Vec<Sto
     let mut first_by_key: HashMap<&str, usize> = HashMap::new();
     let mut twin_of: Vec<Option<usize>> = Vec::with_capacity(batch.len());
     for (i, e) in batch.iter().enumerate() {
-        let twin = e
-            .idempotency_key
-            .as_deref()
-            .and_then(|k| first_by_key.get(k).copied().or_else(|| {
+        let twin = e.idempotency_key.as_deref().and_then(|k| {
+            first_by_key.get(k).copied().or_else(|| {
                 first_by_key.insert(k, i);
                 None
-            }));
+            })
+        });
         twin_of.push(twin);
     }
     let rows: Vec<EventInsert> = batch
@@ -101,15 +100,24 @@ pub async fn insert_batch(conn: &mut Conn, batch: &[NewEvent]) -> Result<Vec<Sto
     let mut out: Vec<Stored> = Vec::with_capacity(batch.len());
     for (i, e) in batch.iter().enumerate() {
         let stored = match twin_of[i] {
-            Some(first) => Stored { id: out[first].id, duplicate: true },
-            None if inserted.contains(&e.id) => Stored { id: e.id, duplicate: false },
+            Some(first) => Stored {
+                id: out[first].id,
+                duplicate: true,
+            },
+            None if inserted.contains(&e.id) => Stored {
+                id: e.id,
+                duplicate: false,
+            },
             None => {
                 let original = e
                     .idempotency_key
                     .as_deref()
                     .and_then(|k| originals.get(k).copied())
                     .ok_or(StoreError::NotFound)?;
-                Stored { id: original, duplicate: true }
+                Stored {
+                    id: original,
+                    duplicate: true,
+                }
             }
         };
         out.push(stored);

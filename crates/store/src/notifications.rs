@@ -52,7 +52,10 @@ pub struct Inserted {
 }
 
 /// Inserts a chunk of rows; returns those that did not exist yet.
-pub async fn insert_batch(conn: &mut Conn, rows: &[NewNotification]) -> Result<Vec<Inserted>, StoreError> {
+pub async fn insert_batch(
+    conn: &mut Conn,
+    rows: &[NewNotification],
+) -> Result<Vec<Inserted>, StoreError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }

@@ -27,7 +27,10 @@ pub struct Person {
 impl Person {
     /// Whether the person switched `channel` off; a channel not mentioned is on.
     pub fn channel_enabled(&self, channel: &str) -> bool {
-        self.channels.get(channel).and_then(Value::as_bool).unwrap_or(true)
+        self.channels
+            .get(channel)
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
     }
 }
 
@@ -53,7 +56,11 @@ struct Created {
 }
 
 /// Creates or updates a person; returns whether it was created.
-pub async fn upsert(conn: &mut Conn, user_id: &str, patch: &PersonPatch) -> Result<bool, StoreError> {
+pub async fn upsert(
+    conn: &mut Conn,
+    user_id: &str,
+    patch: &PersonPatch,
+) -> Result<bool, StoreError> {
     let (user_id, patch) = (user_id.to_string(), patch.clone());
     conn.transaction(async move |conn| {
         let created = diesel::sql_query(
@@ -112,7 +119,12 @@ async fn replace_memberships(
     .await?;
     let rows: Vec<_> = wanted
         .iter()
-        .map(|t| (topic_members::topic.eq(t), topic_members::user_id.eq(user_id)))
+        .map(|t| {
+            (
+                topic_members::topic.eq(t),
+                topic_members::user_id.eq(user_id),
+            )
+        })
         .collect();
     if !rows.is_empty() {
         diesel::insert_into(topic_members::table)
@@ -146,7 +158,10 @@ pub async fn topics_of(conn: &mut Conn, user_id: &str) -> Result<Vec<String>, St
 /// Sets a person's level; false when the person does not exist.
 pub async fn set_level(conn: &mut Conn, user_id: &str, level: &str) -> Result<bool, StoreError> {
     let n = diesel::update(users::table.find(user_id))
-        .set((users::level.eq(level), users::updated_at.eq(diesel::dsl::now)))
+        .set((
+            users::level.eq(level),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
         .execute(conn)
         .await?;
     Ok(n == 1)
@@ -154,7 +169,11 @@ pub async fn set_level(conn: &mut Conn, user_id: &str, level: &str) -> Result<bo
 
 /// Creates the person an event is about if unknown, merging the event's traits into
 /// theirs, and returns them.
-pub async fn ensure_subject(conn: &mut Conn, user_id: &str, traits: &Value) -> Result<Person, StoreError> {
+pub async fn ensure_subject(
+    conn: &mut Conn,
+    user_id: &str,
+    traits: &Value,
+) -> Result<Person, StoreError> {
     let empty = traits.as_object().is_none_or(|o| o.is_empty());
     let insert = diesel::insert_into(users::table)
         .values((users::user_id.eq(user_id), users::traits.eq(traits)));
@@ -185,15 +204,20 @@ pub async fn create_topic(conn: &mut Conn, topic: &str) -> Result<bool, StoreErr
 }
 
 pub async fn topic_exists(conn: &mut Conn, topic: &str) -> Result<bool, StoreError> {
-    Ok(diesel::select(diesel::dsl::exists(topics::table.find(topic)))
-        .get_result(conn)
-        .await?)
+    Ok(
+        diesel::select(diesel::dsl::exists(topics::table.find(topic)))
+            .get_result(conn)
+            .await?,
+    )
 }
 
 /// Adds a member; returns whether they were new. Both must exist (else NotFound).
 pub async fn add_member(conn: &mut Conn, topic: &str, user_id: &str) -> Result<bool, StoreError> {
     let res = diesel::insert_into(topic_members::table)
-        .values((topic_members::topic.eq(topic), topic_members::user_id.eq(user_id)))
+        .values((
+            topic_members::topic.eq(topic),
+            topic_members::user_id.eq(user_id),
+        ))
         .on_conflict_do_nothing()
         .execute(conn)
         .await;
@@ -208,7 +232,11 @@ pub async fn add_member(conn: &mut Conn, topic: &str, user_id: &str) -> Result<b
 }
 
 /// Removes a member; returns whether they were one.
-pub async fn remove_member(conn: &mut Conn, topic: &str, user_id: &str) -> Result<bool, StoreError> {
+pub async fn remove_member(
+    conn: &mut Conn,
+    topic: &str,
+    user_id: &str,
+) -> Result<bool, StoreError> {
     let n = diesel::delete(topic_members::table.find((topic, user_id)))
         .execute(conn)
         .await?;
@@ -255,7 +283,11 @@ pub async fn topic_people(
 }
 
 /// One page of everyone, ordered by user_id.
-pub async fn everyone(conn: &mut Conn, after: Option<&str>, limit: i64) -> Result<Vec<Person>, StoreError> {
+pub async fn everyone(
+    conn: &mut Conn,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Person>, StoreError> {
     let mut q = users::table
         .select(Person::as_select())
         .order(users::user_id)

@@ -50,7 +50,11 @@ pub async fn last_hour(conn: &mut Conn) -> Result<LastHour, StoreError> {
     )
     .load(conn)
     .await?;
-    let bounds = LATENCY_BUCKETS.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
+    let bounds = LATENCY_BUCKETS
+        .iter()
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let buckets: Buckets = diesel::sql_query(format!(
         "SELECT ARRAY(SELECT count(*) FILTER (WHERE lat <= b) FROM unnest(ARRAY[{bounds}]::float8[]) AS b)
                   AS counts,
@@ -72,19 +76,38 @@ pub async fn last_hour(conn: &mut Conn) -> Result<LastHour, StoreError> {
 impl LastHour {
     pub fn to_prometheus(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP herald_notifications Notifications created in the last hour by status\n");
+        out.push_str(
+            "# HELP herald_notifications Notifications created in the last hour by status\n",
+        );
         out.push_str("# TYPE herald_notifications gauge\n");
         for (status, n) in &self.by_status {
             let _ = writeln!(out, "herald_notifications{{status=\"{status}\"}} {n}");
         }
-        out.push_str("# HELP herald_delivery_latency_seconds Creation to provider 2xx, last hour\n");
+        out.push_str(
+            "# HELP herald_delivery_latency_seconds Creation to provider 2xx, last hour\n",
+        );
         out.push_str("# TYPE herald_delivery_latency_seconds histogram\n");
         for (bound, n) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(out, "herald_delivery_latency_seconds_bucket{{le=\"{bound}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "herald_delivery_latency_seconds_bucket{{le=\"{bound}\"}} {n}"
+            );
         }
-        let _ = writeln!(out, "herald_delivery_latency_seconds_bucket{{le=\"+Inf\"}} {}", self.latency_count);
-        let _ = writeln!(out, "herald_delivery_latency_seconds_sum {}", self.latency_sum);
-        let _ = writeln!(out, "herald_delivery_latency_seconds_count {}", self.latency_count);
+        let _ = writeln!(
+            out,
+            "herald_delivery_latency_seconds_bucket{{le=\"+Inf\"}} {}",
+            self.latency_count
+        );
+        let _ = writeln!(
+            out,
+            "herald_delivery_latency_seconds_sum {}",
+            self.latency_sum
+        );
+        let _ = writeln!(
+            out,
+            "herald_delivery_latency_seconds_count {}",
+            self.latency_count
+        );
         out
     }
 }

@@ -22,10 +22,16 @@ impl TestDb {
             std::env::var("HERALD_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into());
         let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = AsyncPgConnection::establish(&admin_url).await?;
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await?;
         let url = with_database(&admin_url, &name);
         crate::migrate::run(&url).await?;
-        Ok(TestDb { url, name, admin_url })
+        Ok(TestDb {
+            url,
+            name,
+            admin_url,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -55,7 +61,9 @@ impl Drop for TestDb {
         // Drop may run inside or outside a runtime; a thread with its own small
         // runtime works in both cases.
         let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async {
                 let mut admin = AsyncPgConnection::establish(&admin_url).await?;
                 admin

@@ -73,14 +73,20 @@ pub async fn handle(ctx: &Context, received: Received) {
             tracing::error!(entry = %received.entry_id, "undecodable job dropped");
             Ok(())
         }
-        Some(Job::Route { event_id, rule, after }) => {
-            routing::route(ctx, *event_id, rule.as_deref(), after.as_deref()).await
-        }
+        Some(Job::Route {
+            event_id,
+            rule,
+            after,
+        }) => routing::route(ctx, *event_id, rule.as_deref(), after.as_deref()).await,
         Some(Job::Deliver { notification_id }) => delivery::deliver(ctx, *notification_id).await,
     };
     match outcome {
         Ok(()) => {
-            if let Err(e) = ctx.queue.ack(received.queue, std::slice::from_ref(&received.entry_id)).await {
+            if let Err(e) = ctx
+                .queue
+                .ack(received.queue, std::slice::from_ref(&received.entry_id))
+                .await
+            {
                 tracing::warn!(error = %e, "ack failed; the job may run again");
             }
         }

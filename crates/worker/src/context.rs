@@ -26,6 +26,8 @@ pub struct Settings {
     /// How often the recovery sweep looks for work Redis lost.
     pub sweep_interval: Duration,
     pub allowed_targets: AllowedTargets,
+    /// Values for `${VAR}` in config that take precedence over the environment.
+    pub config_env: Vec<(String, String)>,
 }
 
 pub struct Context {
@@ -40,7 +42,7 @@ pub struct Context {
 
 impl Context {
     pub async fn build(settings: Settings) -> anyhow::Result<Context> {
-        let config = Config::load_dir(&settings.config_dir)?;
+        let config = Config::load_dir_with_env(&settings.config_dir, &settings.config_env)?;
         let longest = config.channels.max_timeout();
         if settings.visibility_timeout <= longest + Duration::from_secs(5) {
             tracing::warn!(?longest, visibility = ?settings.visibility_timeout,
@@ -48,13 +50,22 @@ impl Context {
                  timeout: slow deliveries may be duplicated by another worker");
         }
         herald_store::migrate::run(&settings.database_url).await?;
-        let pool = herald_store::connect(&settings.database_url, settings.concurrency.clamp(4, 32))?;
-        let queue = Queue::connect(&settings.redis_url, &settings.redis_prefix, settings.concurrency + 8)?;
+        let pool =
+            herald_store::connect(&settings.database_url, settings.concurrency.clamp(4, 32))?;
+        let queue = Queue::connect(
+            &settings.redis_url,
+            &settings.redis_prefix,
+            settings.concurrency + 8,
+        )?;
         let clients = Clients::new(settings.allowed_targets.clone())?;
         let worker_id = format!(
             "{}-{}",
             std::process::id(),
-            uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("0")
+            uuid::Uuid::new_v4()
+                .simple()
+                .to_string()
+                .get(..8)
+                .unwrap_or("0")
         );
         Ok(Context {
             settings,

@@ -46,8 +46,12 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
     let queue = Context::queue_for(&row.severity);
     if row.due_at > Utc::now() + chrono::Duration::seconds(1) {
         // Early (a sweep or restart re-enqueued it): put it back until due.
-        let job = Job::Deliver { notification_id: id };
-        ctx.queue.schedule(&[(queue, job, row.due_at.timestamp_millis())]).await?;
+        let job = Job::Deliver {
+            notification_id: id,
+        };
+        ctx.queue
+            .schedule(&[(queue, job, row.due_at.timestamp_millis())])
+            .await?;
         return Ok(());
     }
     let Some(channel) = ctx.config.channels.get(&row.channel) else {
@@ -81,14 +85,23 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
     let clock = Instant::now();
     let http = ctx
         .clients
-        .post(&target, body, &id.to_string(), channel.secret.as_ref(), channel.timeout)
+        .post(
+            &target,
+            body,
+            &id.to_string(),
+            channel.secret.as_ref(),
+            channel.timeout,
+        )
         .await;
     let duration_ms = clock.elapsed().as_millis().min(i32::MAX as u128) as i32;
 
     let attempt = row.attempts.saturating_add(1).max(1) as u32;
     let outcome = outcome_of(&http, attempt, channel.max_attempts);
     let next_due = (outcome == AttemptOutcome::Retry).then(|| {
-        let delay = channel.backoff.delay(attempt).max(http.retry_after.unwrap_or_default());
+        let delay = channel
+            .backoff
+            .delay(attempt)
+            .max(http.retry_after.unwrap_or_default());
         Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
     });
     let record = AttemptRecord {
@@ -104,8 +117,12 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
     notifications::record_attempt(&mut conn, &record).await?;
     match (outcome, next_due) {
         (AttemptOutcome::Retry, Some(due)) => {
-            let job = Job::Deliver { notification_id: id };
-            ctx.queue.schedule(&[(queue, job, due.timestamp_millis())]).await?;
+            let job = Job::Deliver {
+                notification_id: id,
+            };
+            ctx.queue
+                .schedule(&[(queue, job, due.timestamp_millis())])
+                .await?;
         }
         (AttemptOutcome::PermanentFailure, _) => {
             tracing::error!(notification_id = %id, notification_type = %row.notification_type,
@@ -155,12 +172,24 @@ mod tests {
 
     #[test]
     fn a_forbidden_target_fails_at_once_and_retries_stop_at_the_cap() {
-        let forbidden = HttpResult { forbidden: true, ..Default::default() };
-        assert_eq!(outcome_of(&forbidden, 1, 3), AttemptOutcome::PermanentFailure);
+        let forbidden = HttpResult {
+            forbidden: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            outcome_of(&forbidden, 1, 3),
+            AttemptOutcome::PermanentFailure
+        );
         let down = HttpResult::default();
         assert_eq!(outcome_of(&down, 2, 3), AttemptOutcome::Retry);
         assert_eq!(outcome_of(&down, 3, 3), AttemptOutcome::PermanentFailure);
-        let bad_request = HttpResult { status: Some(400), ..Default::default() };
-        assert_eq!(outcome_of(&bad_request, 1, 3), AttemptOutcome::PermanentFailure);
+        let bad_request = HttpResult {
+            status: Some(400),
+            ..Default::default()
+        };
+        assert_eq!(
+            outcome_of(&bad_request, 1, 3),
+            AttemptOutcome::PermanentFailure
+        );
     }
 }

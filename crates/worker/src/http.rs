@@ -60,7 +60,9 @@ impl Clients {
         Ok(Clients {
             trusted: builder().build()?,
             guarded: builder()
-                .dns_resolver(VettingResolver { allowed: Arc::new(allowed.clone()) })
+                .dns_resolver(VettingResolver {
+                    allowed: Arc::new(allowed.clone()),
+                })
                 .build()?,
             allowed,
         })
@@ -130,7 +132,11 @@ async fn read_response(mut resp: reqwest::Response) -> HttpResult {
             }
         }
         body.truncate(ERROR_BODY_LIMIT);
-        Some(format!("HTTP {}: {}", status.as_u16(), String::from_utf8_lossy(&body)))
+        Some(format!(
+            "HTTP {}: {}",
+            status.as_u16(),
+            String::from_utf8_lossy(&body)
+        ))
     };
     HttpResult {
         status: Some(status.as_u16()),
@@ -163,7 +169,8 @@ impl Resolve for VettingResolver {
         let allowed = self.allowed.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if let Some(bad) = addrs.iter().find(|a| !allowed.permits(a.ip())) {
                 let msg = format!("{FORBIDDEN}: {host} resolves to {}", bad.ip());
                 return Err(msg.into());

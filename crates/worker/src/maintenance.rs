@@ -34,7 +34,11 @@ async fn pause(d: Duration, shutdown: &CancellationToken) -> bool {
 pub async fn scheduler_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     let mut failures = 0;
     loop {
-        let wait = match ctx.queue.promote_due(Utc::now().timestamp_millis(), PROMOTE_BATCH).await {
+        let wait = match ctx
+            .queue
+            .promote_due(Utc::now().timestamp_millis(), PROMOTE_BATCH)
+            .await
+        {
             Ok(moved) if moved == PROMOTE_BATCH => Duration::ZERO,
             Ok(_) => {
                 failures = 0;
@@ -58,7 +62,10 @@ pub async fn reclaim_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     while pause(every, &shutdown).await {
         match ctx.queue.reclaim(&ctx.worker_id, visibility, 100).await {
             Ok(jobs) if !jobs.is_empty() => {
-                tracing::info!(count = jobs.len(), "reclaimed jobs from an unresponsive worker");
+                tracing::info!(
+                    count = jobs.len(),
+                    "reclaimed jobs from an unresponsive worker"
+                );
                 futures::future::join_all(jobs.into_iter().map(|job| handle(&ctx, job))).await;
             }
             Ok(_) => {}
@@ -92,20 +99,33 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
     let routes: Vec<_> = stale_events
         .iter()
         .map(|(id, props)| {
-            let severity = props.get("severity").and_then(|s| s.as_str()).unwrap_or("standard");
+            let severity = props
+                .get("severity")
+                .and_then(|s| s.as_str())
+                .unwrap_or("standard");
             (Context::queue_for(severity), Job::route(*id))
         })
         .collect();
     let overdue = notifications::pending_due_before(&mut conn, cutoff, SWEEP_BATCH).await?;
     let deliveries: Vec<_> = overdue
         .iter()
-        .map(|(id, severity)| (Context::queue_for(severity), Job::Deliver { notification_id: *id }))
+        .map(|(id, severity)| {
+            (
+                Context::queue_for(severity),
+                Job::Deliver {
+                    notification_id: *id,
+                },
+            )
+        })
         .collect();
     ctx.queue.enqueue(&routes).await?;
     ctx.queue.enqueue(&deliveries).await?;
     if !routes.is_empty() || !deliveries.is_empty() {
-        tracing::info!(events = routes.len(), notifications = deliveries.len(),
-            "recovery sweep re-enqueued work");
+        tracing::info!(
+            events = routes.len(),
+            notifications = deliveries.len(),
+            "recovery sweep re-enqueued work"
+        );
     }
     Ok((routes.len(), deliveries.len()))
 }
@@ -120,7 +140,11 @@ pub async fn heartbeat_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     })
     .to_string();
     loop {
-        if let Err(e) = ctx.queue.heartbeat(&ctx.worker_id, &info, HEARTBEAT_EVERY * 3).await {
+        if let Err(e) = ctx
+            .queue
+            .heartbeat(&ctx.worker_id, &info, HEARTBEAT_EVERY * 3)
+            .await
+        {
             tracing::debug!(error = %e, "heartbeat failed");
         }
         if !pause(HEARTBEAT_EVERY, &shutdown).await {

@@ -44,19 +44,26 @@ pub async fn route(
     match rule {
         None => {
             let subject = match &event.user_id {
-                Some(user_id) => Some(people::ensure_subject(&mut conn, user_id, &event.user_traits).await?),
+                Some(user_id) => {
+                    Some(people::ensure_subject(&mut conn, user_id, &event.user_traits).await?)
+                }
                 None => None,
             };
             for rule in ctx.config.rules.matching(&event.event_type) {
                 route_rule(ctx, &mut conn, &event, subject.as_ref(), rule, None)
                     .await
-                    .with_context(|| format!("routing {} for rule {}", event.id, rule.notification_type))?;
+                    .with_context(|| {
+                        format!("routing {} for rule {}", event.id, rule.notification_type)
+                    })?;
             }
             events::mark_routed(&mut conn, event.id).await?;
         }
         Some(name) => {
             let Some(rule) = ctx.config.rules.by_notification_type(name) else {
-                tracing::warn!(rule = name, "continuation for a rule no longer configured dropped");
+                tracing::warn!(
+                    rule = name,
+                    "continuation for a rule no longer configured dropped"
+                );
                 return Ok(());
             };
             let subject = match &event.user_id {
@@ -96,7 +103,13 @@ async fn route_rule(
                     channel_enabled: person.channel_enabled(&rule.channel),
                     subscription_disabled: unsubscribed.contains(&person.user_id),
                 };
-                let decision = decide(&rule.notification_type, &event.event_type, &rule.channel, severity, &facts);
+                let decision = decide(
+                    &rule.notification_type,
+                    &event.event_type,
+                    &rule.channel,
+                    severity,
+                    &facts,
+                );
                 person_row(ctx, event, person, rule, severity, decision)
             })
             .collect()
@@ -110,7 +123,9 @@ async fn route_rule(
                 rule: Some(rule.notification_type.clone()),
                 after: Some(last.user_id.clone()),
             };
-            ctx.queue.enqueue(&[(Context::queue_for(severity.as_str()), next)]).await?;
+            ctx.queue
+                .enqueue(&[(Context::queue_for(severity.as_str()), next)])
+                .await?;
         }
     }
     Ok(())
@@ -133,7 +148,14 @@ async fn recipients(
         },
         Recipients::All => people::everyone(conn, after, FAN_OUT_CHUNK).await,
         Recipients::Subscribers => {
-            people::subscribers(conn, &event.event_type, event.topic.as_deref(), after, FAN_OUT_CHUNK).await
+            people::subscribers(
+                conn,
+                &event.event_type,
+                event.topic.as_deref(),
+                after,
+                FAN_OUT_CHUNK,
+            )
+            .await
         }
     }
 }
@@ -146,7 +168,11 @@ fn person_row(
     severity: Severity,
     decision: Decision,
 ) -> NewNotification {
-    let private = ctx.config.template_meta.get(&rule.template).is_some_and(|m| m.private);
+    let private = ctx
+        .config
+        .template_meta
+        .get(&rule.template)
+        .is_some_and(|m| m.private);
     let mut row = new_row(ctx, event, Some(person), rule, severity, private);
     if let Decision::Suppress(reason) = decision {
         row.status = status::SUPPRESSED;
@@ -184,12 +210,22 @@ fn new_row(
     NewNotification {
         id: Uuid::now_v7(),
         event_id: event.id,
-        user_id: person.map(|p| p.user_id.clone()).or_else(|| event.user_id.clone()),
+        user_id: person
+            .map(|p| p.user_id.clone())
+            .or_else(|| event.user_id.clone()),
         notification_type: rule.notification_type.clone(),
         channel: rule.channel.clone(),
-        status: if sent_now { status::SENT } else { status::PENDING },
+        status: if sent_now {
+            status::SENT
+        } else {
+            status::PENDING
+        },
         suppression_reason: None,
-        severity: if severity == Severity::Critical { "critical" } else { "standard" },
+        severity: if severity == Severity::Critical {
+            "critical"
+        } else {
+            "standard"
+        },
         private,
         subject,
         text,
@@ -200,7 +236,12 @@ fn new_row(
 
 /// Renders the rule's template; a broken render is logged and leaves the text empty
 /// rather than losing the notification.
-fn render(ctx: &Context, event: &EventRow, person: Option<&Person>, rule: &Rule) -> (Option<String>, String) {
+fn render(
+    ctx: &Context,
+    event: &EventRow,
+    person: Option<&Person>,
+    rule: &Rule,
+) -> (Option<String>, String) {
     let vars = template_vars(event, person);
     match ctx.config.templates.render(&rule.template, &vars) {
         Ok(r) => (r.subject, r.text),
@@ -234,7 +275,9 @@ pub async fn dispatch(ctx: &Context, inserted: &[Inserted]) -> anyhow::Result<()
     let mut ready = Vec::new();
     let mut later = Vec::new();
     for n in inserted.iter().filter(|n| n.status == status::PENDING) {
-        let job = Job::Deliver { notification_id: n.id };
+        let job = Job::Deliver {
+            notification_id: n.id,
+        };
         let queue = Context::queue_for(&n.severity);
         if n.due_at <= now {
             ready.push((queue, job));

@@ -23,13 +23,21 @@ pub async fn post_alert(
         .map_err(|errors| ApiError::invalid_fields(&errors))?;
     let mut conn = herald_store::pool::get(&state.pool).await?;
     if !herald_store::people::topic_exists(&mut conn, &alert.location).await? {
-        let e = FieldError::invalid("location", format!("unknown location {:?}: create it with PUT /api/v1/topics/{{topic}}", alert.location));
+        let e = FieldError::invalid(
+            "location",
+            format!(
+                "unknown location {:?}: create it with PUT /api/v1/topics/{{topic}}",
+                alert.location
+            ),
+        );
         return Err(ApiError::invalid_fields(&[e]));
     }
     drop(conn);
     let stored = store_and_enqueue(&state, &[alert.into_event()]).await?;
     let Some(s) = stored.first() else {
-        return Err(ApiError::Internal(anyhow::anyhow!("insert returned no row")));
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "insert returned no row"
+        )));
     };
     Ok(if s.duplicate {
         HttpResponse::Ok().json(json!({"event_id": s.id, "duplicate": true}))

@@ -18,7 +18,8 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
     match state.queue.ping().await {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "ok", "postgres": "up", "redis": "up"})),
-        Err(_) => HttpResponse::Ok().json(json!({"status": "degraded", "postgres": "up", "redis": "down"})),
+        Err(_) => HttpResponse::Ok()
+            .json(json!({"status": "degraded", "postgres": "up", "redis": "down"})),
     }
 }
 
@@ -33,12 +34,20 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         }
     }
     if let Ok(d) = state.queue.depths().await {
-        text.push_str("# HELP herald_queue_depth Jobs waiting per queue\n# TYPE herald_queue_depth gauge\n");
-        for (q, n) in [("critical", d.critical), ("default", d.default), ("delayed", d.delayed)] {
+        text.push_str(
+            "# HELP herald_queue_depth Jobs waiting per queue\n# TYPE herald_queue_depth gauge\n",
+        );
+        for (q, n) in [
+            ("critical", d.critical),
+            ("default", d.default),
+            ("delayed", d.delayed),
+        ] {
             text.push_str(&format!("herald_queue_depth{{queue=\"{q}\"}} {n}\n"));
         }
     }
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(text)
 }
 
 async fn ping_database(state: &AppState) -> Result<(), herald_store::StoreError> {

@@ -14,7 +14,10 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 /// A notification with its attempt count and every delivery attempt.
-pub async fn get_notification(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_notification(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
     let mut conn = herald_store::pool::get(&state.pool).await?;
     let n = notifications::find(&mut conn, id)
@@ -62,6 +65,8 @@ pub async fn list_notifications(
     };
     let mut conn = herald_store::pool::get(&state.pool).await?;
     let items = notifications::list(&mut conn, &filter).await?;
-    let next = (items.len() as i64 == limit).then(|| items.last().map(|n| n.id)).flatten();
+    let next = (items.len() as i64 == limit)
+        .then(|| items.last().map(|n| n.id))
+        .flatten();
     Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
 }

@@ -32,7 +32,10 @@ struct UserIn {
 fn parse_body<T: for<'de> Deserialize<'de>>(body: Value) -> Result<T, ApiError> {
     serde_json::from_value(body).map_err(|e| ApiError::Invalid {
         message: e.to_string(),
-        details: vec![crate::error::Detail { field: "body".into(), message: e.to_string() }],
+        details: vec![crate::error::Detail {
+            field: "body".into(),
+            message: e.to_string(),
+        }],
     })
 }
 
@@ -41,16 +44,23 @@ fn path_id(field: &str, id: &str) -> Result<(), ApiError> {
 }
 
 fn parse_level(raw: &str) -> Result<Level, ApiError> {
-    raw.parse::<Level>().map_err(|e| ApiError::BadRequest(e.to_string()))
+    raw.parse::<Level>()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 fn check_channels(state: &AppState, channels: &Map<String, Value>) -> Result<(), ApiError> {
     for (name, on) in channels {
         if state.config.channels.get(name).is_none() {
-            return Err(ApiError::invalid_field("channels", format!("unknown channel {name:?}")));
+            return Err(ApiError::invalid_field(
+                "channels",
+                format!("unknown channel {name:?}"),
+            ));
         }
         if !on.is_boolean() {
-            return Err(ApiError::invalid_field("channels", format!("{name} must be true or false")));
+            return Err(ApiError::invalid_field(
+                "channels",
+                format!("{name} must be true or false"),
+            ));
         }
     }
     Ok(())
@@ -68,8 +78,12 @@ pub async fn put_user(
     let input: UserIn = parse_body(read_json(&req, payload).await?)?;
     let level = input.level.as_deref().map(parse_level).transpose()?;
     if let Some(tz) = &input.timezone {
-        tz.parse::<chrono_tz::Tz>()
-            .map_err(|_| ApiError::invalid_field("timezone", format!("{tz:?} is not an IANA time zone such as Europe/Paris")))?;
+        tz.parse::<chrono_tz::Tz>().map_err(|_| {
+            ApiError::invalid_field(
+                "timezone",
+                format!("{tz:?} is not an IANA time zone such as Europe/Paris"),
+            )
+        })?;
     }
     if let Some(url) = input.webhook_url.as_deref().filter(|u| !u.is_empty()) {
         check_webhook_url(url, &state.allowed_targets)
@@ -99,11 +113,19 @@ pub async fn put_user(
     let mut conn = herald_store::pool::get(&state.pool).await?;
     let created = people::upsert(&mut conn, &user_id, &patch).await?;
     let body = user_json(&mut conn, &user_id).await?;
-    Ok(if created { HttpResponse::Created() } else { HttpResponse::Ok() }.json(body))
+    Ok(if created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    }
+    .json(body))
 }
 
 /// A person with their topics.
-pub async fn get_user(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_user(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let user_id = path.into_inner();
     let mut conn = herald_store::pool::get(&state.pool).await?;
     Ok(HttpResponse::Ok().json(user_json(&mut conn, &user_id).await?))
@@ -136,13 +158,19 @@ pub async fn put_preferences_seed(
     let level = parse_level(&input.level)?;
     let mut conn = herald_store::pool::get(&state.pool).await?;
     if !people::set_level(&mut conn, &input.user_id, level.as_str()).await? {
-        return Err(ApiError::NotFound(format!("unknown user {:?}", input.user_id)));
+        return Err(ApiError::NotFound(format!(
+            "unknown user {:?}",
+            input.user_id
+        )));
     }
     Ok(HttpResponse::Ok().json(json!({"user_id": input.user_id, "level": level})))
 }
 
 /// A person's level and per-channel switches.
-pub async fn get_preferences(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_preferences(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let user_id = path.into_inner();
     let mut conn = herald_store::pool::get(&state.pool).await?;
     let person = people::find(&mut conn, &user_id)

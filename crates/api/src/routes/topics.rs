@@ -15,12 +15,20 @@ fn check(field: &str, id: &str) -> Result<(), ApiError> {
 }
 
 /// Create a topic (201), or confirm it exists (200).
-pub async fn put_topic(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn put_topic(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let topic = path.into_inner();
     check("topic", &topic)?;
     let mut conn = herald_store::pool::get(&state.pool).await?;
     let created = people::create_topic(&mut conn, &topic).await?;
-    Ok(if created { HttpResponse::Created() } else { HttpResponse::Ok() }.json(json!({"topic": topic})))
+    Ok(if created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    }
+    .json(json!({"topic": topic})))
 }
 
 /// Add a person to a topic (201 when new, 200 when already a member).
@@ -31,8 +39,12 @@ pub async fn put_member(
     let (topic, user_id) = path.into_inner();
     let mut conn = herald_store::pool::get(&state.pool).await?;
     match people::add_member(&mut conn, &topic, &user_id).await {
-        Ok(created) => Ok(if created { HttpResponse::Created() } else { HttpResponse::Ok() }
-            .json(json!({"topic": topic, "user_id": user_id}))),
+        Ok(created) => Ok(if created {
+            HttpResponse::Created()
+        } else {
+            HttpResponse::Ok()
+        }
+        .json(json!({"topic": topic, "user_id": user_id}))),
         Err(StoreError::NotFound) => Err(ApiError::NotFound(format!(
             "unknown topic {topic:?} or user {user_id:?}: create both first"
         ))),
@@ -50,7 +62,9 @@ pub async fn delete_member(
     if people::remove_member(&mut conn, &topic, &user_id).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
-        Err(ApiError::NotFound(format!("{user_id:?} is not a member of {topic:?}")))
+        Err(ApiError::NotFound(format!(
+            "{user_id:?} is not a member of {topic:?}"
+        )))
     }
 }
 
@@ -73,6 +87,8 @@ pub async fn list_members(
         return Err(ApiError::NotFound(format!("unknown topic {topic:?}")));
     }
     let items = people::member_ids(&mut conn, &topic, page.cursor.as_deref(), limit).await?;
-    let next = (items.len() as i64 == limit).then(|| items.last().cloned()).flatten();
+    let next = (items.len() as i64 == limit)
+        .then(|| items.last().cloned())
+        .flatten();
     Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
 }

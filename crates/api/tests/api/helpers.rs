@@ -1,0 +1,239 @@
+//! `spawn_app()`: the api on a random port with a fresh database and Redis prefix;
+//! `spawn_app_with_worker()` adds an in-process worker whose providers point at a
+//! wiremock server. Everything is torn down when the `TestApp` is dropped.
+
+use herald_core::targets::AllowedTargets;
+use herald_queue::Queue;
+use herald_store::testing::TestDb;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use wiremock::MockServer;
+
+pub const API_KEY: &str = "test-key";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    pub queue: Queue,
+    pub provider: MockServer,
+    worker: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    prefix: String,
+}
+
+pub fn config_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config")
+}
+
+pub fn redis_url() -> String {
+    std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn(false).await
+}
+
+pub async fn spawn_app_with_worker() -> TestApp {
+    spawn(true).await
+}
+
+async fn spawn(with_worker: bool) -> TestApp {
+    let db = TestDb::create().await.expect("test database");
+    let prefix = format!("herald_test_{}:", uuid::Uuid::new_v4().simple());
+    let provider = MockServer::start().await;
+    let settings = herald_api::Settings {
+        database_url: db.url.clone(),
+        redis_url: redis_url(),
+        redis_prefix: prefix.clone(),
+        config_dir: config_dir(),
+        api_keys: vec![API_KEY.to_string()],
+        allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
+        db_pool_size: 4,
+    };
+    let state = herald_api::build_state(&settings).await.expect("api state");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+    let address = format!("http://{}", listener.local_addr().expect("bound"));
+    let server = herald_api::run(state, listener).expect("server");
+    tokio::spawn(server);
+    let mut app = TestApp {
+        address,
+        client: reqwest::Client::new(),
+        queue: Queue::connect(&redis_url(), &prefix, 4).expect("queue"),
+        db,
+        provider,
+        worker: None,
+        prefix,
+    };
+    if with_worker {
+        app.start_worker(WorkerOptions::default());
+    }
+    app
+}
+
+/// How a test's in-process worker runs.
+pub struct WorkerOptions {
+    pub visibility_timeout: Duration,
+    /// Signing secret for every channel (`HERALD_CHANNEL_SECRET` in channels.yml).
+    pub channel_secret: Option<String>,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            visibility_timeout: Duration::from_secs(15),
+            channel_secret: None,
+        }
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Sends JSON with the API key; returns status and parsed body (Null if none).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(API_KEY);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    /// Polls until `check` returns Some, or panics naming `what` after `timeout`.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, timeout: Duration, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The notifications of an event, via the API.
+    pub async fn notifications_of(&self, event_id: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(&format!(
+                "/api/v1/notifications?event_id={event_id}&limit=500"
+            ))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until every notification of `event_id` is final and there are `n` of them.
+    pub async fn wait_final(&self, event_id: &str, n: usize, timeout: Duration) -> Vec<Value> {
+        self.wait_for(
+            &format!("{n} final notifications for {event_id}"),
+            timeout,
+            || async {
+                let items = self.notifications_of(event_id).await;
+                let done = items.len() == n
+                    && items.iter().all(|i| {
+                        matches!(i["status"].as_str(), Some("sent" | "failed" | "suppressed"))
+                    });
+                done.then_some(items)
+            },
+        )
+        .await
+    }
+
+    /// Starts an in-process worker whose providers all point at `self.provider`.
+    pub fn start_worker(&mut self, opts: WorkerOptions) {
+        let mut config_env = vec![("HERALD_PROVIDER_URL".to_string(), self.provider.uri())];
+        if let Some(secret) = opts.channel_secret {
+            config_env.push(("HERALD_CHANNEL_SECRET".into(), secret));
+        }
+        let settings = herald_worker::Settings {
+            database_url: self.db.url.clone(),
+            redis_url: redis_url(),
+            redis_prefix: self.prefix.clone(),
+            config_dir: config_dir(),
+            queues: herald_queue::QueueName::ALL.to_vec(),
+            concurrency: 8,
+            visibility_timeout: opts.visibility_timeout,
+            sweep_interval: Duration::from_millis(500),
+            allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
+            config_env,
+        };
+        let token = CancellationToken::new();
+        let stop = token.clone();
+        let handle = tokio::spawn(async move {
+            herald_worker::run(settings, stop)
+                .await
+                .expect("worker runs");
+        });
+        self.worker = Some((token, handle));
+    }
+
+    /// Stops the worker gracefully and waits for it to drain.
+    pub async fn stop_worker(&mut self) {
+        if let Some((token, handle)) = self.worker.take() {
+            token.cancel();
+            let _ = handle.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some((token, _)) = &self.worker {
+            token.cancel();
+        }
+        let (queue, prefix) = (self.queue.clone(), self.prefix.clone());
+        // Leave nothing behind in the shared Redis.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(queue.purge())
+                .map_err(|e| std::io::Error::other(format!("{prefix}: {e}")))
+        })
+        .join();
+    }
+}
+
+/// A well-formed alert for `location`.
+pub fn alert(location: &str, label: &str) -> Value {
+    serde_json::json!({
+        "alert_uuid": uuid::Uuid::new_v4(),
+        "location": location,
+        "label": label,
+        "url": "https://media.example/b36006d7.mp4",
+        "time_spotted": 1742470260.083,
+    })
+}

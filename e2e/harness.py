@@ -1,0 +1,538 @@
+"""The e2e harness: throwaway infrastructure, Herald's processes, HTTP and assertions.
+
+Everything a scenario needs lives on one `Stack` object:
+
+* `stack.api(method, path, body=None, expect=200)` calls the API with the test key
+  and asserts the status;
+* `stack.sink_received(which)` lists what one of the sinks recorded;
+* `stack.sink_url(which, path)` is a URL on a sink (for people's `webhook_url`);
+* `with stack.check("what is proven"):` runs one named check and reports
+  `ok   <label>: what is proven` or `FAIL <label>: ...`.
+
+Standard library only, so `make e2e` needs nothing but Python 3.11, psql and
+redis-cli next to the Rust toolchain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import http.client
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+import urllib.parse
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+API_KEY = "e2e-key"
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
+
+# The sinks every run starts: a healthy provider and two receivers forced to fail,
+# one retryably (500) and one permanently (400).
+SINKS: dict[str, list[str]] = {
+    "healthy": [],
+    "fail500": ["--status", "500"],
+    "fail400": ["--status", "400"],
+}
+
+STOP_GRACE_S = 10.0
+POLL_INTERVAL_S = 0.2
+HTTP_TIMEOUT_S = 30.0
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class CheckFailed(AssertionError):
+    """An assertion about Herald's behaviour did not hold."""
+
+
+class StackError(RuntimeError):
+    """The test infrastructure itself could not be set up (not a product failure)."""
+
+
+class ScenarioAborted(Exception):
+    """A check that later ones depend on failed, so the scenario stops."""
+
+
+# ----------------------------------------------------------------------- assertions
+
+
+def check(condition: Any, message: str) -> None:
+    """Fail the current check with `message` unless `condition` holds.
+
+    Used instead of `assert`, which `python -O` would silently strip.
+    """
+    if not condition:
+        raise CheckFailed(message)
+
+
+def check_eq(actual: Any, expected: Any, what: str) -> None:
+    """Fail unless `actual == expected`, showing both."""
+    if actual != expected:
+        raise CheckFailed(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+def check_in(needle: str, haystack: Any, what: str) -> None:
+    """Fail unless the text `needle` occurs in `haystack` (a string, or None)."""
+    if not isinstance(haystack, str) or needle not in haystack:
+        raise CheckFailed(f"{what}: expected it to mention {needle!r}, got {haystack!r}")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll `predicate` every 0.2 s until it returns something truthy; return that.
+
+    Herald is asynchronous (api → Redis → worker → sink), so outcomes are awaited,
+    never slept for. On timeout the failure says what was awaited and the predicate's
+    last value or error, which is usually enough to see what went wrong.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = predicate()
+        except (CheckFailed, OSError, http.client.HTTPException) as e:
+            last = f"error: {e}"
+        else:
+            if last:
+                return last
+        if time.monotonic() >= deadline:
+            raise CheckFailed(f"timed out after {timeout:g}s waiting for {what} (last seen: {last!r})")
+        time.sleep(POLL_INTERVAL_S)
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 timestamp as Herald and the sink write them (Z, up to ns)."""
+    return datetime.fromisoformat(text)
+
+
+def new_hex(n_bytes: int = 6) -> str:
+    return secrets.token_hex(n_bytes)
+
+
+# ----------------------------------------------------------------------------- HTTP
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+
+    def json(self) -> Any:
+        if not self.body:
+            return None
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    def text(self, limit: int = 2000) -> str:
+        return self.body[:limit].decode("utf-8", "replace")
+
+
+def http_request(
+    base_url: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = HTTP_TIMEOUT_S,
+) -> Response:
+    """One HTTP request that returns any status instead of raising on 4xx/5xx.
+
+    Built on http.client rather than urllib so a server that answers early and closes
+    (a 413 for an oversized body, sent before the body is read) still yields its
+    answer instead of a broken-pipe error.
+    """
+    url = urllib.parse.urlsplit(base_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+    try:
+        conn.putrequest(method, path)
+        all_headers = {"Content-Length": str(len(body or b""))} | (headers or {})
+        for name, value in all_headers.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        if body:
+            try:
+                conn.send(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server already answered; read that answer below
+        resp = conn.getresponse()
+        return Response(resp.status, resp.read())
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------------ processes
+
+
+def _die_with_parent() -> None:
+    """Child side of Popen: get SIGTERM if the harness itself is killed (Linux).
+
+    `finally` blocks cover Ctrl-C and failures; this covers `kill -9` of the harness,
+    so no api, worker or sink outlives it.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError as e:
+            return f"(cannot read {self.log_path}: {e})"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Processes:
+    """Every process the harness started, so all of them can be stopped at the end."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.started: list[Process] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str], cwd: Path) -> Process:
+        """Start `argv` with its output in `<log_dir>/<name>.log`.
+
+        Each child gets its own session so a terminal Ctrl-C reaches only the
+        harness, which then stops the children in order and cleans up.
+        """
+        log_path = self.log_dir / f"{name}.log"
+        with open(log_path, "wb") as log:
+            popen = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        proc = Process(name, popen, log_path)
+        self.started.append(proc)
+        return proc
+
+    def stop_all(self, grace: float = STOP_GRACE_S) -> None:
+        """SIGTERM everything (workers drain in-flight jobs), SIGKILL what is left after `grace`."""
+        for proc in self.started:
+            if proc.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    proc.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in self.started:
+            try:
+                proc.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"  {proc.name} ignored SIGTERM for {grace:g}s: killing it", flush=True)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.popen.kill()
+                proc.popen.wait()
+
+    def print_logs(self, lines: int = 40) -> None:
+        for proc in self.started:
+            print(f"----- last {lines} lines of {proc.log_path} -----")
+            print(proc.tail(lines))
+        if self.started:
+            print("-----")
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the kernel's pick for port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ----------------------------------------------------------- Postgres and Redis
+
+
+def _run(argv: list[str], timeout: float = 30.0, env: dict[str, str] | None = None) -> str:
+    """Run a client tool; raise StackError with its stderr when it fails."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+    except FileNotFoundError as e:
+        raise StackError(f"{argv[0]} is not installed: {e}") from e
+    except subprocess.TimeoutExpired as e:
+        raise StackError(f"{' '.join(argv[:2])} ... took over {timeout:g}s") from e
+    if done.returncode != 0:
+        raise StackError(f"{' '.join(argv[:2])} ... failed: {(done.stderr or done.stdout).strip()}")
+    return done.stdout
+
+
+class Postgres:
+    """A throwaway database on the server at `admin_url`, dropped by `drop()`."""
+
+    def __init__(self, admin_url: str, name: str):
+        self.admin_url = admin_url
+        self.name = name
+        parts = urllib.parse.urlsplit(admin_url)
+        self.url = urllib.parse.urlunsplit(parts._replace(path="/" + name))
+        self.created = False
+
+    def _psql(self, sql: str) -> str:
+        env = os.environ | {"PGCONNECT_TIMEOUT": "5"}
+        return _run(["psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-d", self.admin_url, "-c", sql], env=env)
+
+    def check_answers(self) -> None:
+        try:
+            self._psql("select 1")
+        except StackError as e:
+            raise StackError(f"Postgres at {self.admin_url} does not answer (set HERALD_TEST_DATABASE_URL): {e}") from e
+
+    def create(self) -> None:
+        self._psql(f'CREATE DATABASE "{self.name}"')
+        self.created = True
+
+    def drop(self) -> None:
+        if self.created:
+            self._psql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            self.created = False
+
+
+class Redis:
+    """The Redis server at `url`, of which this run owns the keys under `prefix`."""
+
+    def __init__(self, url: str, prefix: str):
+        self.url = url
+        self.prefix = prefix
+
+    def _cli(self, *args: str) -> str:
+        return _run(["redis-cli", "-u", self.url, *args])
+
+    def check_answers(self) -> None:
+        try:
+            reply = self._cli("PING").strip()
+        except StackError as e:
+            raise StackError(f"Redis at {self.url} does not answer (set HERALD_TEST_REDIS_URL): {e}") from e
+        if reply != "PONG":
+            raise StackError(f"Redis at {self.url} answered PING with {reply!r}")
+
+    def delete_prefixed_keys(self, chunk: int = 500) -> int:
+        """Delete every key under this run's prefix; returns how many there were."""
+        keys = [k for k in self._cli("--scan", "--pattern", self.prefix + "*").splitlines() if k]
+        for i in range(0, len(keys), chunk):
+            self._cli("DEL", *keys[i : i + chunk])
+        return len(keys)
+
+
+# ---------------------------------------------------------------------------- stack
+
+
+@dataclass
+class Results:
+    passed: int = 0
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def record(self, ok: bool, name: str, detail: str = "") -> None:
+        if ok:
+            self.passed += 1
+            print(f"ok   {name}", flush=True)
+        else:
+            self.failed += 1
+            self.failures.append(name)
+            print(f"FAIL {name}", flush=True)
+            for line in detail.rstrip().splitlines():
+                print(f"     {line}", flush=True)
+
+    def closing_line(self) -> str:
+        return f"{self.passed} passed, {self.failed} failed"
+
+
+@dataclass
+class Stack:
+    """A running Herald (api + one worker) with its sinks, and the run's results."""
+
+    repo: Path
+    api_url: str
+    sink_ports: dict[str, int]
+    results: Results
+    label: str = "e2e"
+
+    # ----------------------------------------------------------------- checks
+
+    @contextlib.contextmanager
+    def check(self, name: str, fatal: bool = False) -> Iterator[None]:
+        """Run the block as one named check: `ok` if it completes, `FAIL` if it raises.
+
+        Any exception fails only this check, so one broken behaviour does not hide
+        the others. `fatal=True` is for setup the rest of the scenario relies on: its
+        failure stops the scenario instead of producing a cascade of failures.
+        """
+        full_name = f"{self.label}: {name}"
+        try:
+            yield
+        except CheckFailed as e:
+            self.results.record(False, full_name, str(e))
+            if fatal:
+                raise ScenarioAborted(full_name) from e
+        except Exception as e:  # noqa: BLE001 - a crash in a check is a failed check
+            self.results.record(False, full_name, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}")
+            if fatal:
+                raise ScenarioAborted(full_name) from e
+        else:
+            self.results.record(True, full_name)
+
+    # ------------------------------------------------------------------- HTTP
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        expect: int | tuple[int, ...] = 200,
+        auth: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """Call the API and assert the status; return the parsed JSON body (or None).
+
+        `body` is sent as JSON, except bytes or str which are sent verbatim (to test
+        malformed or oversized bodies). `auth=False` omits the Authorization header.
+        """
+        if body is None:
+            raw = None
+        elif isinstance(body, (bytes, str)):
+            raw = body.encode() if isinstance(body, str) else body
+        else:
+            raw = json.dumps(body).encode()
+        all_headers = {"Accept": "application/json"}
+        if raw is not None:
+            all_headers["Content-Type"] = "application/json"
+        if auth:
+            all_headers["Authorization"] = f"Bearer {API_KEY}"
+        all_headers |= headers or {}
+        resp = http_request(self.api_url, method, path, raw, all_headers)
+        allowed = expect if isinstance(expect, tuple) else (expect,)
+        if resp.status not in allowed:
+            want = " or ".join(map(str, allowed))
+            raise CheckFailed(f"{method} {path}: expected HTTP {want}, got {resp.status}: {resp.text()}")
+        return resp.json()
+
+    def sink_base(self, which: str) -> str:
+        return f"http://127.0.0.1:{self.sink_ports[which]}"
+
+    def sink_url(self, which: str, path: str = "/") -> str:
+        """A URL on a sink, e.g. for a person's `webhook_url`."""
+        return self.sink_base(which) + path
+
+    def sink_received(self, which: str, path: str | None = None) -> list[dict]:
+        """Every delivery the sink `which` recorded (GET /received), oldest first."""
+        query = "/received" + (f"?path={urllib.parse.quote(path)}" if path else "")
+        resp = http_request(self.sink_base(which), "GET", query)
+        if resp.status != 200:
+            raise CheckFailed(f"GET {query} on sink {which}: HTTP {resp.status}: {resp.text()}")
+        return resp.json()
+
+
+# ------------------------------------------------------------------------- startup
+
+BINARIES = ("herald-api", "herald-worker", "herald-sim")
+
+
+def target_dir(repo: Path) -> Path:
+    """Cargo's target directory (CARGO_TARGET_DIR when set, as cargo itself does)."""
+    configured = os.environ.get("CARGO_TARGET_DIR")
+    return Path(configured) if configured else repo / "target"
+
+
+def build_binaries(repo: Path, release: bool) -> None:
+    """One `cargo build` for the three binaries; cargo's own output shows progress.
+
+    Cargo waits by itself when another build holds the target dir's lock.
+    """
+    argv = ["cargo", "build"] + [arg for b in BINARIES for arg in ("-p", b)] + (["--release"] if release else [])
+    print(f"building: {' '.join(argv)}", flush=True)
+    if subprocess.run(argv, cwd=repo).returncode != 0:
+        raise StackError("cargo build failed (see its output above)")
+
+
+def find_binaries(repo: Path, release: bool) -> Path:
+    bin_dir = target_dir(repo) / ("release" if release else "debug")
+    missing = [b for b in BINARIES if not (bin_dir / b).is_file()]
+    if missing:
+        raise StackError(f"missing {', '.join(missing)} in {bin_dir}: build first or drop --no-build")
+    return bin_dir
+
+
+def _wait_http_ok(proc: Process, base_url: str, path: str, timeout: float) -> None:
+    """Wait for `GET path` to answer 200, failing at once if the process died."""
+
+    def ready() -> bool:
+        if not proc.alive():
+            raise StackError(f"{proc.name} exited with code {proc.popen.returncode} (log: {proc.log_path})")
+        try:
+            return http_request(base_url, "GET", path, timeout=2).status == 200
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() >= deadline:
+            raise StackError(f"{proc.name} did not answer 200 on {base_url}{path} within {timeout:g}s")
+        time.sleep(POLL_INTERVAL_S)
+
+
+def launch(
+    repo: Path,
+    bin_dir: Path,
+    procs: Processes,
+    database_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    results: Results,
+) -> Stack:
+    """Start the sinks, then the api (which applies migrations), then one worker."""
+    sink_ports = {}
+    for which, extra in SINKS.items():
+        port = free_port()
+        proc = procs.start(f"sink-{which}", [str(bin_dir / "herald-sim"), "sink", "--port", str(port), *extra],
+                           os.environ | {"RUST_LOG": "info"}, repo)
+        _wait_http_ok(proc, f"http://127.0.0.1:{port}", "/healthz", timeout=30)
+        sink_ports[which] = port
+
+    api_port = free_port()
+    env = os.environ | {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "HERALD_REDIS_PREFIX": redis_prefix,
+        "HERALD_BIND": f"127.0.0.1:{api_port}",
+        "HERALD_API_KEYS": API_KEY,
+        "HERALD_PROVIDER_URL": f"http://127.0.0.1:{sink_ports['healthy']}",
+        "HERALD_ALLOWED_TARGETS": "127.0.0.0/8",
+        "HERALD_CONFIG_DIR": str(repo / "config"),
+        "RUST_LOG": "info",
+    }
+    api_url = f"http://127.0.0.1:{api_port}"
+    api = procs.start("api", [str(bin_dir / "herald-api")], env, repo)
+    _wait_http_ok(api, api_url, "/healthz/ready", timeout=60)
+
+    worker_argv = [str(bin_dir / "herald-worker"), "--queues", "critical,default", "--concurrency", "16"]
+    worker = procs.start("worker", worker_argv, env, repo)
+    time.sleep(0.5)
+    if not worker.alive():
+        raise StackError(f"worker exited with code {worker.popen.returncode} (log: {worker.log_path})")
+    print(f"api {api_url}, sinks " + ", ".join(f"{w}=:{p}" for w, p in sink_ports.items()), flush=True)
+    return Stack(repo=repo, api_url=api_url, sink_ports=sink_ports, results=results)
