@@ -20,6 +20,7 @@ import ctypes
 import http.client
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -48,6 +49,7 @@ SINKS: dict[str, list[str]] = {
 STOP_GRACE_S = 10.0
 POLL_INTERVAL_S = 0.2
 HTTP_TIMEOUT_S = 30.0
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # herald-api/-worker colour their logs even in files
 
 
 # --------------------------------------------------------------------------- errors
@@ -198,9 +200,13 @@ class Process:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def log_text(self) -> str:
+        """The process's output so far, without colour codes."""
+        return ANSI_ESCAPE.sub("", self.log_path.read_text(errors="replace"))
+
     def tail(self, lines: int = 40) -> str:
         try:
-            text = self.log_path.read_text(errors="replace")
+            text = self.log_text()
         except OSError as e:
             return f"(cannot read {self.log_path}: {e})"
         return "\n".join(text.splitlines()[-lines:])
@@ -370,6 +376,7 @@ class Stack:
     api_url: str
     sink_ports: dict[str, int]
     results: Results
+    processes: dict[str, Process] = field(default_factory=dict)
     label: str = "e2e"
 
     # ----------------------------------------------------------------- checks
@@ -430,6 +437,10 @@ class Stack:
             want = " or ".join(map(str, allowed))
             raise CheckFailed(f"{method} {path}: expected HTTP {want}, got {resp.status}: {resp.text()}")
         return resp.json()
+
+    def log_text(self, name: str) -> str:
+        """What the process `name` (api, worker, sink-healthy, ...) has logged so far."""
+        return self.processes[name].log_text()
 
     def sink_base(self, which: str) -> str:
         return f"http://127.0.0.1:{self.sink_ports[which]}"
@@ -535,4 +546,5 @@ def launch(
     if not worker.alive():
         raise StackError(f"worker exited with code {worker.popen.returncode} (log: {worker.log_path})")
     print(f"api {api_url}, sinks " + ", ".join(f"{w}=:{p}" for w, p in sink_ports.items()), flush=True)
-    return Stack(repo=repo, api_url=api_url, sink_ports=sink_ports, results=results)
+    return Stack(repo=repo, api_url=api_url, sink_ports=sink_ports, results=results,
+                 processes={p.name: p for p in procs.started})

@@ -126,7 +126,8 @@ def main(argv: list[str]) -> int:
                 run_scenario(stack, scenario)
     except KeyboardInterrupt as e:
         interrupted = True
-        print(f"\ninterrupted ({e or 'SIGINT'}): cleaning up", flush=True)
+        # Counted as a failure so an interrupted run never reads as a green one.
+        results.record(False, "e2e: run interrupted", f"by {str(e) or 'SIGINT'}; cleaning up")
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # let cleanup finish
         if results.failed or interrupted:

@@ -244,6 +244,9 @@ def retried_then_failed(stack: Stack) -> None:
     check_eq({r["path"] for r in records}, {"/hook"}, "path on the person's webhook_url")
     check_eq(deliveries_of_notification(stack, "healthy", nid), [],
              "deliveries that went to the provider instead of the person's webhook_url")
+    # Seed 002: "After 3 attempts, the systems stop trying and a log.error is issued".
+    wait_until(lambda: any("ERROR" in line and nid in line for line in stack.log_text("worker").splitlines()),
+               5, f"an ERROR line about notification {nid} in the worker log")
 
 
 def rejected_without_retry(stack: Stack) -> None:

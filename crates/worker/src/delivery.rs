@@ -25,7 +25,11 @@ pub async fn deliver(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
     let token = Uuid::new_v4().to_string();
     let ttl = ctx.config.channels.max_timeout() + LOCK_MARGIN;
     if !ctx.queue.try_lock(&lock, &token, ttl).await? {
-        // Another worker is delivering it right now; its own job covers it.
+        // Another worker is delivering it, or died doing so: look again once the lock
+        // has expired. A live holder will have finished and the job is then a no-op.
+        let due = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(1));
+        let job = Job::Deliver { notification_id: id };
+        ctx.queue.schedule(&[(herald_queue::QueueName::Default, job, due.timestamp_millis())]).await?;
         return Ok(());
     }
     let result = deliver_locked(ctx, id).await;
