@@ -96,14 +96,16 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
     Herald is asynchronous (api → Redis → worker → sink), so outcomes are awaited,
     never slept for. On timeout the failure says what was awaited and the predicate's
-    last value or error, which is usually enough to see what went wrong.
+    last value or error, which is usually enough to see what went wrong. Connection
+    errors are retried; a CheckFailed raised by the predicate fails at once (it means
+    the outcome is already wrong, e.g. `sent` where `failed` was awaited).
     """
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
         try:
             last = predicate()
-        except (CheckFailed, OSError, http.client.HTTPException) as e:
+        except (OSError, http.client.HTTPException) as e:
             last = f"error: {e}"
         else:
             if last:

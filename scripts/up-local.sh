@@ -8,6 +8,8 @@
 # DATABASE_URL / REDIS_URL point at this machine; remote ones are used as they are.
 #
 # Logs and pid files go to .run/; stop everything with scripts/down-local.sh.
+# With --services-only it only makes sure Postgres and Redis answer (what `make test`
+# and CI need) and exits.
 # Running it again restarts the Herald processes (it stops the old ones first).
 set -euo pipefail
 
@@ -222,6 +224,11 @@ main() {
         ensure_redis
     else
         log "using Redis at $REDIS_HOST:$REDIS_PORT as given by REDIS_URL"
+    fi
+
+    if [[ ${1:-} == --services-only ]]; then
+        log "PostgreSQL ($PG_HOST:$PG_PORT) and Redis ($REDIS_HOST:$REDIS_PORT) answer"
+        return 0
     fi
 
     log "building herald-api, herald-worker, herald-sim (release)"

@@ -242,6 +242,8 @@ def retried_then_failed(stack: Stack) -> None:
     records = deliveries_of_notification(stack, "fail500", nid)
     check_eq(len(records), 3, "requests the 500 sink received for the notification")
     check_eq({r["path"] for r in records}, {"/hook"}, "path on the person's webhook_url")
+    # Receivers dedupe on webhook-id, so every retry must carry the same one (SPEC 6).
+    check_eq({r["headers"].get("webhook-id") for r in records}, {nid}, "webhook-id of the 3 tries")
     check_eq(deliveries_of_notification(stack, "healthy", nid), [],
              "deliveries that went to the provider instead of the person's webhook_url")
     # Seed 002: "After 3 attempts, the systems stop trying and a log.error is issued".
