@@ -536,6 +536,8 @@ def launch(
         "HERALD_PROVIDER_URL": f"http://127.0.0.1:{sink_ports['healthy']}",
         "HERALD_ALLOWED_TARGETS": "127.0.0.0/8",
         "HERALD_CONFIG_DIR": str(repo / "config"),
+        # Seed 004's bank-link reminder waits an hour in production; 3 s here.
+        "HERALD_BANK_LINK_REMINDER_DELAY": "3s",
         "RUST_LOG": "info",
     }
     api_url = f"http://127.0.0.1:{api_port}"

@@ -38,3 +38,24 @@ pub async fn read_json(req: &HttpRequest, mut payload: web::Payload) -> Result<V
     }
     serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
 }
+
+/// Parses a JSON value into `T`, turning serde's message (which names the field) into
+/// a 422.
+pub fn parse_body<T: for<'de> serde::Deserialize<'de>>(body: Value) -> Result<T, ApiError> {
+    serde_json::from_value(body).map_err(|e| ApiError::Invalid {
+        message: e.to_string(),
+        details: vec![crate::error::Detail {
+            field: "body".into(),
+            message: e.to_string(),
+        }],
+    })
+}
+
+/// Reads a JSON body within the size limit and parses it into `T` (400 for bad JSON,
+/// 422 for a well-formed body with invalid fields).
+pub async fn read_body<T: for<'de> serde::Deserialize<'de>>(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, ApiError> {
+    parse_body(read_json(req, payload).await?)
+}

@@ -9,6 +9,7 @@
 //! | [`auth`] | bearer-key middleware |
 //! | [`error`] | the JSON error type and its HTTP mapping |
 //! | [`metrics`] | Prometheus counters |
+//! | [`openapi`] | the OpenAPI document of every route (`/openapi.json`) |
 //! | [`state`] | settings and shared state |
 
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod body;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod state;
 

@@ -102,8 +102,9 @@ impl ConfigSources {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RulesFile {
+    /// Parsed rule by rule, so that every rule's mistakes are reported.
     #[serde(default)]
-    rules: Vec<Rule>,
+    rules: Vec<serde_json::Value>,
     #[serde(default)]
     alerts: AlertsSection,
 }
@@ -201,14 +202,14 @@ impl Config {
             .unwrap_or_default();
         let (rules, alert_labels) = rules_file
             .map(|f| {
-                check_rules(
+                let rules = parse_rules(
                     &path(RULES_FILE),
                     &f.rules,
                     &channels,
                     &template_meta,
                     &mut errors,
                 );
-                (RuleSet::new(f.rules), f.alerts.labels)
+                (RuleSet::new(rules), f.alerts.labels)
             })
             .unwrap_or_default();
 
@@ -320,31 +321,43 @@ fn build_templates(
     }
 }
 
-fn check_rules(
+/// Parses and checks every rule, reporting all of each rule's mistakes: its own
+/// (unknown fields, bad durations or operators) and its references (channel, template),
+/// even when the rule could not be parsed.
+fn parse_rules(
     file: &str,
-    rules: &[Rule],
+    raw: &[serde_json::Value],
     channels: &Channels,
     templates: &HashMap<String, TemplateMeta>,
     errors: &mut Vec<ConfigError>,
-) {
+) -> Vec<Rule> {
+    let mut rules = Vec::new();
     let mut seen = HashSet::new();
-    for rule in rules {
-        let name = &rule.notification_type;
+    for (i, value) in raw.iter().enumerate() {
+        let name = Rule::name_of(value, i);
         let mut push =
-            |field: &str, msg: String| errors.push(item_error(file, "rule", name, field, &msg));
+            |field: &str, msg: String| errors.push(item_error(file, "rule", &name, field, &msg));
         if !seen.insert(name.clone()) {
             push("notification_type", "is defined twice".into());
         }
-        if let Err(e) = crate::event::validate_event_type(&rule.event_type) {
+        let text = |key: &str| value.get(key).and_then(serde_json::Value::as_str);
+        if let Some(Err(e)) = text("event_type").map(crate::event::validate_event_type) {
             push("event_type", e.message);
         }
-        if !channels.contains(&rule.channel) {
-            push("channel", format!("unknown channel {:?}", rule.channel));
+        if let Some(channel) = text("channel").filter(|c| !channels.contains(c)) {
+            push("channel", format!("unknown channel {channel:?}"));
         }
-        if !templates.contains_key(&rule.template) {
-            push("template", format!("unknown template {:?}", rule.template));
+        if let Some(template) = text("template").filter(|t| !templates.contains_key(*t)) {
+            push("template", format!("unknown template {template:?}"));
+        }
+        match Rule::parse(value) {
+            Ok(rule) => rules.push(rule),
+            Err(problems) => problems
+                .into_iter()
+                .for_each(|(field, message)| push(&field, message)),
         }
     }
+    rules
 }
 
 fn item_error(file: &str, kind: &str, name: &str, field: &str, message: &str) -> ConfigError {
@@ -397,6 +410,34 @@ mod tests {
                 "config/rules.yml: rule A: field channel: unknown channel \"fax\"",
                 "config/rules.yml: rule A: field template: unknown template \"B\"",
             ]
+        );
+    }
+
+    #[test]
+    fn check_config_lists_every_mistake_of_every_rule_at_once() {
+        let rules = "rules:
+  - {notification_type: A, event_type: x, recipients: subject, channel: fax, template: B, delay: soon}
+  - {notification_type: C, event_type: x, recipients: subject, channel: email, template: A, colour: red,
+     conditions: [{property: properties.a, op: EQUALS, value: 1}, {event_within: {event_type: y, within: 3 weeks-ish}}]}
+";
+        let errs = Config::from_sources(&sources(rules), |_| None).unwrap_err();
+        let lines: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+        let all = lines.join("\n");
+        for expected in [
+            "rule A: field channel: unknown channel \"fax\"",
+            "rule A: field template: unknown template \"B\"",
+            "rule A: field rule: invalid duration \"soon\"",
+            "rule C: field colour: unknown field",
+            "rule C: field conditions: conditions[0].op: unknown operator \"EQUALS\"",
+            "rule C: field conditions: conditions[1].event_within.within",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.starts_with("config/rules.yml: rule ")),
+            "{all}"
         );
     }
 

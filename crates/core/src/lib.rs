@@ -5,10 +5,14 @@
 //! |---|---|
 //! | [`ids`] | identifier rules shared by people, topics and events |
 //! | [`event`] | parsing and validating ingested events (SPEC 3.1) |
+//! | [`bundle`] | bundling chatty notifications: state machine, ranker, offline optimum (SPEC 8) |
 //! | [`alert`] | shop alerts and how they become events (SPEC 3.2) |
 //! | [`severity`] | notification severity and a person's preference level |
 //! | [`preferences`] | whether a recipient gets a notification or a suppressed row |
 //! | [`rules`] | notification rules from `rules.yml` and which ones an event triggers |
+//! | [`conditions`] | rule conditions: predicates, proximity, absence |
+//! | [`debounce`] | at most N per period, in the person's calendar |
+//! | [`circuit`] | when a failing destination host stops getting tries |
 //! | [`channels`] | delivery channels from `channels.yml` |
 //! | [`config`] | loading and validating the whole `config/` directory |
 //! | [`template`] | rendering notification text with minijinja |
@@ -19,8 +23,12 @@
 //! | [`envsubst`], [`duration`] | small parsers the config relies on |
 
 pub mod alert;
+pub mod bundle;
 pub mod channels;
+pub mod circuit;
+pub mod conditions;
 pub mod config;
+pub mod debounce;
 pub mod duration;
 pub mod envsubst;
 pub mod event;

@@ -5,6 +5,8 @@
 //! [`crate::config`]; unknown fields are refused so that a typo in a rule file stops
 //! the process instead of silently doing nothing.
 
+use crate::conditions::{parse_conditions, Condition, HistoryNeed};
+use crate::debounce::Debounce;
 use crate::duration::serde_duration;
 use crate::severity::Severity;
 use serde::Deserialize;
@@ -38,8 +40,44 @@ impl Recipients {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A rule as written in `rules.yml`, before its conditions are parsed.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RuleSpec {
+    notification_type: String,
+    event_type: String,
+    recipients: Recipients,
+    channel: String,
+    template: String,
+    #[serde(default)]
+    severity: Option<Severity>,
+    #[serde(default, with = "serde_duration")]
+    delay: Duration,
+    #[serde(default)]
+    recheck: bool,
+    #[serde(default)]
+    debounce: Option<Debounce>,
+    #[serde(default)]
+    bundle: Option<Value>,
+}
+
+/// The keys a rule may have; anything else is a mistake worth reporting.
+pub const RULE_FIELDS: [&str; 12] = [
+    "notification_type",
+    "event_type",
+    "recipients",
+    "channel",
+    "template",
+    "severity",
+    "delay",
+    "recheck",
+    "debounce",
+    "conditions",
+    "bundle",
+    "description",
+];
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     /// Names the notification everywhere: rows, inbox, audit, templates. Unique.
     pub notification_type: String,
@@ -51,14 +89,100 @@ pub struct Rule {
     pub template: String,
     /// Fixed severity. When absent, the event's `properties.severity` decides (alerts
     /// set it from their label), else `standard`.
-    #[serde(default)]
     pub severity: Option<Severity>,
     /// Hold before sending (due = received_at + delay).
-    #[serde(default, with = "serde_duration")]
     pub delay: Duration,
+    /// Re-evaluate the conditions when the delay ends; a failed recheck suppresses.
+    pub recheck: bool,
+    pub debounce: Option<Debounce>,
+    /// All must hold (an empty `All` always holds).
+    pub conditions: Condition,
+    /// Bundling settings (section 8), kept raw until the bundler reads them.
+    pub bundle: Option<Value>,
 }
 
 impl Rule {
+    /// Parses one rule from its raw YAML/JSON value. Every problem is returned, each as
+    /// (field, message); the rule's name is `name_of(raw)`.
+    pub fn parse(raw: &Value) -> Result<Rule, Vec<(String, String)>> {
+        let Some(obj) = raw.as_object() else {
+            return Err(vec![("rule".into(), "must be a mapping".into())]);
+        };
+        let mut errors: Vec<(String, String)> = obj
+            .keys()
+            .filter(|k| !RULE_FIELDS.contains(&k.as_str()))
+            .map(|k| (k.clone(), "unknown field".to_string()))
+            .collect();
+        // Check the known fields even when unknown ones are present, so one run of
+        // check-config lists everything.
+        let known: serde_json::Map<String, Value> = obj
+            .iter()
+            .filter(|(k, _)| {
+                RULE_FIELDS.contains(&k.as_str())
+                    && !matches!(k.as_str(), "description" | "conditions")
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let spec = match serde_json::from_value::<RuleSpec>(Value::Object(known)) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                errors.push((field_of(&e.to_string()), e.to_string()));
+                None
+            }
+        };
+        let conditions = match parse_conditions(obj.get("conditions").unwrap_or(&Value::Null)) {
+            Ok(c) => Some(c),
+            Err(es) => {
+                errors.extend(es.into_iter().map(|e| ("conditions".to_string(), e)));
+                None
+            }
+        };
+        let (Some(spec), Some(conditions), true) = (spec, conditions, errors.is_empty()) else {
+            return Err(errors);
+        };
+        let rule = Rule {
+            notification_type: spec.notification_type,
+            event_type: spec.event_type,
+            recipients: spec.recipients,
+            channel: spec.channel,
+            template: spec.template,
+            severity: spec.severity,
+            delay: spec.delay,
+            recheck: spec.recheck,
+            debounce: spec.debounce,
+            conditions,
+            bundle: spec.bundle,
+        };
+        rule.check().map(|()| rule)
+    }
+
+    /// Cross-field rules that serde cannot express.
+    fn check(&self) -> Result<(), Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        if self.recheck && self.delay.is_zero() {
+            errors.push((
+                "recheck".into(),
+                "needs a delay: conditions are rechecked when the delay ends".into(),
+            ));
+        }
+        if self.debounce.is_some_and(|d| d.limit == 0) {
+            errors.push(("debounce.limit".into(), "must be at least 1".into()));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The rule's name for messages, before it is parsed.
+    pub fn name_of(raw: &Value, index: usize) -> String {
+        raw.get("notification_type")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("#{}", index + 1))
+    }
+
     /// The severity a notification of this rule gets for an event with `properties`.
     pub fn severity_for(&self, properties: &Value) -> Severity {
         self.severity.unwrap_or_else(|| {
@@ -69,6 +193,23 @@ impl Rule {
                 .unwrap_or_default()
         })
     }
+
+    /// The history questions this rule's conditions ask.
+    pub fn history_needs(&self) -> Vec<HistoryNeed> {
+        let mut needs = Vec::new();
+        self.conditions.history_needs(&mut needs);
+        needs
+    }
+}
+
+/// Picks the field a serde message is about (`missing field `x``, `unknown variant` …).
+fn field_of(message: &str) -> String {
+    message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.starts_with("missing field"))
+        .unwrap_or("rule")
+        .to_string()
 }
 
 /// All rules, indexed by the event type that triggers them.
@@ -119,7 +260,7 @@ mod tests {
     use serde_json::json;
 
     fn rule(yaml: &str) -> Rule {
-        serde_norway::from_str(yaml).unwrap()
+        Rule::parse(&serde_norway::from_str::<Value>(yaml).unwrap()).unwrap()
     }
 
     #[test]
@@ -153,11 +294,24 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_field_is_refused() {
-        let err = serde_norway::from_str::<Rule>(
-            "{notification_type: A, event_type: x, recipients: subject, channel: email, template: A, chanel: sms}",
+    fn every_mistake_in_a_rule_is_reported_at_once() {
+        let raw: Value = serde_norway::from_str(
+            "{notification_type: A, event_type: x, recipients: subject, channel: email, template: A, chanel: sms,
+              conditions: [{property: properties.a, op: EQUALS, value: 1}], recheck: true}",
         )
-        .unwrap_err();
-        assert!(err.to_string().contains("chanel"), "{err}");
+        .unwrap();
+        let errors = Rule::parse(&raw).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, ["chanel", "conditions"], "{errors:?}");
+        let bad_delay: Value = serde_norway::from_str(
+            "{notification_type: A, event_type: x, recipients: subject, channel: email, template: A, delay: soon}",
+        )
+        .unwrap();
+        assert!(Rule::parse(&bad_delay).unwrap_err()[0].1.contains("soon"));
+        let recheck: Value = serde_norway::from_str(
+            "{notification_type: A, event_type: x, recipients: subject, channel: email, template: A, recheck: true}",
+        )
+        .unwrap();
+        assert_eq!(Rule::parse(&recheck).unwrap_err()[0].0, "recheck");
     }
 }

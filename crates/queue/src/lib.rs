@@ -18,9 +18,11 @@
 //!   The due time is also in Postgres, so an emptied Redis loses nothing.
 //! * **Self-healing.** Redis here keeps nothing on disk. Reading from a stream whose
 //!   group vanished (`NOGROUP`) recreates the groups and carries on.
+//! * **Circuits.** Per destination host, shared failure streaks (see `circuit`).
 //! * **Locks.** Short `SET NX PX` locks with a random token keep two workers from
 //!   delivering the same notification at once.
 
+mod circuit;
 mod job;
 mod keys;
 mod redis_queue;

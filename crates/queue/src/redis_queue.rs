@@ -85,7 +85,7 @@ impl Queue {
         &self.keys
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, QueueError> {
+    pub(crate) async fn conn(&self) -> Result<deadpool_redis::Connection, QueueError> {
         Ok(self.pool.get().await?)
     }
 

@@ -3,10 +3,14 @@
 //! - [`sink`]: a third-party webhook receiver with tunable failure and latency that
 //!   records everything it is sent, so tests and benchmarks can point Herald's
 //!   `HERALD_PROVIDER_URL` at it and read back what was delivered.
+//! - [`receipts`]: the sink's provider receipts (delivered / opened, seed 001).
+//! - [`simulate`]: seed 001's delivery simulation against a running Herald.
 //! - [`signature`]: Standard Webhooks verification, used by the sink.
 //!
 //! The binary only parses arguments and dispatches; each subcommand is a library
 //! `run` so tests can drive it in-process.
 
+pub mod receipts;
 pub mod signature;
+pub mod simulate;
 pub mod sink;

@@ -3,10 +3,11 @@
 use std::io::IsTerminal as _;
 
 use clap::{Parser, Subcommand};
+use herald_sim::simulate::{self, SimulateConfig};
 use herald_sim::sink::{self, SinkConfig};
 use tracing_subscriber::EnvFilter;
 
-/// Herald tooling: a third-party webhook sink for tests, demos and benchmarks.
+/// Herald tooling: a third-party webhook sink and seed 001's delivery simulation.
 #[derive(Debug, Parser)]
 #[command(name = "herald-sim", version, about)]
 struct Cli {
@@ -19,6 +20,10 @@ enum Command {
     /// Run a webhook receiver that records every delivery (GET /received) and can
     /// fail, lag or force a status on demand (POST /control).
     Sink(SinkConfig),
+    /// Register people, broadcast messages to them through Herald and print, per
+    /// message, how many were sent, received and opened (needs a running api, worker
+    /// and a sink posting receipts).
+    Simulate(SimulateConfig),
 }
 
 #[actix_web::main]
@@ -35,5 +40,6 @@ async fn main() -> anyhow::Result<()> {
 
     match cli.command {
         Command::Sink(config) => sink::run(config).await,
+        Command::Simulate(config) => simulate::run(config).await,
     }
 }

@@ -20,6 +20,12 @@
 //! Failure injection comes before the content checks on purpose: a flaky provider
 //! fails whatever it is sent, and tests that force a status want exactly that status.
 //!
+//! # Receipts (seed 001)
+//! With a receipts URL (`--receipts-url`, or `receipts_url` through `POST /control`),
+//! every delivery answered 2xx that names a `notification_id` is, with probability
+//! `1 − loss`, reported `delivered` and then, with probability `open` of those,
+//! `opened`, in batches posted to that URL ([`crate::receipts`]).
+//!
 //! # Records
 //! Every delivery is recorded, whatever the answer, with the status the sink gave.
 //! `seq` is assigned when the answer is decided (after the latency sleep) and keeps
@@ -33,7 +39,8 @@
 //! | `GET /received[?path=/email][&status=200]` | the records, oldest first, filtered by exact path and status |
 //! | `GET /received/count` | `{"total": n, "ok": n_2xx}` since the last clear |
 //! | `DELETE /received` | forget all records |
-//! | `GET /control`, `POST /control` | read or change `fail_rate`, `status`, `latency_ms` at run time |
+//! | `GET /control`, `POST /control` | read or change `fail_rate`, `status`, `latency_ms`, `loss`, `open`, `receipts_url` (and `api_key`, write-only) at run time |
+//! | `GET /receipts` | receipts `queued`, `posted`, `dropped`, `failed_posts` |
 //! | `GET /healthz` | `200` |
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -45,6 +52,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
+use crate::receipts::{self, Outbox, Target};
 use crate::signature::{SignatureError, WebhookSecret};
 
 /// Deliveries larger than this are refused by actix before they reach the handler
@@ -80,6 +88,19 @@ pub struct SinkConfig {
     /// when set, deliveries without a valid signature get 401.
     #[arg(long)]
     pub secret: Option<WebhookSecret>,
+    /// Probability (0..=1) that an accepted message is lost: no receipt at all.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fail_rate)]
+    pub loss: f64,
+    /// Probability (0..=1) that a delivered message is also opened.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fail_rate)]
+    pub open: f64,
+    /// Where to post receipts, e.g. http://127.0.0.1:8000/webhooks/receipts; none
+    /// are sent without it.
+    #[arg(long)]
+    pub receipts_url: Option<String>,
+    /// Herald API key for the receipts.
+    #[arg(long, env = "HERALD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 impl SinkConfig {
@@ -88,7 +109,16 @@ impl SinkConfig {
             fail_rate: self.fail_rate,
             latency_ms: self.latency_ms,
             status: self.status,
+            loss: self.loss,
+            open: self.open,
         }
+    }
+
+    fn receipts_target(&self) -> Option<Target> {
+        self.receipts_url.as_ref().map(|url| Target {
+            url: url.clone(),
+            api_key: self.api_key.clone(),
+        })
     }
 }
 
@@ -120,6 +150,10 @@ pub struct Behaviour {
     pub latency_ms: u64,
     /// Serialized as `null` when unset, so `/control` always shows every knob.
     pub status: Option<u16>,
+    /// Probability that an accepted message gets no receipt.
+    pub loss: f64,
+    /// Probability that a delivered message is reported opened.
+    pub open: f64,
 }
 
 /// What the sink answers to one delivery, and why.
@@ -279,6 +313,7 @@ pub struct SinkState {
     behaviour: Mutex<Behaviour>,
     journal: Mutex<Journal>,
     secret: Option<WebhookSecret>,
+    outbox: Arc<Outbox>,
 }
 
 impl SinkState {
@@ -290,7 +325,13 @@ impl SinkState {
                 ..Journal::default()
             }),
             secret,
+            outbox: Arc::new(Outbox::new(None)),
         }
+    }
+
+    /// The receipts waiting to be posted.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
     }
 
     fn behaviour(&self) -> MutexGuard<'_, Behaviour> {
@@ -340,6 +381,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/received/count", web::get().to(count_received))
         .route("/control", web::get().to(get_control))
         .route("/control", web::post().to(set_control))
+        .route("/receipts", web::get().to(receipts_counters))
         // Registered last so the sink's own routes win; any other path is a delivery.
         // A non-POST to such a path gets 405 from the resource.
         .service(web::resource("/{path:.*}").route(web::post().to(deliver)));
@@ -351,6 +393,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// When the address cannot be bound or the server fails.
 pub async fn run(config: SinkConfig) -> anyhow::Result<()> {
     let state = web::Data::new(SinkState::new(config.behaviour(), config.secret.clone()));
+    state.outbox.set_target(config.receipts_target());
+    let outbox = Arc::clone(&state.outbox);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("building the receipts client")?;
+    actix_web::rt::spawn(async move { outbox.flush_forever(client).await });
     let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(configure))
         // Long enough for latency-delayed answers to finish, short enough to beat the
         // 10 s TERM→KILL window of scripts/down-local.sh.
@@ -364,6 +413,9 @@ pub async fn run(config: SinkConfig) -> anyhow::Result<()> {
             latency_ms = config.latency_ms,
             status = ?config.status,
             verifies_signatures = config.secret.is_some(),
+            loss = config.loss,
+            open = config.open,
+            receipts_url = ?config.receipts_url,
             "sink listening"
         );
     }
@@ -401,6 +453,24 @@ async fn deliver(req: HttpRequest, body: web::Bytes, state: web::Data<SinkState>
         ?verdict,
         "delivery"
     );
+
+    if status.is_success() {
+        if let Some(id) = parsed
+            .as_ref()
+            .and_then(|b| b.get("notification_id"))
+            .and_then(Value::as_str)
+        {
+            let plan = receipts::plan(
+                behaviour.loss,
+                behaviour.open,
+                rand::random(),
+                rand::random(),
+            );
+            state
+                .outbox
+                .record(id, plan, &chrono::Utc::now().to_rfc3339());
+        }
+    }
 
     state.record(Record {
         seq: 0, // assigned under the journal lock
@@ -461,6 +531,14 @@ struct ControlIn {
     /// Absent: unchanged; `null`: clear the forced status; a number: force it.
     #[serde(default, deserialize_with = "present")]
     status: Option<Option<u16>>,
+    loss: Option<f64>,
+    open: Option<f64>,
+    /// Absent: unchanged; `null`: stop sending receipts; a URL: send them there.
+    #[serde(default, deserialize_with = "present")]
+    receipts_url: Option<Option<String>>,
+    /// Absent: unchanged; `null`: no key.
+    #[serde(default, deserialize_with = "present")]
+    api_key: Option<Option<String>>,
 }
 
 /// Lets `Option<Option<T>>` tell an absent field (outer `None`, via `default`) from an
@@ -485,23 +563,87 @@ impl ControlIn {
         if let Some(status) = self.status {
             next.status = status.map(check_status).transpose()?;
         }
+        if let Some(loss) = self.loss {
+            next.loss = check_probability("loss", loss)?;
+        }
+        if let Some(open) = self.open {
+            next.open = check_probability("open", open)?;
+        }
         Ok(next)
     }
+
+    /// The receipts target after this update.
+    fn apply_target(&self, current: Option<Target>) -> Result<Option<Target>, String> {
+        let url = match &self.receipts_url {
+            None => current.as_ref().map(|t| t.url.clone()),
+            Some(None) => None,
+            Some(Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {
+                Some(url.clone())
+            }
+            Some(Some(url)) => {
+                return Err(format!("receipts_url must be an http(s) URL, got {url:?}"))
+            }
+        };
+        let api_key = match &self.api_key {
+            None => current.and_then(|t| t.api_key),
+            Some(key) => key.clone(),
+        };
+        Ok(url.map(|url| Target { url, api_key }))
+    }
+}
+
+fn check_probability(name: &str, p: f64) -> Result<f64, String> {
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("{name} must be within 0..=1, got {p}"))
+    }
+}
+
+/// What `/control` shows: every knob, and where receipts go (never the key).
+#[derive(Debug, Serialize)]
+struct ControlView {
+    #[serde(flatten)]
+    behaviour: Behaviour,
+    receipts_url: Option<String>,
+}
+
+impl ControlView {
+    fn of(state: &SinkState) -> Self {
+        ControlView {
+            behaviour: *state.behaviour(),
+            receipts_url: state.outbox.target().map(|t| t.url),
+        }
+    }
+}
+
+/// Receipt counters: queued, posted, dropped, failed posts.
+async fn receipts_counters(state: web::Data<SinkState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.outbox.counters())
 }
 
 /// The current behaviour.
 async fn get_control(state: web::Data<SinkState>) -> HttpResponse {
-    HttpResponse::Ok().json(*state.behaviour())
+    HttpResponse::Ok().json(ControlView::of(&state))
 }
 
-/// Change `fail_rate`, `status` and `latency_ms` without a restart; answers the result.
+/// Change the knobs without a restart; answers the result.
 async fn set_control(update: web::Json<ControlIn>, state: web::Data<SinkState>) -> HttpResponse {
-    let mut behaviour = state.behaviour();
-    match update.apply(*behaviour) {
+    let applied = {
+        let mut behaviour = state.behaviour();
+        update
+            .apply(*behaviour)
+            .and_then(|next| Ok((next, update.apply_target(state.outbox.target())?)))
+            .map(|(next, target)| {
+                *behaviour = next;
+                state.outbox.set_target(target);
+                next
+            })
+    };
+    match applied {
         Ok(next) => {
-            *behaviour = next;
             tracing::info!(?next, "sink behaviour changed");
-            HttpResponse::Ok().json(next)
+            HttpResponse::Ok().json(ControlView::of(&state))
         }
         // Nothing is applied when any field is invalid, so a bad request never leaves
         // the sink half-reconfigured.
@@ -523,6 +665,8 @@ mod tests {
             fail_rate: 0.0,
             latency_ms: 0,
             status: None,
+            loss: 0.0,
+            open: 0.0,
         }
     }
 
@@ -846,7 +990,8 @@ mod tests {
                 .await;
         assert_eq!(
             set,
-            json!({"fail_rate": 0.0, "latency_ms": 0, "status": 503})
+            json!({"fail_rate": 0.0, "latency_ms": 0, "status": 503, "loss": 0.0, "open": 0.0,
+                   "receipts_url": null})
         );
         let forced = actix_test::call_service(&app, post("/sms", json!({}))).await;
         assert_eq!(forced.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -910,6 +1055,94 @@ mod tests {
         assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
         let reason: Value = actix_test::read_body_json(unsigned).await;
         assert_eq!(reason["error"], "missing header webhook-id");
+    }
+
+    #[actix_web::test]
+    async fn accepted_deliveries_queue_receipts_once_control_names_a_receiver() {
+        let state = web::Data::new(SinkState::new(calm(), None));
+        let app = sink_app!(state);
+        let deliver = |id: &'static str| {
+            actix_test::TestRequest::post()
+                .uri("/push")
+                .set_json(json!({"notification_id": id, "notification_type": "BROADCAST"}))
+                .to_request()
+        };
+        actix_test::call_service(&app, deliver("before")).await;
+        assert!(
+            state.outbox().queued().is_empty(),
+            "no receiver, no receipts"
+        );
+
+        let set: Value = actix_test::call_and_read_body_json(
+            &app,
+            actix_test::TestRequest::post()
+                .uri("/control")
+                .set_json(json!({"loss": 0.0, "open": 1.0, "api_key": "k",
+                                 "receipts_url": "http://127.0.0.1:9/webhooks/receipts"}))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(set["receipts_url"], "http://127.0.0.1:9/webhooks/receipts");
+        assert_eq!(
+            (set["loss"].as_f64(), set["open"].as_f64()),
+            (Some(0.0), Some(1.0))
+        );
+        assert!(set.get("api_key").is_none(), "the key is never shown");
+
+        actix_test::call_service(&app, deliver("n1")).await;
+        let queued: Vec<(Value, Value)> = state
+            .outbox()
+            .queued()
+            .iter()
+            .map(|r| (r["notification_id"].clone(), r["status"].clone()))
+            .collect();
+        assert_eq!(
+            queued,
+            [
+                (json!("n1"), json!("delivered")),
+                (json!("n1"), json!("opened"))
+            ]
+        );
+
+        // A failed delivery gets no receipt; nor does a lost one.
+        actix_test::call_service(
+            &app,
+            actix_test::TestRequest::post()
+                .uri("/control")
+                .set_json(json!({"status": 500}))
+                .to_request(),
+        )
+        .await;
+        actix_test::call_service(&app, deliver("n2")).await;
+        actix_test::call_service(
+            &app,
+            actix_test::TestRequest::post()
+                .uri("/control")
+                .set_json(json!({"status": null, "loss": 1.0}))
+                .to_request(),
+        )
+        .await;
+        actix_test::call_service(&app, deliver("n3")).await;
+        assert_eq!(state.outbox().queued().len(), 2);
+
+        let refused = actix_test::call_service(
+            &app,
+            actix_test::TestRequest::post()
+                .uri("/control")
+                .set_json(json!({"open": 2.0}))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let bad_url = actix_test::call_service(
+            &app,
+            actix_test::TestRequest::post()
+                .uri("/control")
+                .set_json(json!({"receipts_url": "ftp://x"}))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(bad_url.status(), StatusCode::UNPROCESSABLE_ENTITY);
     }
 
     #[actix_web::test]

@@ -6,19 +6,29 @@
 //! | [`schema`] | diesel's table definitions |
 //! | [`pool`] | the connection pool and error classification |
 //! | [`migrate`] | embedded migrations, applied under an advisory lock |
+//! | [`audit`] | a person's audit trail: recent events and notification history |
 //! | [`events`] | storing accepted events (one multi-row insert), the outbox scan |
+//! | [`history`] | a person's other events and sent notifications, for conditions and debounce |
 //! | [`people`] | users, preference levels, topics and memberships |
-//! | [`stats`] | aggregates for health and metrics |
-//! | [`notifications`] | notification rows: fan-out inserts, delivery state, attempts |
+//! | [`stats`] | aggregates for health, metrics, ops and per-event stats |
+//! | [`notifications`] | notification rows: fan-out inserts, delivery state, attempts, manual retry |
+//! | [`subscriptions`] | per-event-type subscriptions (seed 003) |
+//! | [`inbox`] | a person's inbox: pages, unread count, read marks |
+//! | [`receipts`] | provider receipts: delivered, opened, bounced (seed 001) |
 //! | [`testing`] | a throw-away database per test (feature `testing`) |
 
+pub mod audit;
 pub mod events;
+pub mod history;
+pub mod inbox;
 pub mod migrate;
 pub mod notifications;
 pub mod people;
 pub mod pool;
+pub mod receipts;
 pub mod schema;
 pub mod stats;
+pub mod subscriptions;
 #[cfg(feature = "testing")]
 pub mod testing;
 

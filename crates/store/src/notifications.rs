@@ -53,7 +53,7 @@ pub struct Inserted {
 
 /// Inserts a chunk of rows; returns those that did not exist yet.
 pub async fn insert_batch(
-    conn: &mut Conn,
+    conn: &mut diesel_async::AsyncPgConnection,
     rows: &[NewNotification],
 ) -> Result<Vec<Inserted>, StoreError> {
     if rows.is_empty() {
@@ -92,6 +92,9 @@ pub struct DeliveryRow {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub webhook_url: Option<String>,
+    /// The person's webhook answered 410 Gone and is disabled.
+    pub webhook_disabled: bool,
+    pub created_at: DateTime<Utc>,
 }
 
 pub async fn for_delivery(conn: &mut Conn, id: Uuid) -> Result<Option<DeliveryRow>, StoreError> {
@@ -117,6 +120,8 @@ pub async fn for_delivery(conn: &mut Conn, id: Uuid) -> Result<Option<DeliveryRo
             users::email.nullable(),
             users::phone.nullable(),
             users::webhook_url.nullable(),
+            users::webhook_disabled_at.nullable().is_not_null(),
+            notifications::created_at,
         ))
         .first(conn)
         .await
@@ -308,4 +313,75 @@ pub async fn list(conn: &mut Conn, f: &ListFilter) -> Result<Vec<NotificationRow
         q = q.filter(notifications::id.lt(b));
     }
     Ok(q.load(conn).await?)
+}
+
+/// Suppresses a pending notification, e.g. when its conditions no longer hold at the
+/// end of its delay.
+pub async fn mark_suppressed(conn: &mut Conn, id: Uuid, reason: &str) -> Result<(), StoreError> {
+    diesel::update(notifications::table.find(id))
+        .filter(notifications::status.eq(status::PENDING))
+        .set((
+            notifications::status.eq(status::SUPPRESSED),
+            notifications::suppression_reason.eq(reason),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// What `POST /api/v1/notifications/{id}/retry` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retry {
+    /// Back to `pending`, due now; the caller enqueues its delivery job. Its attempt
+    /// count is kept (history), so it gets one more try before failing again.
+    Requeued {
+        severity: String,
+    },
+    /// Only a `failed` notification can be retried; this one is in `status`.
+    NotFailed {
+        status: String,
+    },
+    NotFound,
+}
+
+/// Moves a failed notification back to `pending`, due now.
+pub async fn retry(conn: &mut Conn, id: Uuid) -> Result<Retry, StoreError> {
+    let requeued: Option<String> = diesel::update(notifications::table.find(id))
+        .filter(notifications::status.eq(status::FAILED))
+        .set((
+            notifications::status.eq(status::PENDING),
+            notifications::due_at.eq(diesel::dsl::now),
+        ))
+        .returning(notifications::severity)
+        .get_result(conn)
+        .await
+        .optional()?;
+    if let Some(severity) = requeued {
+        return Ok(Retry::Requeued { severity });
+    }
+    let current: Option<String> = notifications::table
+        .find(id)
+        .select(notifications::status)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(match current {
+        Some(status) => Retry::NotFailed { status },
+        None => Retry::NotFound,
+    })
+}
+
+/// Moves a pending notification's due time (held by an open circuit), so the recovery
+/// sweep does not think its job was lost.
+pub async fn reschedule(
+    conn: &mut Conn,
+    id: Uuid,
+    due_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    diesel::update(notifications::table.find(id))
+        .filter(notifications::status.eq(status::PENDING))
+        .set(notifications::due_at.eq(due_at))
+        .execute(conn)
+        .await?;
+    Ok(())
 }

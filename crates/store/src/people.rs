@@ -22,6 +22,8 @@ pub struct Person {
     pub level: String,
     pub channels: Value,
     pub webhook_url: Option<String>,
+    /// Set when the webhook answered 410 Gone; a new `webhook_url` clears it.
+    pub webhook_disabled_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Person {
@@ -75,6 +77,7 @@ pub async fn upsert(
                level = COALESCE($6, users.level),
                channels = users.channels || COALESCE($7, '{}'),
                webhook_url = CASE WHEN $8 IS NULL THEN users.webhook_url ELSE NULLIF($8, '') END,
+               webhook_disabled_at = CASE WHEN $8 IS NULL THEN users.webhook_disabled_at ELSE NULL END,
                updated_at = now()
              RETURNING (xmax = 0) AS created",
         )
@@ -349,4 +352,101 @@ pub async fn disabled_subscriptions(
         .await?
         .into_iter()
         .collect())
+}
+
+/// Deletes a person (SPEC 4): their memberships, subscriptions, notifications and
+/// delivery attempts go with them (foreign keys cascade), and their events stay for
+/// the audit trail with `user_id` and `user_traits` blanked. Returns false when the
+/// person does not exist.
+pub async fn delete(conn: &mut Conn, user_id: &str) -> Result<bool, StoreError> {
+    use crate::schema::events;
+    let user_id = user_id.to_string();
+    conn.transaction(async move |conn| {
+        diesel::update(events::table.filter(events::user_id.eq(&user_id)))
+            .set((
+                events::user_id.eq(None::<String>),
+                events::user_traits.eq(serde_json::json!({})),
+            ))
+            .execute(conn)
+            .await?;
+        let n = diesel::delete(users::table.find(&user_id))
+            .execute(conn)
+            .await?;
+        Ok::<_, StoreError>(n == 1)
+    })
+    .await
+}
+
+/// What a bulk membership change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BulkAdded {
+    /// New memberships.
+    pub added: usize,
+    /// People who did not exist and were created (with default preferences).
+    pub created_users: usize,
+}
+
+#[derive(QueryableByName)]
+struct Counts {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    created_users: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    added: i64,
+}
+
+/// Adds `user_ids` (distinct, at most a batch) to an existing topic in one
+/// statement, creating the people who do not exist yet. Existing memberships are
+/// kept. `NotFound` when the topic does not exist.
+pub async fn add_members(
+    conn: &mut Conn,
+    topic: &str,
+    user_ids: &[String],
+) -> Result<BulkAdded, StoreError> {
+    if !topic_exists(conn, topic).await? {
+        return Err(StoreError::NotFound);
+    }
+    if user_ids.is_empty() {
+        return Ok(BulkAdded::default());
+    }
+    // Both inserts in one statement: one CTE creates the unknown people, the other
+    // the memberships; the foreign key is checked at the end of the statement, when
+    // the new people exist.
+    let counts: Counts = diesel::sql_query(
+        "WITH ids AS (SELECT DISTINCT unnest($2::text[]) AS user_id),
+              created AS (
+                INSERT INTO users (user_id) SELECT user_id FROM ids
+                ON CONFLICT (user_id) DO NOTHING RETURNING user_id),
+              added AS (
+                INSERT INTO topic_members (topic, user_id)
+                SELECT $1, user_id FROM ids
+                ON CONFLICT (topic, user_id) DO NOTHING RETURNING user_id)
+         SELECT (SELECT count(*) FROM created) AS created_users,
+                (SELECT count(*) FROM added) AS added",
+    )
+    .bind::<Text, _>(topic)
+    .bind::<diesel::sql_types::Array<Text>, _>(user_ids)
+    .get_result(conn)
+    .await?;
+    Ok(BulkAdded {
+        added: usize::try_from(counts.added).unwrap_or(0),
+        created_users: usize::try_from(counts.created_users).unwrap_or(0),
+    })
+}
+
+pub async fn exists(conn: &mut Conn, user_id: &str) -> Result<bool, StoreError> {
+    Ok(
+        diesel::select(diesel::dsl::exists(users::table.find(user_id)))
+            .get_result(conn)
+            .await?,
+    )
+}
+
+/// Disables a person's webhook after it answered 410 Gone; setting a `webhook_url`
+/// again re-enables it.
+pub async fn disable_webhook(conn: &mut Conn, user_id: &str) -> Result<(), StoreError> {
+    diesel::update(users::table.find(user_id))
+        .set(users::webhook_disabled_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+    Ok(())
 }

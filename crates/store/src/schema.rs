@@ -12,6 +12,7 @@ diesel::table! {
         webhook_url -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        webhook_disabled_at -> Nullable<Timestamptz>,
     }
 }
 

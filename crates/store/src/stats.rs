@@ -56,12 +56,13 @@ pub async fn last_hour(conn: &mut Conn) -> Result<LastHour, StoreError> {
         .collect::<Vec<_>>()
         .join(",");
     let buckets: Buckets = diesel::sql_query(format!(
-        "SELECT ARRAY(SELECT count(*) FILTER (WHERE lat <= b) FROM unnest(ARRAY[{bounds}]::float8[]) AS b)
-                  AS counts,
-                count(*) AS total, COALESCE(sum(lat), 0)::float8 AS sum
-         FROM (SELECT extract(epoch FROM sent_at - created_at)::float8 AS lat FROM notifications
-               WHERE sent_at > now() - interval '1 hour') AS l
-         GROUP BY ()"
+        "WITH l AS (SELECT extract(epoch FROM sent_at - created_at)::float8 AS lat
+                    FROM notifications WHERE sent_at > now() - interval '1 hour')
+         SELECT ARRAY(SELECT (SELECT count(*) FROM l WHERE lat <= b)
+                      FROM unnest(ARRAY[{bounds}]::float8[]) WITH ORDINALITY AS u(b, i)
+                      ORDER BY i) AS counts,
+                (SELECT count(*) FROM l) AS total,
+                (SELECT COALESCE(sum(lat), 0)::float8 FROM l) AS sum"
     ))
     .get_result(conn)
     .await?;
@@ -110,4 +111,66 @@ impl LastHour {
         );
         out
     }
+}
+
+/// What became of one event's notifications (`GET /api/v1/events/{id}/stats`,
+/// SPEC 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, QueryableByName, serde::Serialize)]
+pub struct EventStats {
+    /// Distinct people with a row (suppressed ones included).
+    #[diesel(sql_type = BigInt)]
+    pub recipients: i64,
+    /// Rows a provider accepted (`sent_at` set), including those later delivered,
+    /// opened or bounced.
+    #[diesel(sql_type = BigInt)]
+    pub sent: i64,
+    /// Rows with a `delivered` (or `opened`) receipt.
+    #[diesel(sql_type = BigInt)]
+    pub delivered: i64,
+    /// Rows with an `opened` receipt.
+    #[diesel(sql_type = BigInt)]
+    pub opened: i64,
+    #[diesel(sql_type = BigInt)]
+    pub failed: i64,
+    #[diesel(sql_type = BigInt)]
+    pub suppressed: i64,
+    /// Not final yet: `pending` and `bundled`.
+    #[diesel(sql_type = BigInt)]
+    pub pending: i64,
+}
+
+#[derive(QueryableByName)]
+struct Known {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    known: bool,
+}
+
+/// One event's counts, in one pass over its rows; `None` for an unknown event.
+pub async fn event_stats(
+    conn: &mut Conn,
+    event_id: uuid::Uuid,
+) -> Result<Option<EventStats>, StoreError> {
+    use diesel::sql_types::Uuid as SqlUuid;
+    let known: Known =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM events WHERE id = $1) AS known")
+            .bind::<SqlUuid, _>(event_id)
+            .get_result(conn)
+            .await?;
+    if !known.known {
+        return Ok(None);
+    }
+    let stats: EventStats = diesel::sql_query(
+        "SELECT count(DISTINCT user_id) AS recipients,
+                count(*) FILTER (WHERE sent_at IS NOT NULL) AS sent,
+                count(*) FILTER (WHERE delivered_at IS NOT NULL) AS delivered,
+                count(*) FILTER (WHERE opened_at IS NOT NULL) AS opened,
+                count(*) FILTER (WHERE status = 'failed') AS failed,
+                count(*) FILTER (WHERE status = 'suppressed') AS suppressed,
+                count(*) FILTER (WHERE status IN ('pending', 'bundled')) AS pending
+         FROM notifications WHERE event_id = $1",
+    )
+    .bind::<SqlUuid, _>(event_id)
+    .get_result(conn)
+    .await?;
+    Ok(Some(stats))
 }

@@ -10,11 +10,13 @@ use crate::context::Context;
 use crate::http::{HttpResult, Target};
 use chrono::Utc;
 use herald_core::channels::{Channel, ChannelKind};
+use herald_core::circuit::{CircuitPolicy, Gate};
 use herald_core::payload::{build_payload, PayloadInput};
 use herald_core::retry::{classify_status, with_cap, AttemptOutcome};
 use herald_queue::Job;
 use herald_store::notifications::{self, status, AttemptRecord, DeliveryRow};
 use std::time::{Duration, Instant};
+
 use uuid::Uuid;
 
 /// Margin added to the channel timeout for the delivery lock's lifetime.
@@ -27,9 +29,18 @@ pub async fn deliver(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
     if !ctx.queue.try_lock(&lock, &token, ttl).await? {
         // Another worker is delivering it, or died doing so: look again once the lock
         // has expired. A live holder will have finished and the job is then a no-op.
-        let due = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(1));
-        let job = Job::Deliver { notification_id: id };
-        ctx.queue.schedule(&[(herald_queue::QueueName::Default, job, due.timestamp_millis())]).await?;
+        let due =
+            Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(1));
+        let job = Job::Deliver {
+            notification_id: id,
+        };
+        ctx.queue
+            .schedule(&[(
+                herald_queue::QueueName::Default,
+                job,
+                due.timestamp_millis(),
+            )])
+            .await?;
         return Ok(());
     }
     let result = deliver_locked(ctx, id).await;
@@ -58,68 +69,54 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
             .await?;
         return Ok(());
     }
+    if let Some(why) = recheck_failure(ctx, &mut conn, &row).await? {
+        let reason = format!(
+            "skipped {}: {why} (rechecked after the delay)",
+            row.notification_type
+        );
+        notifications::mark_suppressed(&mut conn, id, &reason).await?;
+        return Ok(());
+    }
     let Some(channel) = ctx.config.channels.get(&row.channel) else {
         let reason = format!("unknown channel {:?}", row.channel);
-        tracing::error!(notification_id = %id, %reason, "delivery failed");
-        notifications::mark_failed(&mut conn, id, &reason).await?;
-        return Ok(());
+        return fail_without_trying(&mut conn, &row, &reason).await;
     };
-    let target = match channel.kind {
-        ChannelKind::InApp => {
+    let target = match target_of(&row, channel) {
+        Ok(Some(target)) => target,
+        Ok(None) => {
             notifications::mark_sent(&mut conn, id).await?;
             return Ok(());
         }
-        ChannelKind::PersonalWebhook => row
-            .webhook_url
-            .clone()
-            .map(Target::Personal)
-            .or_else(|| channel.url.clone().map(Target::Channel)),
-        ChannelKind::Provider => channel.url.clone().map(Target::Channel),
+        Err(reason) => return fail_without_trying(&mut conn, &row, reason).await,
     };
-    let Some(target) = target else {
-        let reason = "the person has no webhook_url and the channel no url";
-        tracing::error!(notification_id = %id, reason, "delivery failed");
-        notifications::mark_failed(&mut conn, id, reason).await?;
-        return Ok(());
-    };
+    let host = herald_core::circuit::host_of(target.url()).unwrap_or_default();
+    match circuit_gate(ctx, &host, &row).await? {
+        Gate::Pass | Gate::Probe => {}
+        Gate::Hold { until_ms } => {
+            let until = chrono::DateTime::from_timestamp_millis(until_ms).unwrap_or_else(Utc::now);
+            notifications::reschedule(&mut conn, id, until).await?;
+            let job = Job::Deliver {
+                notification_id: id,
+            };
+            ctx.queue.schedule(&[(queue, job, until_ms)]).await?;
+            return Ok(());
+        }
+        Gate::GiveUp => return fail_without_trying(&mut conn, &row, "circuit_open").await,
+    }
     drop(conn); // do not hold a database connection across the HTTP call
 
-    let body = payload_bytes(&row, channel);
-    let started_at = Utc::now();
-    let clock = Instant::now();
-    let http = ctx
-        .clients
-        .post(
-            &target,
-            body,
-            &id.to_string(),
-            channel.secret.as_ref(),
-            channel.timeout,
-        )
-        .await;
-    let duration_ms = clock.elapsed().as_millis().min(i32::MAX as u128) as i32;
-
     let attempt = row.attempts.saturating_add(1).max(1) as u32;
-    let outcome = outcome_of(&http, attempt, channel.max_attempts);
-    let next_due = (outcome == AttemptOutcome::Retry).then(|| {
-        let delay = channel
-            .backoff
-            .delay(attempt)
-            .max(http.retry_after.unwrap_or_default());
-        Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
-    });
-    let record = AttemptRecord {
-        notification_id: id,
-        started_at,
-        duration_ms,
-        http_status: http.status.map(i32::from),
-        error: http.error.clone(),
-        outcome,
-        next_due,
-    };
+    let (http, record) = try_once(ctx, &row, channel, &target, attempt).await;
+    account_to_circuit(ctx, &host, &row, &http, record.outcome).await;
     let mut conn = herald_store::pool::get(&ctx.pool).await?;
     notifications::record_attempt(&mut conn, &record).await?;
-    match (outcome, next_due) {
+    if http.status == Some(410) {
+        if let (Target::Personal(_), Some(user_id)) = (&target, &row.user_id) {
+            tracing::warn!(%user_id, "webhook answered 410 Gone: disabling it");
+            herald_store::people::disable_webhook(&mut conn, user_id).await?;
+        }
+    }
+    match (record.outcome, record.next_due) {
         (AttemptOutcome::Retry, Some(due)) => {
             let job = Job::Deliver {
                 notification_id: id,
@@ -136,6 +133,154 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
         _ => {}
     }
     Ok(())
+}
+
+/// Where the notification goes: None for the inbox (no HTTP call), an error text when
+/// it cannot go anywhere.
+fn target_of(row: &DeliveryRow, channel: &Channel) -> Result<Option<Target>, &'static str> {
+    match channel.kind {
+        ChannelKind::InApp => Ok(None),
+        ChannelKind::PersonalWebhook if row.webhook_disabled => {
+            Err("the person's webhook is disabled: it answered 410 Gone")
+        }
+        ChannelKind::PersonalWebhook => row
+            .webhook_url
+            .clone()
+            .map(Target::Personal)
+            .or_else(|| channel.url.clone().map(Target::Channel))
+            .map(Some)
+            .ok_or("the person has no webhook_url and the channel no url"),
+        ChannelKind::Provider => channel
+            .url
+            .clone()
+            .map(|u| Some(Target::Channel(u)))
+            .ok_or("the channel has no url"),
+    }
+}
+
+async fn fail_without_trying(
+    conn: &mut herald_store::Conn,
+    row: &DeliveryRow,
+    reason: &str,
+) -> anyhow::Result<()> {
+    tracing::error!(notification_id = %row.id, notification_type = %row.notification_type,
+        reason, "delivery failed");
+    notifications::mark_failed(conn, row.id, reason).await?;
+    Ok(())
+}
+
+/// Asks the host's circuit whether this delivery may go out now.
+async fn circuit_gate(ctx: &Context, host: &str, row: &DeliveryRow) -> anyhow::Result<Gate> {
+    let policy = CircuitPolicy::default();
+    let state = ctx.queue.circuit_state(host).await?;
+    let probe_due = match state.opened_at_ms {
+        Some(_) => ctx.queue.try_probe(host, policy.probe_every).await?,
+        None => false,
+    };
+    let now_ms = Utc::now().timestamp_millis();
+    Ok(policy.gate(&state, row.created_at.timestamp_millis(), now_ms, probe_due))
+}
+
+/// Feeds a try's result into the host's circuit. Failing to do so only weakens the
+/// breaker, so it is logged, not fatal.
+async fn account_to_circuit(
+    ctx: &Context,
+    host: &str,
+    row: &DeliveryRow,
+    http: &HttpResult,
+    outcome: AttemptOutcome,
+) {
+    let result = match (outcome, classify_status(http.status)) {
+        (AttemptOutcome::Success, _) => ctx.queue.record_success(host).await,
+        (_, AttemptOutcome::Retry) if !http.forbidden => {
+            let now_ms = Utc::now().timestamp_millis();
+            let policy = CircuitPolicy::default();
+            match ctx
+                .queue
+                .record_failure(host, &row.id.to_string(), &policy, now_ms)
+                .await
+            {
+                Ok(true) => {
+                    tracing::warn!(%host, "circuit opened: the host keeps failing");
+                    Ok(())
+                }
+                other => other.map(|_| ()),
+            }
+        }
+        _ => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(%host, error = %e, "could not update the circuit");
+    }
+}
+
+/// POSTs once and turns the result into the attempt to record.
+async fn try_once(
+    ctx: &Context,
+    row: &DeliveryRow,
+    channel: &Channel,
+    target: &Target,
+    attempt: u32,
+) -> (HttpResult, AttemptRecord) {
+    let body = payload_bytes(row, channel);
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let msg_id = row.id.to_string();
+    let http = ctx
+        .clients
+        .post(
+            target,
+            body,
+            &msg_id,
+            channel.secret.as_ref(),
+            channel.timeout,
+        )
+        .await;
+    let duration_ms = clock.elapsed().as_millis().min(i32::MAX as u128) as i32;
+    let outcome = outcome_of(&http, attempt, channel.max_attempts);
+    let next_due = (outcome == AttemptOutcome::Retry).then(|| {
+        let delay = channel
+            .backoff
+            .delay(attempt)
+            .max(http.retry_after.unwrap_or_default());
+        Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
+    });
+    let record = AttemptRecord {
+        notification_id: row.id,
+        started_at,
+        duration_ms,
+        http_status: http.status.map(i32::from),
+        error: http.error.clone(),
+        outcome,
+        next_due,
+    };
+    (http, record)
+}
+
+/// For a rule with `recheck: true`, why its conditions no longer hold now that the
+/// delay is over (e.g. the bank got linked meanwhile); None when they still hold.
+async fn recheck_failure(
+    ctx: &Context,
+    conn: &mut herald_store::Conn,
+    row: &DeliveryRow,
+) -> anyhow::Result<Option<String>> {
+    let Some(rule) = ctx
+        .config
+        .rules
+        .by_notification_type(&row.notification_type)
+    else {
+        return Ok(None);
+    };
+    if !rule.recheck {
+        return Ok(None);
+    }
+    let event = herald_store::events::find(conn, row.event_id).await?;
+    let person = match &event.user_id {
+        Some(user_id) => herald_store::people::find(conn, user_id).await?,
+        None => None,
+    };
+    let moment = crate::conditions::Moment::Send;
+    Ok(crate::conditions::failure(conn, rule, &event, person.as_ref(), moment).await?)
 }
 
 fn outcome_of(http: &HttpResult, attempt: u32, max_attempts: u32) -> AttemptOutcome {

@@ -31,6 +31,14 @@ pub enum Target {
     Personal(String),
 }
 
+impl Target {
+    pub fn url(&self) -> &str {
+        match self {
+            Target::Channel(u) | Target::Personal(u) => u,
+        }
+    }
+}
+
 /// The result of one POST.
 #[derive(Debug, Clone, Default)]
 pub struct HttpResult {

@@ -3,20 +3,24 @@
 //! | module | owns |
 //! |---|---|
 //! | [`context`] | what every job handler shares: config, pools, HTTP clients |
+//! | [`conditions`] | answering a rule's conditions from the person's history |
 //! | [`consumer`] | the read loop: bounded concurrency, dispatch, acknowledgement |
 //! | [`routing`] | an event → notification rows, per rule, recipient and preference |
 //! | [`delivery`] | one try of one notification: POST, record, retry or give up |
 //! | [`http`] | the HTTP clients, signing headers, and vetting of people's webhooks |
+//! | [`offline`] | `bundle` and `users` subcommands: replay a komoot file (SPEC 8) |
 //! | [`maintenance`] | the scheduler, reclaim, recovery sweep and heartbeat loops |
 //!
 //! A worker is stateless: Postgres holds the truth and Redis the work, so any number
 //! of workers may run, and any of them may die at any time.
 
+pub mod conditions;
 pub mod consumer;
 pub mod context;
 pub mod delivery;
 pub mod http;
 pub mod maintenance;
+pub mod offline;
 pub mod routing;
 
 pub use context::{Context, Settings};

@@ -13,7 +13,11 @@ use tokio_util::sync::CancellationToken;
 /// Run as many as you like; they share the work through Redis.
 #[derive(Parser, Debug)]
 #[command(name = "herald-worker", version)]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
+    /// Offline tools; without one, the worker daemon runs.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Queues to serve, highest priority first.
     #[arg(long, value_delimiter = ',', default_value = "critical,default", value_parser = parse_queue)]
     queues: Vec<QueueName>,
@@ -45,13 +49,82 @@ struct Cli {
     allowed_targets: AllowedTargets,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Replay a komoot challenge file (`timestamp,user_id,friend_id,friend_name`)
+    /// through the bundler; prints bundles as CSV on stdout, stats on stderr.
+    /// Exit code 2 when bad rows were skipped.
+    Bundle {
+        /// The input CSV (header optional).
+        #[arg(required_unless_present = "generate")]
+        file: Option<PathBuf>,
+        /// Also write the statistics as CSV (`metric,value`) to this file.
+        #[arg(long)]
+        stats: Option<PathBuf>,
+        /// Directory holding bundling.yml.
+        #[arg(long = "config", env = "HERALD_CONFIG_DIR", default_value = "config")]
+        config: PathBuf,
+        /// Learn ranker weights from FILE and print a bundling.yml block instead.
+        #[arg(long)]
+        fit: bool,
+        /// Skip the offline optimum (and the ratio) in the stats.
+        #[arg(long)]
+        no_optimum: bool,
+        /// Write a synthetic file of N rows shaped like the sample data to stdout.
+        #[arg(long, value_name = "N", conflicts_with_all = ["file", "fit", "stats"])]
+        generate: Option<u64>,
+    },
+    /// Print the distinct receivers (`user_id`) of a komoot challenge file.
+    Users { file: PathBuf },
+}
+
+fn run_offline(cmd: Command) -> anyhow::Result<i32> {
+    match cmd {
+        Command::Bundle {
+            generate: Some(n), ..
+        } => {
+            herald_worker::offline::generate(n, &mut std::io::stdout().lock())?;
+            Ok(0)
+        }
+        Command::Bundle {
+            file,
+            stats,
+            config,
+            fit,
+            no_optimum,
+            generate: None,
+        } => {
+            let file = file.ok_or_else(|| anyhow::anyhow!("FILE is required"))?;
+            herald_worker::offline::bundle(&herald_worker::offline::BundleOptions {
+                file,
+                stats,
+                config_dir: config,
+                fit,
+                no_optimum,
+            })
+        }
+        Command::Users { file } => herald_worker::offline::users(&file),
+    }
+}
+
 fn parse_queue(s: &str) -> Result<QueueName, String> {
     QueueName::parse(s).ok_or_else(|| format!("unknown queue {s:?}: expected critical or default"))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(cmd) = cli.command.take() {
+        // Offline tools: no runtime services, their own exit codes.
+        let code = match run_offline(cmd) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
     // Colour only on a terminal: logs redirected to files stay plain text.
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))

@@ -7,19 +7,24 @@
 //! people and enqueues its continuation. The unique key on notifications makes every
 //! step safe to repeat.
 
+use crate::conditions::{self, person_json, Moment};
 use crate::context::Context;
 use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
+use diesel_async::AsyncConnection;
 use herald_core::channels::IN_APP;
+use herald_core::debounce::{timezone, Debounce};
 use herald_core::preferences::{decide, Decision, RecipientFacts};
 use herald_core::rules::{Recipients, Rule};
 use herald_core::severity::{Level, Severity};
 use herald_queue::Job;
 use herald_store::events::{self, EventRow};
+use herald_store::history::{self, DebounceWindow};
 use herald_store::notifications::{self, status, Inserted, NewNotification};
 use herald_store::people::{self, Person};
 use herald_store::{Conn, StoreError};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// Recipients handled by one job (SPEC 5.1: fan-out jobs of at most 500).
@@ -50,6 +55,14 @@ pub async fn route(
                 None => None,
             };
             for rule in ctx.config.rules.matching(&event.event_type) {
+                let failed =
+                    conditions::failure(&mut conn, rule, &event, subject.as_ref(), Moment::Routing)
+                        .await?;
+                if let Some(why) = failed {
+                    tracing::debug!(event_id = %event.id, rule = %rule.notification_type, %why,
+                        "rule not triggered");
+                    continue;
+                }
                 route_rule(ctx, &mut conn, &event, subject.as_ref(), rule, None)
                     .await
                     .with_context(|| {
@@ -114,7 +127,10 @@ async fn route_rule(
             })
             .collect()
     };
-    let inserted = notifications::insert_batch(conn, &rows).await?;
+    let inserted = match rule.debounce {
+        Some(debounce) => insert_debounced(conn, event, &page, rule, debounce, rows).await?,
+        None => notifications::insert_batch(conn, &rows).await?,
+    };
     dispatch(ctx, &inserted).await?;
     if rule.recipients.is_fan_out() && page.len() as i64 == FAN_OUT_CHUNK {
         if let Some(last) = page.last() {
@@ -129,6 +145,61 @@ async fn route_rule(
         }
     }
     Ok(())
+}
+
+/// Inserts rows of a debounced rule. Within one transaction it locks each recipient,
+/// counts what they already got in the debounce window, and suppresses the rows over
+/// the limit, so concurrent workers cannot both see room for one more.
+async fn insert_debounced(
+    conn: &mut Conn,
+    event: &EventRow,
+    page: &[Person],
+    rule: &Rule,
+    debounce: Debounce,
+    mut rows: Vec<NewNotification>,
+) -> anyhow::Result<Vec<Inserted>> {
+    let timezones: HashMap<&str, &str> = page
+        .iter()
+        .map(|p| (p.user_id.as_str(), p.timezone.as_str()))
+        .collect();
+    let windows: Vec<DebounceWindow> = rows
+        .iter()
+        .filter(|r| r.status != status::SUPPRESSED)
+        .filter_map(|r| r.user_id.as_deref())
+        .map(|user_id| {
+            let tz = timezone(timezones.get(user_id).copied().unwrap_or("UTC"));
+            let (from, to) = debounce.window(event.event_timestamp, tz);
+            DebounceWindow {
+                user_id: user_id.to_string(),
+                from,
+                to,
+            }
+        })
+        .collect();
+    let (event_id, notification_type) = (event.id, rule.notification_type.clone());
+    let inserted = conn
+        .transaction(async move |tx| {
+            let ids: Vec<&str> = windows.iter().map(|w| w.user_id.as_str()).collect();
+            history::lock_people(tx, &ids).await?;
+            let counts =
+                history::debounce_counts(tx, &notification_type, &windows, event_id).await?;
+            for row in rows.iter_mut().filter(|r| r.status != status::SUPPRESSED) {
+                let already = row
+                    .user_id
+                    .as_deref()
+                    .and_then(|u| counts.get(u))
+                    .copied()
+                    .unwrap_or(0);
+                if !debounce.allows(already) {
+                    row.status = status::SUPPRESSED;
+                    row.sent_at = None;
+                    row.suppression_reason = Some(debounce.reason(&notification_type, already));
+                }
+            }
+            notifications::insert_batch(tx, &rows).await
+        })
+        .await?;
+    Ok(inserted)
 }
 
 /// One page of the rule's recipients, ordered by user id.
@@ -261,10 +332,7 @@ pub fn template_vars(event: &EventRow, person: Option<&Person>) -> Value {
         "topic": event.topic,
         "properties": event.properties,
         "user_traits": event.user_traits,
-        "user": person.map(|p| json!({
-            "user_id": p.user_id, "email": p.email, "phone": p.phone,
-            "timezone": p.timezone, "traits": p.traits,
-        })),
+        "user": person_json(person),
     })
 }
 

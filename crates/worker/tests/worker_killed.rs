@@ -24,7 +24,12 @@ fn redis_url() -> String {
 fn start_worker(db: &TestDb, prefix: &str, provider: &str) -> Child {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config");
     Command::new(env!("CARGO_BIN_EXE_herald-worker"))
-        .args(["--queues", "critical,default", "--concurrency", &CONCURRENCY.to_string()])
+        .args([
+            "--queues",
+            "critical,default",
+            "--concurrency",
+            &CONCURRENCY.to_string(),
+        ])
         .args(["--visibility-timeout", "11s", "--sweep-interval", "1s"])
         .env("DATABASE_URL", &db.url)
         .env("REDIS_URL", redis_url())
@@ -44,23 +49,41 @@ async fn arrange(db: &TestDb, queue: &Queue) -> uuid::Uuid {
     let mut conn = herald_store::pool::get(&pool).await.unwrap();
     people::create_topic(&mut conn, "Carrefour").await.unwrap();
     for i in 0..MEMBERS {
-        let patch = PersonPatch { topics: Some(vec!["Carrefour".into()]), ..Default::default() };
-        people::upsert(&mut conn, &format!("member_{i:02}"), &patch).await.unwrap();
+        let patch = PersonPatch {
+            topics: Some(vec!["Carrefour".into()]),
+            ..Default::default()
+        };
+        people::upsert(&mut conn, &format!("member_{i:02}"), &patch)
+            .await
+            .unwrap();
     }
     let body = serde_json::json!({"alert_uuid": uuid::Uuid::new_v4(), "location": "Carrefour",
         "label": "theft", "url": "https://m/x.mp4", "time_spotted": 1742470260.0});
-    let event = parse_alert(&body, &AlertLabels::default(), chrono::Utc::now()).unwrap().into_event();
-    let stored = herald_store::events::insert_batch(&mut conn, &[event]).await.unwrap();
-    queue.enqueue(&[(QueueName::Critical, Job::route(stored[0].id))]).await.unwrap();
+    let event = parse_alert(&body, &AlertLabels::default(), chrono::Utc::now())
+        .unwrap()
+        .into_event();
+    let stored = herald_store::events::insert_batch(&mut conn, &[event])
+        .await
+        .unwrap();
+    queue
+        .enqueue(&[(QueueName::Critical, Job::route(stored[0].id))])
+        .await
+        .unwrap();
     stored[0].id
 }
 
 async fn statuses(db: &TestDb) -> HashMap<String, usize> {
     let pool = herald_store::connect(&db.url, 1).unwrap();
     let mut conn = herald_store::pool::get(&pool).await.unwrap();
-    let filter = herald_store::notifications::ListFilter { limit: 1000, ..Default::default() };
+    let filter = herald_store::notifications::ListFilter {
+        limit: 1000,
+        ..Default::default()
+    };
     let mut counts = HashMap::new();
-    for n in herald_store::notifications::list(&mut conn, &filter).await.unwrap() {
+    for n in herald_store::notifications::list(&mut conn, &filter)
+        .await
+        .unwrap()
+    {
         *counts.entry(n.status).or_insert(0) += 1;
     }
     counts
@@ -84,7 +107,10 @@ async fn a_worker_killed_mid_delivery_leaves_nothing_stuck() {
     let mut first = start_worker(&db, &prefix, &provider.uri());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while provider.received_requests().await.unwrap().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "no delivery started");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no delivery started"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     first.kill().expect("SIGKILL");
@@ -106,7 +132,9 @@ async fn a_worker_killed_mid_delivery_leaves_nothing_stuck() {
     let mut per_id: HashMap<String, usize> = HashMap::new();
     for r in &received {
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        *per_id.entry(body["notification_id"].as_str().unwrap().to_string()).or_default() += 1;
+        *per_id
+            .entry(body["notification_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
     assert_eq!(per_id.len(), MEMBERS, "every member was delivered to");
     let duplicates = received.len() - MEMBERS;
@@ -118,7 +146,10 @@ async fn a_worker_killed_mid_delivery_leaves_nothing_stuck() {
     // SIGTERM drains and exits cleanly.
     let pid = second.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let exit = tokio::task::spawn_blocking(move || second.wait()).await.unwrap().unwrap();
+    let exit = tokio::task::spawn_blocking(move || second.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(exit.success(), "worker exit after SIGTERM: {exit:?}");
     queue.purge().await.unwrap();
 }

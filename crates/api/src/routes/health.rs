@@ -5,12 +5,20 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 /// The process is up.
+#[utoipa::path(get, path = "/healthz/live", tag = "operations", security(()),
+    responses((status = 200, description = "up", body = Object, example = json!({"status": "ok"}))))]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// Ready to accept events: Postgres must answer (503 otherwise). Without Redis the api
 /// still accepts events (they wait in Postgres), so that is only `degraded`.
+#[utoipa::path(get, path = "/healthz/ready", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "ready (`degraded` when only Redis is down)", body = Object,
+            example = json!({"status": "ok", "postgres": "up", "redis": "up"})),
+        (status = 503, description = "Postgres does not answer", body = Object),
+    ))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     if let Err(e) = ping_database(&state).await {
         return HttpResponse::ServiceUnavailable()
@@ -26,6 +34,8 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 /// Prometheus text: this process's counters plus the shared picture from Postgres
 /// (notifications by status over the last hour, delivery latency) and Redis (queue
 /// depths).
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut text = state.metrics.render_local();
     if let Ok(mut conn) = herald_store::pool::get(&state.pool).await {

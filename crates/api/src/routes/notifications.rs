@@ -2,11 +2,14 @@
 //! lists filtered by status (the dead letters are `status=failed`), event or person.
 
 use crate::error::ApiError;
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
-use herald_store::notifications::{self, ListFilter};
-use serde::Deserialize;
+use herald_queue::{Job, QueueName};
+use herald_store::notifications::{self, ListFilter, Retry};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -14,6 +17,12 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 /// A notification with its attempt count and every delivery attempt.
+#[utoipa::path(get, path = "/api/v1/notifications/{id}", tag = "notifications",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "the notification, with `attempts` (a count) and `delivery_attempts` (the rows)", body = Object),
+        (status = 404, description = "unknown notification", body = ErrorBody),
+    ))]
 pub async fn get_notification(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -29,19 +38,29 @@ pub async fn get_notification(
     Ok(HttpResponse::Ok().json(body))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// pending, bundled, sent, failed or suppressed (`failed`: the dead letters).
     status: Option<String>,
     event_id: Option<Uuid>,
     user_id: Option<String>,
+    /// 1 to 500 (default 50).
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<Uuid>,
 }
 
 const STATUSES: [&str; 5] = ["pending", "bundled", "sent", "failed", "suppressed"];
 
 /// Notifications newest first, filtered; `next_cursor` continues the list.
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "`{\"items\": [...], \"next_cursor\": ...}`", body = Object),
+        (status = 400, description = "an unknown status or a malformed parameter", body = ErrorBody),
+    ))]
 pub async fn list_notifications(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
@@ -69,4 +88,56 @@ pub async fn list_notifications(
         .then(|| items.last().map(|n| n.id))
         .flatten();
     Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
+}
+
+/// A notification put back on the queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Requeued {
+    id: Uuid,
+    /// `pending`: due now.
+    status: &'static str,
+}
+
+/// Re-queue a failed notification: it goes back to `pending`, due now, for one more
+/// try (its attempt count is kept).
+#[utoipa::path(post, path = "/api/v1/notifications/{id}/retry", tag = "notifications",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 202, description = "queued for delivery", body = Requeued),
+        (status = 404, description = "unknown notification", body = ErrorBody),
+        (status = 409, description = "the notification has not failed", body = ErrorBody),
+    ))]
+pub async fn retry_notification(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let mut conn = herald_store::pool::get(&state.pool).await?;
+    let severity = match notifications::retry(&mut conn, id).await? {
+        Retry::Requeued { severity } => severity,
+        Retry::NotFailed { status } => {
+            return Err(ApiError::Conflict(format!(
+                "notification {id} is {status}: only a failed notification can be retried"
+            )))
+        }
+        Retry::NotFound => return Err(ApiError::NotFound(format!("no notification {id}"))),
+    };
+    drop(conn);
+    let queue = if severity == "critical" {
+        QueueName::Critical
+    } else {
+        QueueName::Default
+    };
+    let job = Job::Deliver {
+        notification_id: id,
+    };
+    if let Err(e) = state.queue.enqueue(&[(queue, job)]).await {
+        // The row is pending and due: the workers' sweep delivers it without the job.
+        tracing::warn!(error = %e, notification_id = %id,
+            "could not enqueue the retry; the recovery sweep will pick it up");
+    }
+    Ok(HttpResponse::Accepted().json(Requeued {
+        id,
+        status: "pending",
+    }))
 }

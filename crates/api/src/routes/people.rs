@@ -1,8 +1,9 @@
 //! People and their preferences (SPEC 4): `PUT/GET /api/v1/users/{id}`,
 //! `GET/PUT /api/v1/users/{id}/preferences` and seed 002's `PUT /preferences`.
 
-use crate::body::read_json;
+use crate::body::{parse_body, read_json};
 use crate::error::ApiError;
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use herald_core::ids::validate_id;
@@ -11,35 +12,53 @@ use herald_core::targets::check_webhook_url;
 use herald_store::people::{self, PersonPatch};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 
 /// The most topics one `PUT` may set.
 const MAX_TOPICS: usize = 1000;
 
-#[derive(Debug, Deserialize)]
+/// A person's fields; those given are merged into the stored person.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UserIn {
+pub struct UserIn {
     email: Option<String>,
     phone: Option<String>,
+    /// An IANA time zone, e.g. `Europe/Paris` (default UTC).
     timezone: Option<String>,
+    /// Merged into the stored traits.
+    #[schema(value_type = Option<Object>)]
     traits: Option<Map<String, Value>>,
+    /// `standard` (every notification) or `critical` (critical ones only),
+    /// case-insensitive.
     level: Option<String>,
+    /// Per-channel switches, e.g. `{"sms": false}`; a channel not named stays on.
+    #[schema(value_type = Option<Object>)]
     channels: Option<Map<String, Value>>,
+    /// The person's own endpoint for the `webhook` channel; `""` clears it.
     webhook_url: Option<String>,
+    /// Replaces the person's topic memberships (unknown topics are created).
     topics: Option<Vec<String>>,
 }
 
-/// Parses a body into `T`, turning serde's message (which names the field) into a 422.
-fn parse_body<T: for<'de> Deserialize<'de>>(body: Value) -> Result<T, ApiError> {
-    serde_json::from_value(body).map_err(|e| ApiError::Invalid {
-        message: e.to_string(),
-        details: vec![crate::error::Detail {
-            field: "body".into(),
-            message: e.to_string(),
-        }],
-    })
+/// A person as stored, with their topics.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct UserOut {
+    user_id: String,
+    email: Option<String>,
+    phone: Option<String>,
+    timezone: String,
+    #[schema(value_type = Object)]
+    traits: Value,
+    level: String,
+    #[schema(value_type = Object)]
+    channels: Value,
+    webhook_url: Option<String>,
+    topics: Vec<String>,
 }
 
-fn path_id(field: &str, id: &str) -> Result<(), ApiError> {
+/// A 422 unless `id` is a valid identifier (at most 128 characters, no control
+/// characters).
+pub(crate) fn path_id(field: &str, id: &str) -> Result<(), ApiError> {
     validate_id(field, id).map_err(|e| ApiError::invalid_fields(&[e]))
 }
 
@@ -67,6 +86,15 @@ fn check_channels(state: &AppState, channels: &Map<String, Value>) -> Result<(),
 }
 
 /// Create or update a person: fields given are merged, `topics` replaces memberships.
+#[utoipa::path(put, path = "/api/v1/users/{user_id}", tag = "people",
+    params(("user_id" = String, Path, description = "the person's id (at most 128 characters)")),
+    request_body = UserIn,
+    responses(
+        (status = 201, description = "created", body = UserOut),
+        (status = 200, description = "updated", body = UserOut),
+        (status = 400, description = "malformed JSON or a bad level", body = ErrorBody),
+        (status = 422, description = "invalid fields, named in the error", body = ErrorBody),
+    ))]
 pub async fn put_user(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -122,6 +150,12 @@ pub async fn put_user(
 }
 
 /// A person with their topics.
+#[utoipa::path(get, path = "/api/v1/users/{user_id}", tag = "people",
+    params(("user_id" = String, Path)),
+    responses(
+        (status = 200, description = "the person", body = UserOut),
+        (status = 404, description = "unknown person", body = ErrorBody),
+    ))]
 pub async fn get_user(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -141,14 +175,23 @@ async fn user_json(conn: &mut herald_store::Conn, user_id: &str) -> Result<Value
     Ok(body)
 }
 
-#[derive(Debug, Deserialize)]
+/// Seed 002's preference body.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LevelIn {
+pub struct LevelIn {
     user_id: String,
+    /// `CRITICAL` or `STANDARD`, case-insensitive.
     level: String,
 }
 
 /// Seed 002's preference route: set a person's level (CRITICAL or STANDARD).
+#[utoipa::path(put, path = "/preferences", tag = "people",
+    request_body = LevelIn,
+    responses(
+        (status = 200, description = "the level now in force, lowercase", body = LevelIn),
+        (status = 400, description = "a level other than standard or critical", body = ErrorBody),
+        (status = 404, description = "unknown person", body = ErrorBody),
+    ))]
 pub async fn put_preferences_seed(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -167,6 +210,12 @@ pub async fn put_preferences_seed(
 }
 
 /// A person's level and per-channel switches.
+#[utoipa::path(get, path = "/api/v1/users/{user_id}/preferences", tag = "people",
+    params(("user_id" = String, Path)),
+    responses(
+        (status = 200, description = "level and channel switches", body = PreferencesIn),
+        (status = 404, description = "unknown person", body = ErrorBody),
+    ))]
 pub async fn get_preferences(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -179,14 +228,27 @@ pub async fn get_preferences(
     Ok(HttpResponse::Ok().json(json!({"level": person.level, "channels": person.channels})))
 }
 
-#[derive(Debug, Deserialize)]
+/// A person's preferences: their level and per-channel switches.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PreferencesIn {
+pub struct PreferencesIn {
+    /// `standard` or `critical` (case-insensitive on input, lowercase on output).
     level: Option<String>,
+    /// e.g. `{"email": true, "sms": false}`; merged with the stored switches.
+    #[schema(value_type = Option<Object>)]
     channels: Option<Map<String, Value>>,
 }
 
 /// Set a person's level and/or channel switches (merged).
+#[utoipa::path(put, path = "/api/v1/users/{user_id}/preferences", tag = "people",
+    params(("user_id" = String, Path)),
+    request_body = PreferencesIn,
+    responses(
+        (status = 200, description = "the preferences now in force", body = PreferencesIn),
+        (status = 400, description = "a bad level", body = ErrorBody),
+        (status = 404, description = "unknown person", body = ErrorBody),
+        (status = 422, description = "an unknown channel or a non-boolean switch", body = ErrorBody),
+    ))]
 pub async fn put_preferences(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -210,4 +272,42 @@ pub async fn put_preferences(
     };
     people::upsert(&mut conn, &user_id, &patch).await?;
     get_preferences(state, web::Path::from(user_id)).await
+}
+
+/// Delete a person with their memberships, subscriptions, notifications and delivery
+/// attempts; their events stay, with `user_id` and traits blanked.
+#[utoipa::path(delete, path = "/api/v1/users/{user_id}", tag = "people",
+    params(("user_id" = String, Path)),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "unknown person", body = ErrorBody),
+    ))]
+pub async fn delete_user(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = path.into_inner();
+    let mut conn = herald_store::pool::get(&state.pool).await?;
+    if people::delete(&mut conn, &user_id).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound(format!("unknown user {user_id:?}")))
+    }
+}
+
+/// The 404 for a person who does not exist.
+pub(crate) fn unknown_user(user_id: &str) -> ApiError {
+    ApiError::NotFound(format!("unknown user {user_id:?}"))
+}
+
+/// A 404 unless the person exists.
+pub(crate) async fn require_user(
+    conn: &mut herald_store::Conn,
+    user_id: &str,
+) -> Result<(), ApiError> {
+    if people::exists(conn, user_id).await? {
+        Ok(())
+    } else {
+        Err(unknown_user(user_id))
+    }
 }

@@ -1,20 +1,31 @@
 //! Topics and memberships (SPEC 4). A shop location is a topic; its members receive
 //! its alerts.
 
+use crate::body::read_body;
 use crate::error::ApiError;
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
+use herald_core::event::MAX_BATCH_ITEMS;
 use herald_core::ids::validate_id;
 use herald_store::people;
 use herald_store::StoreError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 fn check(field: &str, id: &str) -> Result<(), ApiError> {
     validate_id(field, id).map_err(|e| ApiError::invalid_fields(&[e]))
 }
 
 /// Create a topic (201), or confirm it exists (200).
+#[utoipa::path(put, path = "/api/v1/topics/{topic}", tag = "topics",
+    params(("topic" = String, Path, description = "e.g. a shop location")),
+    responses(
+        (status = 201, description = "created", body = Object, example = json!({"topic": "Carrefour"})),
+        (status = 200, description = "already existed", body = Object),
+        (status = 422, description = "an invalid topic name", body = ErrorBody),
+    ))]
 pub async fn put_topic(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -32,6 +43,13 @@ pub async fn put_topic(
 }
 
 /// Add a person to a topic (201 when new, 200 when already a member).
+#[utoipa::path(put, path = "/api/v1/topics/{topic}/members/{user_id}", tag = "topics",
+    params(("topic" = String, Path), ("user_id" = String, Path)),
+    responses(
+        (status = 201, description = "added", body = Object),
+        (status = 200, description = "already a member", body = Object),
+        (status = 404, description = "unknown topic or person", body = ErrorBody),
+    ))]
 pub async fn put_member(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
@@ -53,6 +71,12 @@ pub async fn put_member(
 }
 
 /// Remove a person from a topic.
+#[utoipa::path(delete, path = "/api/v1/topics/{topic}/members/{user_id}", tag = "topics",
+    params(("topic" = String, Path), ("user_id" = String, Path)),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 404, description = "not a member", body = ErrorBody),
+    ))]
 pub async fn delete_member(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
@@ -68,13 +92,30 @@ pub async fn delete_member(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// Page size, 1 to 1000 (default 100).
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// A page of member ids.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MembersPage {
+    items: Vec<String>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    next_cursor: Option<String>,
+}
+
 /// A topic's members, ordered by user id; `next_cursor` continues the list.
+#[utoipa::path(get, path = "/api/v1/topics/{topic}/members", tag = "topics",
+    params(("topic" = String, Path), Page),
+    responses(
+        (status = 200, description = "one page of member ids", body = MembersPage),
+        (status = 404, description = "unknown topic", body = ErrorBody),
+    ))]
 pub async fn list_members(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -91,4 +132,77 @@ pub async fn list_members(
         .then(|| items.last().cloned())
         .flatten();
     Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
+}
+
+/// Body of the bulk membership route.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MembersIn {
+    /// At most 1,000 ids; people who do not exist yet are created.
+    user_ids: Vec<String>,
+}
+
+/// What a bulk membership change did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MembersAdded {
+    topic: String,
+    /// Distinct ids in the request.
+    requested: usize,
+    /// New memberships (the others were members already).
+    added: usize,
+    /// People who did not exist and were created with default preferences.
+    created_users: usize,
+}
+
+/// Add up to 1,000 people to a topic at once (existing members stay; unknown people
+/// are created).
+#[utoipa::path(put, path = "/api/v1/topics/{topic}/members", tag = "topics",
+    params(("topic" = String, Path)),
+    request_body = MembersIn,
+    responses(
+        (status = 200, description = "the memberships exist", body = MembersAdded),
+        (status = 404, description = "unknown topic", body = ErrorBody),
+        (status = 413, description = "more than 1,000 ids", body = ErrorBody),
+        (status = 422, description = "an invalid id, named by index", body = ErrorBody),
+    ))]
+pub async fn put_members(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let topic = path.into_inner();
+    check("topic", &topic)?;
+    let input: MembersIn = read_body(&req, payload).await?;
+    if input.user_ids.len() > MAX_BATCH_ITEMS {
+        return Err(ApiError::TooLarge(format!(
+            "at most {MAX_BATCH_ITEMS} user_ids per request, this one has {}",
+            input.user_ids.len()
+        )));
+    }
+    let errors: Vec<_> = input
+        .user_ids
+        .iter()
+        .enumerate()
+        .filter_map(|(i, id)| validate_id(&format!("user_ids[{i}]"), id).err())
+        .collect();
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_fields(&errors));
+    }
+    let mut ids = input.user_ids;
+    ids.sort_unstable();
+    ids.dedup();
+    let mut conn = herald_store::pool::get(&state.pool).await?;
+    match people::add_members(&mut conn, &topic, &ids).await {
+        Ok(done) => Ok(HttpResponse::Ok().json(MembersAdded {
+            topic,
+            requested: ids.len(),
+            added: done.added,
+            created_users: done.created_users,
+        })),
+        Err(StoreError::NotFound) => Err(ApiError::NotFound(format!(
+            "unknown topic {topic:?}: create it with PUT /api/v1/topics/{{topic}}"
+        ))),
+        Err(e) => Err(e.into()),
+    }
 }

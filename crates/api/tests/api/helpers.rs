@@ -19,7 +19,7 @@ pub struct TestApp {
     pub db: TestDb,
     pub queue: Queue,
     pub provider: MockServer,
-    worker: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    workers: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
     prefix: String,
 }
 
@@ -63,7 +63,7 @@ async fn spawn(with_worker: bool) -> TestApp {
         queue: Queue::connect(&redis_url(), &prefix, 4).expect("queue"),
         db,
         provider,
-        worker: None,
+        workers: Vec::new(),
         prefix,
     };
     if with_worker {
@@ -77,6 +77,8 @@ pub struct WorkerOptions {
     pub visibility_timeout: Duration,
     /// Signing secret for every channel (`HERALD_CHANNEL_SECRET` in channels.yml).
     pub channel_secret: Option<String>,
+    /// More `${VAR}` values for the config, e.g. a short reminder delay.
+    pub config_env: Vec<(String, String)>,
 }
 
 impl Default for WorkerOptions {
@@ -84,6 +86,7 @@ impl Default for WorkerOptions {
         WorkerOptions {
             visibility_timeout: Duration::from_secs(15),
             channel_secret: None,
+            config_env: Vec::new(),
         }
     }
 }
@@ -172,12 +175,14 @@ impl TestApp {
         .await
     }
 
-    /// Starts an in-process worker whose providers all point at `self.provider`.
+    /// Starts an in-process worker whose providers all point at `self.provider`; call
+    /// it again for more workers sharing the queues.
     pub fn start_worker(&mut self, opts: WorkerOptions) {
         let mut config_env = vec![("HERALD_PROVIDER_URL".to_string(), self.provider.uri())];
         if let Some(secret) = opts.channel_secret {
             config_env.push(("HERALD_CHANNEL_SECRET".into(), secret));
         }
+        config_env.extend(opts.config_env);
         let settings = herald_worker::Settings {
             database_url: self.db.url.clone(),
             redis_url: redis_url(),
@@ -197,12 +202,29 @@ impl TestApp {
                 .await
                 .expect("worker runs");
         });
-        self.worker = Some((token, handle));
+        self.workers.push((token, handle));
     }
 
-    /// Stops the worker gracefully and waits for it to drain.
-    pub async fn stop_worker(&mut self) {
-        if let Some((token, handle)) = self.worker.take() {
+    /// Waits until every event in `ids` is routed (all its notification rows exist).
+    pub async fn wait_routed(&self, ids: &[Value]) {
+        let pool = herald_store::connect(&self.db.url, 1).expect("pool");
+        self.wait_for("events routed", Duration::from_secs(20), || async {
+            let mut conn = herald_store::pool::get(&pool).await.ok()?;
+            for id in ids.iter().filter_map(|v| v.as_str()) {
+                let id: uuid::Uuid = id.parse().ok()?;
+                let event = herald_store::events::find(&mut conn, id).await.ok()?;
+                if event.status != "routed" {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await
+    }
+
+    /// Stops the workers gracefully and waits for them to drain.
+    pub async fn stop_workers(&mut self) {
+        for (token, handle) in self.workers.drain(..) {
             token.cancel();
             let _ = handle.await;
         }
@@ -211,7 +233,7 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some((token, _)) = &self.worker {
+        for (token, _) in &self.workers {
             token.cancel();
         }
         let (queue, prefix) = (self.queue.clone(), self.prefix.clone());

@@ -2,7 +2,14 @@
 //! its own database and Redis key prefix (see `helpers`), so they run in parallel.
 
 mod alerts;
+mod fixtures;
 mod helpers;
+mod inbox;
 mod ingestion;
+mod openapi;
+mod operations;
 mod people;
 mod pipeline;
+mod receipts;
+mod rules;
+mod subscriptions;

@@ -305,5 +305,98 @@ async fn events_whose_jobs_redis_lost_are_routed_by_the_recovery_sweep() {
         )
         .await;
     assert!(items.iter().all(|n| n["status"] == "sent"));
-    app.stop_worker().await;
+    app.stop_workers().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_answering_410_gone_is_disabled_until_set_again() {
+    let app = spawn_app_with_worker().await;
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(410))
+        .mount(&hook)
+        .await;
+    let url = format!("{}/hook", hook.uri());
+    shop_with(&app, "Franprix", &[("gone", "standard", Some(url.clone()))]).await;
+
+    let (_, resp) = app
+        .post("/webhooks/alerts", alert("Franprix", "theft"))
+        .await;
+    let items = app
+        .wait_final(
+            resp["event_id"].as_str().unwrap(),
+            1,
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(
+        (items[0]["status"].as_str(), items[0]["attempts"].as_i64()),
+        (Some("failed"), Some(1))
+    );
+    let (_, person) = app.get("/api/v1/users/gone").await;
+    assert!(person["webhook_disabled_at"].is_string(), "{person}");
+
+    // The next alert does not even try the dead endpoint.
+    let (_, resp) = app
+        .post("/webhooks/alerts", alert("Franprix", "theft"))
+        .await;
+    let items = app
+        .wait_final(
+            resp["event_id"].as_str().unwrap(),
+            1,
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(items[0]["attempts"], 0);
+    assert!(items[0]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("410 Gone"));
+    assert_eq!(hook.received_requests().await.unwrap().len(), 1);
+
+    // Setting the webhook again re-enables it.
+    let (_, person) = app
+        .put("/api/v1/users/gone", json!({"webhook_url": url}))
+        .await;
+    assert!(person["webhook_disabled_at"].is_null(), "{person}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_host_opens_its_circuit_and_deliveries_wait_without_spending_attempts() {
+    let app = spawn_app_with_worker().await;
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&hook)
+        .await;
+    let members: Vec<(String, Option<String>)> = (0..10)
+        .map(|i| (format!("m{i}"), Some(format!("{}/hook/{i}", hook.uri()))))
+        .collect();
+    let members: Vec<(&str, &str, Option<String>)> = members
+        .iter()
+        .map(|(u, h)| (u.as_str(), "standard", h.clone()))
+        .collect();
+    shop_with(&app, "Intermarche", &members).await;
+
+    // 10 notifications x 3 attempts would be 30 tries; the circuit opens at the 20th
+    // failure (across >= 5 notifications) and the third tries wait instead.
+    let (_, resp) = app
+        .post("/webhooks/alerts", alert("Intermarche", "theft"))
+        .await;
+    let event_id = resp["event_id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    let items = app.notifications_of(&event_id).await;
+    let attempts: i64 = items.iter().map(|n| n["attempts"].as_i64().unwrap()).sum();
+    let tries = hook.received_requests().await.unwrap().len();
+    assert!((20..=22).contains(&tries), "{tries} tries reached the host");
+    assert_eq!(attempts as usize, tries);
+    assert!(
+        items
+            .iter()
+            .any(|n| n["status"] == "pending" && n["attempts"] == 2),
+        "held notifications keep their last attempt: {items:?}"
+    );
+    let host = herald_core::circuit::host_of(&hook.uri()).unwrap();
+    let state = app.queue.circuit_state(&host).await.unwrap();
+    assert!(state.opened_at_ms.is_some(), "{state:?}");
 }

@@ -1,0 +1,186 @@
+//! Provider receipts and the per-event stats they feed (seed 001).
+
+use crate::fixtures::{self, insert, people, row, with_status};
+use crate::helpers::spawn_app;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+async fn notification(app: &crate::helpers::TestApp, id: &Uuid) -> Value {
+    let (status, body) = app.get(&format!("/api/v1/notifications/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn receipts_set_delivered_opened_and_bounced_and_name_unknown_ids() {
+    // Arrange
+    let app = spawn_app().await;
+    people(&app, &["a", "b", "c"]).await;
+    let ev = fixtures::event(&app, "broadcast", None).await;
+    let id = insert(
+        &app,
+        &[
+            row(ev, "a", "BROADCAST"),
+            row(ev, "b", "BROADCAST"),
+            row(ev, "c", "BROADCAST"),
+        ],
+    )
+    .await;
+    let ghost = Uuid::now_v7();
+
+    // Act
+    let (status, body) = app
+        .post(
+            "/webhooks/receipts",
+            json!([
+                {"notification_id": id[0], "status": "delivered", "at": "2025-11-20T10:00:00Z"},
+                {"notification_id": id[1], "status": "opened", "at": "2025-11-20T10:00:05Z"},
+                {"notification_id": id[2], "status": "bounced", "at": "2025-11-20T10:00:01Z"},
+                {"notification_id": ghost, "status": "delivered", "at": "2025-11-20T10:00:00Z"},
+                {"notification_id": ghost, "status": "opened", "at": "2025-11-20T10:00:00Z"},
+            ]),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"updated": 3, "unknown": [ghost], "rejected": []})
+        )
+    );
+    let delivered = notification(&app, &id[0]).await;
+    assert_eq!(delivered["delivered_at"], "2025-11-20T10:00:00Z");
+    assert_eq!(delivered["opened_at"], Value::Null);
+    let opened = notification(&app, &id[1]).await;
+    assert_eq!(opened["opened_at"], "2025-11-20T10:00:05Z");
+    assert_eq!(
+        opened["delivered_at"], "2025-11-20T10:00:05Z",
+        "opened implies delivered"
+    );
+    let bounced = notification(&app, &id[2]).await;
+    assert_eq!(bounced["status"], "failed");
+    assert!(bounced["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("bounced"));
+    assert!(bounced["sent_at"].is_string(), "a bounce keeps sent_at");
+
+    // The same receipts again change nothing: the first time reported wins.
+    app.post(
+        "/webhooks/receipts",
+        json!([{"notification_id": id[0], "status": "delivered", "at": "2025-11-21T00:00:00Z"}]),
+    )
+    .await;
+    assert_eq!(
+        notification(&app, &id[0]).await["delivered_at"],
+        "2025-11-20T10:00:00Z"
+    );
+}
+
+#[tokio::test]
+async fn malformed_receipts_are_rejected_one_by_one_and_bad_bodies_refused() {
+    let app = spawn_app().await;
+    people(&app, &["a"]).await;
+    let ev = fixtures::event(&app, "broadcast", None).await;
+    let id = insert(&app, &[row(ev, "a", "BROADCAST")]).await;
+
+    let (status, body) = app
+        .post(
+            "/webhooks/receipts",
+            json!([
+                {"notification_id": "not-a-uuid", "status": "delivered"},
+                {"notification_id": id[0], "status": "read"},
+                {"notification_id": id[0], "status": "opened"},
+                {"notification_id": id[0], "status": "opened", "at": "2999-01-01T00:00:00Z"},
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["updated"], 1);
+    let rejected: Vec<(i64, &str)> = body["rejected"]
+        .as_array()
+        .expect("rejected")
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_i64().unwrap_or(-1),
+                r["field"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(rejected, [(0, "notification_id"), (1, "status"), (3, "at")]);
+    assert!(
+        notification(&app, &id[0]).await["opened_at"].is_string(),
+        "`at` defaults to now"
+    );
+
+    let (status, single) = app
+        .post(
+            "/webhooks/receipts",
+            json!({"notification_id": id[0], "status": "delivered"}),
+        )
+        .await;
+    assert_eq!(
+        (status, single["updated"].clone()),
+        (200, json!(1)),
+        "one object is a batch"
+    );
+    assert_eq!(app.post("/webhooks/receipts", json!("x")).await.0, 400);
+    let too_many: Vec<Value> = (0..1001)
+        .map(|_| json!({"notification_id": id[0], "status": "delivered"}))
+        .collect();
+    assert_eq!(app.post("/webhooks/receipts", json!(too_many)).await.0, 413);
+}
+
+#[tokio::test]
+async fn event_stats_count_recipients_and_every_outcome() {
+    // Arrange: a sent+delivered+opened row, a sent row, a bounced one, a failed one,
+    // a suppressed one, a pending one and a bundled one.
+    let app = spawn_app().await;
+    people(&app, &["a", "b", "c", "d", "e", "f"]).await;
+    let ev = fixtures::event(&app, "broadcast", None).await;
+    let other = fixtures::event(&app, "broadcast", None).await;
+    let id = insert(
+        &app,
+        &[
+            row(ev, "a", "BROADCAST"),
+            row(ev, "b", "BROADCAST"),
+            row(ev, "c", "BROADCAST"),
+            with_status(row(ev, "d", "BROADCAST"), "failed"),
+            with_status(row(ev, "e", "BROADCAST"), "suppressed"),
+            with_status(row(ev, "f", "BROADCAST"), "pending"),
+            with_status(row(ev, "f", "OTHER"), "bundled"),
+            row(other, "a", "BROADCAST"),
+        ],
+    )
+    .await;
+    app.post(
+        "/webhooks/receipts",
+        json!([
+            {"notification_id": id[0], "status": "opened"},
+            {"notification_id": id[1], "status": "delivered"},
+            {"notification_id": id[2], "status": "bounced"},
+        ]),
+    )
+    .await;
+
+    // Act
+    let (status, stats) = app.get(&format!("/api/v1/events/{ev}/stats")).await;
+
+    // Assert
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(
+        stats,
+        json!({"recipients": 6, "sent": 3, "delivered": 2, "opened": 1,
+               "failed": 2, "suppressed": 1, "pending": 2})
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/events/{}/stats", Uuid::now_v7()))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(app.get("/api/v1/events/nope/stats").await.0, 404);
+}

@@ -1,0 +1,207 @@
+//! `herald-worker bundle --fit`: learns the ranker's weights from a file by direct
+//! search on the replay itself (the figure of merit is the average delay, so that is
+//! what is minimised, under the same cap and the same state machine).
+//!
+//! To keep the result general, people are split by a hash of their id: the search
+//! sees only the training half and the other half is reported as a hold-out. The
+//! search is a coordinate descent with shrinking steps over a handful of weights
+//! and the prior, each kept within its sign constraint.
+
+use super::ranker::{BundlingConfig, LogisticRanker};
+use super::replay::{total_delay, Dataset};
+use rand::{Rng, SeedableRng};
+
+/// The outcome of a fit.
+#[derive(Debug, Clone)]
+pub struct Fit {
+    pub config: BundlingConfig,
+    /// Average delay (s) on the training and hold-out halves, before and after.
+    pub train_before: f64,
+    pub train_after: f64,
+    pub holdout_before: f64,
+    pub holdout_after: f64,
+    pub evaluations: u32,
+}
+
+/// Stable 64-bit FNV-1a: the split must not change between runs or platforms.
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Whether a person belongs to the training half.
+pub fn in_training(id: &str) -> bool {
+    fnv(id) % 2 == 0
+}
+
+fn avg(data: &Dataset, cfg: &BundlingConfig) -> f64 {
+    if data.is_empty() {
+        return 0.0;
+    }
+    total_delay(data, &LogisticRanker::new(cfg)) as f64 / data.len() as f64
+}
+
+/// Accessors for the searched parameters: (name, get, set, lower, upper).
+type Param = (
+    &'static str,
+    fn(&BundlingConfig) -> f64,
+    fn(&mut BundlingConfig, f64),
+    f64,
+    f64,
+);
+
+const PARAMS: [Param; 11] = [
+    (
+        "bias",
+        |c| c.weights.bias,
+        |c, v| c.weights.bias = v,
+        -20.0,
+        20.0,
+    ),
+    (
+        "tours",
+        |c| c.weights.tours,
+        |c, v| c.weights.tours = v,
+        -10.0,
+        10.0,
+    ),
+    (
+        "sends_left",
+        |c| c.weights.sends_left,
+        |c, v| c.weights.sends_left = v,
+        -10.0,
+        10.0,
+    ),
+    (
+        "expected_more",
+        |c| c.weights.expected_more,
+        |c, v| c.weights.expected_more = v,
+        -10.0,
+        0.0,
+    ),
+    (
+        "since_first",
+        |c| c.weights.since_first,
+        |c, v| c.weights.since_first = v,
+        0.0,
+        10.0,
+    ),
+    (
+        "since_last",
+        |c| c.weights.since_last,
+        |c, v| c.weights.since_last = v,
+        0.0,
+        10.0,
+    ),
+    (
+        "sent_today",
+        |c| c.weights.sent_today,
+        |c, v| c.weights.sent_today = v,
+        -10.0,
+        10.0,
+    ),
+    ("span", |c| c.weights.span, |c, v| c.weights.span = v, -10.0, 10.0),
+    ("time_left", |c| c.weights.time_left, |c, v| c.weights.time_left = v, -10.0, 0.0),
+    (
+        "prior.shape",
+        |c| c.prior.shape,
+        |c, v| c.prior.shape = v,
+        0.01,
+        20.0,
+    ),
+    (
+        "prior.rate",
+        |c| c.prior.rate,
+        |c, v| c.prior.rate = v,
+        0.005,
+        5.0,
+    ),
+];
+
+/// Coordinate descent with shrinking steps.
+fn descend(
+    best: &mut BundlingConfig,
+    best_val: &mut f64,
+    rounds: u32,
+    eval: &mut dyn FnMut(&BundlingConfig) -> f64,
+) {
+    let mut step: f64 = 1.0;
+    for _ in 0..rounds {
+        let mut improved = false;
+        for (_, get, set, lo, hi) in PARAMS {
+            for dir in [1.0f64, -1.0] {
+                let mut cand = best.clone();
+                let cur = get(&cand);
+                // Prior parameters move multiplicatively (they are scales).
+                let next = if lo > 0.0 { cur * (1.0 + step).powf(dir) } else { cur + dir * step };
+                set(&mut cand, next.clamp(lo, hi));
+                if cand.validate().is_err() || get(&cand) == cur {
+                    continue;
+                }
+                let v = eval(&cand);
+                if v < *best_val - 1e-9 {
+                    *best_val = v;
+                    *best = cand;
+                    improved = true;
+                    break;
+                }
+            }
+        }
+        if !improved {
+            step /= 2.0;
+            if step < 0.01 {
+                break;
+            }
+        }
+    }
+}
+
+/// Fits from `start` on `data` (sorted). `rounds` bounds the work.
+pub fn fit(data: &Dataset, start: &BundlingConfig, rounds: u32) -> Fit {
+    let train = data.subset(in_training);
+    let hold = data.subset(|id| !in_training(id));
+    let mut best = start.clone();
+    let mut best_val = avg(&train, &best);
+    let train_before = best_val;
+    let mut evaluations = 1;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0000);
+    let eval = |c: &BundlingConfig, evaluations: &mut u32| {
+        *evaluations += 1;
+        avg(&train, c)
+    };
+    descend(&mut best, &mut best_val, rounds, &mut |c| eval(c, &mut evaluations));
+    // Random restarts around the best point: coordinate descent alone stalls on the
+    // plateaus a threshold rule makes (small weight changes often change nothing).
+    for _ in 0..rounds * 10 {
+        let mut cand = best.clone();
+        for (_, get, set, lo, hi) in PARAMS {
+            if rng.random_range(0.0..1.0) < 0.35 {
+                let cur = get(&cand);
+                let next = if lo > 0.0 {
+                    cur * rng.random_range(0.5f64..2.0)
+                } else {
+                    cur + rng.random_range(-1.0f64..1.0) * (0.25 + cur.abs() * 0.5)
+                };
+                set(&mut cand, next.clamp(lo, hi));
+            }
+        }
+        if cand.validate().is_err() {
+            continue;
+        }
+        let v = eval(&cand, &mut evaluations);
+        if v < best_val - 1e-9 {
+            best_val = v;
+            best = cand;
+        }
+    }
+    descend(&mut best, &mut best_val, rounds, &mut |c| eval(c, &mut evaluations));
+    Fit {
+        holdout_before: avg(&hold, start),
+        holdout_after: avg(&hold, &best),
+        config: best,
+        train_before,
+        train_after: best_val,
+        evaluations,
+    }
+}

@@ -1,0 +1,294 @@
+//! The offline driver: feeds a file's tours to one [`BundleState`] per person on a
+//! simulated clock and sends each bundle at its ready instant, taken from a binary heap
+//! (the online worker uses a Redis sorted set the same way). Nothing polls: a person is
+//! looked at only when a tour of theirs arrives or their scheduled instant comes.
+
+use super::komoot::TourRef;
+use super::{BundleState, Ranker, Schedule, UnixSecs};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+/// A file's tours in a compact form: person ids interned, names in one arena.
+#[derive(Debug, Default, Clone)]
+pub struct Dataset {
+    pub at: Vec<UnixSecs>,
+    pub person: Vec<u32>,
+    /// Byte range of the friend's name in `names`.
+    name_span: Vec<(u32, u32)>,
+    names: String,
+    /// Receiver ids by person index, in order of first appearance.
+    pub people: Vec<Box<str>>,
+    index: HashMap<Box<str>, u32>,
+    sorted: bool,
+}
+
+impl Dataset {
+    pub fn new() -> Self {
+        Self {
+            sorted: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+
+    pub fn push(&mut self, row: TourRef<'_>) {
+        let person = match self.index.get(row.user_id) {
+            Some(&p) => p,
+            None => {
+                let p = self.people.len() as u32;
+                self.people.push(row.user_id.into());
+                self.index.insert(row.user_id.into(), p);
+                p
+            }
+        };
+        if self.at.last().is_some_and(|&last| last > row.at) {
+            self.sorted = false;
+        }
+        let start = self.names.len() as u32;
+        self.names.push_str(row.friend_name);
+        self.name_span.push((start, self.names.len() as u32));
+        self.at.push(row.at);
+        self.person.push(person);
+    }
+
+    /// Puts the rows in time order (stable: equal times keep file order), as tours are
+    /// replayed in the order they happened whatever order the file lists them in.
+    pub fn sort(&mut self) {
+        if self.sorted {
+            return;
+        }
+        let mut order: Vec<u32> = (0..self.at.len() as u32).collect();
+        order.sort_by_key(|&i| self.at[i as usize]);
+        self.at = order.iter().map(|&i| self.at[i as usize]).collect();
+        self.person = order.iter().map(|&i| self.person[i as usize]).collect();
+        self.name_span = order.iter().map(|&i| self.name_span[i as usize]).collect();
+        self.sorted = true;
+    }
+
+    pub fn name(&self, row: usize) -> &str {
+        let (a, b) = self.name_span[row];
+        self.names.get(a as usize..b as usize).unwrap_or_default()
+    }
+
+    /// Each person's tour timestamps, in time order (call after [`Self::sort`]).
+    pub fn per_person(&self) -> Vec<Vec<UnixSecs>> {
+        let mut out = vec![Vec::new(); self.people.len()];
+        for (&t, &p) in self.at.iter().zip(&self.person) {
+            out[p as usize].push(t);
+        }
+        out
+    }
+
+    /// The rows of the people `keep` selects (for hold-out evaluation).
+    pub fn subset(&self, keep: impl Fn(&str) -> bool) -> Dataset {
+        let mut out = Dataset::new();
+        for i in 0..self.len() {
+            let id = &self.people[self.person[i] as usize];
+            if keep(id) {
+                out.push(TourRef {
+                    at: self.at[i],
+                    user_id: id,
+                    friend_id: "",
+                    friend_name: self.name(i),
+                });
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// One sent bundle of a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleOut {
+    pub sent_at: UnixSecs,
+    pub first_at: UnixSecs,
+    pub tours: u32,
+    pub person: u32,
+    pub first_friend: String,
+}
+
+/// Replays `data` (sorted) through `ranker`, calling `on_send` for every bundle with
+/// the timestamps of its tours. Returns the number of sends the state machine refused
+/// (always 0 unless a ranker schedules past the cap, which the state catches).
+pub fn replay_with<R: Ranker + ?Sized>(
+    data: &Dataset,
+    ranker: &R,
+    mut on_send: impl FnMut(&super::Sent, u32, &[UnixSecs]),
+) -> u64 {
+    let n = data.people.len();
+    let max = ranker.max_per_day();
+    let mut states = vec![BundleState::default(); n];
+    let mut pending_times: Vec<Vec<UnixSecs>> = vec![Vec::new(); n];
+    let mut version = vec![0u32; n];
+    let mut heap: BinaryHeap<Reverse<(UnixSecs, u32, u32)>> = BinaryHeap::new();
+    let mut refused = 0u64;
+
+    let mut fire = |t: UnixSecs,
+                    p: usize,
+                    states: &mut [BundleState],
+                    version: &mut [u32],
+                    heap: &mut BinaryHeap<Reverse<(UnixSecs, u32, u32)>>,
+                    pending_times: &mut [Vec<UnixSecs>]| {
+        match states[p].take(t, max) {
+            Ok(sent) => {
+                on_send(&sent, p as u32, &pending_times[p]);
+                pending_times[p].clear();
+            }
+            Err(super::TakeError::Empty) => {}
+            Err(super::TakeError::CapReached(_)) => {
+                // The ranker asked too early; the state refused. Try again when the
+                // day turns, which is always allowed.
+                refused += 1;
+                version[p] = version[p].wrapping_add(1);
+                heap.push(Reverse((super::next_day_start(t), p as u32, version[p])));
+            }
+        }
+    };
+
+    for i in 0..data.len() {
+        let now = data.at[i];
+        while let Some(&Reverse((t, p, v))) = heap.peek() {
+            // A tour at the very instant a bundle is due still joins it.
+            if t >= now {
+                break;
+            }
+            heap.pop();
+            if v == version[p as usize] {
+                fire(
+                    t,
+                    p as usize,
+                    &mut states,
+                    &mut version,
+                    &mut heap,
+                    &mut pending_times,
+                );
+            }
+        }
+        let p = data.person[i] as usize;
+        pending_times[p].push(now);
+        if let Schedule::At(t) = states[p].on_tour(now, now, data.name(i), ranker) {
+            version[p] = version[p].wrapping_add(1);
+            heap.push(Reverse((t, p as u32, version[p])));
+        }
+    }
+    while let Some(Reverse((t, p, v))) = heap.pop() {
+        if v == version[p as usize] {
+            fire(
+                t,
+                p as usize,
+                &mut states,
+                &mut version,
+                &mut heap,
+                &mut pending_times,
+            );
+        }
+    }
+    refused
+}
+
+/// Replays `data` and collects the bundles (in send order) and every tour's delay.
+pub fn replay<R: Ranker + ?Sized>(data: &Dataset, ranker: &R) -> (Vec<BundleOut>, Vec<i64>) {
+    let mut bundles = Vec::new();
+    let mut delays = Vec::with_capacity(data.len());
+    replay_with(data, ranker, |sent, person, times| {
+        delays.extend(times.iter().map(|&t| sent.sent_at - t));
+        bundles.push(BundleOut {
+            sent_at: sent.sent_at,
+            first_at: sent.bundle.first_at,
+            tours: sent.bundle.tours,
+            person,
+            first_friend: sent.bundle.first_friend.clone(),
+        });
+    });
+    (bundles, delays)
+}
+
+/// Total delay only: what the fitter minimises, without building the output.
+pub fn total_delay<R: Ranker + ?Sized>(data: &Dataset, ranker: &R) -> i64 {
+    let mut total = 0i64;
+    replay_with(data, ranker, |sent, _, times| {
+        total += times.iter().map(|&t| sent.sent_at - t).sum::<i64>();
+    });
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::ranker::{BundlingConfig, LogisticRanker};
+    use crate::bundle::{day_of, DAY};
+    use rand::{Rng, SeedableRng};
+
+    const T0: i64 = 1_501_545_600;
+
+    fn data(rows: &[(i64, &str, &str)]) -> Dataset {
+        let mut d = Dataset::new();
+        for &(at, u, name) in rows {
+            d.push(TourRef {
+                at,
+                user_id: u,
+                friend_id: "f",
+                friend_name: name,
+            });
+        }
+        d.sort();
+        d
+    }
+
+    #[test]
+    fn every_tour_is_sent_once_and_the_cap_holds_on_random_days() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let ids: Vec<String> = (0..30).map(|i| format!("U{i}")).collect();
+        let rows: Vec<(i64, &str, &str)> = (0..3000)
+            .map(|_| {
+                // Heavy-tailed: a few people get most tours, some at the day's edges.
+                let u = (rng.random_range(0.0f64..1.0).powi(3) * 30.0) as usize;
+                (T0 + rng.random_range(0..3 * DAY), ids[u].as_str(), "N")
+            })
+            .collect();
+        let d = data(&rows);
+        for cap in [1, 2, 4] {
+            let cfg = BundlingConfig {
+                max_per_day: cap,
+                ..BundlingConfig::default()
+            };
+            let r = LogisticRanker::new(&cfg);
+            let (bundles, delays) = replay(&d, &r);
+            assert_eq!(delays.len(), rows.len());
+            assert!(delays.iter().all(|&x| x >= 0));
+            assert_eq!(
+                bundles.iter().map(|b| b.tours as usize).sum::<usize>(),
+                rows.len()
+            );
+            let mut per = HashMap::new();
+            for b in &bundles {
+                *per.entry((b.person, day_of(b.sent_at))).or_insert(0u32) += 1;
+            }
+            assert!(per.values().all(|&c| c <= cap), "cap {cap} exceeded");
+        }
+    }
+
+    #[test]
+    fn first_friend_and_count_make_the_message() {
+        let d = data(&[(T0 + 100, "U", "Matthew"), (T0 + 100, "U", "Ann")]);
+        let (b, _) = replay(&d, &LogisticRanker::new(&BundlingConfig::default()));
+        let total: u32 = b.iter().map(|x| x.tours).sum();
+        assert_eq!(total, 2);
+        assert_eq!(b[0].first_friend, "Matthew");
+    }
+
+    #[test]
+    fn unsorted_input_is_replayed_in_time_order() {
+        let a = data(&[(T0 + 500, "U", "B"), (T0 + 100, "U", "A")]);
+        assert_eq!(a.at, vec![T0 + 100, T0 + 500]);
+        assert_eq!(a.name(0), "A");
+    }
+}

@@ -1,0 +1,179 @@
+//! Statistics of a replay (SPEC 8): delays, bundles per person-day, cap violations,
+//! and the comparison with the offline optimum.
+
+use super::day_of;
+use super::replay::BundleOut;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stats {
+    pub tours: u64,
+    pub people: u64,
+    pub bundles: u64,
+    pub tours_per_bundle: f64,
+    pub delay_avg: f64,
+    pub delay_p50: i64,
+    pub delay_p95: i64,
+    pub delay_max: i64,
+    /// `histogram[k]`: person-days with exactly k bundles (k ≥ 1); the last entry
+    /// counts every person-day above the cap.
+    pub per_person_day: Vec<u64>,
+    pub cap_violations: u64,
+    pub optimum_avg_delay: f64,
+    /// avg_delay / optimum_avg_delay; 1.0 when both are 0.
+    pub ratio: f64,
+    pub bad_rows: u64,
+}
+
+/// Nearest-rank percentile of sorted data.
+fn percentile(sorted: &[i64], q: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Computes the statistics. `delays` is consumed (sorted in place);
+/// `optimum_total` is the optimum's total delay over the same tours.
+pub fn compute(
+    bundles: &[BundleOut],
+    mut delays: Vec<i64>,
+    people: u64,
+    max_per_day: u32,
+    optimum_total: i64,
+    bad_rows: u64,
+) -> Stats {
+    delays.sort_unstable();
+    let tours = delays.len() as u64;
+    let total: i128 = delays.iter().map(|&d| i128::from(d)).sum();
+    let avg = if tours == 0 {
+        0.0
+    } else {
+        total as f64 / tours as f64
+    };
+    let opt_avg = if tours == 0 {
+        0.0
+    } else {
+        optimum_total as f64 / tours as f64
+    };
+    let mut per: HashMap<(u32, i64), u32> = HashMap::new();
+    for b in bundles {
+        *per.entry((b.person, day_of(b.sent_at))).or_insert(0) += 1;
+    }
+    let cap = max_per_day as usize;
+    let mut hist = vec![0u64; cap + 2];
+    let mut violations = 0;
+    for &c in per.values() {
+        let c = c as usize;
+        if c > cap {
+            violations += 1;
+            hist[cap + 1] += 1;
+        } else {
+            hist[c] += 1;
+        }
+    }
+    let ratio = if opt_avg > 0.0 {
+        avg / opt_avg
+    } else if avg == 0.0 {
+        1.0
+    } else {
+        f64::INFINITY
+    };
+    Stats {
+        tours,
+        people,
+        bundles: bundles.len() as u64,
+        tours_per_bundle: if bundles.is_empty() {
+            0.0
+        } else {
+            tours as f64 / bundles.len() as f64
+        },
+        delay_avg: avg,
+        delay_p50: percentile(&delays, 0.50),
+        delay_p95: percentile(&delays, 0.95),
+        delay_max: delays.last().copied().unwrap_or(0),
+        per_person_day: hist,
+        cap_violations: violations,
+        optimum_avg_delay: opt_avg,
+        ratio,
+        bad_rows,
+    }
+}
+
+impl Stats {
+    /// `(metric, value)` pairs, in the order the CSV and the summary show them.
+    pub fn rows(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = vec![
+            ("tours".into(), self.tours.to_string()),
+            ("people".into(), self.people.to_string()),
+            ("bundles".into(), self.bundles.to_string()),
+            (
+                "tours_per_bundle".into(),
+                format!("{:.3}", self.tours_per_bundle),
+            ),
+            ("delay_avg_s".into(), format!("{:.1}", self.delay_avg)),
+            ("delay_p50_s".into(), self.delay_p50.to_string()),
+            ("delay_p95_s".into(), self.delay_p95.to_string()),
+            ("delay_max_s".into(), self.delay_max.to_string()),
+        ];
+        let cap = self.per_person_day.len().saturating_sub(2);
+        for k in 1..=cap {
+            v.push((
+                format!("person_days_with_{k}_bundles"),
+                self.per_person_day[k].to_string(),
+            ));
+        }
+        v.push((
+            format!("person_days_over_{cap}_bundles"),
+            self.per_person_day
+                .get(cap + 1)
+                .copied()
+                .unwrap_or(0)
+                .to_string(),
+        ));
+        v.push(("cap_violations".into(), self.cap_violations.to_string()));
+        v.push((
+            "optimum_avg_delay_s".into(),
+            format!("{:.1}", self.optimum_avg_delay),
+        ));
+        v.push(("ratio_to_optimum".into(), format!("{:.3}", self.ratio)));
+        v.push(("bad_rows".into(), self.bad_rows.to_string()));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(person: u32, sent_at: i64) -> BundleOut {
+        BundleOut {
+            sent_at,
+            first_at: sent_at,
+            tours: 1,
+            person,
+            first_friend: "x".into(),
+        }
+    }
+
+    #[test]
+    fn counts_person_days_and_violations() {
+        let day = 86_400;
+        let bundles = vec![b(0, 10), b(0, 20), b(0, 30), b(1, 5), b(1, day + 5)];
+        let s = compute(&bundles, vec![0, 10, 20, 30, 1000], 2, 2, 500, 0);
+        assert_eq!(s.cap_violations, 1);
+        assert_eq!(s.per_person_day, vec![0, 2, 0, 1]);
+        assert_eq!(s.delay_p50, 20);
+        assert_eq!(s.delay_max, 1000);
+        assert!((s.delay_avg - 212.0).abs() < 1e-9);
+        assert!((s.ratio - 212.0 / 100.0).abs() < 1e-9);
+        assert_eq!(
+            s.rows()
+                .iter()
+                .filter(|(k, _)| k == "cap_violations")
+                .count(),
+            1
+        );
+    }
+}
