@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: up down test e2e lint fmt check-config services build
+.PHONY: up down test e2e lint fmt check-config services build simulate
 
 ## up: run postgres, redis, api, worker and a sink (Docker when an engine answers,
 ##     otherwise local processes against local Postgres and Redis)
@@ -44,3 +44,14 @@ check-config:
 
 build:
 	$(CARGO) build --release -p herald-api -p herald-worker -p herald-sim
+
+## simulate: seed 001 against a running stack (`make up` first): 1000 people,
+##           5 broadcasts, 10% lost, half of the delivered opened
+SIM_API  ?= http://127.0.0.1:8000
+SIM_SINK ?= http://127.0.0.1:5000
+# The sink posts receipts to the api; inside docker compose it reaches it as `api`.
+SIM_RECEIPTS_URL ?= $(if $(shell docker info >/dev/null 2>&1 && echo y),http://api:8000,$(SIM_API))/webhooks/receipts
+simulate:
+	$(CARGO) run -q --release -p herald-sim -- simulate --api $(SIM_API) \
+	  --api-key $${HERALD_API_KEY:-dev-key} --sink $(SIM_SINK) --receipts-url $(SIM_RECEIPTS_URL) \
+	  --users 1000 --messages 5 --loss 0.1 --open 0.5

@@ -22,16 +22,32 @@ pub enum StoreError {
 
 impl From<diesel::result::Error> for StoreError {
     fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::DatabaseErrorKind as K;
         use diesel::result::Error as E;
         match e {
             E::NotFound => StoreError::NotFound,
-            E::DatabaseError(diesel::result::DatabaseErrorKind::ClosedConnection, info) => {
+            E::DatabaseError(K::ClosedConnection | K::UnableToSendCommand, info) => {
+                StoreError::Unavailable(info.message().to_string())
+            }
+            E::DatabaseError(K::Unknown, info) if is_shutdown_message(info.message()) => {
                 StoreError::Unavailable(info.message().to_string())
             }
             E::BrokenTransactionManager => StoreError::Unavailable(e.to_string()),
             other => StoreError::Query(other),
         }
     }
+}
+
+/// Messages Postgres sends while it restarts (SQLSTATE 57P01, 57P03 and friends).
+fn is_shutdown_message(message: &str) -> bool {
+    [
+        "terminating connection",
+        "shutting down",
+        "starting up",
+        "in recovery mode",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 impl From<deadpool::PoolError> for StoreError {

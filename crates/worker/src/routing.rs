@@ -34,7 +34,7 @@ pub const FAN_OUT_CHUNK: i64 = 500;
 pub async fn route(
     ctx: &Context,
     event_id: Uuid,
-    rule: Option<&str>,
+    resume_rule: Option<&str>,
     after: Option<&str>,
 ) -> anyhow::Result<()> {
     let mut conn = herald_store::pool::get(&ctx.pool).await?;
@@ -46,49 +46,64 @@ pub async fn route(
         }
         Err(e) => return Err(e.into()),
     };
-    match rule {
-        None => {
-            let subject = match &event.user_id {
-                Some(user_id) => {
-                    Some(people::ensure_subject(&mut conn, user_id, &event.user_traits).await?)
-                }
-                None => None,
-            };
-            for rule in ctx.config.rules.matching(&event.event_type) {
-                let failed =
-                    conditions::failure(&mut conn, rule, &event, subject.as_ref(), Moment::Routing)
-                        .await?;
-                if let Some(why) = failed {
-                    tracing::debug!(event_id = %event.id, rule = %rule.notification_type, %why,
-                        "rule not triggered");
-                    continue;
-                }
-                route_rule(ctx, &mut conn, &event, subject.as_ref(), rule, None)
-                    .await
-                    .with_context(|| {
-                        format!("routing {} for rule {}", event.id, rule.notification_type)
-                    })?;
-            }
-            events::mark_routed(&mut conn, event.id).await?;
+    let subject = match (&event.user_id, resume_rule) {
+        (Some(user_id), None) => {
+            Some(people::ensure_subject(&mut conn, user_id, &event.user_traits).await?)
         }
-        Some(name) => {
-            let Some(rule) = ctx.config.rules.by_notification_type(name) else {
-                tracing::warn!(
-                    rule = name,
-                    "continuation for a rule no longer configured dropped"
-                );
-                return Ok(());
+        (Some(user_id), Some(_)) => people::find(&mut conn, user_id).await?,
+        (None, _) => None,
+    };
+    let rules: Vec<&Rule> = ctx.config.rules.matching(&event.event_type).collect();
+    let start = match resume_rule {
+        None => 0,
+        Some(name) => match rules.iter().position(|r| r.notification_type == name) {
+            Some(i) => i,
+            None => {
+                // The config changed under a running fan-out: start the event over;
+                // rows that exist are not inserted twice.
+                tracing::warn!(rule = name, "continuation for a rule no longer configured");
+                0
+            }
+        },
+    };
+    for (i, rule) in rules.iter().enumerate().skip(start) {
+        let resume_after = if i == start { after } else { None };
+        if resume_after.is_none() {
+            let failed =
+                conditions::failure(&mut conn, rule, &event, subject.as_ref(), Moment::Routing)
+                    .await?;
+            if let Some(why) = failed {
+                tracing::debug!(event_id = %event.id, rule = %rule.notification_type, %why,
+                    "rule not triggered");
+                continue;
+            }
+        }
+        let full_page_ended_at =
+            route_rule(ctx, &mut conn, &event, subject.as_ref(), rule, resume_after)
+                .await
+                .with_context(|| {
+                    format!("routing {} for rule {}", event.id, rule.notification_type)
+                })?;
+        if let Some(last) = full_page_ended_at {
+            // More recipients: the next job continues here. The event stays `received`
+            // until the last page of the last rule, so if Redis loses the continuation
+            // the recovery sweep routes the event again (idempotently).
+            let next = Job::Route {
+                event_id: event.id,
+                rule: Some(rule.notification_type.clone()),
+                after: Some(last),
             };
-            let subject = match &event.user_id {
-                Some(user_id) => people::find(&mut conn, user_id).await?,
-                None => None,
-            };
-            route_rule(ctx, &mut conn, &event, subject.as_ref(), rule, after).await?;
+            let queue = Context::queue_for(rule.severity_for(&event.properties).as_str());
+            ctx.queue.enqueue(&[(queue, next)]).await?;
+            return Ok(());
         }
     }
+    events::mark_routed(&mut conn, event.id).await?;
     Ok(())
 }
 
+/// Routes one page of a rule's recipients. Returns the last recipient when the page
+/// was full, i.e. when more may follow.
 async fn route_rule(
     ctx: &Context,
     conn: &mut Conn,
@@ -96,7 +111,7 @@ async fn route_rule(
     subject: Option<&Person>,
     rule: &Rule,
     after: Option<&str>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<String>> {
     let page = recipients(conn, event, subject, rule, after).await?;
     let severity = rule.severity_for(&event.properties);
     let rows = if rule.recipients == Recipients::Internal {
@@ -132,19 +147,10 @@ async fn route_rule(
         None => notifications::insert_batch(conn, &rows).await?,
     };
     dispatch(ctx, &inserted).await?;
-    if rule.recipients.is_fan_out() && page.len() as i64 == FAN_OUT_CHUNK {
-        if let Some(last) = page.last() {
-            let next = Job::Route {
-                event_id: event.id,
-                rule: Some(rule.notification_type.clone()),
-                after: Some(last.user_id.clone()),
-            };
-            ctx.queue
-                .enqueue(&[(Context::queue_for(severity.as_str()), next)])
-                .await?;
-        }
-    }
-    Ok(())
+    let full = rule.recipients.is_fan_out() && page.len() as i64 == FAN_OUT_CHUNK;
+    Ok(full
+        .then(|| page.last().map(|p| p.user_id.clone()))
+        .flatten())
 }
 
 /// Inserts rows of a debounced rule. Within one transaction it locks each recipient,

@@ -32,7 +32,7 @@ fn fnv(s: &str) -> u64 {
 
 /// Whether a person belongs to the training half.
 pub fn in_training(id: &str) -> bool {
-    fnv(id) % 2 == 0
+    fnv(id).is_multiple_of(2)
 }
 
 fn avg(data: &Dataset, cfg: &BundlingConfig) -> f64 {
@@ -101,8 +101,20 @@ const PARAMS: [Param; 11] = [
         -10.0,
         10.0,
     ),
-    ("span", |c| c.weights.span, |c, v| c.weights.span = v, -10.0, 10.0),
-    ("time_left", |c| c.weights.time_left, |c, v| c.weights.time_left = v, -10.0, 0.0),
+    (
+        "span",
+        |c| c.weights.span,
+        |c, v| c.weights.span = v,
+        -10.0,
+        10.0,
+    ),
+    (
+        "time_left",
+        |c| c.weights.time_left,
+        |c, v| c.weights.time_left = v,
+        -10.0,
+        0.0,
+    ),
     (
         "prior.shape",
         |c| c.prior.shape,
@@ -134,7 +146,11 @@ fn descend(
                 let mut cand = best.clone();
                 let cur = get(&cand);
                 // Prior parameters move multiplicatively (they are scales).
-                let next = if lo > 0.0 { cur * (1.0 + step).powf(dir) } else { cur + dir * step };
+                let next = if lo > 0.0 {
+                    cur * (1.0 + step).powf(dir)
+                } else {
+                    cur + dir * step
+                };
                 set(&mut cand, next.clamp(lo, hi));
                 if cand.validate().is_err() || get(&cand) == cur {
                     continue;
@@ -170,7 +186,9 @@ pub fn fit(data: &Dataset, start: &BundlingConfig, rounds: u32) -> Fit {
         *evaluations += 1;
         avg(&train, c)
     };
-    descend(&mut best, &mut best_val, rounds, &mut |c| eval(c, &mut evaluations));
+    descend(&mut best, &mut best_val, rounds, &mut |c| {
+        eval(c, &mut evaluations)
+    });
     // Random restarts around the best point: coordinate descent alone stalls on the
     // plateaus a threshold rule makes (small weight changes often change nothing).
     for _ in 0..rounds * 10 {
@@ -195,7 +213,9 @@ pub fn fit(data: &Dataset, start: &BundlingConfig, rounds: u32) -> Fit {
             best = cand;
         }
     }
-    descend(&mut best, &mut best_val, rounds, &mut |c| eval(c, &mut evaluations));
+    descend(&mut best, &mut best_val, rounds, &mut |c| {
+        eval(c, &mut evaluations)
+    });
     Fit {
         holdout_before: avg(&hold, start),
         holdout_after: avg(&hold, &best),

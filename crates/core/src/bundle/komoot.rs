@@ -112,14 +112,36 @@ pub fn parse_timestamp(s: &str) -> Option<UnixSecs> {
 
 /// Formats an instant as `YYYY-MM-DD HH:MM:SS` UTC.
 pub fn format_timestamp(t: UnixSecs) -> String {
+    let mut buf = [0u8; 19];
+    // The buffer holds only ASCII digits and separators.
+    String::from_utf8_lossy(write_timestamp(t, &mut buf)).into_owned()
+}
+
+/// Formats into a caller's buffer without allocating: the writer calls this for two
+/// fields of every output row. Years outside 0..=9999 are clamped to 4 digits' range.
+pub fn write_timestamp(t: UnixSecs, buf: &mut [u8; 19]) -> &[u8] {
     let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    let y = y.clamp(0, 9999);
+    let mut put = |at: usize, v: i64, width: usize| {
+        let mut v = v;
+        for i in (0..width).rev() {
+            buf[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, y, 4);
+    put(5, m, 2);
+    put(8, d, 2);
+    put(11, secs / 3600, 2);
+    put(14, secs % 3600 / 60, 2);
+    put(17, secs % 60, 2);
+    buf[4] = b'-';
+    buf[7] = b'-';
+    buf[10] = b' ';
+    buf[13] = b':';
+    buf[16] = b':';
+    buf
 }
 
 /// Reads every row of `input`, calling `on_row` for good ones and `on_bad` for rows
@@ -232,12 +254,27 @@ impl<W: io::Write> BundleWriter<W> {
         receiver: &str,
         message: &str,
     ) -> io::Result<()> {
+        let (mut a, mut b) = ([0u8; 19], [0u8; 19]);
+        let mut n = [0u8; 10];
+        let digits = {
+            let mut v = tours;
+            let mut i = n.len();
+            loop {
+                i -= 1;
+                n[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+                if v == 0 {
+                    break;
+                }
+            }
+            &n[i..]
+        };
         self.w.write_record([
-            format_timestamp(sent).as_str(),
-            format_timestamp(first).as_str(),
-            tours.to_string().as_str(),
-            receiver,
-            message,
+            write_timestamp(sent, &mut a),
+            write_timestamp(first, &mut b),
+            digits,
+            receiver.as_bytes(),
+            message.as_bytes(),
         ])?;
         Ok(())
     }

@@ -213,12 +213,13 @@ mod tests {
 
     #[test]
     fn sending_at_the_next_day_start_beats_waiting() {
-        // Five tours late in the day, cap 4: the fifth waits for 00:00:00, not for a tour.
-        let tours: Vec<i64> = (0..5).map(|i| T0 + 23 * 3600 + i * 600).collect();
+        // Five tours ten minutes apart ending 30 s before midnight, cap 4: merging two
+        // costs 600 s, sending the last at 00:00:00 (a fresh day's send) only 30 s.
+        let tours: Vec<i64> = (0..5).map(|i| T0 + DAY - 30 - (4 - i) * 600).collect();
         let plan = person_optimum(&tours, 4);
         assert_eq!(plan.sends.len(), 5);
         assert_eq!(*plan.sends.last().expect("sends"), T0 + DAY);
-        assert_eq!(plan.total_delay, (T0 + DAY) - (T0 + 23 * 3600 + 4 * 600));
+        assert_eq!(plan.total_delay, 30);
     }
 
     #[test]

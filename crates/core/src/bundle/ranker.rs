@@ -334,7 +334,7 @@ mod tests {
             sent_today: sent,
             sends_left: 4 - sent,
             time_left: DAY as f64 - sod,
-            tours_today: tours + sent,
+            tours_today: tours.saturating_add(sent),
             second_of_day: sod,
         }
     }
