@@ -15,6 +15,7 @@ fn is_open(path: &str) -> bool {
     path.starts_with("/healthz/")
         || path == "/metrics"
         || path == "/openapi.json"
+        || path == "/ui"
         || path.starts_with("/ui/")
 }
 

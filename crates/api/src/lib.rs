@@ -40,11 +40,13 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
     if let Err(e) = queue.ensure_groups().await {
         tracing::warn!(error = %e, "redis unavailable at start; events will wait in Postgres");
     }
+    let changes = herald_queue::ChangeSubscriber::new(&settings.redis_url, queue.clone())?;
     Ok(AppState {
         inner: Arc::new(state::Inner {
             config,
             pool,
             queue,
+            changes,
             api_keys: settings.api_keys.clone(),
             allowed_targets: settings.allowed_targets.clone(),
             metrics: metrics::Metrics::new(),
@@ -65,6 +67,11 @@ pub fn run(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
             .configure(routes::configure)
             .default_service(web::to(not_found))
     })
+    // A client closing its connection ends the request at once, instead of at the next
+    // failed write: a live stream (which never finishes by itself) then drops its
+    // Redis subscription and stops polling as soon as its browser tab closes. Clients
+    // that half-close after their request are not supported (no HTTP client does).
+    .h1_allow_half_closed(false)
     .listen(listener)?
     .run();
     Ok(server)

@@ -3,12 +3,14 @@
 //! read from Postgres and Redis at scrape time, because workers deliver and any
 //! number of api processes may run: the shared engines hold the whole picture.
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
     pub events_accepted: IntCounter,
+    /// Live streams open in this process (each holds a Redis connection).
+    pub sse_streams: IntGauge,
 }
 
 impl Metrics {
@@ -29,6 +31,14 @@ impl Metrics {
             "Events accepted and committed",
         )
         .expect("valid metric definition");
+        let sse_streams = IntGauge::new(
+            "herald_sse_streams",
+            "Live notification streams open in this process",
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(sse_streams.clone()))
+            .expect("registered once");
         registry
             .register(Box::new(requests.clone()))
             .expect("registered once");
@@ -39,6 +49,7 @@ impl Metrics {
             registry,
             requests,
             events_accepted,
+            sse_streams,
         }
     }
 

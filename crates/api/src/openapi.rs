@@ -4,8 +4,8 @@
 //! when a route of `routes::ROUTES` is missing here, or documented but not served.
 
 use crate::routes::{
-    alerts, audit, events, health, inbox, notifications, ops, people, receipts, subscriptions,
-    topics,
+    alerts, audit, events, health, inbox, notifications, ops, people, receipts, stream,
+    subscriptions, topics, ui,
 };
 use actix_web::HttpResponse;
 use serde::Serialize;
@@ -52,8 +52,9 @@ impl Modify for BearerKey {
         title = "Herald",
         description = "A self-hosted notification platform: events and alerts in, \
             notifications out through people's preferences, bundles and retried webhooks. \
-            Every route except health, metrics and this document requires \
-            `Authorization: Bearer <key>` when HERALD_API_KEYS is set."
+            Every route except health, metrics, this document and the console's files \
+            requires `Authorization: Bearer <key>` when HERALD_API_KEYS is set; the \
+            live stream also accepts `?access_token=<key>`."
     ),
     paths(
         health::live,
@@ -76,6 +77,7 @@ impl Modify for BearerKey {
         inbox::list_inbox,
         inbox::mark_read,
         inbox::mark_all_read,
+        stream::stream,
         topics::put_topic,
         topics::list_members,
         topics::put_members,
@@ -86,6 +88,9 @@ impl Modify for BearerKey {
         notifications::retry_notification,
         ops::summary,
         audit::get_audit,
+        ui::redirect,
+        ui::index,
+        ui::asset,
     ),
     components(schemas(ErrorBody, ErrorInfo, ErrorDetail)),
     modifiers(&BearerKey),
@@ -99,6 +104,7 @@ impl Modify for BearerKey {
         (name = "topics", description = "topics and their members"),
         (name = "notifications", description = "notifications as operators inspect them"),
         (name = "operations", description = "health, metrics, overview"),
+        (name = "console", description = "the web console's files (open, no key)"),
     )
 )]
 pub struct ApiDoc;

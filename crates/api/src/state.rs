@@ -3,7 +3,7 @@
 use crate::metrics::Metrics;
 use herald_core::config::Config;
 use herald_core::targets::AllowedTargets;
-use herald_queue::Queue;
+use herald_queue::{ChangeSubscriber, Queue};
 use herald_store::Pool;
 use std::sync::Arc;
 
@@ -30,6 +30,8 @@ pub struct Inner {
     pub config: Config,
     pub pool: Pool,
     pub queue: Queue,
+    /// Opens the live streams' Redis subscriptions (one connection each).
+    pub changes: ChangeSubscriber,
     pub api_keys: Vec<String>,
     pub allowed_targets: AllowedTargets,
     pub metrics: Metrics,

@@ -97,8 +97,18 @@ pub struct Rule {
     pub debounce: Option<Debounce>,
     /// All must hold (an empty `All` always holds).
     pub conditions: Condition,
-    /// Bundling settings (section 8), kept raw until the bundler reads them.
-    pub bundle: Option<Value>,
+    /// Bundling (SPEC 8): hold notifications in one pending bundle per person.
+    pub bundle: Option<BundleSpec>,
+}
+
+/// A rule's `bundle:` block. The ranker's weights and threshold come from
+/// `bundling.yml`; a rule may override the daily cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleSpec {
+    /// Bundles per person per local calendar day; `bundling.yml`'s when absent.
+    #[serde(default)]
+    pub max_per_day: Option<u32>,
 }
 
 impl Rule {
@@ -140,6 +150,11 @@ impl Rule {
         let (Some(spec), Some(conditions), true) = (spec, conditions, errors.is_empty()) else {
             return Err(errors);
         };
+        let bundle = match spec.bundle.map(serde_json::from_value::<BundleSpec>) {
+            None => None,
+            Some(Ok(b)) => Some(b),
+            Some(Err(e)) => return Err(vec![("bundle".into(), e.to_string())]),
+        };
         let rule = Rule {
             notification_type: spec.notification_type,
             event_type: spec.event_type,
@@ -151,7 +166,7 @@ impl Rule {
             recheck: spec.recheck,
             debounce: spec.debounce,
             conditions,
-            bundle: spec.bundle,
+            bundle,
         };
         rule.check().map(|()| rule)
     }
@@ -164,6 +179,9 @@ impl Rule {
                 "recheck".into(),
                 "needs a delay: conditions are rechecked when the delay ends".into(),
             ));
+        }
+        if self.bundle.is_some_and(|b| b.max_per_day == Some(0)) {
+            errors.push(("bundle.max_per_day".into(), "must be at least 1".into()));
         }
         if self.debounce.is_some_and(|d| d.limit == 0) {
             errors.push(("debounce.limit".into(), "must be at least 1".into()));

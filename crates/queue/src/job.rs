@@ -45,6 +45,8 @@ pub enum Job {
     },
     /// Try to deliver one notification.
     Deliver { notification_id: Uuid },
+    /// A pending bundle's ready instant came: send it if it still is ready.
+    FlushBundle { bundle_id: Uuid },
 }
 
 impl Job {

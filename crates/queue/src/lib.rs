@@ -19,14 +19,19 @@
 //! * **Self-healing.** Redis here keeps nothing on disk. Reading from a stream whose
 //!   group vanished (`NOGROUP`) recreates the groups and carries on.
 //! * **Circuits.** Per destination host, shared failure streaks (see `circuit`).
+//! * **Change signals.** `PUBLISH {prefix}changes:{user_id}` tells the console's live
+//!   streams (in any api process) that a person's notifications changed; what changed
+//!   is read from Postgres (see `changes`).
 //! * **Locks.** Short `SET NX PX` locks with a random token keep two workers from
 //!   delivering the same notification at once.
 
+mod changes;
 mod circuit;
 mod job;
 mod keys;
 mod redis_queue;
 
+pub use changes::ChangeSubscriber;
 pub use job::{Job, QueueName};
 pub use keys::Keys;
 pub use redis_queue::{Queue, QueueDepths, QueueError, Received};

@@ -45,6 +45,30 @@ end
 return #items
 "#;
 
+/// The enqueue time (epoch ms, from the entry id) of the oldest entry of KEYS that the
+/// consumer group ARGV[1] has not read yet; -1 when it has read everything.
+const OLDEST_UNREAD: &str = r#"
+local oldest = -1
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+      local name, last
+      for i = 1, #g, 2 do
+        if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then last = g[i + 1] end
+      end
+      if name == ARGV[1] and last then
+        local first = redis.call('XRANGE', key, '(' .. last, '+', 'COUNT', 1)
+        if #first > 0 then
+          local ms = tonumber(string.match(first[1][1], '^(%d+)'))
+          if ms and (oldest < 0 or ms < oldest) then oldest = ms end
+        end
+      end
+    end
+  end
+end
+return oldest
+"#;
+
 /// Deletes a lock only if it still holds our token.
 const UNLOCK: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -290,6 +314,20 @@ impl Queue {
         Ok(())
     }
 
+    /// When the oldest job that no worker has read yet was enqueued (epoch ms), over
+    /// every stream; None when all have been read. Work queued behind a backlog is
+    /// late, not lost: the recovery sweep measures "overdue" from this instant.
+    pub async fn oldest_unread_ms(&self) -> Result<Option<i64>, QueueError> {
+        let mut c = self.conn().await?;
+        let script = Script::new(OLDEST_UNREAD);
+        let mut invocation = script.prepare_invoke();
+        for q in QueueName::ALL {
+            invocation.key(self.keys.stream(q));
+        }
+        let ms: i64 = invocation.arg(GROUP).invoke_async(&mut c).await?;
+        Ok((ms >= 0).then_some(ms))
+    }
+
     /// Jobs waiting on each stream, and in the delayed set.
     pub async fn depths(&self) -> Result<QueueDepths, QueueError> {
         let mut c = self.conn().await?;
@@ -404,5 +442,31 @@ fn decode(queue: QueueName, entry: StreamId) -> Received {
         queue,
         entry_id: entry.id,
         job,
+    }
+}
+
+impl Queue {
+    /// The pub/sub channel announcing changes to a person's notifications.
+    pub fn changes_channel(&self, user_id: &str) -> String {
+        format!("{}changes:{user_id}", self.keys.prefix())
+    }
+
+    /// Announces that these people's notifications changed (created, sent, failed,
+    /// read). Only a signal: subscribers read what changed from Postgres, so a lost
+    /// message costs latency, never data.
+    pub async fn publish_changes(&self, user_ids: &[&str]) -> Result<(), QueueError> {
+        if user_ids.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for user_id in user_ids {
+            pipe.cmd("PUBLISH")
+                .arg(self.changes_channel(user_id))
+                .arg("1")
+                .ignore();
+        }
+        let mut c = self.conn().await?;
+        pipe.query_async::<()>(&mut c).await?;
+        Ok(())
     }
 }

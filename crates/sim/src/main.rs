@@ -3,11 +3,13 @@
 use std::io::IsTerminal as _;
 
 use clap::{Parser, Subcommand};
+use herald_sim::load::{self, LoadConfig};
 use herald_sim::simulate::{self, SimulateConfig};
 use herald_sim::sink::{self, SinkConfig};
 use tracing_subscriber::EnvFilter;
 
-/// Herald tooling: a third-party webhook sink and seed 001's delivery simulation.
+/// Herald tooling: a third-party webhook sink, seed 001's delivery simulation and the
+/// load generator.
 #[derive(Debug, Parser)]
 #[command(name = "herald-sim", version, about)]
 struct Cli {
@@ -24,6 +26,9 @@ enum Command {
     /// message, how many were sent, received and opened (needs a running api, worker
     /// and a sink posting receipts).
     Simulate(SimulateConfig),
+    /// Measure Herald under load (`make bench`): one figure per subcommand, a summary
+    /// on stderr and one JSON object on stdout.
+    Load(LoadConfig),
 }
 
 #[actix_web::main]
@@ -41,5 +46,6 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Sink(config) => sink::run(config).await,
         Command::Simulate(config) => simulate::run(config).await,
+        Command::Load(config) => load::run(config).await,
     }
 }

@@ -54,6 +54,11 @@ fn visible(
             .and(diesel::dsl::sql::<diesel::sql_types::Bool>(
                 "notifications.status NOT IN ('suppressed', 'bundled')",
             ))
+            // A sent bundle shows once: as its carrier, not as each item.
+            .and(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "(notifications.bundle_id IS NULL OR EXISTS (SELECT 1 FROM bundles b \
+                 WHERE b.id = notifications.bundle_id AND b.notification_id = notifications.id))",
+            ))
             .and(
                 notifications::status
                     .ne("pending")

@@ -7,6 +7,7 @@
 //! | [`pool`] | the connection pool and error classification |
 //! | [`migrate`] | embedded migrations, applied under an advisory lock |
 //! | [`audit`] | a person's audit trail: recent events and notification history |
+//! | [`bundles`] | pending and sent bundles (SPEC 8) |
 //! | [`events`] | storing accepted events (one multi-row insert), the outbox scan |
 //! | [`history`] | a person's other events and sent notifications, for conditions and debounce |
 //! | [`people`] | users, preference levels, topics and memberships |
@@ -14,10 +15,13 @@
 //! | [`notifications`] | notification rows: fan-out inserts, delivery state, attempts, manual retry |
 //! | [`subscriptions`] | per-event-type subscriptions (seed 003) |
 //! | [`inbox`] | a person's inbox: pages, unread count, read marks |
+//! | [`changes`] | each person's numbered change log, for the console's live stream |
 //! | [`receipts`] | provider receipts: delivered, opened, bounced (seed 001) |
 //! | [`testing`] | a throw-away database per test (feature `testing`) |
 
 pub mod audit;
+pub mod bundles;
+pub mod changes;
 pub mod events;
 pub mod history;
 pub mod inbox;

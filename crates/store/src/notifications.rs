@@ -40,6 +40,8 @@ pub struct NewNotification {
     pub text: String,
     pub due_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
+    /// The pending bundle this row is an item of (SPEC 8).
+    pub bundle_id: Option<Uuid>,
 }
 
 /// A newly inserted row that now needs delivering.
@@ -95,6 +97,8 @@ pub struct DeliveryRow {
     /// The person's webhook answered 410 Gone and is disabled.
     pub webhook_disabled: bool,
     pub created_at: DateTime<Utc>,
+    /// Set on a bundle's carrier (and items): its final state spreads to the items.
+    pub bundle_id: Option<Uuid>,
 }
 
 pub async fn for_delivery(conn: &mut Conn, id: Uuid) -> Result<Option<DeliveryRow>, StoreError> {
@@ -122,6 +126,7 @@ pub async fn for_delivery(conn: &mut Conn, id: Uuid) -> Result<Option<DeliveryRo
             users::webhook_url.nullable(),
             users::webhook_disabled_at.nullable().is_not_null(),
             notifications::created_at,
+            notifications::bundle_id,
         ))
         .first(conn)
         .await
@@ -336,6 +341,8 @@ pub enum Retry {
     /// count is kept (history), so it gets one more try before failing again.
     Requeued {
         severity: String,
+        /// The recipient, whose live views are told.
+        user_id: Option<String>,
     },
     /// Only a `failed` notification can be retried; this one is in `status`.
     NotFailed {
@@ -346,18 +353,18 @@ pub enum Retry {
 
 /// Moves a failed notification back to `pending`, due now.
 pub async fn retry(conn: &mut Conn, id: Uuid) -> Result<Retry, StoreError> {
-    let requeued: Option<String> = diesel::update(notifications::table.find(id))
+    let requeued: Option<(String, Option<String>)> = diesel::update(notifications::table.find(id))
         .filter(notifications::status.eq(status::FAILED))
         .set((
             notifications::status.eq(status::PENDING),
             notifications::due_at.eq(diesel::dsl::now),
         ))
-        .returning(notifications::severity)
+        .returning((notifications::severity, notifications::user_id))
         .get_result(conn)
         .await
         .optional()?;
-    if let Some(severity) = requeued {
-        return Ok(Retry::Requeued { severity });
+    if let Some((severity, user_id)) = requeued {
+        return Ok(Retry::Requeued { severity, user_id });
     }
     let current: Option<String> = notifications::table
         .find(id)

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, Timestamptz, Uuid as SqlUuid};
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,20 +46,20 @@ impl ReceiptKind {
             ReceiptKind::Delivered => {
                 "UPDATE notifications AS n SET delivered_at = COALESCE(n.delivered_at, r.at)
                  FROM unnest($1::uuid[], $2::timestamptz[]) AS r(id, at)
-                 WHERE n.id = r.id RETURNING n.id"
+                 WHERE n.id = r.id RETURNING n.id, n.user_id"
             }
             ReceiptKind::Opened => {
                 "UPDATE notifications AS n SET opened_at = COALESCE(n.opened_at, r.at),
                    delivered_at = COALESCE(n.delivered_at, r.at)
                  FROM unnest($1::uuid[], $2::timestamptz[]) AS r(id, at)
-                 WHERE n.id = r.id RETURNING n.id"
+                 WHERE n.id = r.id RETURNING n.id, n.user_id"
             }
             ReceiptKind::Bounced => {
                 "UPDATE notifications AS n SET status = 'failed',
                    last_error = 'bounced: the provider reported the message undeliverable at '
                                 || to_char(r.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
                  FROM unnest($1::uuid[], $2::timestamptz[]) AS r(id, at)
-                 WHERE n.id = r.id RETURNING n.id"
+                 WHERE n.id = r.id RETURNING n.id, n.user_id"
             }
         }
     }
@@ -80,12 +80,17 @@ pub struct Applied {
     pub updated: usize,
     /// Ids that name no notification, in first-seen order, each once.
     pub unknown: Vec<Uuid>,
+    /// The people whose notifications the batch touched, each once (their live
+    /// streams are told).
+    pub people: Vec<String>,
 }
 
 #[derive(QueryableByName)]
 struct Id {
     #[diesel(sql_type = SqlUuid)]
     id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    user_id: Option<String>,
 }
 
 /// Applies a batch: one UPDATE per kind present. Within a kind, the earliest time
@@ -101,6 +106,7 @@ pub async fn apply(conn: &mut Conn, receipts: &[Receipt]) -> Result<Applied, Sto
             .or_insert(r.at);
     }
     let mut known: HashSet<Uuid> = HashSet::new();
+    let mut people: BTreeSet<String> = BTreeSet::new();
     for (kind, items) in by_kind {
         let (ids, ats): (Vec<Uuid>, Vec<DateTime<Utc>>) = items.into_iter().unzip();
         let found: Vec<Id> = diesel::sql_query(kind.sql())
@@ -108,7 +114,10 @@ pub async fn apply(conn: &mut Conn, receipts: &[Receipt]) -> Result<Applied, Sto
             .bind::<Array<Timestamptz>, _>(ats)
             .load(conn)
             .await?;
-        known.extend(found.into_iter().map(|f| f.id));
+        for f in found {
+            known.insert(f.id);
+            people.extend(f.user_id);
+        }
     }
     let mut seen = HashSet::new();
     let unknown = receipts
@@ -122,5 +131,6 @@ pub async fn apply(conn: &mut Conn, receipts: &[Receipt]) -> Result<Applied, Sto
             .filter(|r| known.contains(&r.notification_id))
             .count(),
         unknown,
+        people: people.into_iter().collect(),
     })
 }

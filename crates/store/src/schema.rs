@@ -94,6 +94,45 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    bundles (id) {
+        id -> Uuid,
+        user_id -> Text,
+        notification_type -> Text,
+        status -> Text,
+        first_at -> Timestamptz,
+        last_at -> Timestamptz,
+        tours -> Int4,
+        first_friend -> Text,
+        ready_at -> Timestamptz,
+        created_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
+        notification_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    /// Each person's change counter (the `person_changes` migration's triggers keep it).
+    person_change_seqs (user_id) {
+        user_id -> Text,
+        seq -> Int8,
+    }
+}
+
+diesel::table! {
+    /// Every change to a person's notifications, numbered per person (written by
+    /// triggers on `notifications`, read by the console's stream).
+    person_changes (user_id, seq) {
+        user_id -> Text,
+        seq -> Int8,
+        notification_id -> Uuid,
+        kind -> Text,
+        status -> Text,
+        read_at -> Nullable<Timestamptz>,
+        at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(topic_members -> topics (topic));
 diesel::joinable!(topic_members -> users (user_id));
 diesel::joinable!(subscriptions -> users (user_id));
@@ -102,6 +141,7 @@ diesel::joinable!(notifications -> users (user_id));
 diesel::joinable!(delivery_attempts -> notifications (notification_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    bundles,
     users,
     topics,
     topic_members,
@@ -109,4 +149,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     notifications,
     delivery_attempts,
+    person_change_seqs,
+    person_changes,
 );

@@ -5,8 +5,9 @@
 //! permit to come back, i.e. for in-flight jobs to finish.
 
 use crate::context::Context;
-use crate::{delivery, routing};
+use crate::{bundling, delivery, routing};
 use herald_queue::{Job, Received};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -18,7 +19,19 @@ const READ_BLOCK: Duration = Duration::from_millis(1000);
 pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(ctx.settings.concurrency));
     let mut failures = 0u32;
+    // Jobs failing one after another (Postgres down, say): each failed job waits in the
+    // pending list for the visibility timeout, so reading on at full speed would move
+    // the whole backlog there in seconds. Instead, back off and probe one job at a
+    // time until one succeeds.
+    let failing = Arc::new(AtomicU32::new(0));
     while !shutdown.is_cancelled() {
+        let streak = failing.load(Ordering::Relaxed);
+        if streak > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff(streak)) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
         // Wait for at least one free slot before reading, so jobs are never read
         // (and their visibility clock started) without capacity to run them.
         let first = tokio::select! {
@@ -26,7 +39,11 @@ pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => break,
         };
         let Ok(first) = first else { break };
-        let want = 1 + slots.available_permits().min(99);
+        let want = if streak > 0 {
+            1
+        } else {
+            1 + slots.available_permits().min(99)
+        };
         let read = tokio::select! {
             r = ctx.queue.read(&ctx.worker_id, &ctx.settings.queues, want, READ_BLOCK) => r,
             _ = shutdown.cancelled() => break,
@@ -54,8 +71,13 @@ pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
                 },
             };
             let ctx = ctx.clone();
+            let failing = failing.clone();
             tokio::spawn(async move {
-                handle(&ctx, job).await;
+                if handle(&ctx, job).await {
+                    failing.store(0, Ordering::Relaxed);
+                } else {
+                    failing.fetch_add(1, Ordering::Relaxed);
+                }
                 drop(permit);
             });
         }
@@ -66,8 +88,8 @@ pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
 
 /// Runs one received job and acknowledges it unless its handler asked for a retry
 /// through the stream (an infrastructure error: the job stays pending and is
-/// reclaimed after the visibility timeout).
-pub async fn handle(ctx: &Context, received: Received) {
+/// reclaimed after the visibility timeout). Returns false in that case.
+pub async fn handle(ctx: &Context, received: Received) -> bool {
     let outcome = match &received.job {
         None => {
             tracing::error!(entry = %received.entry_id, "undecodable job dropped");
@@ -79,6 +101,14 @@ pub async fn handle(ctx: &Context, received: Received) {
             after,
         }) => routing::route(ctx, *event_id, rule.as_deref(), after.as_deref()).await,
         Some(Job::Deliver { notification_id }) => delivery::deliver(ctx, *notification_id).await,
+        Some(Job::FlushBundle { bundle_id }) => match bundling::flush(ctx, *bundle_id).await {
+            Ok(Some(user_id)) => {
+                delivery::announce(ctx, &[user_id.as_str()]).await;
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        },
     };
     match outcome {
         Ok(()) => {
@@ -89,10 +119,12 @@ pub async fn handle(ctx: &Context, received: Received) {
             {
                 tracing::warn!(error = %e, "ack failed; the job may run again");
             }
+            true
         }
         Err(e) => {
             tracing::warn!(job = ?received.job, error = %e,
                 "job failed; left pending for another try after the visibility timeout");
+            false
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct Context {
     pub pool: Pool,
     pub queue: Queue,
     pub clients: Clients,
+    /// Bundling's ranker and settings (`bundling.yml`).
+    pub bundler: crate::bundling::Bundler,
     /// This process's consumer name in the group; also its heartbeat key.
     pub worker_id: String,
 }
@@ -58,6 +60,7 @@ impl Context {
             settings.concurrency + 8,
         )?;
         let clients = Clients::new(settings.allowed_targets.clone())?;
+        let bundler = crate::bundling::Bundler::load(&settings.config_dir)?;
         let worker_id = format!(
             "{}-{}",
             std::process::id(),
@@ -73,6 +76,7 @@ impl Context {
             pool,
             queue,
             clients,
+            bundler,
             worker_id,
         })
     }

@@ -44,20 +44,53 @@ pub async fn deliver(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
         return Ok(());
     }
     let result = deliver_locked(ctx, id).await;
+    if let Ok(Some(changed)) = &result {
+        if changed.bundle_id.is_some() {
+            settle_bundle(ctx, id).await?;
+        }
+        if let Some(user_id) = &changed.user_id {
+            announce(ctx, &[user_id.as_str()]).await;
+        }
+    }
     if let Err(e) = ctx.queue.unlock(&lock, &token).await {
         tracing::debug!(error = %e, "unlock failed; the lock expires by itself");
     }
-    result
+    result.map(|_| ())
 }
 
-async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
+/// What a delivery changed: whose notification, and which bundle it carries.
+pub struct Changed {
+    pub user_id: Option<String>,
+    pub bundle_id: Option<Uuid>,
+}
+
+/// A bundle's carrier reached a final state: its items take it over (SPEC 7).
+async fn settle_bundle(ctx: &Context, carrier: Uuid) -> anyhow::Result<()> {
+    let mut conn = herald_store::pool::get(&ctx.pool).await?;
+    herald_store::bundles::settle_items(&mut conn, carrier).await?;
+    Ok(())
+}
+
+/// Tells live views (the console's stream) that a person's notifications changed.
+pub async fn announce(ctx: &Context, user_ids: &[&str]) {
+    if let Err(e) = ctx.queue.publish_changes(user_ids).await {
+        tracing::debug!(error = %e, "could not announce changes");
+    }
+}
+
+/// Delivers; returns the recipient when the notification's state changed.
+async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<Option<Changed>> {
     let mut conn = herald_store::pool::get(&ctx.pool).await?;
     let Some(row) = notifications::for_delivery(&mut conn, id).await? else {
-        return Ok(());
+        return Ok(None);
     };
     if row.status != status::PENDING {
-        return Ok(());
+        return Ok(None);
     }
+    let changed = Ok(Some(Changed {
+        user_id: row.user_id.clone(),
+        bundle_id: row.bundle_id,
+    }));
     let queue = Context::queue_for(&row.severity);
     if row.due_at > Utc::now() + chrono::Duration::seconds(1) {
         // Early (a sweep or restart re-enqueued it): put it back until due.
@@ -67,7 +100,7 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
         ctx.queue
             .schedule(&[(queue, job, row.due_at.timestamp_millis())])
             .await?;
-        return Ok(());
+        return Ok(None);
     }
     if let Some(why) = recheck_failure(ctx, &mut conn, &row).await? {
         let reason = format!(
@@ -75,19 +108,23 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
             row.notification_type
         );
         notifications::mark_suppressed(&mut conn, id, &reason).await?;
-        return Ok(());
+        return changed;
     }
     let Some(channel) = ctx.config.channels.get(&row.channel) else {
         let reason = format!("unknown channel {:?}", row.channel);
-        return fail_without_trying(&mut conn, &row, &reason).await;
+        fail_without_trying(&mut conn, &row, &reason).await?;
+        return changed;
     };
     let target = match target_of(&row, channel) {
         Ok(Some(target)) => target,
         Ok(None) => {
             notifications::mark_sent(&mut conn, id).await?;
-            return Ok(());
+            return changed;
         }
-        Err(reason) => return fail_without_trying(&mut conn, &row, reason).await,
+        Err(reason) => {
+            fail_without_trying(&mut conn, &row, reason).await?;
+            return changed;
+        }
     };
     let host = herald_core::circuit::host_of(target.url()).unwrap_or_default();
     match circuit_gate(ctx, &host, &row).await? {
@@ -99,9 +136,12 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
                 notification_id: id,
             };
             ctx.queue.schedule(&[(queue, job, until_ms)]).await?;
-            return Ok(());
+            return Ok(None);
         }
-        Gate::GiveUp => return fail_without_trying(&mut conn, &row, "circuit_open").await,
+        Gate::GiveUp => {
+            fail_without_trying(&mut conn, &row, "circuit_open").await?;
+            return changed;
+        }
     }
     drop(conn); // do not hold a database connection across the HTTP call
 
@@ -132,7 +172,7 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    Ok(())
+    changed
 }
 
 /// Where the notification goes: None for the inbox (no HTTP call), an error text when

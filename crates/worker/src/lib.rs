@@ -3,6 +3,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`context`] | what every job handler shares: config, pools, HTTP clients |
+//! | [`bundling`] | online bundles: items, ready instants, flushes under the cap |
 //! | [`conditions`] | answering a rule's conditions from the person's history |
 //! | [`consumer`] | the read loop: bounded concurrency, dispatch, acknowledgement |
 //! | [`routing`] | an event → notification rows, per rule, recipient and preference |
@@ -14,6 +15,7 @@
 //! A worker is stateless: Postgres holds the truth and Redis the work, so any number
 //! of workers may run, and any of them may die at any time.
 
+pub mod bundling;
 pub mod conditions;
 pub mod consumer;
 pub mod context;

@@ -4,7 +4,7 @@
 //! * **reclaim**: takes over jobs a dead worker read but never acknowledged.
 //! * **sweep**: rebuilds lost work from Postgres, the source of truth: events still
 //!   `received` and pending notifications overdue by more than the visibility timeout
-//!   are enqueued again. Both steps are idempotent (routing inserts nothing twice;
+//!   are enqueued again, and so are pending bundles past their ready instant. All steps are idempotent (routing inserts nothing twice;
 //!   delivery skips what is no longer pending), so overlap with a live queue costs only
 //!   a little work. One worker sweeps at a time (a Redis lock).
 //! * **heartbeat**: tells operators which workers are alive.
@@ -93,7 +93,16 @@ pub async fn sweep_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
 /// One pass of the recovery sweep; returns (events, notifications) re-enqueued.
 pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
     let grace = chrono::Duration::from_std(ctx.settings.visibility_timeout)?;
-    let cutoff = Utc::now() - grace;
+    // "Overdue" counts from the oldest job still waiting to be read, not from now:
+    // behind a backlog, queued work is late, not lost, and re-enqueuing it would only
+    // lengthen the backlog it waits in. With nothing unread (e.g. Redis restarted
+    // empty) this is now.
+    let now = Utc::now();
+    let horizon = match ctx.queue.oldest_unread_ms().await? {
+        Some(ms) => chrono::DateTime::from_timestamp_millis(ms).map_or(now, |t| t.min(now)),
+        None => now,
+    };
+    let cutoff = horizon - grace;
     let mut conn = herald_store::pool::get(&ctx.pool).await?;
     let stale_events = events::unrouted_before(&mut conn, cutoff, SWEEP_BATCH).await?;
     let routes: Vec<_> = stale_events
@@ -118,8 +127,19 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
             )
         })
         .collect();
+    let bundles = herald_store::bundles::overdue(&mut conn, cutoff, SWEEP_BATCH).await?;
+    let flushes: Vec<_> = bundles
+        .iter()
+        .map(|id| {
+            (
+                herald_queue::QueueName::Default,
+                Job::FlushBundle { bundle_id: *id },
+            )
+        })
+        .collect();
     ctx.queue.enqueue(&routes).await?;
     ctx.queue.enqueue(&deliveries).await?;
+    ctx.queue.enqueue(&flushes).await?;
     if !routes.is_empty() || !deliveries.is_empty() {
         tracing::info!(
             events = routes.len(),

@@ -142,11 +142,23 @@ async fn route_rule(
             })
             .collect()
     };
-    let inserted = match rule.debounce {
-        Some(debounce) => insert_debounced(conn, event, &page, rule, debounce, rows).await?,
-        None => notifications::insert_batch(conn, &rows).await?,
+    let announced: Vec<String> = rows.iter().filter_map(|r| r.user_id.clone()).collect();
+    let inserted = match (rule.bundle, rule.debounce) {
+        (Some(_), _) => {
+            let timezones = page
+                .iter()
+                .map(|p| (p.user_id.clone(), p.timezone.clone()))
+                .collect();
+            crate::bundling::add_items(ctx, conn, event, rule, &timezones, rows).await?
+        }
+        (None, Some(debounce)) => {
+            insert_debounced(conn, event, &page, rule, debounce, rows).await?
+        }
+        (None, None) => notifications::insert_batch(conn, &rows).await?,
     };
     dispatch(ctx, &inserted).await?;
+    let people: Vec<&str> = announced.iter().map(String::as_str).collect();
+    crate::delivery::announce(ctx, &people).await;
     let full = rule.recipients.is_fan_out() && page.len() as i64 == FAN_OUT_CHUNK;
     Ok(full
         .then(|| page.last().map(|p| p.user_id.clone()))
@@ -283,7 +295,8 @@ fn new_row(
     let due_at = event.received_at + rule.delay;
     let now = Utc::now();
     // The inbox channel needs no HTTP call: a notification due now is sent at once.
-    let sent_now = rule.channel == IN_APP && due_at <= now;
+    // Bundled rules hold their rows instead (see `bundling`).
+    let sent_now = rule.channel == IN_APP && due_at <= now && rule.bundle.is_none();
     NewNotification {
         id: Uuid::now_v7(),
         event_id: event.id,
@@ -308,6 +321,7 @@ fn new_row(
         text,
         due_at,
         sent_at: sent_now.then_some(now),
+        bundle_id: None,
     }
 }
 

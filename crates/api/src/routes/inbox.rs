@@ -135,6 +135,8 @@ pub async fn mark_read(
     let item = inbox::mark_read(&mut conn, &user_id, id)
         .await?
         .ok_or_else(not_theirs)?;
+    drop(conn);
+    super::stream::announce(&state, &[&user_id]);
     Ok(HttpResponse::Ok().json(InboxItem::from(item)))
 }
 
@@ -153,5 +155,9 @@ pub async fn mark_all_read(
     let mut conn = herald_store::pool::get(&state.pool).await?;
     require_user(&mut conn, &user_id).await?;
     let marked = inbox::mark_all_read(&mut conn, &user_id).await?;
+    drop(conn);
+    if marked > 0 {
+        super::stream::announce(&state, &[&user_id]);
+    }
     Ok(HttpResponse::Ok().json(Marked { marked }))
 }

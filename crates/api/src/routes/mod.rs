@@ -16,8 +16,10 @@ pub mod notifications;
 pub mod ops;
 pub mod people;
 pub mod receipts;
+pub mod stream;
 pub mod subscriptions;
 pub mod topics;
+pub mod ui;
 
 use actix_web::web;
 
@@ -62,6 +64,7 @@ routes! {
     get "/api/v1/users/{user_id}/notifications" => inbox::list_inbox,
     post "/api/v1/users/{user_id}/notifications/read-all" => inbox::mark_all_read,
     post "/api/v1/users/{user_id}/notifications/{id}/read" => inbox::mark_read,
+    get "/api/v1/users/{user_id}/stream" => stream::stream,
     put "/api/v1/topics/{topic}" => topics::put_topic,
     get "/api/v1/topics/{topic}/members" => topics::list_members,
     put "/api/v1/topics/{topic}/members" => topics::put_members,
@@ -72,4 +75,7 @@ routes! {
     post "/api/v1/notifications/{id}/retry" => notifications::retry_notification,
     get "/api/v1/ops/summary" => ops::summary,
     get "/audit/{user_id}" => audit::get_audit,
+    get "/ui" => ui::redirect,
+    get "/ui/" => ui::index,
+    get "/ui/{file}" => ui::asset,
 }

@@ -113,8 +113,8 @@ pub async fn retry_notification(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
     let mut conn = herald_store::pool::get(&state.pool).await?;
-    let severity = match notifications::retry(&mut conn, id).await? {
-        Retry::Requeued { severity } => severity,
+    let (severity, user_id) = match notifications::retry(&mut conn, id).await? {
+        Retry::Requeued { severity, user_id } => (severity, user_id),
         Retry::NotFailed { status } => {
             return Err(ApiError::Conflict(format!(
                 "notification {id} is {status}: only a failed notification can be retried"
@@ -123,6 +123,9 @@ pub async fn retry_notification(
         Retry::NotFound => return Err(ApiError::NotFound(format!("no notification {id}"))),
     };
     drop(conn);
+    if let Some(user_id) = &user_id {
+        super::stream::announce(&state, &[user_id]);
+    }
     let queue = if severity == "critical" {
         QueueName::Critical
     } else {

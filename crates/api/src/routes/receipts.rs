@@ -88,6 +88,8 @@ pub async fn post_receipts(
         let mut conn = herald_store::pool::get(&state.pool).await?;
         receipts::apply(&mut conn, &valid).await?
     };
+    let people: Vec<&str> = applied.people.iter().map(String::as_str).collect();
+    super::stream::announce(&state, &people);
     Ok(HttpResponse::Ok().json(ReceiptsApplied {
         updated: applied.updated,
         unknown: applied.unknown,

@@ -47,6 +47,7 @@ pub fn row(event_id: Uuid, user_id: &str, notification_type: &str) -> NewNotific
         text: format!("{notification_type} text"),
         due_at: Utc::now(),
         sent_at: Some(Utc::now()),
+        bundle_id: None,
     }
 }
 

@@ -27,6 +27,23 @@ pub fn config_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config")
 }
 
+/// A private copy of config/ with `file` replaced; removed when the process exits
+/// is not guaranteed, so it lives under target/ rather than /tmp.
+pub fn config_copy_with(file: &str, contents: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/test-config")
+        .join(uuid::Uuid::new_v4().simple().to_string());
+    std::fs::create_dir_all(&dir).expect("config copy dir");
+    for entry in std::fs::read_dir(config_dir()).expect("config dir") {
+        let path = entry.expect("entry").path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, dir.join(name)).expect("config file copied");
+        }
+    }
+    std::fs::write(dir.join(file), contents).expect("config file written");
+    dir
+}
+
 pub fn redis_url() -> String {
     std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
@@ -79,6 +96,8 @@ pub struct WorkerOptions {
     pub channel_secret: Option<String>,
     /// More `${VAR}` values for the config, e.g. a short reminder delay.
     pub config_env: Vec<(String, String)>,
+    /// A `bundling.yml` replacing the shipped one (a copy of config/ is used).
+    pub bundling_yaml: Option<String>,
 }
 
 impl Default for WorkerOptions {
@@ -87,6 +106,7 @@ impl Default for WorkerOptions {
             visibility_timeout: Duration::from_secs(15),
             channel_secret: None,
             config_env: Vec::new(),
+            bundling_yaml: None,
         }
     }
 }
@@ -187,7 +207,10 @@ impl TestApp {
             database_url: self.db.url.clone(),
             redis_url: redis_url(),
             redis_prefix: self.prefix.clone(),
-            config_dir: config_dir(),
+            config_dir: match &opts.bundling_yaml {
+                Some(yaml) => config_copy_with("bundling.yml", yaml),
+                None => config_dir(),
+            },
             queues: herald_queue::QueueName::ALL.to_vec(),
             concurrency: 8,
             visibility_timeout: opts.visibility_timeout,

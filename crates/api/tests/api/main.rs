@@ -2,6 +2,7 @@
 //! its own database and Redis key prefix (see `helpers`), so they run in parallel.
 
 mod alerts;
+mod bundling;
 mod fixtures;
 mod helpers;
 mod inbox;
@@ -12,4 +13,5 @@ mod people;
 mod pipeline;
 mod receipts;
 mod rules;
+mod stream;
 mod subscriptions;

@@ -400,3 +400,28 @@ async fn a_failing_host_opens_its_circuit_and_deliveries_wait_without_spending_a
     let state = app.queue.circuit_state(&host).await.unwrap();
     assert!(state.opened_at_ms.is_some(), "{state:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_over_several_pages_reaches_every_member_once() {
+    let app = spawn_app_with_worker().await;
+    ok_provider(&app).await;
+    app.put("/api/v1/topics/Mall", json!({})).await;
+    // 1,201 members: three pages of at most 500, routed by chained jobs.
+    let ids: Vec<String> = (0..1201).map(|i| format!("shopper_{i:04}")).collect();
+    for chunk in ids.chunks(1000) {
+        let (status, resp) = app
+            .put("/api/v1/topics/Mall/members", json!({"user_ids": chunk}))
+            .await;
+        assert_eq!(status, 200, "{resp}");
+    }
+    let (_, resp) = app.post("/webhooks/alerts", alert("Mall", "theft")).await;
+    let event_id = resp["event_id"].as_str().unwrap().to_string();
+    app.wait_for("1201 deliveries", Duration::from_secs(60), || async {
+        let (_, stats) = app.get(&format!("/api/v1/events/{event_id}/stats")).await;
+        (stats["sent"] == 1201).then_some(())
+    })
+    .await;
+    let (_, stats) = app.get(&format!("/api/v1/events/{event_id}/stats")).await;
+    assert_eq!(stats["recipients"], 1201, "{stats}");
+    assert_eq!(app.provider.received_requests().await.unwrap().len(), 1201);
+}

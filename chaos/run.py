@@ -1,0 +1,773 @@
+#!/usr/bin/env python3
+"""`make chaos`: Herald's fault suite (SPEC 6 and 7, issue 6).
+
+    python3 chaos/run.py [--no-build] [--release] [--events N] [--keep]
+
+On infrastructure of its own — a private Postgres (initdb in a temporary directory,
+trust auth, a free port) and a private Redis (no persistence, a free port) — it starts
+the api, TWO workers (`--visibility-timeout 12s --sweep-interval 2s`) and a flaky sink
+(`herald-sim sink --fail-rate 0.2 --latency-ms 5`), creates a shop with two members (one
+CRITICAL, one STANDARD), and sends at least 5,000 events:
+
+* `broadcast` events in batches of 100 through `POST /api/v1/events` (rule BROADCAST:
+  recipients `all`, channel `push`, so each goes over HTTP to the sink), and
+* shop alerts one by one through `POST /webhooks/alerts` (rule SHOP_ALERT, channel
+  `webhook`, the critical queue for thefts; a suspicious alert is `suppressed` for the
+  CRITICAL member).
+
+While sending it injects three faults, in this order, each while deliveries are in
+flight:
+
+1. **SIGKILL of a worker** (a replacement worker is started at once);
+2. **Redis restarted empty** (killed, then started again with nothing; events sent
+   while it is down must still get 202);
+3. **Postgres restarted** (immediate shutdown, i.e. crash-like; while it is down the
+   api must answer 503, never 500, and the sender retries).
+
+Then it waits until the pipeline settles and asserts, reading Postgres and the sink:
+
+* every accepted event is in Postgres (lost = 0) and `routed`, with one notification
+  row per recipient;
+* every notification is in a final state — `sent`, `failed` or `suppressed` — (stuck =
+  0), and every `sent` one was answered 2xx by the sink at least once (lost = 0);
+* duplicates (2xx deliveries beyond the first of a notification) are only allowed for
+  notifications in flight at a fault: the first 2xx of every duplicated notification
+  must lie in a fault's window (from the channel timeout before the fault to a moment
+  after the service is back), no notification is delivered more than 1 + faults times,
+  and their total stays within the jobs the affected workers could hold at once
+  (concurrency × workers running, summed over the faults).
+
+It prints the figures (accepted, notifications by status, delivered, duplicates, stuck,
+lost) and ends with `N passed, M failed`; exit code 0 only when M is 0. Whatever
+happens, every process it started is stopped and the temporary directories removed.
+Logs are kept in `target/chaos-logs/<run id>/`.
+
+Standard library only (Python ≥ 3.11), plus the Postgres server binaries
+(`/usr/lib/postgresql/*/bin` or `pg_config --bindir`), `psql` and `redis-server`.
+Running as root, Postgres runs as the `postgres` user (initdb refuses root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import glob
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+CHAOS_DIR = Path(__file__).resolve().parent
+REPO = CHAOS_DIR.parent
+sys.path.insert(0, str(REPO / "e2e"))
+
+import harness  # noqa: E402  (needs the path above)
+
+API_KEY = "chaos-key"
+SHOP = "ChaosMart"
+MEMBERS = {"chaos_crit": "CRITICAL", "chaos_std": "STANDARD"}
+BATCH = 100
+CONCURRENCY = 16
+VISIBILITY_TIMEOUT_S = 12  # > channel timeout (5 s) + margin, so live deliveries are never duplicated
+SWEEP_INTERVAL_S = 2
+CHANNEL_TIMEOUT_S = 5  # config/channels.yml: timeout of every shipped channel
+FINAL = ("sent", "failed", "suppressed")
+SETTLE_TIMEOUT_S = 240
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# ------------------------------------------------------------- private Postgres
+
+
+def _postgres_bin_dir() -> Path:
+    """The newest server installation: Debian's /usr/lib/postgresql/N/bin, else pg_config."""
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
+                        if Path(p).parent.name.isdigit() else 0)
+    for c in reversed(candidates):
+        if (Path(c) / "initdb").is_file() and (Path(c) / "postgres").is_file():
+            return Path(c)
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
+        if (Path(out) / "initdb").is_file():
+            return Path(out)
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    raise harness.StackError("no Postgres server binaries (initdb, postgres): apt-get install postgresql")
+
+
+def _as_user(uid: int | None, gid: int | None):
+    """preexec_fn: drop to uid/gid (when given), then die with the parent (Linux).
+
+    The parent-death signal is cleared by a change of credentials, so it is set after.
+    """
+
+    def preexec() -> None:
+        if uid is not None:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+        with contextlib.suppress(OSError):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return preexec
+
+
+class PrivatePostgres:
+    """A Postgres server of this run only: its own data directory, port and socket dir."""
+
+    def __init__(self, procs: harness.Processes, root: Path):
+        self.procs = procs
+        self.bin = _postgres_bin_dir()
+        self.port = harness.free_port()
+        self.data = root / "pgdata"
+        self.uid = self.gid = None
+        if os.geteuid() == 0:
+            import pwd  # noqa: PLC0415 - Unix only, needed only as root
+
+            try:
+                pw = pwd.getpwnam("postgres")
+            except KeyError as e:
+                raise harness.StackError("running as root, but there is no `postgres` user to run Postgres as") from e
+            self.uid, self.gid = pw.pw_uid, pw.pw_gid
+        self.data.mkdir(mode=0o700)
+        if self.uid is not None:
+            os.chown(root, self.uid, self.gid)
+            os.chown(self.data, self.uid, self.gid)
+        self.proc: harness.Process | None = None
+        self.starts = 0
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def init(self) -> None:
+        argv = [str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                "-E", "UTF8", "--no-sync", "--locale=C"]
+        done = subprocess.run(argv, capture_output=True, text=True, preexec_fn=_as_user(self.uid, self.gid))
+        if done.returncode != 0:
+            raise harness.StackError(f"initdb failed: {(done.stderr or done.stdout).strip()}")
+
+    def start(self) -> None:
+        self.starts += 1
+        argv = [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),
+                "-k", str(self.data), "-c", "listen_addresses=127.0.0.1",
+                # Durability across a *process* crash does not need fsync (the OS keeps
+                # the written pages); this is a test database on a shared 2-core box.
+                "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200"]
+        log_path = self.procs.log_dir / f"postgres-{self.starts}.log"
+        with open(log_path, "wb") as out:
+            if self.uid is not None:
+                os.chown(log_path, self.uid, self.gid)
+            popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                     start_new_session=True, preexec_fn=_as_user(self.uid, self.gid))
+        self.proc = harness.Process(f"postgres-{self.starts}", popen, log_path)
+        self.procs.started.append(self.proc)
+        deadline = time.monotonic() + 60
+        while not self.answers():
+            if not self.proc.alive():
+                raise harness.StackError(f"postgres exited with {popen.returncode}: {self.proc.tail(10)}")
+            if time.monotonic() > deadline:
+                raise harness.StackError("postgres did not answer within 60 s")
+            time.sleep(0.2)
+
+    def answers(self) -> bool:
+        try:
+            self.psql("select 1", timeout=5)
+            return True
+        except harness.StackError:
+            return False
+
+    def crash(self) -> None:
+        """Immediate shutdown (SIGQUIT): no checkpoint, recovery on the next start."""
+        if self.proc and self.proc.alive():
+            self.proc.popen.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.popen.kill()
+                self.proc.popen.wait()
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT): clients are disconnected, a checkpoint is written."""
+        if self.proc and self.proc.alive():
+            self.proc.popen.send_signal(signal.SIGINT)
+            try:
+                self.proc.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.popen.kill()
+                self.proc.popen.wait()
+
+    def psql(self, sql: str, timeout: float = 60) -> list[list[str]]:
+        """Rows of the last statement of `sql`, each a list of text columns.
+
+        The SQL goes through stdin: it may hold thousands of ids, more than one
+        command-line argument may (128 KiB).
+        """
+        env = os.environ | {"PGCONNECT_TIMEOUT": "3"}
+        argv = ["psql", "-X", "-q", "-tA", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", self.url, "-f", "-"]
+        try:
+            done = subprocess.run(argv, input=sql, capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired as e:
+            raise harness.StackError(f"psql took over {timeout:g}s") from e
+        if done.returncode != 0:
+            raise harness.StackError(f"psql failed: {(done.stderr or done.stdout).strip()}")
+        return [line.split("\t") for line in done.stdout.splitlines() if line]
+
+    def scalar(self, sql: str) -> int:
+        rows = self.psql(sql)
+        return int(rows[0][0]) if rows and rows[0] and rows[0][0] else 0
+
+
+# ---------------------------------------------------------------- private Redis
+
+
+class PrivateRedis:
+    """A Redis of this run only, keeping nothing on disk: a restart starts empty."""
+
+    def __init__(self, procs: harness.Processes, root: Path):
+        self.procs = procs
+        self.port = harness.free_port()
+        self.dir = root / "redis"
+        self.dir.mkdir()
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.proc: harness.Process | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.dir), "--protected-mode", "no"]
+        if not shutil.which("redis-server"):
+            raise harness.StackError("redis-server is not installed: apt-get install redis-server")
+        self.proc = self.procs.start(f"redis-{self.starts}", argv, dict(os.environ), REPO)
+        deadline = time.monotonic() + 30
+        while not self.answers():
+            if not self.proc.alive() or time.monotonic() > deadline:
+                raise harness.StackError(f"redis did not start: {self.proc.tail(10)}")
+            time.sleep(0.1)
+
+    def answers(self) -> bool:
+        done = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True)
+        return done.returncode == 0 and "PONG" in done.stdout
+
+    def kill(self) -> None:
+        if self.proc and self.proc.alive():
+            self.proc.popen.kill()
+            self.proc.popen.wait()
+
+    def dbsize(self) -> int:
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "dbsize"], capture_output=True, text=True).stdout
+        return int(out.strip() or 0)
+
+
+# ------------------------------------------------------------------- the run
+
+
+@dataclass
+class Fault:
+    """One injected fault: what, when it began and when service was back (UTC)."""
+
+    name: str
+    started: datetime
+    ended: datetime
+    workers_running: int  # workers that may have had deliveries in flight
+
+    def window(self) -> tuple[datetime, datetime]:
+        """Deliveries whose first 2xx lies here may have been in flight at the fault.
+
+        From the channel timeout (plus a second) before the fault, since a try started
+        then can still be answered after it, to a few seconds after service is back.
+        """
+        return (self.started - timedelta(seconds=CHANNEL_TIMEOUT_S + 1),
+                self.ended + timedelta(seconds=CHANNEL_TIMEOUT_S + 1))
+
+
+@dataclass
+class Sent:
+    """What the sender did and saw."""
+
+    broadcast_ids: set[str] = field(default_factory=set)
+    alert_ids: dict[str, str] = field(default_factory=dict)  # event id -> label
+    requests: Counter = field(default_factory=Counter)  # HTTP status (or "error") -> count
+    server_errors: list[str] = field(default_factory=list)  # 5xx other than 503
+    connection_errors: list[str] = field(default_factory=list)  # the api did not answer at all
+    during_redis_outage: Counter = field(default_factory=Counter)
+    during_postgres_outage: Counter = field(default_factory=Counter)
+
+    @property
+    def accepted(self) -> int:
+        return len(self.broadcast_ids) + len(self.alert_ids)
+
+
+class Chaos:
+    def __init__(self, args: argparse.Namespace, log_dir: Path, root: Path):
+        self.args = args
+        self.procs = harness.Processes(log_dir)
+        self.root = root
+        self.results = harness.Results()
+        self.pg: PrivatePostgres | None = None
+        self.redis: PrivateRedis | None = None
+        self.workers: list[harness.Process] = []
+        self.worker_count = 0
+        self.env: dict[str, str] = {}
+        self.api_url = ""
+        self.sink_url = ""
+        self.bin_dir = Path()
+        self.faults: list[Fault] = []
+        self.sent = Sent()
+
+    # ----------------------------------------------------------------- checks
+
+    def check(self, name: str, ok: bool, detail: str = "") -> bool:
+        self.results.record(ok, f"chaos: {name}", detail)
+        return ok
+
+    # ------------------------------------------------------------------ stack
+
+    def start_stack(self) -> None:
+        if not self.args.no_build:
+            harness.build_binaries(REPO, self.args.release)
+        self.bin_dir = harness.find_binaries(REPO, self.args.release)
+        self.pg = PrivatePostgres(self.procs, self.root)
+        self.pg.init()
+        self.pg.start()
+        self.redis = PrivateRedis(self.procs, self.root)
+        self.redis.start()
+        log(f"private postgres on :{self.pg.port} ({self.pg.bin}), redis on :{self.redis.port}")
+
+        sink_port = harness.free_port()
+        sink = self.procs.start("sink", [str(self.bin_dir / "herald-sim"), "sink", "--port", str(sink_port),
+                                         "--fail-rate", "0.2", "--latency-ms", "5"],
+                                os.environ | {"RUST_LOG": "warn"}, REPO)
+        self.sink_url = f"http://127.0.0.1:{sink_port}"
+        harness._wait_http_ok(sink, self.sink_url, "/healthz", timeout=30)
+
+        api_port = harness.free_port()
+        self.api_url = f"http://127.0.0.1:{api_port}"
+        self.env = os.environ | {
+            "DATABASE_URL": self.pg.url,
+            "REDIS_URL": self.redis.url,
+            "HERALD_REDIS_PREFIX": "herald:",
+            "HERALD_BIND": f"127.0.0.1:{api_port}",
+            "HERALD_API_KEYS": API_KEY,
+            "HERALD_PROVIDER_URL": self.sink_url,
+            "HERALD_ALLOWED_TARGETS": "127.0.0.0/8",
+            "HERALD_CONFIG_DIR": str(REPO / "config"),
+            "RUST_LOG": "info",
+        }
+        api = self.procs.start("api", [str(self.bin_dir / "herald-api")], self.env, REPO)
+        harness._wait_http_ok(api, self.api_url, "/healthz/ready", timeout=90)
+        self.start_worker()
+        self.start_worker()
+        log(f"api {self.api_url}, sink {self.sink_url}, workers {[w.name for w in self.workers]}")
+
+    def start_worker(self) -> harness.Process:
+        self.worker_count += 1
+        argv = [str(self.bin_dir / "herald-worker"), "--queues", "critical,default",
+                "--concurrency", str(CONCURRENCY),
+                "--visibility-timeout", f"{VISIBILITY_TIMEOUT_S}s", "--sweep-interval", f"{SWEEP_INTERVAL_S}s"]
+        proc = self.procs.start(f"worker-{self.worker_count}", argv, self.env, REPO)
+        self.workers.append(proc)
+        return proc
+
+    def live_workers(self) -> list[harness.Process]:
+        return [w for w in self.workers if w.alive()]
+
+    # ------------------------------------------------------------------- HTTP
+
+    def call(self, method: str, path: str, body: Any = None) -> harness.Response:
+        raw = None if body is None else json.dumps(body).encode()
+        headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json"}
+        if raw is not None:
+            headers["Content-Type"] = "application/json"
+        return harness.http_request(self.api_url, method, path, raw, headers, timeout=30)
+
+    def post(self, path: str, body: Any, outage: Counter | None = None, once: bool = False) -> dict | None:
+        """POST until the api takes it (202/200); 503 and connection errors are retried.
+
+        Returns the answer, or None when `once` and the first try was not taken.
+        """
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                resp = self.call("POST", path, body)
+                status: int | str = resp.status
+            except OSError as e:
+                resp, status = None, "error"
+                detail = str(e)
+            self.sent.requests[status] += 1
+            if outage is not None:
+                outage[status] += 1
+            if status in (200, 202):
+                return resp.json()
+            if isinstance(status, int) and status >= 500 and status != 503:
+                self.sent.server_errors.append(f"POST {path}: {status} {resp.text(300)}")
+            elif isinstance(status, int) and status < 500:
+                raise harness.CheckFailed(f"POST {path}: unexpected {status}: {resp.text(300)}")
+            elif status == "error":
+                self.sent.connection_errors.append(f"POST {path}: {detail}")
+            if once:
+                return None
+            if time.monotonic() > deadline:
+                raise harness.CheckFailed(f"POST {path}: not accepted within 120 s (last: {status})")
+            time.sleep(0.3)
+
+    def setup_people(self) -> None:
+        for path, body, ok in [(f"/api/v1/topics/{SHOP}", {}, (200, 201))] + [
+            (f"/api/v1/users/{u}", {"topics": [SHOP]}, (200, 201)) for u in MEMBERS
+        ]:
+            resp = self.call("PUT", path, body)
+            if resp.status not in ok:
+                raise harness.CheckFailed(f"PUT {path}: {resp.status} {resp.text()}")
+        for user_id, level in MEMBERS.items():
+            resp = self.call("PUT", "/preferences", {"user_id": user_id, "level": level})
+            if resp.status != 200:
+                raise harness.CheckFailed(f"PUT /preferences: {resp.status} {resp.text()}")
+
+    # ---------------------------------------------------------------- sending
+
+    def send_broadcasts(self, start: int, outage: Counter | None = None, once: bool = False) -> bool:
+        now = utcnow().isoformat().replace("+00:00", "Z")
+        batch = [{"event_type": "broadcast", "event_timestamp": now, "event_id": f"chaos-{self.run_hex}-b{start + i}",
+                  "properties": {"title": "chaos", "text": f"message {start + i}"}} for i in range(BATCH)]
+        answer = self.post("/api/v1/events", batch, outage, once)
+        if answer is None:
+            return False
+        ids = answer.get("event_ids") or []
+        if len(ids) != BATCH or any(i is None for i in ids) or answer.get("rejected"):
+            raise harness.CheckFailed(f"batch at {start} not fully accepted: {json.dumps(answer)[:500]}")
+        self.sent.broadcast_ids.update(ids)
+        return True
+
+    def send_alert(self, outage: Counter | None = None) -> None:
+        label = random.choice(("theft", "suspicious"))
+        alert = {"alert_uuid": str(uuid.uuid4()), "location": SHOP, "label": label,
+                 "url": "https://media.example/chaos.mp4", "time_spotted": time.time()}
+        answer = self.post("/webhooks/alerts", alert, outage)
+        self.sent.alert_ids[answer["event_id"]] = label
+
+    def send_all(self) -> None:
+        """Sends the events in steps (a batch of broadcasts and a few alerts each),
+        injecting the three faults at fixed steps while deliveries are in flight."""
+        total = self.args.events
+        alerts_total = total // 5
+        steps = max(10, (total - alerts_total) // BATCH)
+        alerts_per_step = -(-alerts_total // steps)
+        faults = {steps * 2 // 10: self.kill_worker, steps * 45 // 100: self.restart_redis,
+                  steps * 7 // 10: self.restart_postgres}
+        log(f"sending {steps * BATCH} broadcasts in {steps} batches and ~{alerts_total} alerts; faults at steps "
+            f"{sorted(faults)}")
+        alerts_sent = 0
+        for step in range(steps):
+            if step in faults:
+                faults[step](step)
+            self.send_broadcasts(step * BATCH)
+            for _ in range(min(alerts_per_step, alerts_total - alerts_sent)):
+                self.send_alert()
+                alerts_sent += 1
+            if step % 10 == 9:
+                log(f"  step {step + 1}/{steps}: {self.sent.accepted} accepted; sink "
+                    f"{harness.http_request(self.sink_url, 'GET', '/received/count').json()}")
+            time.sleep(self.args.pace)
+        # Top up to the requested count (the alert share is rounded).
+        while self.sent.accepted < total:
+            self.send_alert()
+
+    # ----------------------------------------------------------------- faults
+
+    def wait_in_flight(self) -> None:
+        """Waits until the sink is receiving deliveries, so the fault lands mid-delivery."""
+        before = harness.http_request(self.sink_url, "GET", "/received/count").json()["total"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            if harness.http_request(self.sink_url, "GET", "/received/count").json()["total"] > before + 5:
+                return
+        log("  (no delivery seen at the sink for 30 s before the fault)")
+
+    def kill_worker(self, step: int) -> None:
+        self.wait_in_flight()
+        victim = self.live_workers()[0]
+        started = utcnow()
+        victim.popen.kill()  # SIGKILL: no drain, no ack
+        victim.popen.wait()
+        log(f"FAULT at step {step}: SIGKILL {victim.name} (pid {victim.popen.pid}); starting a replacement")
+        self.faults.append(Fault(f"SIGKILL {victim.name}", started, utcnow(), workers_running=1))
+        self.start_worker()
+
+    def restart_redis(self, step: int) -> None:
+        self.wait_in_flight()
+        running = len(self.live_workers())
+        started = utcnow()
+        self.redis.kill()
+        log(f"FAULT at step {step}: Redis killed; sending while it is down")
+        for i in range(2):
+            self.send_broadcasts(10_000_000 + step * 1000 + i * BATCH, outage=self.sent.during_redis_outage)
+            self.send_alert(outage=self.sent.during_redis_outage)
+        time.sleep(1.0)
+        self.redis.start()
+        log(f"  Redis back, empty (dbsize {self.redis.dbsize()})")
+        self.faults.append(Fault("Redis restarted empty", started, utcnow(), workers_running=running))
+
+    def restart_postgres(self, step: int) -> None:
+        self.wait_in_flight()
+        running = len(self.live_workers())
+        started = utcnow()
+        self.pg.crash()
+        log(f"FAULT at step {step}: Postgres down (immediate shutdown)")
+        # One try per request while it is down: each must be a 503 (not a 500).
+        for i in range(3):
+            self.send_broadcasts(20_000_000 + step * 1000 + i * BATCH, outage=self.sent.during_postgres_outage,
+                                 once=True)
+            time.sleep(0.5)
+        time.sleep(1.5)
+        self.pg.start()
+        log("  Postgres back")
+        self.faults.append(Fault("Postgres restarted", started, utcnow(), workers_running=running))
+
+    # ---------------------------------------------------------------- settling
+
+    def our_event_ids_sql(self) -> str:
+        """A subquery of the ids of every accepted event."""
+        ids = sorted(self.sent.broadcast_ids | set(self.sent.alert_ids))
+        return "(select unnest(array[" + ",".join(f"'{i}'" for i in ids) + "]::uuid[]))"
+
+    def stuck_counts(self) -> tuple[int, int]:
+        events = self.pg.scalar("select count(*) from events where status <> 'routed'")
+        notifications = self.pg.scalar("select count(*) from notifications where status not in "
+                                       "('sent', 'failed', 'suppressed')")
+        return events, notifications
+
+    def settle(self) -> tuple[int, int]:
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        last_log = 0.0
+        while True:
+            try:
+                stuck = self.stuck_counts()
+            except harness.StackError as e:
+                stuck = (-1, -1)
+                log(f"  (postgres: {e})")
+            if stuck == (0, 0):
+                return stuck
+            if time.monotonic() > deadline:
+                return stuck
+            if time.monotonic() - last_log > 10:
+                last_log = time.monotonic()
+                log(f"  settling: {stuck[0]} events not routed, {stuck[1]} notifications not final")
+            time.sleep(1)
+
+    # ----------------------------------------------------------------- verdict
+
+    def verify(self) -> None:
+        s = self.sent
+        self.check(f"the api answered 202 while Redis was down ({dict(s.during_redis_outage)})",
+                   bool(s.during_redis_outage) and set(s.during_redis_outage) <= {200, 202},
+                   f"answers during the Redis outage: {dict(s.during_redis_outage)}")
+        self.check(f"the api answered 503, never 500, while Postgres was down ({dict(s.during_postgres_outage)})",
+                   s.during_postgres_outage.get(503, 0) > 0
+                   and not any(isinstance(k, int) and k >= 500 and k != 503 for k in s.during_postgres_outage),
+                   f"answers during the Postgres outage: {dict(s.during_postgres_outage)}")
+        self.check("no 5xx other than 503 from the api during the whole run", not s.server_errors,
+                   "\n".join(s.server_errors[:20]))
+        self.check("the api answered every request (no connection refused or reset)", not s.connection_errors,
+                   "\n".join(s.connection_errors[:20]))
+
+        log(f"waiting for the pipeline to settle (up to {SETTLE_TIMEOUT_S} s)")
+        settle_started = time.monotonic()
+        stuck_events, stuck_notifications = self.settle()
+        settle_s = time.monotonic() - settle_started
+        pg = self.pg
+
+        ours = self.our_event_ids_sql()
+        in_db = pg.scalar(f"select count(*) from events where id in {ours}")
+        missing_events = s.accepted - in_db
+        not_routed = pg.scalar(f"select count(*) from events where id in {ours} and status <> 'routed'")
+        self.check(f"every accepted event is in Postgres ({in_db}/{s.accepted})", missing_events == 0,
+                   f"{missing_events} accepted events are missing")
+        self.check(f"every accepted event is routed (not routed: {not_routed})", not_routed == 0,
+                   f"{not_routed} events still `received` after {settle_s:.0f} s")
+
+        members = len(MEMBERS)
+        short = pg.psql(f"select e.id, e.event_type, count(n.id) from events e left join notifications n "
+                        f"on n.event_id = e.id where e.id in {ours} group by e.id, e.event_type "
+                        f"having count(n.id) <> {members} limit 20")
+        self.check(f"every routed event has one notification per recipient ({members})", not short,
+                   f"events with another count: {short}")
+
+        by_status = dict((r[0], int(r[1])) for r in pg.psql("select status, count(*) from notifications "
+                                                            "group by status"))
+        total_notifications = sum(by_status.values())
+        not_final = sum(n for st, n in by_status.items() if st not in FINAL)
+        self.check(f"every notification is in a final state ({by_status})", not_final == 0,
+                   f"{not_final} notifications not final after {settle_s:.0f} s: {by_status}")
+        failed_reasons = pg.psql("select coalesce(suppression_reason, ''), count(*) from notifications "
+                                 "where status = 'failed' group by 1")
+
+        # The sink's view: 2xx answers per notification.
+        records = harness.http_request(self.sink_url, "GET", "/received?status=200", timeout=120).json()
+        ok_per_id: dict[str, list[str]] = {}
+        for r in records:
+            nid = (r.get("body") or {}).get("notification_id")
+            if nid:
+                ok_per_id.setdefault(nid, []).append(r["received_at"])
+        sent_ids = {r[0] for r in pg.psql("select id from notifications where status = 'sent'")}
+        sent_not_at_sink = sent_ids - set(ok_per_id)
+        accepted_but_not_sent = {nid for nid in ok_per_id if nid not in sent_ids}
+        self.check(f"every sent notification was answered 2xx by the sink ({len(sent_ids)} sent)",
+                   not sent_not_at_sink, f"{len(sent_not_at_sink)} sent but never 2xx at the sink: "
+                   f"{sorted(sent_not_at_sink)[:10]}")
+
+        duplicates = {nid: times for nid, times in ok_per_id.items() if len(times) > 1}
+        extra = sum(len(t) - 1 for t in duplicates.values())
+        bound = sum(CONCURRENCY * f.workers_running for f in self.faults)
+        max_per_notification = max((len(t) for t in ok_per_id.values()), default=0)
+        unexplained = []
+        for nid, times in duplicates.items():
+            first = min(datetime.fromisoformat(t) for t in times)
+            if not any(lo <= first <= hi for lo, hi in (f.window() for f in self.faults)):
+                unexplained.append((nid, sorted(times)))
+        self.check(f"duplicates only for notifications in flight at a fault ({extra} extra deliveries of "
+                   f"{len(duplicates)} notifications; bound {bound}; at most {max_per_notification} per "
+                   f"notification, limit {1 + len(self.faults)})",
+                   not unexplained and extra <= bound and max_per_notification <= 1 + len(self.faults),
+                   f"unexplained: {unexplained[:10]}; faults: "
+                   + "; ".join(f"{f.name} {f.started.isoformat()}..{f.ended.isoformat()}" for f in self.faults))
+
+        alive = [w.name for w in self.live_workers()]
+        self.check(f"the surviving and replacement workers are still running ({', '.join(alive)})",
+                   len(alive) == 2, f"alive: {alive}")
+
+        lost = missing_events + len(sent_not_at_sink) + sum(
+            1 for _ in short)  # accepted work with no trace where it must be
+        stuck = stuck_events + stuck_notifications
+        self.figures = {
+            "accepted": s.accepted,
+            "notifications": total_notifications,
+            **{st: by_status.get(st, 0) for st in FINAL},
+            "delivered": len(ok_per_id),
+            "duplicates": extra,
+            "duplicate_bound": bound,
+            "accepted_by_sink_but_recorded_failed": len(accepted_but_not_sent),
+            "stuck": stuck,
+            "lost": lost,
+            "requests": dict(s.requests),
+            "settle_s": round(settle_s, 1),
+            "failed_reasons": {r[0]: int(r[1]) for r in failed_reasons},
+        }
+
+    @property
+    def run_hex(self) -> str:
+        return self.args.run_hex
+
+    # ----------------------------------------------------------------- cleanup
+
+    def cleanup(self) -> None:
+        others = [p for p in self.procs.started if not p.name.startswith(("postgres", "redis"))]
+        for p in others:
+            if p.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    p.popen.send_signal(signal.SIGTERM)
+        for p in others:
+            try:
+                p.popen.wait(timeout=harness.STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                p.popen.kill()
+                p.popen.wait()
+        if self.pg:
+            self.pg.stop()
+        if self.redis:
+            self.redis.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    p.add_argument("--release", action="store_true", help="build and run target/release binaries")
+    p.add_argument("--events", type=int, default=5000, help="events to send (at least; default 5000)")
+    p.add_argument("--pace", type=float, default=0.3, help="seconds between sending steps (default 0.3)")
+    p.add_argument("--seed", type=int, default=None, help="random seed for alert labels")
+    return p.parse_args(argv)
+
+
+def raise_interrupt(signum, _frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    args.run_hex = harness.new_hex(4)
+    random.seed(args.seed)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, raise_interrupt)
+    run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{args.run_hex}"
+    log_dir = harness.target_dir(REPO) / "chaos-logs" / run_id
+    log_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="herald-chaos-"))
+    chaos = Chaos(args, log_dir, root)
+    started = time.monotonic()
+    interrupted = False
+    log(f"chaos run {run_id}: logs in {log_dir}")
+    try:
+        try:
+            chaos.start_stack()
+            chaos.setup_people()
+        except (harness.StackError, harness.CheckFailed) as e:
+            chaos.check("start the stack", False, str(e))
+        else:
+            try:
+                chaos.send_all()
+                log(f"sent: {chaos.sent.accepted} events accepted; requests {dict(chaos.sent.requests)}")
+            except harness.CheckFailed as e:
+                chaos.check("send the events", False, str(e))
+            chaos.verify()
+    except KeyboardInterrupt as e:
+        interrupted = True
+        chaos.check("run interrupted", False, f"by {str(e) or 'SIGINT'}; cleaning up")
+    except Exception as e:  # noqa: BLE001 - a crash of the driver is a failed run
+        chaos.check("driver crashed", False, f"{type(e).__name__}: {e}")
+        import traceback  # noqa: PLC0415
+
+        traceback.print_exc()
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if chaos.results.failed:
+            chaos.procs.print_logs(30)
+        chaos.cleanup()
+    figures = getattr(chaos, "figures", None)
+    if figures:
+        print("figures: " + json.dumps(figures))
+        print(f"accepted {figures['accepted']}, notifications {figures['notifications']} (sent {figures['sent']}, "
+              f"failed {figures['failed']}, suppressed {figures['suppressed']}), delivered {figures['delivered']}, "
+              f"duplicates {figures['duplicates']} (bound {figures['duplicate_bound']}), "
+              f"stuck = {figures['stuck']}, lost = {figures['lost']}")
+    print(f"wall time {time.monotonic() - started:.1f}s; logs in {log_dir}")
+    if chaos.results.failures:
+        print("failed: " + "; ".join(chaos.results.failures))
+    print(chaos.results.closing_line(), flush=True)
+    if interrupted:
+        return 130
+    return 0 if chaos.results.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,299 @@
+//! Online bundling (SPEC 8): the same state machine and ranker as the offline replay
+//! (`herald_core::bundle`), fed by the wall clock and persisted in Postgres.
+//!
+//! * A notification of a rule with `bundle:` becomes an item (`bundled`) of the
+//!   person's pending bundle. Under the person's advisory lock the state is rebuilt
+//!   from Postgres (the pending bundle and today's counters), the tour is added, and
+//!   the instant the bundle becomes ready if nothing else arrives is stored and
+//!   scheduled in the delayed set: no polling.
+//! * When that instant comes, the flush re-checks under the same lock (a later tour
+//!   may have moved it), then sends: the cap is enforced by `BundleState::take`, so it
+//!   holds under any number of workers. The bundle's oldest item carries the message
+//!   through the normal delivery path.
+//! * Days are the person's local calendar days: instants are fed to the state machine
+//!   as local wall-clock seconds, so its day boundaries fall on local midnights.
+//! * Nothing lives only in Redis: a lost flush job is found by the recovery sweep
+//!   (pending bundles whose ready instant passed).
+
+use crate::context::Context;
+use anyhow::Context as _;
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use herald_core::bundle::ranker::LogisticRanker;
+use herald_core::bundle::{
+    day_of, BundleState, BundlingConfig, Pending, Ranker, TakeError, UnixSecs, DAY,
+};
+use herald_core::debounce::timezone;
+use herald_core::rules::{BundleSpec, Rule};
+use herald_queue::{Job, QueueName};
+use herald_store::bundles::{self, BundleRow};
+use herald_store::events::EventRow;
+use herald_store::history;
+use herald_store::notifications::{self, status, Inserted, NewNotification};
+use std::path::Path;
+use uuid::Uuid;
+
+/// The ranker and its settings, loaded once at start.
+pub struct Bundler {
+    pub config: BundlingConfig,
+    ranker: Box<dyn Ranker + Send + Sync>,
+}
+
+impl Bundler {
+    /// Reads `bundling.yml` from the config directory (defaults when absent).
+    pub fn load(dir: &Path) -> anyhow::Result<Bundler> {
+        let path = dir.join(herald_core::bundle::ranker::BUNDLING_FILE);
+        let config = match std::fs::read_to_string(&path) {
+            Ok(text) => BundlingConfig::from_yaml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BundlingConfig::default(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let ranker = Box::new(LogisticRanker::new(&config));
+        Ok(Bundler { config, ranker })
+    }
+
+    fn cap(&self, spec: &BundleSpec) -> u32 {
+        spec.max_per_day.unwrap_or(self.config.max_per_day)
+    }
+}
+
+/// Instants as local wall-clock seconds (what the state machine's days are made of).
+fn to_local(t: DateTime<Utc>, tz: Tz) -> UnixSecs {
+    t.with_timezone(&tz).naive_local().and_utc().timestamp()
+}
+
+/// Back from local wall-clock seconds to an instant (earliest reading at a DST fold).
+fn from_local(secs: UnixSecs, tz: Tz) -> DateTime<Utc> {
+    let naive = DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .naive_utc();
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|| naive.and_utc())
+}
+
+/// Rebuilds a person's state: the pending bundle and today's counters.
+async fn load_state(
+    tx: &mut AsyncPgConnection,
+    user_id: &str,
+    notification_type: &str,
+    pending: Option<&BundleRow>,
+    now_local: UnixSecs,
+    tz: Tz,
+) -> Result<BundleState, herald_store::StoreError> {
+    let day = day_of(now_local);
+    let (from, to) = (from_local(day * DAY, tz), from_local((day + 1) * DAY, tz));
+    let (sent, items) = bundles::day_counts(tx, user_id, notification_type, from, to).await?;
+    let pending = pending.map(|b| Pending {
+        first_at: to_local(b.first_at, tz),
+        last_at: to_local(b.last_at, tz),
+        tours: b.tours.max(0) as u32,
+        first_friend: b.first_friend.clone(),
+    });
+    Ok(BundleState::from_parts(
+        pending,
+        day,
+        sent as u32,
+        items as u32,
+    ))
+}
+
+/// Adds a rule's rows to their recipients' bundles (suppressed rows are stored as they
+/// are) and schedules each bundle's flush.
+pub async fn add_items(
+    ctx: &Context,
+    conn: &mut AsyncPgConnection,
+    event: &EventRow,
+    rule: &Rule,
+    timezones: &std::collections::HashMap<String, String>,
+    rows: Vec<NewNotification>,
+) -> anyhow::Result<Vec<Inserted>> {
+    let (items, others): (Vec<_>, Vec<_>) = rows
+        .into_iter()
+        .partition(|r| r.status != status::SUPPRESSED && r.user_id.is_some());
+    let mut inserted = notifications::insert_batch(conn, &others).await?;
+    let friend = event
+        .properties
+        .get("friend_name")
+        .and_then(|v| v.as_str())
+        .unwrap_or("A friend")
+        .to_string();
+    let mut flushes = Vec::new();
+    for mut row in items {
+        let user_id = row.user_id.clone().unwrap_or_default();
+        let tz = timezone(timezones.get(&user_id).map(String::as_str).unwrap_or("UTC"));
+        let (nt, friend) = (rule.notification_type.clone(), friend.clone());
+        let bundler = &ctx.bundler;
+        let tour_at = event.received_at;
+        let (new, due) = conn
+            .transaction(async move |tx| {
+                history::lock_people(tx, &[user_id.as_str()]).await?;
+                let existing = bundles::pending(tx, &user_id, &nt).await?;
+                let now = Utc::now();
+                let now_local = to_local(now, tz);
+                let mut state =
+                    load_state(tx, &user_id, &nt, existing.as_ref(), now_local, tz).await?;
+                let schedule = state.on_tour(
+                    now_local,
+                    to_local(tour_at, tz).min(now_local),
+                    &friend,
+                    &*bundler.ranker,
+                );
+                let ready_local = match schedule {
+                    herald_core::bundle::Schedule::At(t) => t,
+                    herald_core::bundle::Schedule::Idle => now_local,
+                };
+                let p = state.pending().cloned().unwrap_or(Pending {
+                    first_at: now_local,
+                    last_at: now_local,
+                    tours: 1,
+                    first_friend: friend.clone(),
+                });
+                let bundle = BundleRow {
+                    id: existing.as_ref().map_or_else(Uuid::now_v7, |b| b.id),
+                    user_id: user_id.clone(),
+                    notification_type: nt.clone(),
+                    status: "pending".into(),
+                    first_at: from_local(p.first_at, tz),
+                    last_at: from_local(p.last_at, tz),
+                    tours: p.tours as i32,
+                    first_friend: p.first_friend,
+                    ready_at: from_local(ready_local, tz),
+                    sent_at: None,
+                    notification_id: None,
+                };
+                bundles::save_pending(tx, &bundle).await?;
+                row.status = status::BUNDLED;
+                row.sent_at = None;
+                row.bundle_id = Some(bundle.id);
+                let new = notifications::insert_batch(tx, std::slice::from_ref(&row)).await?;
+                Ok::<_, herald_store::StoreError>((new, (bundle.id, bundle.ready_at)))
+            })
+            .await?;
+        inserted.extend(new);
+        flushes.push(due);
+    }
+    schedule_flushes(ctx, &flushes).await?;
+    Ok(inserted)
+}
+
+async fn schedule_flushes(ctx: &Context, flushes: &[(Uuid, DateTime<Utc>)]) -> anyhow::Result<()> {
+    let jobs: Vec<_> = flushes
+        .iter()
+        .map(|(id, at)| {
+            (
+                QueueName::Default,
+                Job::FlushBundle { bundle_id: *id },
+                at.timestamp_millis(),
+            )
+        })
+        .collect();
+    ctx.queue.schedule(&jobs).await?;
+    Ok(())
+}
+
+/// What a flush decided.
+enum Flushed {
+    /// Nothing to do (already sent, or gone).
+    Nothing,
+    /// Not ready yet, or the day's cap is spent: look again then.
+    Later(DateTime<Utc>),
+    /// Sent: deliver the carrier notification.
+    Sent {
+        carrier: Uuid,
+        severity: String,
+        user_id: String,
+    },
+}
+
+/// Handles a flush job; returns the person whose inbox changed.
+pub async fn flush(ctx: &Context, bundle_id: Uuid) -> anyhow::Result<Option<String>> {
+    let mut conn = herald_store::pool::get(&ctx.pool).await?;
+    let Some(first_look) = bundles::find(&mut conn, bundle_id).await? else {
+        return Ok(None);
+    };
+    if first_look.status != "pending" {
+        return Ok(None);
+    }
+    let cap = ctx
+        .config
+        .rules
+        .by_notification_type(&first_look.notification_type)
+        .and_then(|r| r.bundle)
+        .map(|b| ctx.bundler.cap(&b))
+        .unwrap_or(ctx.bundler.config.max_per_day);
+    let person = herald_store::people::find(&mut conn, &first_look.user_id).await?;
+    let tz = timezone(person.as_ref().map_or("UTC", |p| p.timezone.as_str()));
+    let bundler = &ctx.bundler;
+    let outcome = conn
+        .transaction(async move |tx| {
+            history::lock_people(tx, &[first_look.user_id.as_str()]).await?;
+            // Re-read under the lock: another worker may have sent or grown it.
+            let Some(b) = bundles::find(tx, bundle_id)
+                .await?
+                .filter(|b| b.status == "pending")
+            else {
+                return Ok(Flushed::Nothing);
+            };
+            let now = Utc::now();
+            let now_local = to_local(now, tz);
+            let mut state = load_state(
+                tx,
+                &b.user_id,
+                &b.notification_type,
+                Some(&b),
+                now_local,
+                tz,
+            )
+            .await?;
+            let ready = state
+                .ready_at(now_local, &*bundler.ranker)
+                .unwrap_or(now_local);
+            if ready > now_local {
+                return Ok(Flushed::Later(from_local(ready, tz)));
+            }
+            match state.take(now_local, cap) {
+                Ok(sent) => {
+                    let text = sent.message();
+                    match bundles::send(tx, b.id, now, None, &text).await? {
+                        Some((carrier, severity)) => Ok(Flushed::Sent {
+                            carrier,
+                            severity,
+                            user_id: b.user_id,
+                        }),
+                        None => Ok(Flushed::Nothing),
+                    }
+                }
+                Err(TakeError::CapReached(_)) => Ok(Flushed::Later(from_local(
+                    (day_of(now_local) + 1) * DAY,
+                    tz,
+                ))),
+                Err(TakeError::Empty) => Ok(Flushed::Nothing),
+            }
+        })
+        .await
+        .map_err(|e: herald_store::StoreError| anyhow::Error::from(e))?;
+    match outcome {
+        Flushed::Nothing => Ok(None),
+        Flushed::Later(at) => {
+            schedule_flushes(ctx, &[(bundle_id, at)]).await?;
+            Ok(None)
+        }
+        Flushed::Sent {
+            carrier,
+            severity,
+            user_id,
+        } => {
+            let job = Job::Deliver {
+                notification_id: carrier,
+            };
+            ctx.queue
+                .enqueue(&[(Context::queue_for(&severity), job)])
+                .await?;
+            Ok(Some(user_id))
+        }
+    }
+}
