@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: up down test e2e lint fmt check-config services build simulate
+.PHONY: up down test e2e lint fmt check-config services build simulate bundle
 
 ## up: run postgres, redis, api, worker and a sink (Docker when an engine answers,
 ##     otherwise local processes against local Postgres and Redis)
@@ -55,3 +55,8 @@ simulate:
 	$(CARGO) run -q --release -p herald-sim -- simulate --api $(SIM_API) \
 	  --api-key $${HERALD_API_KEY:-dev-key} --sink $(SIM_SINK) --receipts-url $(SIM_RECEIPTS_URL) \
 	  --users 1000 --messages 5 --loss 0.1 --open 0.5
+
+## bundle: replay the komoot sample through the bundler (SPEC 8) and print its stats
+bundle:
+	$(CARGO) build --release -p herald-worker
+	./target/release/herald-worker bundle ../shared/data/tours_2017-08-01.csv --stats target/bundle-stats.csv > target/bundles.csv

@@ -59,7 +59,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--drain-events", type=int, default=20_000, help="events of the drain figure (default 20000)")
     p.add_argument("--worker-concurrency", type=int, default=64, help="the worker's --concurrency (default 64)")
     p.add_argument("--json", type=Path, help="also write every run's raw result to this file")
+    p.add_argument("--bin-dir", type=Path, help="take herald-api/-worker/-sim from this directory (implies --no-build), "
+                   "e.g. to measure a build from before a change")
     return p.parse_args(argv)
+
+
+def psql(url: str, sql: str) -> str:
+    """Run one statement on the database at `url`."""
+    return harness._run(["psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+                        env=os.environ | {"PGCONNECT_TIMEOUT": "5"})
 
 
 class Bench:
@@ -116,7 +124,7 @@ class Bench:
 
     def reset_ingestion(self) -> None:
         """Empty `events` (and what hangs off it) and drop the queued route jobs."""
-        self.db._psql("TRUNCATE events CASCADE")
+        psql(self.db.url, "TRUNCATE events CASCADE")
         self.redis.delete_prefixed_keys()
 
     # ------------------------------------------------------------- figures
@@ -312,9 +320,12 @@ def main(argv: list[str]) -> int:
     bench: Bench | None = None
     code = 0
     try:
-        if not args.no_build:
-            harness.build_binaries(REPO, release=True)
-        bin_dir = harness.find_binaries(REPO, release=True)
+        if args.bin_dir:
+            bin_dir = args.bin_dir.resolve()
+        else:
+            if not args.no_build:
+                harness.build_binaries(REPO, release=True)
+            bin_dir = harness.find_binaries(REPO, release=True)
         bench = Bench(args, bin_dir, procs, db, redis, work_dir)
         needs_stack = wanted - {"bundle"}
         if needs_stack:

@@ -571,7 +571,8 @@ class Chaos:
                 return stuck
             if time.monotonic() - last_log > 10:
                 last_log = time.monotonic()
-                log(f"  settling: {stuck[0]} events not routed, {stuck[1]} notifications not final")
+                log(f"  settling: {stuck[0]} events not routed, {stuck[1]} notifications not final; "
+                    f"{self.queue_state()}")
             time.sleep(1)
 
     # ----------------------------------------------------------------- verdict
@@ -620,6 +621,8 @@ class Chaos:
                    f"{not_final} notifications not final after {settle_s:.0f} s: {by_status}")
         failed_reasons = pg.psql("select coalesce(suppression_reason, ''), count(*) from notifications "
                                  "where status = 'failed' group by 1")
+        if not_final or stuck_events:
+            self.diagnose()
 
         # The sink's view: 2xx answers per notification.
         records = harness.http_request(self.sink_url, "GET", "/received?status=200", timeout=120).json()
@@ -672,6 +675,43 @@ class Chaos:
             "settle_s": round(settle_s, 1),
             "failed_reasons": {r[0]: int(r[1]) for r in failed_reasons},
         }
+
+    def queue_state(self) -> str:
+        """Stream lengths, the delayed set and the sink's count, for progress lines."""
+        cli = ["redis-cli", "-p", str(self.redis.port)]
+        try:
+            figures = [subprocess.run(cli + args, capture_output=True, text=True, timeout=5).stdout.strip()
+                       for args in (["XLEN", "herald:queue:critical"], ["XLEN", "herald:queue:default"],
+                                    ["ZCARD", "herald:delayed"])]
+            sink = harness.http_request(self.sink_url, "GET", "/received/count").json()
+        except (OSError, subprocess.SubprocessError) as e:
+            return f"(queue state unknown: {e})"
+        return f"streams critical {figures[0]}, default {figures[1]}, delayed {figures[2]}; sink {sink}"
+
+    def diagnose(self) -> None:
+        """What a stuck run looks like from Postgres and Redis, for the report."""
+        print("----- diagnosis: notifications not final -----")
+        for row in self.pg.psql(
+                "select n.id, n.status, n.attempts, n.due_at, n.created_at, "
+                "(select string_agg(a.attempt || ':' || coalesce(a.http_status::text, a.error, '?') || '@' "
+                "|| to_char(a.started_at, 'HH24:MI:SS.MS'), ' ' order by a.attempt) "
+                " from delivery_attempts a where a.notification_id = n.id) "
+                "from notifications n where n.status not in ('sent', 'failed', 'suppressed') "
+                "order by n.created_at limit 10"):
+            print("  " + " | ".join(row))
+        print("  by attempts: " + str(self.pg.psql(
+            "select attempts, count(*), min(due_at), max(due_at) from notifications "
+            "where status not in ('sent', 'failed', 'suppressed') group by 1 order by 1")))
+        print("  events not routed: " + str(self.pg.psql(
+            "select count(*), min(received_at), max(received_at) from events where status <> 'routed'")))
+        cli = ["redis-cli", "-p", str(self.redis.port)]
+        for args in (["XLEN", "herald:queue:critical"], ["XLEN", "herald:queue:default"],
+                     ["XPENDING", "herald:queue:default", "workers"], ["XINFO", "GROUPS", "herald:queue:default"],
+                     ["ZCARD", "herald:delayed"], ["ZRANGE", "herald:delayed", "0", "4", "WITHSCORES"],
+                     ["KEYS", "herald:*circuit*"], ["DBSIZE"]):
+            out = subprocess.run(cli + args, capture_output=True, text=True).stdout.strip()
+            print(f"  redis {' '.join(args)}: {out[:600]}")
+        print(f"  utc now {utcnow().isoformat()}")
 
     @property
     def run_hex(self) -> str:

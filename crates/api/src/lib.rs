@@ -41,6 +41,10 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         tracing::warn!(error = %e, "redis unavailable at start; events will wait in Postgres");
     }
     let changes = herald_queue::ChangeSubscriber::new(&settings.redis_url, queue.clone())?;
+    let metrics = metrics::Metrics::new();
+    // Group commit runs on the runtime that builds the state, next to the server.
+    let ingestor =
+        ingest::Ingestor::start(pool.clone(), queue.clone(), metrics.events_accepted.clone());
     Ok(AppState {
         inner: Arc::new(state::Inner {
             config,
@@ -49,7 +53,8 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
             changes,
             api_keys: settings.api_keys.clone(),
             allowed_targets: settings.allowed_targets.clone(),
-            metrics: metrics::Metrics::new(),
+            metrics,
+            ingestor,
         }),
     })
 }

@@ -1,5 +1,6 @@
 //! What every handler shares, built once at start.
 
+use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use herald_core::config::Config;
 use herald_core::targets::AllowedTargets;
@@ -35,6 +36,8 @@ pub struct Inner {
     pub api_keys: Vec<String>,
     pub allowed_targets: AllowedTargets,
     pub metrics: Metrics,
+    /// Group commit of ingested events (see [`crate::ingest`]).
+    pub ingestor: Ingestor,
 }
 
 impl std::ops::Deref for AppState {

@@ -328,6 +328,45 @@ impl Queue {
         Ok((ms >= 0).then_some(ms))
     }
 
+    /// Marks each of `names` for `ttl` unless it is marked already; returns, in order,
+    /// whether each mark is new. The recovery sweep marks what it re-enqueues, so that
+    /// a lost job is enqueued again once, not on every pass while its copy waits in a
+    /// backlog. Marks vanish with Redis's data, exactly like the jobs they stand for.
+    pub async fn mark_new(&self, names: &[String], ttl: Duration) -> Result<Vec<bool>, QueueError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for name in names {
+            pipe.cmd("SET")
+                .arg(format!("{}mark:{name}", self.keys.prefix()))
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl.as_millis() as u64);
+        }
+        let mut c = self.conn().await?;
+        let set: Vec<Option<String>> = pipe.query_async(&mut c).await?;
+        Ok(set.into_iter().map(|s| s.is_some()).collect())
+    }
+
+    /// Removes marks set by [`Queue::mark_new`] (when the enqueue they announced failed).
+    pub async fn unmark(&self, names: &[String]) -> Result<(), QueueError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = names
+            .iter()
+            .map(|name| format!("{}mark:{name}", self.keys.prefix()))
+            .collect();
+        let mut c = self.conn().await?;
+        redis::cmd("DEL")
+            .arg(keys)
+            .query_async::<()>(&mut c)
+            .await?;
+        Ok(())
+    }
+
     /// Jobs waiting on each stream, and in the delayed set.
     pub async fn depths(&self) -> Result<QueueDepths, QueueError> {
         let mut c = self.conn().await?;

@@ -112,13 +112,7 @@ pub async fn handle(ctx: &Context, received: Received) -> bool {
     };
     match outcome {
         Ok(()) => {
-            if let Err(e) = ctx
-                .queue
-                .ack(received.queue, std::slice::from_ref(&received.entry_id))
-                .await
-            {
-                tracing::warn!(error = %e, "ack failed; the job may run again");
-            }
+            ctx.acker.ack(received.queue, received.entry_id);
             true
         }
         Err(e) => {

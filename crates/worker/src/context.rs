@@ -36,6 +36,8 @@ pub struct Context {
     pub pool: Pool,
     pub queue: Queue,
     pub clients: Clients,
+    /// Batches the acknowledgement of handled jobs.
+    pub acker: crate::acks::Acker,
     /// Bundling's ranker and settings (`bundling.yml`).
     pub bundler: crate::bundling::Bundler,
     /// This process's consumer name in the group; also its heartbeat key.
@@ -76,6 +78,7 @@ impl Context {
             pool,
             queue,
             clients,
+            acker: crate::acks::Acker::default(),
             bundler,
             worker_id,
         })

@@ -127,7 +127,8 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<Option<Change
         }
     };
     let host = herald_core::circuit::host_of(target.url()).unwrap_or_default();
-    match circuit_gate(ctx, &host, &row).await? {
+    let (gate, streak) = circuit_gate(ctx, &host, &row).await?;
+    match gate {
         Gate::Pass | Gate::Probe => {}
         Gate::Hold { until_ms } => {
             let until = chrono::DateTime::from_timestamp_millis(until_ms).unwrap_or_else(Utc::now);
@@ -147,7 +148,7 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<Option<Change
 
     let attempt = row.attempts.saturating_add(1).max(1) as u32;
     let (http, record) = try_once(ctx, &row, channel, &target, attempt).await;
-    account_to_circuit(ctx, &host, &row, &http, record.outcome).await;
+    account_to_circuit(ctx, &host, streak, &row, &http, record.outcome).await;
     let mut conn = herald_store::pool::get(&ctx.pool).await?;
     notifications::record_attempt(&mut conn, &record).await?;
     if http.status == Some(410) {
@@ -209,8 +210,13 @@ async fn fail_without_trying(
     Ok(())
 }
 
-/// Asks the host's circuit whether this delivery may go out now.
-async fn circuit_gate(ctx: &Context, host: &str, row: &DeliveryRow) -> anyhow::Result<Gate> {
+/// Asks the host's circuit whether this delivery may go out now; also says whether
+/// the host has a failure streak (only then does a success need to reset it).
+async fn circuit_gate(
+    ctx: &Context,
+    host: &str,
+    row: &DeliveryRow,
+) -> anyhow::Result<(Gate, bool)> {
     let policy = CircuitPolicy::default();
     let state = ctx.queue.circuit_state(host).await?;
     let probe_due = match state.opened_at_ms {
@@ -218,7 +224,8 @@ async fn circuit_gate(ctx: &Context, host: &str, row: &DeliveryRow) -> anyhow::R
         None => false,
     };
     let now_ms = Utc::now().timestamp_millis();
-    Ok(policy.gate(&state, row.created_at.timestamp_millis(), now_ms, probe_due))
+    let gate = policy.gate(&state, row.created_at.timestamp_millis(), now_ms, probe_due);
+    Ok((gate, state.failures > 0))
 }
 
 /// Feeds a try's result into the host's circuit. Failing to do so only weakens the
@@ -226,12 +233,14 @@ async fn circuit_gate(ctx: &Context, host: &str, row: &DeliveryRow) -> anyhow::R
 async fn account_to_circuit(
     ctx: &Context,
     host: &str,
+    streak: bool,
     row: &DeliveryRow,
     http: &HttpResult,
     outcome: AttemptOutcome,
 ) {
     let result = match (outcome, classify_status(http.status)) {
-        (AttemptOutcome::Success, _) => ctx.queue.record_success(host).await,
+        (AttemptOutcome::Success, _) if streak => ctx.queue.record_success(host).await,
+        (AttemptOutcome::Success, _) => Ok(()),
         (_, AttemptOutcome::Retry) if !http.forbidden => {
             let now_ms = Utc::now().timestamp_millis();
             let policy = CircuitPolicy::default();

@@ -3,6 +3,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`context`] | what every job handler shares: config, pools, HTTP clients |
+//! | [`acks`] | acknowledging handled jobs in batches |
 //! | [`bundling`] | online bundles: items, ready instants, flushes under the cap |
 //! | [`conditions`] | answering a rule's conditions from the person's history |
 //! | [`consumer`] | the read loop: bounded concurrency, dispatch, acknowledgement |
@@ -15,6 +16,7 @@
 //! A worker is stateless: Postgres holds the truth and Redis the work, so any number
 //! of workers may run, and any of them may die at any time.
 
+pub mod acks;
 pub mod bundling;
 pub mod conditions;
 pub mod consumer;
@@ -38,6 +40,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     }
     tracing::info!(worker = %ctx.worker_id, queues = ?ctx.settings.queues,
         concurrency = ctx.settings.concurrency, "worker started");
+    // Stopped last: it flushes the acknowledgements of the jobs drained at shutdown.
+    let acks_done = CancellationToken::new();
+    let acker = {
+        let (ctx, done) = (ctx.clone(), acks_done.clone());
+        tokio::spawn(async move { ctx.acker.run(ctx.queue.clone(), done).await })
+    };
     let loops = vec![
         tokio::spawn(maintenance::scheduler_loop(ctx.clone(), shutdown.clone())),
         tokio::spawn(maintenance::reclaim_loop(ctx.clone(), shutdown.clone())),
@@ -49,6 +57,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     for handle in loops {
         let _ = handle.await;
     }
+    acks_done.cancel();
+    let _ = acker.await;
     tracing::info!(worker = %ctx.worker_id, "worker stopped");
     Ok(())
 }

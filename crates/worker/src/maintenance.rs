@@ -6,7 +6,10 @@
 //!   `received` and pending notifications overdue by more than the visibility timeout
 //!   are enqueued again, and so are pending bundles past their ready instant. All steps are idempotent (routing inserts nothing twice;
 //!   delivery skips what is no longer pending), so overlap with a live queue costs only
-//!   a little work. One worker sweeps at a time (a Redis lock).
+//!   a little work. One worker sweeps at a time (a Redis lock). "Overdue" counts from
+//!   the oldest job no worker has read yet (not from now), so a backlog is not taken
+//!   for lost work, and each item the sweep enqueues is marked in Redis so that later
+//!   passes do not enqueue it again while its copy waits in the queue.
 //! * **heartbeat**: tells operators which workers are alive.
 
 use crate::consumer::{backoff, handle};
@@ -22,6 +25,9 @@ const SCHEDULER_TICK: Duration = Duration::from_millis(100);
 const PROMOTE_BATCH: usize = 1000;
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 const SWEEP_BATCH: i64 = 1000;
+/// How long, in visibility timeouts, the sweep trusts that a job it re-enqueued is
+/// still queued before enqueuing it again.
+const MARK_TTL_FACTOR: u32 = 10;
 
 /// Sleeps for `d` unless shutdown comes first; returns false on shutdown.
 async fn pause(d: Duration, shutdown: &CancellationToken) -> bool {
@@ -137,8 +143,10 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
             )
         })
         .collect();
-    ctx.queue.enqueue(&routes).await?;
-    ctx.queue.enqueue(&deliveries).await?;
+    // Once per lost item: its copy may wait in the backlog through many passes.
+    let mark_ttl = ctx.settings.visibility_timeout * MARK_TTL_FACTOR;
+    let routes = enqueue_once(ctx, "route", routes, mark_ttl).await?;
+    let deliveries = enqueue_once(ctx, "deliver", deliveries, mark_ttl).await?;
     ctx.queue.enqueue(&flushes).await?;
     if !routes.is_empty() || !deliveries.is_empty() {
         tracing::info!(
@@ -148,6 +156,37 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
         );
     }
     Ok((routes.len(), deliveries.len()))
+}
+
+/// Enqueues the jobs the sweep found, except those it enqueued already in a pass less
+/// than `ttl` ago (their copy is still queued, unless Redis lost it, and then the
+/// mark went with it). Returns the jobs enqueued.
+async fn enqueue_once(
+    ctx: &Context,
+    kind: &str,
+    jobs: Vec<(herald_queue::QueueName, Job)>,
+    ttl: Duration,
+) -> anyhow::Result<Vec<(herald_queue::QueueName, Job)>> {
+    let names: Vec<String> = jobs
+        .iter()
+        .map(|(_, job)| match job {
+            Job::Route { event_id, .. } => format!("sweep:{kind}:{event_id}"),
+            Job::Deliver { notification_id } => format!("sweep:{kind}:{notification_id}"),
+            other => format!("sweep:{kind}:{}", other.to_json()),
+        })
+        .collect();
+    let fresh = ctx.queue.mark_new(&names, ttl).await?;
+    let (jobs, names): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .zip(names)
+        .zip(fresh)
+        .filter_map(|(pair, new)| new.then_some(pair))
+        .unzip();
+    if let Err(e) = ctx.queue.enqueue(&jobs).await {
+        let _ = ctx.queue.unmark(&names).await;
+        return Err(e.into());
+    }
+    Ok(jobs)
 }
 
 pub async fn heartbeat_loop(ctx: Arc<Context>, shutdown: CancellationToken) {

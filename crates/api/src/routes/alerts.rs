@@ -60,7 +60,7 @@ pub async fn post_alert(
         return Err(ApiError::invalid_fields(&[e]));
     }
     drop(conn);
-    let stored = store_and_enqueue(&state, &[alert.into_event()]).await?;
+    let stored = store_and_enqueue(&state, vec![alert.into_event()]).await?;
     let Some(s) = stored.first() else {
         return Err(ApiError::Internal(anyhow::anyhow!(
             "insert returned no row"

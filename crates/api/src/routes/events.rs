@@ -101,7 +101,7 @@ pub async fn post_events(
             Err(e) => rejected.push(json!({"index": i, "field": e.field, "error": e.to_string()})),
         }
     }
-    let stored = store_and_enqueue(&state, &valid).await?;
+    let stored = store_and_enqueue(&state, valid).await?;
     let event_ids: Vec<Value> = slot_of_item
         .iter()
         .map(|slot| slot.map_or(Value::Null, |s| json!(stored[s].id)))

@@ -142,7 +142,10 @@ async fn a_new_notification_and_its_read_mark_arrive_on_the_stream() {
     assert_eq!(created.data["channel"], "in_app");
     assert!(created.data["text"].is_string(), "{created:?}");
     assert!(created.data["read_at"].is_null(), "{created:?}");
-    let id = created.data["id"].as_str().expect("notification id").to_string();
+    let id = created.data["id"]
+        .as_str()
+        .expect("notification id")
+        .to_string();
 
     // Act: the person reads it.
     let started = Instant::now();

@@ -98,6 +98,13 @@ pub struct Weights {
     pub sent_today: f64,
     /// × hours left in the day; ≤ 0
     pub time_left: f64,
+    /// × ln(tours the person got so far today); constant between arrivals
+    pub tours_today: f64,
+    /// × ln(1 + since_last / typical gap): the burst has ended once the quiet is long
+    /// next to the gaps inside the bundle; ≥ 0
+    pub quiet: f64,
+    /// × the share of the day's traffic already past (0..1); ≥ 0
+    pub day_fraction: f64,
 }
 
 impl Default for Weights {
@@ -118,6 +125,9 @@ pub const DEFAULT_WEIGHTS: Weights = Weights {
     span: 0.0,
     sent_today: 0.0,
     time_left: 0.0,
+    tours_today: 0.0,
+    quiet: 0.0,
+    day_fraction: 0.0,
 };
 
 /// Share of a day's tours in each UTC hour, from the sample data with its one
@@ -136,6 +146,25 @@ pub struct Prior {
     pub rate: f64,
 }
 
+/// The typical gap between tours of one burst, for the `quiet` term.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gap {
+    /// Seconds assumed for a bundle of one tour (no gap observed yet).
+    pub single: f64,
+    /// Floor on the observed mean gap, seconds (tours at the same instant).
+    pub floor: f64,
+}
+
+impl Default for Gap {
+    fn default() -> Self {
+        Self {
+            single: 1800.0,
+            floor: 120.0,
+        }
+    }
+}
+
 /// `config/bundling.yml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -144,6 +173,7 @@ pub struct BundlingConfig {
     pub threshold: f64,
     pub weights: Weights,
     pub prior: Prior,
+    pub gap: Gap,
     pub hour_profile: Vec<f64>,
 }
 
@@ -157,6 +187,7 @@ impl Default for BundlingConfig {
                 shape: 0.3,
                 rate: 0.1,
             },
+            gap: Gap::default(),
             hour_profile: DEFAULT_HOUR_PROFILE.to_vec(),
         }
     }
@@ -194,6 +225,11 @@ impl BundlingConfig {
             w.span,
             w.sent_today,
             w.time_left,
+            w.tours_today,
+            w.quiet,
+            w.day_fraction,
+            self.gap.single,
+            self.gap.floor,
             self.prior.shape,
             self.prior.rate,
         ];
@@ -201,8 +237,11 @@ impl BundlingConfig {
             errs.push("weights and prior must be finite numbers".into());
         }
         // Sign constraints keep the score non-decreasing while nothing arrives.
-        if w.since_first < 0.0 || w.since_last < 0.0 {
-            errs.push("weights.since_first and weights.since_last must be ≥ 0".into());
+        if w.since_first < 0.0 || w.since_last < 0.0 || w.quiet < 0.0 || w.day_fraction < 0.0 {
+            errs.push("weights.since_first, since_last, quiet and day_fraction must be ≥ 0".into());
+        }
+        if self.gap.single <= 0.0 || self.gap.floor <= 0.0 {
+            errs.push("gap.single and gap.floor must be > 0".into());
         }
         if w.time_left > 0.0 || w.expected_more > 0.0 {
             errs.push("weights.time_left and weights.expected_more must be ≤ 0".into());
@@ -238,6 +277,7 @@ pub struct LogisticRanker {
     logit_threshold: f64,
     max_per_day: u32,
     prior: Prior,
+    gap: Gap,
     /// Cumulative share of the day's traffic at each hour boundary (25 entries).
     cum: [f64; 25],
     share: [f64; 24],
@@ -271,6 +311,7 @@ impl LogisticRanker {
             logit_threshold: (threshold / (1.0 - threshold)).ln(),
             max_per_day: cfg.max_per_day.max(1),
             prior: cfg.prior,
+            gap: cfg.gap,
             cum,
             share,
         }
@@ -303,6 +344,18 @@ impl LogisticRanker {
             + w.span * f.span / H
             + w.sent_today * f64::from(f.sent_today)
             + w.time_left * f.time_left / H
+            + w.tours_today * f64::from(f.tours_today.max(1)).ln()
+            + w.quiet * (f.since_last / self.typical_gap(f)).ln_1p()
+            + w.day_fraction * self.day_fraction(f.second_of_day)
+    }
+
+    /// The bundle's mean gap between tours (floored), or `gap.single` for one tour.
+    pub fn typical_gap(&self, f: &Features) -> f64 {
+        if f.tours >= 2 {
+            (f.span / f64::from(f.tours - 1)).max(self.gap.floor)
+        } else {
+            self.gap.single
+        }
     }
 }
 

@@ -1,0 +1,74 @@
+//! Acknowledgements, batched. Every handled job must be acknowledged (XACK + XDEL);
+//! doing it one job at a time costs a Redis round trip per job. Handlers instead hand
+//! their acknowledgement to [`Acker`], and one task flushes whatever has accumulated
+//! in a single pipeline per stream. A crash between handling and flushing only means
+//! the job is delivered again later, which at-least-once delivery already allows.
+
+use herald_queue::{Queue, QueueName};
+use std::sync::Mutex;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The most acknowledgements one pipeline carries.
+const BATCH: usize = 512;
+
+pub struct Acker {
+    tx: mpsc::UnboundedSender<(QueueName, String)>,
+    /// Taken once by [`Acker::run`].
+    rx: Mutex<Option<mpsc::UnboundedReceiver<(QueueName, String)>>>,
+}
+
+impl Default for Acker {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Acker {
+            tx,
+            rx: Mutex::new(Some(rx)),
+        }
+    }
+}
+
+impl Acker {
+    /// Queues an acknowledgement for the next flush.
+    pub fn ack(&self, queue: QueueName, entry_id: String) {
+        // The receiver only goes away after shutdown has drained everything; a send
+        // after that has nothing to acknowledge into anyway.
+        let _ = self.tx.send((queue, entry_id));
+    }
+
+    /// Flushes acknowledgements as they come, until shutdown; then flushes the rest.
+    pub async fn run(&self, queue: Queue, shutdown: CancellationToken) {
+        let rx = self.rx.lock().map(|mut r| r.take()).unwrap_or(None);
+        let Some(mut rx) = rx else { return };
+        loop {
+            let first = tokio::select! {
+                item = rx.recv() => item,
+                _ = shutdown.cancelled() => None,
+            };
+            let mut batch: Vec<(QueueName, String)> = first.into_iter().collect();
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                return; // shutdown and nothing left
+            }
+            flush(&queue, batch).await;
+        }
+    }
+}
+
+async fn flush(queue: &Queue, batch: Vec<(QueueName, String)>) {
+    for q in QueueName::ALL {
+        let ids: Vec<String> = batch
+            .iter()
+            .filter(|(b, _)| *b == q)
+            .map(|(_, id)| id.clone())
+            .collect();
+        if let Err(e) = queue.ack(q, &ids).await {
+            tracing::warn!(error = %e, count = ids.len(), "ack failed; those jobs may run again");
+        }
+    }
+}
