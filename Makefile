@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: up down test e2e lint fmt check-config services build simulate bundle
+.PHONY: up down test e2e lint fmt check-config services build simulate bundle e2e-ui chaos fuzz schemathesis
 
 ## up: run postgres, redis, api, worker and a sink (Docker when an engine answers,
 ##     otherwise local processes against local Postgres and Redis)
@@ -29,6 +29,25 @@ test: services
 ## e2e: build, start api + worker + sinks on free ports, drive the seed scenarios
 e2e: services
 	python3 e2e/run.py
+
+## e2e-ui: the web console in headless Chromium (Debian's, installed when missing)
+##         driven by playwright-core against api + worker + sinks; screenshots in
+##         target/ui-screenshots/ (python3 e2e-ui/run.py --docs refreshes docs/)
+e2e-ui: services
+	python3 e2e-ui/run.py
+
+## chaos: fault suite: private Postgres+Redis, api, 2 workers, flaky sink; 5,000+ events
+##        through a worker SIGKILL, Redis restarted empty and a Postgres restart
+chaos: services
+	python3 chaos/run.py
+
+## fuzz: libFuzzer on the event batch parser and the config loader (FUZZ_SECONDS each, default 300)
+fuzz:
+	scripts/fuzz.sh
+
+## schemathesis: HTTP fuzzing of every route of /openapi.json against the e2e stack; no 5xx allowed
+schemathesis: services
+	python3 scripts/schemathesis.py
 
 ## lint: formatting and clippy, as CI checks them
 lint:

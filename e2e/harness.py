@@ -552,3 +552,17 @@ def launch(
     print(f"api {api_url}, sinks " + ", ".join(f"{w}=:{p}" for w, p in sink_ports.items()), flush=True)
     return Stack(repo=repo, api_url=api_url, sink_ports=sink_ports, results=results,
                  processes={p.name: p for p in procs.started})
+
+
+# ------------------------------------------------------------- helpers for scenarios
+
+
+def process_environ(proc: Process) -> dict[str, str]:
+    """The environment a running process was started with (Linux: /proc/<pid>/environ).
+
+    Lets a scenario start extra processes against the same database and Redis as the
+    shared stack (e.g. a second api and worker on a Redis prefix of their own).
+    """
+    raw = Path(f"/proc/{proc.popen.pid}/environ").read_bytes()
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}

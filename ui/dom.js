@@ -42,8 +42,11 @@ export function replace(el, ...children) {
   append(el, children);
 }
 
+// Short and unambiguous in any locale: "Nov 21, 21:49:38" (the exact instant, in
+// UTC, is the element's title).
 const timeFormat = new Intl.DateTimeFormat(undefined, {
   month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit',
+  hourCycle: 'h23',
 });
 
 /** A <time> element: local date and time, the exact instant in its title. */

@@ -154,10 +154,11 @@ function statusChart(byStatus) {
   const counts = STATUSES.map((s) => [s, Number(byStatus?.[s] ?? 0)]);
   const max = Math.max(1, ...counts.map(([, n]) => n));
   const total = counts.reduce((sum, [, n]) => sum + n, 0);
-  const rowH = 28;
+  // Sized so that one SVG unit is about one CSS pixel on a phone.
+  const rowH = 26;
   const labelW = 92;
-  const countW = 64;
-  const width = 420;
+  const countW = 44;
+  const width = 340;
   const barMax = width - labelW - countW;
   const summary = counts.map(([s, n]) => `${s} ${n}`).join(', ');
   const graphic = svg('svg', {

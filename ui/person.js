@@ -158,13 +158,13 @@ export function renderPerson(main, userId, show) {
   function notificationTable(rows) {
     if (rows.length === 0) return h('p', { class: 'muted' }, 'No notifications.');
     return scroll(table('Notifications, newest first',
-      ['Created', 'Type', 'Event', 'Channel', 'Status', 'Reason', 'Attempts', ''],
+      ['Created', 'Type (triggering event)', 'Channel', 'Status', 'Reason', 'Attempts', ''],
       rows.map((n) => {
         const open = expanded.has(n.notification_id);
         return h('tr', { dataset: { id: n.notification_id } },
           h('td', {}, time(n.created_at)),
-          h('td', {}, n.notification_type),
-          h('td', {}, n.trigger_event),
+          h('td', {}, n.notification_type, h('br'),
+            h('span', { class: 'meta' }, `from ${n.trigger_event}`)),
           h('td', {}, n.channel),
           h('td', {}, status(n.status)),
           h('td', { class: 'reason' }, n.suppression_reason ?? ''),
@@ -212,7 +212,7 @@ export function renderPerson(main, userId, show) {
       detail = h('tr', { class: 'detail', dataset: { attempts: id } });
       row.after(detail);
     }
-    const cell = h('td', { colspan: 8, id: `attempts-${id}` }, h('p', { class: 'muted' }, 'Loading…'));
+    const cell = h('td', { colspan: 7, id: `attempts-${id}` }, h('p', { class: 'muted' }, 'Loading…'));
     replace(detail, cell);
     try {
       const n = await api('GET', `/api/v1/notifications/${enc(id)}`);

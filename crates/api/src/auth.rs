@@ -1,9 +1,11 @@
 //! Bearer-key authentication (SPEC 3). Keys are compared in constant time and never
 //! logged. Health, metrics, the OpenAPI document and the console's static files are
 //! open; the SSE stream also accepts `?access_token=` because browsers' EventSource
-//! cannot send headers.
+//! cannot send headers. With `HERALD_RATE_LIMIT_PER_S` set, each key's requests are
+//! counted here too (see [`crate::rate_limit`]).
 
 use crate::error::ApiError;
+use crate::rate_limit::Verdict;
 use crate::state::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -50,14 +52,29 @@ pub async fn require_key(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, Error> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let needs_key = state.as_ref().is_some_and(|s| !s.api_keys.is_empty()) && !is_open(req.path());
+    let open = is_open(req.path());
+    let needs_key = state.as_ref().is_some_and(|s| !s.api_keys.is_empty()) && !open;
+    let key = presented_key(&req);
     if needs_key {
-        let ok = match (&state, presented_key(&req)) {
-            (Some(s), Some(k)) => key_matches(&s.api_keys, &k),
+        let ok = match (&state, &key) {
+            (Some(s), Some(k)) => key_matches(&s.api_keys, k),
             _ => false,
         };
         if !ok {
             return Err(ApiError::Unauthorized.into());
+        }
+    }
+    // The rate limit counts per key; without keys configured, all callers share one.
+    if let Some(limiter) = state.as_ref().and_then(|s| s.rate_limiter.as_ref()) {
+        if !open {
+            let bucket = if needs_key { key.as_deref() } else { None };
+            if let Verdict::Deny { retry_after_s } = limiter.check(bucket.unwrap_or("")).await {
+                return Err(ApiError::RateLimited {
+                    per_second: limiter.per_second(),
+                    retry_after_s,
+                }
+                .into());
+            }
         }
     }
     next.call(req).await

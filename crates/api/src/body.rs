@@ -42,6 +42,16 @@ pub async fn read_json(req: &HttpRequest, mut payload: web::Payload) -> Result<V
 /// Parses a JSON value into `T`, turning serde's message (which names the field) into
 /// a 422.
 pub fn parse_body<T: for<'de> serde::Deserialize<'de>>(body: Value) -> Result<T, ApiError> {
+    // Postgres stores no NUL character: refuse it here, naming where, rather than
+    // let the insert fail with a 500.
+    if let Some(at) = herald_core::event::nul_path(&body) {
+        let field = at.trim_start_matches('.');
+        let field = if field.is_empty() { "body" } else { field };
+        return Err(ApiError::invalid_field(
+            field,
+            herald_core::event::nul_message(""),
+        ));
+    }
     serde_json::from_value(body).map_err(|e| ApiError::Invalid {
         message: e.to_string(),
         details: vec![crate::error::Detail {

@@ -47,6 +47,10 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// Over the key's rate limit (`HERALD_RATE_LIMIT_PER_S`): retry after this many
+    /// seconds.
+    #[error("rate limit exceeded: at most {per_second} requests per second per API key; retry in {retry_after_s} s")]
+    RateLimited { per_second: u64, retry_after_s: u64 },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -85,6 +89,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "payload_too_large",
             ApiError::Invalid { .. } => "invalid_request",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -100,6 +105,7 @@ impl ResponseError for ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -119,6 +125,9 @@ impl ResponseError for ApiError {
         let mut resp = HttpResponse::build(self.status_code());
         if matches!(self, ApiError::Unavailable(_)) {
             resp.insert_header(("Retry-After", "5"));
+        }
+        if let ApiError::RateLimited { retry_after_s, .. } = self {
+            resp.insert_header(("Retry-After", retry_after_s.to_string()));
         }
         resp.json(json!({"error": {"code": self.code(), "message": message, "details": details}}))
     }

@@ -10,6 +10,7 @@
 //! | [`error`] | the JSON error type and its HTTP mapping |
 //! | [`metrics`] | Prometheus counters |
 //! | [`openapi`] | the OpenAPI document of every route (`/openapi.json`) |
+//! | [`rate_limit`] | the optional rate limit per API key (`HERALD_RATE_LIMIT_PER_S`) |
 //! | [`state`] | settings and shared state |
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;
+pub mod rate_limit;
 pub mod routes;
 pub mod state;
 
@@ -45,6 +47,9 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
     // Group commit runs on the runtime that builds the state, next to the server.
     let ingestor =
         ingest::Ingestor::start(pool.clone(), queue.clone(), metrics.events_accepted.clone());
+    let rate_limiter = settings
+        .rate_limit_per_s
+        .and_then(|n| rate_limit::RateLimiter::new(n, queue.clone()));
     Ok(AppState {
         inner: Arc::new(state::Inner {
             config,
@@ -55,6 +60,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
             allowed_targets: settings.allowed_targets.clone(),
             metrics,
             ingestor,
+            rate_limiter,
         }),
     })
 }
@@ -68,6 +74,7 @@ pub fn run(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
             .app_data(web::PathConfig::default().error_handler(|e, _| extractor_error(e)))
             .app_data(web::QueryConfig::default().error_handler(|e, _| extractor_error(e)))
             .wrap(from_fn(auth::require_key))
+            .wrap(from_fn(refuse_nul_in_url))
             .wrap(from_fn(count_requests))
             .configure(routes::configure)
             .default_service(web::to(not_found))
@@ -84,6 +91,22 @@ pub fn run(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("no such route".into()))
+}
+
+/// A NUL character (`%00`) in the path or query can only be a probe or a mistake, and
+/// Postgres stores none: 400 before any handler sees it (ids would reach queries).
+async fn refuse_nul_in_url(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+    let uri = req.uri().to_string();
+    if uri.to_ascii_lowercase().contains("%00") {
+        return Err(ApiError::BadRequest(
+            "the URL contains a NUL character (%00), which no id or parameter may hold".into(),
+        )
+        .into());
+    }
+    next.call(req).await
 }
 
 async fn count_requests(

@@ -42,6 +42,10 @@ struct Cli {
     /// Database connections in the pool.
     #[arg(long, env = "HERALD_DB_POOL_SIZE", default_value_t = 16)]
     db_pool_size: usize,
+    /// Requests per second allowed per API key, counted in Redis across api processes
+    /// (over it: 429 with Retry-After); 0, the default, means no limit.
+    #[arg(long, env = "HERALD_RATE_LIMIT_PER_S", default_value_t = 0)]
+    rate_limit_per_s: u32,
 }
 
 #[derive(Subcommand, Debug)]
@@ -108,6 +112,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             .collect(),
         allowed_targets: cli.allowed_targets,
         db_pool_size: cli.db_pool_size,
+        rate_limit_per_s: Some(cli.rate_limit_per_s).filter(|n| *n > 0),
     };
     if settings.api_keys.is_empty() {
         tracing::warn!("HERALD_API_KEYS is empty: the API accepts requests without a key");

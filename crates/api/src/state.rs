@@ -8,8 +8,9 @@ use herald_queue::{ChangeSubscriber, Queue};
 use herald_store::Pool;
 use std::sync::Arc;
 
-/// How the api runs; from the command line and environment.
-#[derive(Debug, Clone)]
+/// How the api runs; from the command line and environment. Its `Debug` output
+/// shows how many API keys there are, never the keys.
+#[derive(Clone)]
 pub struct Settings {
     pub database_url: String,
     pub redis_url: String,
@@ -20,6 +21,24 @@ pub struct Settings {
     pub allowed_targets: AllowedTargets,
     /// Database connections; Postgres is the bottleneck long before this is.
     pub db_pool_size: usize,
+    /// Requests per second per API key (`HERALD_RATE_LIMIT_PER_S`); None or 0: no limit.
+    pub rate_limit_per_s: Option<u32>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("redis_prefix", &self.redis_prefix)
+            .field("config_dir", &self.config_dir)
+            .field(
+                "api_keys",
+                &format_args!("<{} redacted>", self.api_keys.len()),
+            )
+            .field("allowed_targets", &self.allowed_targets)
+            .field("db_pool_size", &self.db_pool_size)
+            .field("rate_limit_per_s", &self.rate_limit_per_s)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone)]
@@ -36,6 +55,8 @@ pub struct Inner {
     pub api_keys: Vec<String>,
     pub allowed_targets: AllowedTargets,
     pub metrics: Metrics,
+    /// The rate limit per API key, when one is set.
+    pub rate_limiter: Option<crate::rate_limit::RateLimiter>,
     /// Group commit of ingested events (see [`crate::ingest`]).
     pub ingestor: Ingestor,
 }

@@ -74,7 +74,14 @@ pub fn parse_alert(
             None
         }
     });
-    let url = field_str(obj, "url", &mut errors).map(str::to_string);
+    let url = field_str(obj, "url", &mut errors).and_then(|u| {
+        if u.contains('\0') {
+            errors.push(FieldError::invalid("url", crate::event::nul_message("")));
+            None
+        } else {
+            Some(u.to_string())
+        }
+    });
     let time_spotted = match obj.get("time_spotted") {
         None | Some(Value::Null) => {
             errors.push(FieldError::missing("time_spotted"));

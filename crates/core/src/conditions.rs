@@ -61,6 +61,10 @@ impl Op {
     }
 }
 
+/// The longest `within` a proximity or absence condition may name: a century. Longer
+/// windows reach past what Postgres stores (and past 1970, where events begin).
+pub const MAX_WITHIN_DAYS: i64 = 36_525;
+
 /// Where a window lies relative to the event being routed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
@@ -80,11 +84,19 @@ pub struct HistoryNeed {
 }
 
 impl HistoryNeed {
-    /// The inclusive event-time window around `t`.
+    /// The inclusive event-time window around `t`. Saturates rather than overflowing
+    /// (parsing caps `within` at [`MAX_WITHIN_DAYS`], so it never has to).
     pub fn window(&self, t: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+        let from = t
+            .checked_sub_signed(self.within)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         match self.side {
-            Side::Before => (t - self.within, t),
-            Side::Around => (t - self.within, t + self.within),
+            Side::Before => (from, t),
+            Side::Around => (
+                from,
+                t.checked_add_signed(self.within)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            ),
         }
     }
 }
@@ -432,10 +444,18 @@ fn parse_need(v: &Value, path: &str, side: Side, errors: &mut Vec<String>) -> Op
             errors.push(format!("{path}: unknown field {key:?}"));
         }
     }
+    let within = within.map(|w| {
+        w.and_then(|d| {
+            Duration::from_std(d)
+                .ok()
+                .filter(|d| *d <= Duration::days(MAX_WITHIN_DAYS))
+                .ok_or_else(|| format!("must be at most {MAX_WITHIN_DAYS} days (a century)"))
+        })
+    });
     match (event_type, within) {
-        (Some(t), Some(Ok(d))) => Some(HistoryNeed {
+        (Some(t), Some(Ok(within))) => Some(HistoryNeed {
             event_type: t.to_string(),
-            within: Duration::from_std(d).unwrap_or(Duration::MAX),
+            within,
             side,
         }),
         (t, w) => {

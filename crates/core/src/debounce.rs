@@ -37,17 +37,30 @@ impl<'de> Deserialize<'de> for Period {
             Seconds(u64),
             Text(String),
         }
+        // A century at most: longer windows overflow the calendar (and `Duration::seconds`
+        // panics past i64::MAX / 1000); `forever` says it better.
+        let max = Duration::days(crate::conditions::MAX_WITHIN_DAYS);
         match Raw::deserialize(d)? {
-            Raw::Seconds(s) => Ok(Period::Window(Duration::seconds(s as i64))),
+            Raw::Seconds(s) => i64::try_from(s)
+                .ok()
+                .and_then(Duration::try_seconds)
+                .filter(|p| *p <= max)
+                .map(Period::Window)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "invalid debounce period {s}: at most a century of seconds; use forever"
+                    ))
+                }),
             Raw::Text(t) if t == "calendar_day" => Ok(Period::CalendarDay),
             Raw::Text(t) if t == "forever" => Ok(Period::Forever),
             Raw::Text(t) => parse_duration(&t)
                 .ok()
                 .and_then(|d| Duration::from_std(d).ok())
+                .filter(|p| *p <= max)
                 .map(Period::Window)
                 .ok_or_else(|| {
                     serde::de::Error::custom(format!(
-                        "invalid debounce period {t:?}: expected calendar_day, forever, a duration such as 24h, or seconds"
+                        "invalid debounce period {t:?}: expected calendar_day, forever, a duration such as 24h (at most a century), or seconds"
                     ))
                 }),
         }
@@ -83,7 +96,10 @@ impl Debounce {
     pub fn window(&self, event_time: DateTime<Utc>, tz: Tz) -> (DateTime<Utc>, DateTime<Utc>) {
         match self.period {
             Period::Forever => (beginning(), end_of_time()),
-            Period::Window(p) => (event_time - p, event_time + p),
+            Period::Window(p) => (
+                event_time.checked_sub_signed(p).unwrap_or_else(beginning),
+                event_time.checked_add_signed(p).unwrap_or_else(end_of_time),
+            ),
             Period::CalendarDay => {
                 let day = event_time.with_timezone(&tz).date_naive();
                 let start = local_day_start(day, tz);

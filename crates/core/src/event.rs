@@ -209,8 +209,42 @@ fn optional_id(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, 
 fn optional_object(obj: &Map<String, Value>, field: &str) -> Result<Value, FieldError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(Value::Object(Map::new())),
-        Some(v @ Value::Object(_)) => Ok(v.clone()),
+        Some(v @ Value::Object(_)) => match nul_path(v) {
+            Some(at) => Err(FieldError::invalid(field, nul_message(&at))),
+            None => Ok(v.clone()),
+        },
         Some(_) => Err(FieldError::invalid(field, "must be a JSON object")),
+    }
+}
+
+/// Where `value` holds a NUL character (`\u0000`) in a string or an object key, as a
+/// path such as `.note` or `[2].name`; None when it holds none. Postgres stores no
+/// NUL in `text` or `jsonb`, so such input is refused up front (a 4xx naming the
+/// field), never left to fail the insert (a 500 for the whole batch).
+pub fn nul_path(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(String::new()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_path(v).map(|rest| format!("[{i}]{rest}"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(format!(".{}", k.replace('\0', "\\u0000")))
+            } else {
+                nul_path(v).map(|rest| format!(".{k}{rest}"))
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// The message for a NUL found at `at` (a path from [`nul_path`]).
+pub fn nul_message(at: &str) -> String {
+    if at.is_empty() {
+        "must not contain NUL characters (\\u0000)".to_string()
+    } else {
+        format!("must not contain NUL characters (\\u0000), found at {at}")
     }
 }
 
@@ -288,6 +322,30 @@ mod tests {
                 "{item}: got {err}, wanted {expected}"
             );
         }
+    }
+
+    #[test]
+    fn nul_characters_anywhere_in_properties_or_traits_are_refused() {
+        for (item, field) in [
+            (json!({"properties": {"note": "a\u{0}b"}}), "properties"),
+            (
+                json!({"properties": {"list": [1, {"k": "\u{0}"}]}}),
+                "properties",
+            ),
+            (json!({"user_traits": {"k\u{0}": 1}}), "user_traits"),
+        ] {
+            let mut item = item;
+            item["event_type"] = json!("x");
+            item["event_timestamp"] = json!("2025-10-31T19:30:00Z");
+            let err = parse_event(&item, now()).unwrap_err();
+            assert_eq!(err.field, field, "{item}");
+            assert!(err.message.contains("NUL"), "{err}");
+        }
+        assert_eq!(
+            nul_path(&json!({"a": [0, {"b": "\u{0}"}]})).as_deref(),
+            Some(".a[1].b")
+        );
+        assert_eq!(nul_path(&json!({"a": "fine"})), None);
     }
 
     #[test]

@@ -548,3 +548,31 @@ fn condition_yaml() -> impl Strategy<Value = Value> {
             .prop_map(|(k, cs)| json!({k: cs}))
     })
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// A debounce period of any spelling parses or is refused with a message, and the
+    /// window it gives around any accepted event time contains that time.
+    #[test]
+    fn debounce_periods_never_panic(
+        period in prop_oneof![
+            any::<u64>().prop_map(|n| json!(n)),
+            Just(json!(u64::MAX)),
+            Just(json!("300000y")),
+            Just(json!("calendar_day")),
+            Just(json!("forever")),
+            nasty_string().prop_map(|s| json!(s)),
+            "[0-9]{1,6}(s|m|h|d|y)".prop_map(|s| json!(s)),
+            json_value(),
+        ],
+        secs in 0i64..1_762_128_000,
+    ) {
+        let raw = json!({"limit": 1, "period": period});
+        if let Ok(d) = serde_json::from_value::<herald_core::debounce::Debounce>(raw) {
+            let at = Utc.timestamp_opt(secs, 0).unwrap();
+            let (from, to) = d.window(at, chrono_tz::UTC);
+            prop_assert!(from <= at && at <= to);
+        }
+    }
+}

@@ -69,6 +69,14 @@ end
 return oldest
 "#;
 
+/// Counts a hit on KEYS[1], which expires ARGV[1] ms after the first hit; returns the
+/// count. One script, so the expiry is never missed between the two commands.
+const COUNT_HIT: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"#;
+
 /// Deletes a lock only if it still holds our token.
 const UNLOCK: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -365,6 +373,19 @@ impl Queue {
             .query_async::<()>(&mut c)
             .await?;
         Ok(())
+    }
+
+    /// Counts one hit on the counter `name` (under this queue's prefix), which lives
+    /// `ttl` from its first hit; returns the count so far. The api's rate limit per
+    /// key counts its windows with it.
+    pub async fn count_hit(&self, name: &str, ttl: Duration) -> Result<u64, QueueError> {
+        let mut c = self.conn().await?;
+        let n: u64 = Script::new(COUNT_HIT)
+            .key(format!("{}{name}", self.keys.prefix()))
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(n)
     }
 
     /// Jobs waiting on each stream, and in the delayed set.

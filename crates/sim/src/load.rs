@@ -9,7 +9,7 @@
 //! | `batched` | events/s accepted (202: committed and enqueued) in batches of `--batch` |
 //! | `single` | one event per request at `--concurrency`: requests/s, p50/p99 latency |
 //! | `e2e` | a fixed offered load (`--rate` events/s, one request each, open loop), each event producing one webhook delivery: event→webhook latency p50/p99 |
-//! | `drain` | the maximum sustained deliveries/s: `--events` events submitted at once, the sink's arrival rate over the middle 80 % |
+//! | `drain` | the maximum sustained rate: `--events` events submitted at once; events/s from the first request to the last delivery |
 //! | `fanout` | one alert to a `--members`-member topic: seconds until the last delivery at the sink |
 //! | `ceiling` | a plain loop of multi-row inserts into `events` plus pipelined XADDs, straight to Postgres and Redis: the machine's own limit for ingestion |
 //! | `rss` | peak resident memory (`VmHWM`) of processes by pid |
@@ -53,7 +53,7 @@ pub enum Figure {
     Single(SingleArgs),
     /// End to end at a fixed offered load: event→webhook latency p50/p99.
     E2e(E2eArgs),
-    /// End to end flat out: the maximum sustained deliveries/s at the sink.
+    /// End to end flat out: events routed and delivered per second with a backlog.
     Drain(DrainArgs),
     /// One alert to a large topic: seconds until the last delivery.
     Fanout(FanoutArgs),
@@ -140,7 +140,20 @@ pub struct E2eArgs {
     /// Seconds of offered load.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
-    /// The topic (created with one member when missing).
+    #[command(flatten)]
+    pub to: RecipientArgs,
+}
+
+/// Who the `e2e` and `drain` events reach: topics of one member each, taken in turn,
+/// so each event makes one delivery and the load spreads over many people. (All to
+/// one person would measure that person's change log instead, which serialises the
+/// changes of one person by design.)
+#[derive(Debug, Clone, clap::Args)]
+pub struct RecipientArgs {
+    /// Topics (people) the events are spread over; created when missing.
+    #[arg(long, default_value_t = 1000)]
+    pub recipients: usize,
+    /// Prefix of those topics (`<prefix>-0000`, member `<prefix>-0000-u`).
     #[arg(long, default_value = "bench-e2e")]
     pub topic: String,
 }
@@ -157,9 +170,8 @@ pub struct DrainArgs {
     /// Events per submitting request.
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
-    /// The topic (created with one member when missing).
-    #[arg(long, default_value = "bench-e2e")]
-    pub topic: String,
+    #[command(flatten)]
+    pub to: RecipientArgs,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -510,6 +522,23 @@ async fn ensure_topic(
     Ok(())
 }
 
+/// Makes sure the one-member topics of `to` exist; returns their names.
+async fn ensure_recipients(
+    client: &reqwest::Client,
+    api: &ApiArgs,
+    to: &RecipientArgs,
+) -> anyhow::Result<Vec<String>> {
+    let topics: Vec<String> = (0..to.recipients.max(1))
+        .map(|i| format!("{}-{i:04}", to.topic))
+        .collect();
+    futures::stream::iter(&topics)
+        .map(|t| async move { ensure_topic(client, api, t, &[format!("{t}-u")]).await })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(topics)
+}
+
 /// The alert event whose single delivery carries its send time.
 fn timed_alert(topic: &str) -> Value {
     json!({
@@ -590,13 +619,7 @@ async fn sink_arrivals(client: &reqwest::Client, sink: &str) -> anyhow::Result<V
 
 async fn e2e(args: E2eArgs) -> anyhow::Result<Value> {
     let client = client()?;
-    ensure_topic(
-        &client,
-        &args.api,
-        &args.topic,
-        &[format!("{}-1", args.topic)],
-    )
-    .await?;
+    let topics = ensure_recipients(&client, &args.api, &args.to).await?;
     clear_sink(&client, &args.sink.sink).await?;
     let total = (args.rate * args.duration).round() as u64;
     let interval = Duration::from_secs_f64(1.0 / args.rate);
@@ -620,7 +643,7 @@ async fn e2e(args: E2eArgs) -> anyhow::Result<Value> {
                 }
             }
         }
-        let body = timed_alert(&args.topic).to_string();
+        let body = timed_alert(&topics[i as usize % topics.len()]).to_string();
         let (client, api) = (client.clone(), args.api.clone());
         in_flight.push(async move {
             let t = Instant::now();
@@ -689,25 +712,21 @@ fn record_answer(
 
 async fn drain(args: DrainArgs) -> anyhow::Result<Value> {
     let client = client()?;
-    ensure_topic(
-        &client,
-        &args.api,
-        &args.topic,
-        &[format!("{}-1", args.topic)],
-    )
-    .await?;
+    let topics = ensure_recipients(&client, &args.api, &args.to).await?;
     clear_sink(&client, &args.sink.sink).await?;
     let start_us = now_us();
     let start = Instant::now();
     // Submit everything up front, 8 requests in flight, so the worker always has a
     // backlog: what arrives at the sink is then the worker's own pace.
-    let batches: Vec<usize> = (0..args.events)
+    let batches: Vec<(usize, usize)> = (0..args.events)
         .step_by(args.batch)
-        .map(|i| args.batch.min(args.events - i))
+        .map(|i| (i, args.batch.min(args.events - i)))
         .collect();
     let accepted: u64 = futures::stream::iter(batches)
-        .map(|n| {
-            let events: Vec<Value> = (0..n).map(|_| timed_alert(&args.topic)).collect();
+        .map(|(first, n)| {
+            let events: Vec<Value> = (first..first + n)
+                .map(|i| timed_alert(&topics[i % topics.len()]))
+                .collect();
             let body = serde_json::to_string(&events).unwrap_or_default();
             let (client, api) = (&client, &args.api);
             async move { post_events(client, api, body, n).await }
@@ -724,27 +743,30 @@ async fn drain(args: DrainArgs) -> anyhow::Result<Value> {
         .collect();
     times.sort_unstable();
     let n = times.len();
-    let (lo, hi) = (n / 10, (n * 9 / 10).saturating_sub(1));
-    let sustained = if n >= 10 && times[hi] > times[lo] {
-        (hi - lo) as f64 / ((times[hi] - times[lo]) as f64 / 1e6)
-    } else {
-        0.0
-    };
+    // The figure: every event routed and delivered, from the first request to the
+    // last arrival. (Route jobs queue ahead of the deliveries they create, so the
+    // arrivals bunch up at the end; their own pace is reported apart.)
     let overall = match times.last() {
         Some(&last) if last > start_us => n as f64 / ((last - start_us) as f64 / 1e6),
         _ => 0.0,
     };
+    let (lo, hi) = (n / 10, (n * 9 / 10).saturating_sub(1));
+    let arrival_pace = if n >= 10 && times[hi] > times[lo] {
+        (hi - lo) as f64 / ((times[hi] - times[lo]) as f64 / 1e6)
+    } else {
+        0.0
+    };
     eprintln!(
-        "drain: {got}/{accepted} delivered; sustained {sustained:.0} deliveries/s (middle 80%), \
-         {overall:.0}/s overall (submitted in {submitted_s:.1} s)"
+        "drain: {got}/{accepted} routed and delivered at {overall:.0} events/s (first request \
+         to last delivery; submitted in {submitted_s:.1} s); arrivals' own pace {arrival_pace:.0}/s"
     );
     Ok(json!({
         "figure": "drain",
         "events": accepted,
         "delivered": got,
         "submitted_s": submitted_s,
-        "sustained_per_s": sustained,
-        "overall_per_s": overall,
+        "deliveries_per_s": overall,
+        "arrival_pace_per_s": arrival_pace,
     }))
 }
 
@@ -908,6 +930,7 @@ async fn ceiling(args: CeilingArgs) -> anyhow::Result<Value> {
     let redis_client = redis::Client::open(args.redis_url.as_str())?;
     let sql = insert_sql(args.batch);
     let mut loops = Vec::with_capacity(args.concurrency);
+    let mut backends: Vec<u32> = Vec::new();
     for _ in 0..args.concurrency {
         let (pg, connection) = tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls)
             .await
@@ -922,12 +945,17 @@ async fn ceiling(args: CeilingArgs) -> anyhow::Result<Value> {
             .get_multiplexed_async_connection()
             .await
             .context("connecting to Redis")?;
+        let backend: i32 = pg.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+        backends.push(backend as u32);
         loops.push(CeilingLoop {
             pg,
             statement,
             redis,
         });
     }
+    // Postgres's own CPU for these connections (when it runs on this machine): read
+    // here, since the backends exit with the connections.
+    let backend_cpu_before: Option<f64> = backends.iter().map(|&p| cpu_seconds(p)).sum();
     let loops: Vec<tokio::sync::Mutex<CeilingLoop>> =
         loops.into_iter().map(tokio::sync::Mutex::new).collect();
     let empty = PgJsonb("{}".to_string());
@@ -984,6 +1012,7 @@ async fn ceiling(args: CeilingArgs) -> anyhow::Result<Value> {
         }
     })
     .await;
+    let backend_cpu_after: Option<f64> = backends.iter().map(|&p| cpu_seconds(p)).sum();
     report_errors(&stats);
     if let Ok(mut c) = redis_client.get_multiplexed_async_connection().await {
         let _: Result<(), _> = redis::cmd("DEL").arg(&stream).query_async(&mut c).await;
@@ -1001,6 +1030,8 @@ async fn ceiling(args: CeilingArgs) -> anyhow::Result<Value> {
         "batch": args.batch,
         "concurrency": args.concurrency,
         "statement_latency": latency_json(stats.latencies_us),
+        // Over warm-up and measuring window both.
+        "postgres_backend_cpu_s": backend_cpu_after.zip(backend_cpu_before).map(|(a, b)| a - b),
     }))
 }
 
@@ -1017,6 +1048,15 @@ impl<'a> tokio_postgres::types::FromSql<'a> for PgRawUuid<'a> {
 }
 
 // ------------------------------------------------------------------ rss
+
+/// CPU seconds (user + system) a local process has used; None when it is not ours to
+/// see (Postgres on another machine). Assumes the usual 100 clock ticks per second.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
 
 /// `VmHWM` and `VmRSS` of a process, in KiB.
 fn memory_of(pid: u32) -> anyhow::Result<(u64, u64)> {

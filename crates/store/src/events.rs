@@ -6,25 +6,84 @@
 use crate::pool::{Conn, StoreError};
 use crate::schema::events;
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::upsert::on_constraint;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 use herald_core::event::NewEvent;
 use serde_json::Value;
 use std::collections::HashMap;
 use uuid::Uuid;
 
-#[derive(Insertable)]
-#[diesel(table_name = events)]
-struct EventInsert<'a> {
-    id: Uuid,
-    event_type: &'a str,
-    user_id: Option<&'a str>,
-    topic: Option<&'a str>,
-    event_timestamp: DateTime<Utc>,
-    properties: &'a Value,
-    user_traits: &'a Value,
-    idempotency_key: Option<&'a str>,
+/// The rows of one insert, column by column:
+/// `INSERT INTO events (...) SELECT * FROM unnest($1, ..., $8) ON CONFLICT ...`.
+///
+/// Eight array parameters whatever the number of rows, so the SQL text never changes
+/// and diesel-async prepares it once per connection and reuses it. (A `VALUES` list
+/// is new SQL for every row count: diesel prepares it afresh each time, which costs
+/// an extra round trip and a parse and plan of hundreds of parameters in Postgres.)
+#[derive(Default)]
+struct UnnestInsert<'a> {
+    ids: Vec<Uuid>,
+    event_types: Vec<&'a str>,
+    user_ids: Vec<Option<&'a str>>,
+    topics: Vec<Option<&'a str>>,
+    timestamps: Vec<DateTime<Utc>>,
+    properties: Vec<&'a Value>,
+    user_traits: Vec<&'a Value>,
+    keys: Vec<Option<&'a str>>,
+}
+
+impl<'a> UnnestInsert<'a> {
+    fn push(&mut self, e: &'a NewEvent) {
+        self.ids.push(e.id);
+        self.event_types.push(&e.event_type);
+        self.user_ids.push(e.user_id.as_deref());
+        self.topics.push(e.topic.as_deref());
+        self.timestamps.push(e.event_timestamp);
+        self.properties.push(&e.properties);
+        self.user_traits.push(&e.user_traits);
+        self.keys.push(e.idempotency_key.as_deref());
+    }
+}
+
+impl QueryId for UnnestInsert<'_> {
+    type QueryId = UnnestInsert<'static>;
+    // The SQL is the same for every value: safe to prepare once and cache.
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for UnnestInsert<'_> {
+    type SqlType = diesel::sql_types::Uuid;
+}
+
+impl QueryFragment<Pg> for UnnestInsert<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "INSERT INTO events (id, event_type, user_id, topic, event_timestamp, properties, \
+             user_traits, idempotency_key) SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<diesel::sql_types::Uuid>, _>(&self.ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.event_types)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.user_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.topics)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.timestamps)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Jsonb>, _>(&self.properties)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Jsonb>, _>(&self.user_traits)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.keys)?;
+        out.push_sql(
+            ") ON CONFLICT ON CONSTRAINT events_idempotency_key_key DO NOTHING RETURNING id",
+        );
+        Ok(())
+    }
 }
 
 /// The outcome of storing one event of a batch.
@@ -35,7 +94,8 @@ pub struct Stored {
     pub duplicate: bool,
 }
 
-/// Stores a batch with one multi-row insert. Returns one [`Stored`] per input, in order.
+/// Stores a batch with one insert (a prepared statement over arrays, see
+/// [`UnnestInsert`]). Returns one [`Stored`] per input, in order.
 /// Within the batch and against history, the first payload with a key wins.
 pub async fn insert_batch(conn: &mut Conn, batch: &[NewEvent]) -> Result<Vec<Stored>, StoreError> {
     // First occurrence of each key within the batch; later ones are duplicates of it.
@@ -50,31 +110,18 @@ pub async fn insert_batch(conn: &mut Conn, batch: &[NewEvent]) -> Result<Vec<Sto
         });
         twin_of.push(twin);
     }
-    let rows: Vec<EventInsert> = batch
+    let mut rows = UnnestInsert::default();
+    for (e, _) in batch
         .iter()
         .zip(&twin_of)
         .filter(|(_, twin)| twin.is_none())
-        .map(|(e, _)| EventInsert {
-            id: e.id,
-            event_type: &e.event_type,
-            user_id: e.user_id.as_deref(),
-            topic: e.topic.as_deref(),
-            event_timestamp: e.event_timestamp,
-            properties: &e.properties,
-            user_traits: &e.user_traits,
-            idempotency_key: e.idempotency_key.as_deref(),
-        })
-        .collect();
-    let inserted: Vec<Uuid> = if rows.is_empty() {
+    {
+        rows.push(e);
+    }
+    let inserted: Vec<Uuid> = if rows.ids.is_empty() {
         Vec::new()
     } else {
-        diesel::insert_into(events::table)
-            .values(&rows)
-            .on_conflict(on_constraint("events_idempotency_key_key"))
-            .do_nothing()
-            .returning(events::id)
-            .get_results(conn)
-            .await?
+        rows.get_results(conn).await?
     };
     let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
 

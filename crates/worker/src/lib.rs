@@ -51,6 +51,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         tokio::spawn(maintenance::reclaim_loop(ctx.clone(), shutdown.clone())),
         tokio::spawn(maintenance::sweep_loop(ctx.clone(), shutdown.clone())),
         tokio::spawn(maintenance::heartbeat_loop(ctx.clone(), shutdown.clone())),
+        tokio::spawn(maintenance::prune_loop(ctx.clone(), shutdown.clone())),
     ];
     consumer::consume_loop(ctx.clone(), shutdown.clone()).await;
     shutdown.cancel();

@@ -11,6 +11,8 @@
 //!   for lost work, and each item the sweep enqueues is marked in Redis so that later
 //!   passes do not enqueue it again while its copy waits in the queue.
 //! * **heartbeat**: tells operators which workers are alive.
+//! * **prune**: drops the per-person change log (live console streams) older than a
+//!   week, hourly, one worker at a time; the notifications themselves are kept.
 
 use crate::consumer::{backoff, handle};
 use crate::context::Context;
@@ -187,6 +189,34 @@ async fn enqueue_once(
         return Err(e.into());
     }
     Ok(jobs)
+}
+
+/// How long the per-person change log (what console streams replay) is kept.
+const CHANGE_LOG_KEPT: chrono::Duration = chrono::Duration::days(7);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const PRUNE_BATCH: i64 = 5000;
+
+pub async fn prune_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let token = ctx.worker_id.clone();
+    while pause(PRUNE_EVERY, &shutdown).await {
+        if !matches!(
+            ctx.queue.try_lock("prune", &token, PRUNE_EVERY).await,
+            Ok(true)
+        ) {
+            continue;
+        }
+        let cutoff = Utc::now() - CHANGE_LOG_KEPT;
+        while let Ok(mut conn) = herald_store::pool::get(&ctx.pool).await {
+            match herald_store::changes::prune(&mut conn, cutoff, PRUNE_BATCH).await {
+                Ok(n) if n >= PRUNE_BATCH as usize && !shutdown.is_cancelled() => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning the change log failed");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 pub async fn heartbeat_loop(ctx: Arc<Context>, shutdown: CancellationToken) {

@@ -6,11 +6,11 @@
 //! 0 all rows used, 2 some rows were skipped (each reported with its line), 1 error.
 
 use anyhow::Context as _;
-use herald_core::bundle::komoot::{read_tours, BadRow, BundleWriter};
+use herald_core::bundle::komoot::{read_tours, read_tours_with_progress, BadRow, BundleWriter};
 use herald_core::bundle::optimum::person_optimum;
 use herald_core::bundle::ranker::{BundlingConfig, LogisticRanker, BUNDLING_FILE};
-use herald_core::bundle::replay::{replay, Dataset};
-use herald_core::bundle::{fit, message, stats, Ranker};
+use herald_core::bundle::replay::{replay, BundleOut, Dataset};
+use herald_core::bundle::{fit, stats, Ranker};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -63,18 +63,18 @@ fn progress(len: u64) -> ProgressBar {
 }
 
 /// Reads `file` into a dataset, reporting bad rows on stderr. Returns the count of
-/// bad rows.
+/// bad rows. The file is parsed in 1 MiB chunks; the progress bar follows them.
 fn load(file: &Path, phase: &str) -> anyhow::Result<(Dataset, u64)> {
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let pb = progress(len);
     pb.set_message(phase.to_owned());
-    let reader = pb.wrap_read(io::BufReader::with_capacity(1 << 16, f));
-    let mut data = Dataset::new();
+    // About 90 bytes a row in the challenge format.
+    let mut data = Dataset::with_capacity((len / 80) as usize + 16);
     let mut bad = 0u64;
     let stderr = io::stderr();
-    read_tours(
-        reader,
+    read_tours_with_progress(
+        f,
         |row| data.push(row),
         |b: BadRow| {
             bad += 1;
@@ -82,6 +82,7 @@ fn load(file: &Path, phase: &str) -> anyhow::Result<(Dataset, u64)> {
                 let _ = writeln!(stderr.lock(), "{}: skipped {b}", file.display());
             });
         },
+        |done| pb.set_position(done),
     )
     .with_context(|| format!("reading {}", file.display()))?;
     pb.finish_and_clear();
@@ -156,24 +157,34 @@ pub fn bundle(opts: &BundleOptions) -> anyhow::Result<i32> {
     let (mut bundles, delays) = replay(&data, &ranker);
     let replay_secs = t_replay.elapsed().as_secs_f64();
 
-    // Rows ordered by (notification_sent, receiver_id) as SPEC 8 fixes.
-    bundles.sort_by(|a, b| {
-        a.sent_at
-            .cmp(&b.sent_at)
-            .then_with(|| data.people[a.person as usize].cmp(&data.people[b.person as usize]))
-    });
-    let mut w = BundleWriter::new(BufWriter::with_capacity(1 << 16, io::stdout().lock()))?;
+    // Rows ordered by (notification_sent, receiver_id) as SPEC 8 fixes: rank the ids
+    // once, then sort on integers.
+    let mut by_id: Vec<u32> = (0..data.people.len() as u32).collect();
+    by_id.sort_unstable_by(|&a, &b| data.people[a as usize].cmp(&data.people[b as usize]));
+    let mut rank = vec![0u32; by_id.len()];
+    for (r, &p) in by_id.iter().enumerate() {
+        rank[p as usize] = r as u32;
+    }
+    // The replay sends in time order, so only runs sent at the same second need sorting.
+    let key = |b: &BundleOut| (b.sent_at, rank[b.person as usize], b.first_row);
+    if bundles.is_sorted_by_key(|b| b.sent_at) {
+        for run in bundles.chunk_by_mut(|a, b| a.sent_at == b.sent_at) {
+            run.sort_unstable_by_key(key);
+        }
+    } else {
+        bundles.sort_unstable_by_key(key);
+    }
+    let mut w = BundleWriter::new(io::stdout().lock())?;
     for b in &bundles {
-        let msg = message(&b.first_friend, b.tours);
-        w.write(
+        w.write_bundle(
             b.sent_at,
             b.first_at,
             b.tours,
             &data.people[b.person as usize],
-            &msg,
+            data.name(b.first_row as usize),
         )?;
     }
-    w.finish()?.flush()?;
+    drop(w.finish()?);
     let total_secs = started.elapsed().as_secs_f64();
 
     let t_opt = Instant::now();

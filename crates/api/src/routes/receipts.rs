@@ -97,8 +97,8 @@ pub async fn post_receipts(
     }))
 }
 
-/// Validates one receipt item.
-fn parse_receipt(item: &Value, now: DateTime<Utc>) -> Result<Receipt, FieldError> {
+/// Validates one receipt item (public for the property tests).
+pub fn parse_receipt(item: &Value, now: DateTime<Utc>) -> Result<Receipt, FieldError> {
     let obj = item
         .as_object()
         .ok_or_else(|| FieldError::invalid("item", "must be a JSON object"))?;

@@ -87,6 +87,11 @@ pub async fn stream(
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = path.into_inner();
+    // An id no person can have (too long, control characters) names nobody: answer
+    // before opening a Redis connection or sending Postgres a string it cannot store.
+    if herald_core::ids::validate_id("user_id", &user_id).is_err() {
+        return Err(ApiError::NotFound(format!("no person {user_id:?}")));
+    }
     let header = req
         .headers()
         .get("last-event-id")
@@ -293,6 +298,9 @@ impl Feed {
     /// Reads the changes after `last` and queues their events.
     async fn read(&mut self) {
         self.read_now = false;
+        // The safety-net poll counts from the last read: while signals keep coming,
+        // it never adds a query of its own.
+        self.poll.reset();
         let rows = match self.read_rows().await {
             Ok(rows) => {
                 self.failing = false;

@@ -4,6 +4,7 @@
 mod alerts;
 mod bundling;
 mod fixtures;
+mod group_commit;
 mod helpers;
 mod inbox;
 mod ingestion;
@@ -11,6 +12,7 @@ mod openapi;
 mod operations;
 mod people;
 mod pipeline;
+mod rate_limit;
 mod receipts;
 mod rules;
 mod stream;

@@ -266,6 +266,12 @@ async fn a_number_the_person_never_reached_resets_and_a_bad_one_is_refused() {
     }
     let (status, body) = app.get("/api/v1/users/nobody/stream").await;
     assert_eq!(status, 404, "{body}");
+    // Ids no person can have: refused (by the NUL guard or the stream) as a 4xx.
+    let long = "x".repeat(129);
+    for bad in ["a%00b", "%FF%FE", "tab%09here", long.as_str()] {
+        let (status, body) = app.get(&format!("/api/v1/users/{bad}/stream")).await;
+        assert!((400..500).contains(&status), "{bad}: {status} {body}");
+    }
 }
 
 #[tokio::test]
@@ -348,6 +354,7 @@ async fn a_second_api_process_streams_what_the_first_one_changed() {
         allowed_targets: herald_core::targets::AllowedTargets::parse("127.0.0.0/8")
             .expect("valid CIDR"),
         db_pool_size: 2,
+        rate_limit_per_s: None,
     };
     let state = herald_api::build_state(&settings).await.expect("state");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
@@ -518,5 +525,49 @@ async fn change_numbers_are_dense_and_ordered_under_concurrent_writers() {
             .await
             .expect("position"),
         None
+    );
+}
+
+#[tokio::test]
+async fn resuming_from_pruned_changes_says_reset_then_streams_what_is_kept() {
+    // Arrange: changes 1-3, pruned (as the retention job does), then change 4.
+    let app = spawn_app().await;
+    fixtures::people(&app, &["jo"]).await;
+    let event = fixtures::event(&app, "x", Some("jo")).await;
+    fixtures::insert(
+        &app,
+        &[
+            fixtures::row(event, "jo", "OLD_1"),
+            fixtures::row(event, "jo", "OLD_2"),
+            fixtures::row(event, "jo", "OLD_3"),
+        ],
+    )
+    .await;
+    let mut conn = fixtures::conn(&app).await;
+    let cutoff = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let pruned = herald_store::changes::prune(&mut conn, cutoff, 2)
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 2, "one batch at a time");
+    let pruned = herald_store::changes::prune(&mut conn, cutoff, 2)
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 1);
+    fixtures::insert(&app, &[fixtures::row(event, "jo", "NEW_4")]).await;
+
+    // Act: a client last saw change 1.
+    let mut sse = open(&app, "jo", Some(1)).await;
+
+    // Assert: told to reload (its id moves the client past the hole), then change 4.
+    let reset = sse.expect(WAIT, "a reset").await;
+    assert_eq!(
+        (reset.event.as_str(), reset.id),
+        ("reset", Some(3)),
+        "{reset:?}"
+    );
+    let next = sse.expect(WAIT, "change 4").await;
+    assert_eq!(
+        (next.id, &next.data["notification_type"]),
+        (Some(4), &json!("NEW_4"))
     );
 }

@@ -71,6 +71,74 @@ pub fn next_day_start(t: UnixSecs) -> UnixSecs {
     (day_of(t) + 1) * DAY
 }
 
+/// The first integer instant in `(lo, hi]` where the non-decreasing `margin` is ≥ 0,
+/// given `margin(lo) = m_lo < 0 ≤ m_hi = margin(hi)`. False position with the Illinois
+/// correction, falling back to a bisection step whenever the bracket does not halve:
+/// the score is smooth between hour boundaries, so this takes a handful of evaluations
+/// where plain bisection over a day takes seventeen, and it is exact either way (the
+/// bracket `(lo, hi]` always holds the crossing).
+fn first_crossing(
+    mut lo: UnixSecs,
+    mut hi: UnixSecs,
+    mut m_lo: f64,
+    mut m_hi: f64,
+    margin: impl Fn(UnixSecs) -> f64,
+) -> UnixSecs {
+    // Which end moved last (for the Illinois correction): -1 low, 1 high, 0 neither.
+    let mut side = 0i8;
+    while hi - lo > 1 {
+        let width = hi - lo;
+        let interpolate = m_lo.is_finite() && m_hi.is_finite() && m_hi > m_lo;
+        let mid = if interpolate {
+            let guess = lo as f64 + (-m_lo) / (m_hi - m_lo) * width as f64;
+            (guess.floor() as UnixSecs).clamp(lo + 1, hi - 1)
+        } else {
+            lo + width / 2
+        };
+        let m = margin(mid);
+        if m >= 0.0 {
+            (hi, m_hi) = (mid, m);
+            if side == 1 {
+                m_lo /= 2.0;
+            }
+            side = 1;
+            // Close to the crossing the estimate is usually off by under a second.
+            if width <= 3600 && hi - lo > 1 {
+                let m1 = margin(hi - 1);
+                if m1 < 0.0 {
+                    return hi;
+                }
+                (hi, m_hi) = (hi - 1, m1);
+            }
+        } else {
+            (lo, m_lo) = (mid, m);
+            if side == -1 {
+                m_hi /= 2.0;
+            }
+            side = -1;
+            if width <= 3600 && hi - lo > 1 {
+                let m1 = margin(lo + 1);
+                if m1 >= 0.0 {
+                    return lo + 1;
+                }
+                (lo, m_lo) = (lo + 1, m1);
+            }
+        }
+        // Bisect when interpolation gained little.
+        if hi - lo > width / 2 && hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            let m = margin(mid);
+            if m >= 0.0 {
+                (hi, m_hi) = (mid, m);
+            } else {
+                (lo, m_lo) = (mid, m);
+            }
+            side = 0;
+        }
+    }
+    hi
+}
+
 /// The bundle's message: first friend's name, then how many *tours* (not distinct
 /// friends) follow it.
 pub fn message(first_friend: &str, tours: u32) -> String {
@@ -239,25 +307,30 @@ impl BundleState {
         if self.sent_on(now) >= max {
             return Some(eod);
         }
-        let ready = |t: UnixSecs| ranker.is_ready(&Features::observe(self, p, t, max));
+        // Everything but the clock is fixed until `eod`: observe once, then move time.
+        let base = Features::observe(self, p, now, max);
+        let at = |t: UnixSecs| {
+            let dt = (t - now) as f64;
+            Features {
+                since_first: (t - p.first_at).max(0) as f64,
+                since_last: (t - p.last_at).max(0) as f64,
+                time_left: base.time_left - dt,
+                second_of_day: base.second_of_day + dt,
+                ..base
+            }
+        };
+        let margin = |t: UnixSecs| ranker.margin(&at(t));
         // The ranker's score never falls while nothing arrives (its config is validated
-        // for that), so the ready instant is the single crossing: bisect for it.
-        if ready(now) {
+        // for that), so the ready instant is the single crossing of margin 0.
+        let m_lo = margin(now);
+        if m_lo >= 0.0 {
             return Some(now);
         }
-        if !ready(eod - 1) {
+        let m_hi = margin(eod - 1);
+        if m_hi < 0.0 {
             return Some(eod);
         }
-        let (mut lo, mut hi) = (now, eod - 1);
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if ready(mid) {
-                hi = mid;
-            } else {
-                lo = mid;
-            }
-        }
-        Some(hi)
+        Some(first_crossing(now, eod - 1, m_lo, m_hi, margin))
     }
 
     /// Sends the pending bundle at `now`. Refuses (state unchanged) when nothing is
@@ -327,6 +400,64 @@ mod tests {
         assert_eq!(s.bundle.tours, 16);
         assert_eq!(s.bundle.first_at, T0 + 3600 + 4 * 60);
         assert_eq!(st.take(T0 + DAY, 4), Err(TakeError::Empty));
+    }
+
+    #[test]
+    fn first_crossing_matches_a_linear_scan() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for case in 0..400 {
+            // Non-decreasing step-and-slope functions with kinks, plateaus and jumps.
+            let knots: Vec<(i64, f64)> = (0..rng.random_range(1..6))
+                .map(|_| (rng.random_range(0..DAY), rng.random_range(0.0..3.0)))
+                .collect();
+            let slope = rng.random_range(0.0..1e-3);
+            let offset = rng.random_range(-20.0..0.0);
+            let f = |t: i64| -> f64 {
+                offset
+                    + slope * t as f64
+                    + knots.iter().filter(|k| t >= k.0).map(|k| k.1).sum::<f64>()
+            };
+            let (lo, hi) = (0i64, DAY - 1);
+            if f(lo) >= 0.0 || f(hi) < 0.0 {
+                continue;
+            }
+            let got = first_crossing(lo, hi, f(lo), f(hi), f);
+            assert!(f(got) >= 0.0 && f(got - 1) < 0.0, "case {case}: {got}");
+        }
+        // Saturated margins (a readiness stuck at 0 or 1) still converge.
+        let step = |t: i64| if t >= 40_000 { 1.0 } else { -1.0 };
+        assert_eq!(first_crossing(0, DAY - 1, -1.0, 1.0, step), 40_000);
+    }
+
+    #[test]
+    fn ready_at_matches_a_scan_of_every_second() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+        let mut cfg = BundlingConfig::default();
+        cfg.weights.since_last = 0.4;
+        cfg.weights.since_first = 0.05;
+        let r = LogisticRanker::new(&cfg);
+        for case in 0..24 {
+            let mut st = BundleState::default();
+            let mut t = T0 + rng.random_range(0..20 * 3600);
+            for _ in 0..rng.random_range(1..8) {
+                st.on_tour(t, t, "A", &r);
+                if rng.random_range(0..4) == 0 {
+                    let _ = st.take(t, 4);
+                }
+                t += rng.random_range(0..1800);
+            }
+            if st.pending().is_none() {
+                st.on_tour(t, t, "A", &r);
+            }
+            let p = st.pending().expect("pending").clone();
+            let eod = next_day_start(t);
+            let scan = (t..eod)
+                .find(|&s| st.sent_on(s) >= 4 || r.is_ready(&Features::observe(&st, &p, s, 4)))
+                .unwrap_or(eod);
+            assert_eq!(st.ready_at(t, &r), Some(scan), "case {case}");
+        }
     }
 
     #[test]

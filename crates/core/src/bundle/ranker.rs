@@ -75,6 +75,12 @@ pub trait Ranker {
     fn is_ready(&self, f: &Features) -> bool {
         self.readiness(f) >= self.threshold()
     }
+    /// How far past the threshold the bundle is, on any increasing scale: ready exactly
+    /// when ≥ 0 (it must agree with [`Self::is_ready`]). The ready-instant search
+    /// interpolates on it; the default is readiness − threshold.
+    fn margin(&self, f: &Features) -> f64 {
+        self.readiness(f) - self.threshold()
+    }
 }
 
 /// Weights of the logistic score (see the module docs). Hours for durations.
@@ -98,13 +104,6 @@ pub struct Weights {
     pub sent_today: f64,
     /// × hours left in the day; ≤ 0
     pub time_left: f64,
-    /// × ln(tours the person got so far today); constant between arrivals
-    pub tours_today: f64,
-    /// × ln(1 + since_last / typical gap): the burst has ended once the quiet is long
-    /// next to the gaps inside the bundle; ≥ 0
-    pub quiet: f64,
-    /// × the share of the day's traffic already past (0..1); ≥ 0
-    pub day_fraction: f64,
 }
 
 impl Default for Weights {
@@ -125,9 +124,6 @@ pub const DEFAULT_WEIGHTS: Weights = Weights {
     span: 0.0,
     sent_today: 0.0,
     time_left: 0.0,
-    tours_today: 0.0,
-    quiet: 0.0,
-    day_fraction: 0.0,
 };
 
 /// Share of a day's tours in each UTC hour, from the sample data with its one
@@ -146,25 +142,6 @@ pub struct Prior {
     pub rate: f64,
 }
 
-/// The typical gap between tours of one burst, for the `quiet` term.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Gap {
-    /// Seconds assumed for a bundle of one tour (no gap observed yet).
-    pub single: f64,
-    /// Floor on the observed mean gap, seconds (tours at the same instant).
-    pub floor: f64,
-}
-
-impl Default for Gap {
-    fn default() -> Self {
-        Self {
-            single: 1800.0,
-            floor: 120.0,
-        }
-    }
-}
-
 /// `config/bundling.yml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -173,7 +150,6 @@ pub struct BundlingConfig {
     pub threshold: f64,
     pub weights: Weights,
     pub prior: Prior,
-    pub gap: Gap,
     pub hour_profile: Vec<f64>,
 }
 
@@ -187,7 +163,6 @@ impl Default for BundlingConfig {
                 shape: 0.3,
                 rate: 0.1,
             },
-            gap: Gap::default(),
             hour_profile: DEFAULT_HOUR_PROFILE.to_vec(),
         }
     }
@@ -225,11 +200,6 @@ impl BundlingConfig {
             w.span,
             w.sent_today,
             w.time_left,
-            w.tours_today,
-            w.quiet,
-            w.day_fraction,
-            self.gap.single,
-            self.gap.floor,
             self.prior.shape,
             self.prior.rate,
         ];
@@ -237,11 +207,8 @@ impl BundlingConfig {
             errs.push("weights and prior must be finite numbers".into());
         }
         // Sign constraints keep the score non-decreasing while nothing arrives.
-        if w.since_first < 0.0 || w.since_last < 0.0 || w.quiet < 0.0 || w.day_fraction < 0.0 {
-            errs.push("weights.since_first, since_last, quiet and day_fraction must be ≥ 0".into());
-        }
-        if self.gap.single <= 0.0 || self.gap.floor <= 0.0 {
-            errs.push("gap.single and gap.floor must be > 0".into());
+        if w.since_first < 0.0 || w.since_last < 0.0 {
+            errs.push("weights.since_first and weights.since_last must be ≥ 0".into());
         }
         if w.time_left > 0.0 || w.expected_more > 0.0 {
             errs.push("weights.time_left and weights.expected_more must be ≤ 0".into());
@@ -277,10 +244,22 @@ pub struct LogisticRanker {
     logit_threshold: f64,
     max_per_day: u32,
     prior: Prior,
-    gap: Gap,
     /// Cumulative share of the day's traffic at each hour boundary (25 entries).
     cum: [f64; 25],
     share: [f64; 24],
+    /// ln(n) for small counts: the score takes two logarithms of counts, and the
+    /// ready-instant search evaluates it a few times per tour.
+    ln_small: [f64; 64],
+}
+
+impl LogisticRanker {
+    fn ln_count(&self, n: u32) -> f64 {
+        let n = n.max(1);
+        match self.ln_small.get(n as usize) {
+            Some(&x) => x,
+            None => f64::from(n).ln(),
+        }
+    }
 }
 
 impl LogisticRanker {
@@ -311,9 +290,9 @@ impl LogisticRanker {
             logit_threshold: (threshold / (1.0 - threshold)).ln(),
             max_per_day: cfg.max_per_day.max(1),
             prior: cfg.prior,
-            gap: cfg.gap,
             cum,
             share,
+            ln_small: std::array::from_fn(|i| (i.max(1) as f64).ln()),
         }
     }
 
@@ -336,26 +315,14 @@ impl LogisticRanker {
         let w = &self.w;
         const H: f64 = 3600.0;
         w.bias
-            + w.tours * f64::from(f.tours.max(1)).ln()
-            + w.sends_left * f64::from(f.sends_left.max(1)).ln()
+            + w.tours * self.ln_count(f.tours)
+            + w.sends_left * self.ln_count(f.sends_left)
             + w.expected_more * (0.05 + self.expected_more(f)).ln()
             + w.since_first * f.since_first / H
             + w.since_last * f.since_last / H
             + w.span * f.span / H
             + w.sent_today * f64::from(f.sent_today)
             + w.time_left * f.time_left / H
-            + w.tours_today * f64::from(f.tours_today.max(1)).ln()
-            + w.quiet * (f.since_last / self.typical_gap(f)).ln_1p()
-            + w.day_fraction * self.day_fraction(f.second_of_day)
-    }
-
-    /// The bundle's mean gap between tours (floored), or `gap.single` for one tour.
-    pub fn typical_gap(&self, f: &Features) -> f64 {
-        if f.tours >= 2 {
-            (f.span / f64::from(f.tours - 1)).max(self.gap.floor)
-        } else {
-            self.gap.single
-        }
     }
 }
 
@@ -371,6 +338,9 @@ impl Ranker for LogisticRanker {
     }
     fn is_ready(&self, f: &Features) -> bool {
         self.score(f) >= self.logit_threshold
+    }
+    fn margin(&self, f: &Features) -> f64 {
+        self.score(f) - self.logit_threshold
     }
 }
 
@@ -423,6 +393,21 @@ mod tests {
                 prev = z;
             }
         }
+    }
+
+    #[test]
+    fn margin_agrees_with_is_ready_and_counts_use_exact_logs() {
+        let r = LogisticRanker::new(&BundlingConfig::default());
+        for tours in [1, 2, 5, 63, 64, 65, 1000] {
+            assert!((r.ln_count(tours) - f64::from(tours).ln()).abs() < 1e-12);
+            for sent in 0..4 {
+                for sod in [0.0, 3600.0, 50_000.0, 86_399.0] {
+                    let f = feats(tours, sent, sod, sod / 3.0);
+                    assert_eq!(r.margin(&f) >= 0.0, r.is_ready(&f));
+                }
+            }
+        }
+        assert_eq!(r.ln_count(0), 0.0);
     }
 
     #[test]

@@ -7,6 +7,35 @@ use super::komoot::TourRef;
 use super::{BundleState, Ranker, Schedule, UnixSecs};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A small multiplicative hash (the Fx hash of rustc) for interning receiver ids: the
+/// default SipHash is built to resist hash flooding, which costs a tenth of the replay
+/// here and buys nothing for a file the operator feeds in.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn write_u8(&mut self, b: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxBuild = BuildHasherDefault<FxHasher>;
 
 /// A file's tours in a compact form: person ids interned, names in one arena.
 #[derive(Debug, Default, Clone)]
@@ -18,7 +47,7 @@ pub struct Dataset {
     names: String,
     /// Receiver ids by person index, in order of first appearance.
     pub people: Vec<Box<str>>,
-    index: HashMap<Box<str>, u32>,
+    index: HashMap<Box<str>, u32, FxBuild>,
     sorted: bool,
 }
 
@@ -28,6 +57,16 @@ impl Dataset {
             sorted: true,
             ..Self::default()
         }
+    }
+
+    /// An empty dataset with room for about `rows` rows.
+    pub fn with_capacity(rows: usize) -> Self {
+        let mut d = Self::new();
+        d.at.reserve(rows);
+        d.person.reserve(rows);
+        d.name_span.reserve(rows);
+        d.names.reserve(rows * 8);
+        d
     }
 
     pub fn len(&self) -> usize {
@@ -112,23 +151,46 @@ pub struct BundleOut {
     pub first_at: UnixSecs,
     pub tours: u32,
     pub person: u32,
-    pub first_friend: String,
+    /// The row (in [`Dataset`] order) of the bundle's first tour: its friend's name,
+    /// [`Dataset::name`], starts the message.
+    pub first_row: u32,
 }
 
+/// A bundle as the replay sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentRef {
+    pub sent_at: UnixSecs,
+    pub first_at: UnixSecs,
+    pub tours: u32,
+    pub person: u32,
+    /// The row of the bundle's first tour.
+    pub first_row: u32,
+}
+
+const NONE: u32 = u32::MAX;
+
 /// Replays `data` (sorted) through `ranker`, calling `on_send` for every bundle with
-/// the timestamps of its tours. Returns the number of sends the state machine refused
-/// (always 0 unless a ranker schedules past the cap, which the state catches).
+/// the rows of its tours (in time order). Returns the number of sends the state
+/// machine refused (always 0 unless a ranker schedules past the cap, which the state
+/// catches).
+///
+/// The per-person tours waiting in a bundle are a linked list through the rows, so
+/// the replay allocates nothing per tour or per bundle.
 pub fn replay_with<R: Ranker + ?Sized>(
     data: &Dataset,
     ranker: &R,
-    mut on_send: impl FnMut(&super::Sent, u32, &[UnixSecs]),
+    mut on_send: impl FnMut(&SentRef, &mut dyn Iterator<Item = usize>),
 ) -> u64 {
     let n = data.people.len();
     let max = ranker.max_per_day();
     let mut states = vec![BundleState::default(); n];
-    let mut pending_times: Vec<Vec<UnixSecs>> = vec![Vec::new(); n];
+    // Pending rows per person: head and tail of a list linked by `next`.
+    let mut head = vec![NONE; n];
+    let mut tail = vec![NONE; n];
+    let mut next = vec![NONE; data.len()];
     let mut version = vec![0u32; n];
-    let mut heap: BinaryHeap<Reverse<(UnixSecs, u32, u32)>> = BinaryHeap::new();
+    let mut heap: BinaryHeap<Reverse<(UnixSecs, u32, u32)>> =
+        BinaryHeap::with_capacity(n.min(1 << 20));
     let mut refused = 0u64;
 
     let mut fire = |t: UnixSecs,
@@ -136,11 +198,30 @@ pub fn replay_with<R: Ranker + ?Sized>(
                     states: &mut [BundleState],
                     version: &mut [u32],
                     heap: &mut BinaryHeap<Reverse<(UnixSecs, u32, u32)>>,
-                    pending_times: &mut [Vec<UnixSecs>]| {
+                    head: &mut [u32],
+                    tail: &mut [u32],
+                    next: &[u32]| {
         match states[p].take(t, max) {
             Ok(sent) => {
-                on_send(&sent, p as u32, &pending_times[p]);
-                pending_times[p].clear();
+                let first_row = head[p];
+                let s = SentRef {
+                    sent_at: sent.sent_at,
+                    first_at: sent.bundle.first_at,
+                    tours: sent.bundle.tours,
+                    person: p as u32,
+                    first_row,
+                };
+                let mut cur = first_row;
+                let mut rows = std::iter::from_fn(|| {
+                    (cur != NONE).then(|| {
+                        let r = cur as usize;
+                        cur = next[r];
+                        r
+                    })
+                });
+                on_send(&s, &mut rows);
+                head[p] = NONE;
+                tail[p] = NONE;
             }
             Err(super::TakeError::Empty) => {}
             Err(super::TakeError::CapReached(_)) => {
@@ -168,13 +249,21 @@ pub fn replay_with<R: Ranker + ?Sized>(
                     &mut states,
                     &mut version,
                     &mut heap,
-                    &mut pending_times,
+                    &mut head,
+                    &mut tail,
+                    &next,
                 );
             }
         }
         let p = data.person[i] as usize;
-        pending_times[p].push(now);
-        if let Schedule::At(t) = states[p].on_tour(now, now, data.name(i), ranker) {
+        if tail[p] == NONE {
+            head[p] = i as u32;
+        } else {
+            next[tail[p] as usize] = i as u32;
+        }
+        tail[p] = i as u32;
+        // The replay keeps the first friend's row itself, so the state needs no name.
+        if let Schedule::At(t) = states[p].on_tour(now, now, "", ranker) {
             version[p] = version[p].wrapping_add(1);
             heap.push(Reverse((t, p as u32, version[p])));
         }
@@ -187,7 +276,9 @@ pub fn replay_with<R: Ranker + ?Sized>(
                 &mut states,
                 &mut version,
                 &mut heap,
-                &mut pending_times,
+                &mut head,
+                &mut tail,
+                &next,
             );
         }
     }
@@ -196,16 +287,16 @@ pub fn replay_with<R: Ranker + ?Sized>(
 
 /// Replays `data` and collects the bundles (in send order) and every tour's delay.
 pub fn replay<R: Ranker + ?Sized>(data: &Dataset, ranker: &R) -> (Vec<BundleOut>, Vec<i64>) {
-    let mut bundles = Vec::new();
+    let mut bundles = Vec::with_capacity(data.len() / 2);
     let mut delays = Vec::with_capacity(data.len());
-    replay_with(data, ranker, |sent, person, times| {
-        delays.extend(times.iter().map(|&t| sent.sent_at - t));
+    replay_with(data, ranker, |s, rows| {
+        delays.extend(rows.map(|r| s.sent_at - data.at[r]));
         bundles.push(BundleOut {
-            sent_at: sent.sent_at,
-            first_at: sent.bundle.first_at,
-            tours: sent.bundle.tours,
-            person,
-            first_friend: sent.bundle.first_friend.clone(),
+            sent_at: s.sent_at,
+            first_at: s.first_at,
+            tours: s.tours,
+            person: s.person,
+            first_row: s.first_row,
         });
     });
     (bundles, delays)
@@ -214,8 +305,8 @@ pub fn replay<R: Ranker + ?Sized>(data: &Dataset, ranker: &R) -> (Vec<BundleOut>
 /// Total delay only: what the fitter minimises, without building the output.
 pub fn total_delay<R: Ranker + ?Sized>(data: &Dataset, ranker: &R) -> i64 {
     let mut total = 0i64;
-    replay_with(data, ranker, |sent, _, times| {
-        total += times.iter().map(|&t| sent.sent_at - t).sum::<i64>();
+    replay_with(data, ranker, |s, rows| {
+        total += rows.map(|r| s.sent_at - data.at[r]).sum::<i64>();
     });
     total
 }
@@ -282,7 +373,7 @@ mod tests {
         let (b, _) = replay(&d, &LogisticRanker::new(&BundlingConfig::default()));
         let total: u32 = b.iter().map(|x| x.tours).sum();
         assert_eq!(total, 2);
-        assert_eq!(b[0].first_friend, "Matthew");
+        assert_eq!(d.name(b[0].first_row as usize), "Matthew");
     }
 
     #[test]

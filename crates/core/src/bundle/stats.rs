@@ -3,7 +3,6 @@
 
 use super::day_of;
 use super::replay::BundleOut;
-use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stats {
@@ -25,16 +24,16 @@ pub struct Stats {
     pub bad_rows: u64,
 }
 
-/// Nearest-rank percentile of sorted data.
-fn percentile(sorted: &[i64], q: f64) -> i64 {
-    if sorted.is_empty() {
+/// Nearest-rank percentile, by selection (linear time; reorders `data`).
+fn percentile(data: &mut [i64], q: f64) -> i64 {
+    if data.is_empty() {
         return 0;
     }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
+    let rank = ((q * data.len() as f64).ceil() as usize).clamp(1, data.len());
+    *data.select_nth_unstable(rank - 1).1
 }
 
-/// Computes the statistics. `delays` is consumed (sorted in place);
+/// Computes the statistics. `delays` is consumed (reordered);
 /// `optimum_total` is the optimum's total delay over the same tours.
 pub fn compute(
     bundles: &[BundleOut],
@@ -44,7 +43,6 @@ pub fn compute(
     optimum_total: i64,
     bad_rows: u64,
 ) -> Stats {
-    delays.sort_unstable();
     let tours = delays.len() as u64;
     let total: i128 = delays.iter().map(|&d| i128::from(d)).sum();
     let avg = if tours == 0 {
@@ -57,20 +55,47 @@ pub fn compute(
     } else {
         optimum_total as f64 / tours as f64
     };
-    let mut per: HashMap<(u32, i64), u32> = HashMap::new();
-    for b in bundles {
-        *per.entry((b.person, day_of(b.sent_at))).or_insert(0) += 1;
-    }
     let cap = max_per_day as usize;
     let mut hist = vec![0u64; cap + 2];
     let mut violations = 0;
-    for &c in per.values() {
-        let c = c as usize;
+    let mut count_day = |c: usize| {
         if c > cap {
             violations += 1;
             hist[cap + 1] += 1;
-        } else {
+        } else if c > 0 {
             hist[c] += 1;
+        }
+    };
+    // Bundles per person-day. In send order (how the replay emits them) each person's
+    // days only move forward: one pass with a running (day, count) per person.
+    // Otherwise sort the (person, day) keys and count the runs.
+    if bundles.is_sorted_by_key(|b| b.sent_at) {
+        let people = bundles
+            .iter()
+            .map(|b| b.person as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut run: Vec<(i64, u32)> = vec![(i64::MIN, 0); people];
+        for b in bundles {
+            let (day, n) = &mut run[b.person as usize];
+            let d = day_of(b.sent_at);
+            if *day != d {
+                count_day(*n as usize);
+                (*day, *n) = (d, 0);
+            }
+            *n += 1;
+        }
+        for (_, n) in run {
+            count_day(n as usize);
+        }
+    } else {
+        let mut keys: Vec<(u32, i64)> = bundles
+            .iter()
+            .map(|b| (b.person, day_of(b.sent_at)))
+            .collect();
+        keys.sort_unstable();
+        for run in keys.chunk_by(|a, b| a == b) {
+            count_day(run.len());
         }
     }
     let ratio = if opt_avg > 0.0 {
@@ -90,9 +115,9 @@ pub fn compute(
             tours as f64 / bundles.len() as f64
         },
         delay_avg: avg,
-        delay_p50: percentile(&delays, 0.50),
-        delay_p95: percentile(&delays, 0.95),
-        delay_max: delays.last().copied().unwrap_or(0),
+        delay_p50: percentile(&mut delays, 0.50),
+        delay_p95: percentile(&mut delays, 0.95),
+        delay_max: delays.iter().copied().max().unwrap_or(0),
         per_person_day: hist,
         cap_violations: violations,
         optimum_avg_delay: opt_avg,
@@ -153,7 +178,7 @@ mod tests {
             first_at: sent_at,
             tours: 1,
             person,
-            first_friend: "x".into(),
+            first_row: 0,
         }
     }
 
@@ -166,6 +191,12 @@ mod tests {
         assert_eq!(s.per_person_day, vec![0, 2, 0, 1]);
         assert_eq!(s.delay_p50, 20);
         assert_eq!(s.delay_max, 1000);
+        // Any order of the bundles counts the same.
+        let mut shuffled = bundles.clone();
+        shuffled.reverse();
+        let t = compute(&shuffled, vec![0, 10, 20, 30, 1000], 2, 2, 500, 0);
+        assert_eq!(t.per_person_day, s.per_person_day);
+        assert_eq!(t.cap_violations, 1);
         assert!((s.delay_avg - 212.0).abs() < 1e-9);
         assert!((s.ratio - 212.0 / 100.0).abs() < 1e-9);
         assert_eq!(
