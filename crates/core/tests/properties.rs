@@ -150,6 +150,8 @@ fn valid_event() -> impl Strategy<Value = (Value, String, DateTime<Utc>, Option<
             }
             (item, event_type, ts, user_id)
         })
+        // Postgres cannot store NUL, so an item holding one is invalid (see event.rs).
+        .prop_filter("valid items hold no NUL", |(item, ..)| !item.to_string().contains("\\u0000"))
 }
 
 // ---------------------------------------------------------------------- events
@@ -261,6 +263,8 @@ fn valid_alert() -> impl Strategy<Value = Value> {
             json!({"alert_uuid": uuid::Uuid::from_u128(id), "location": location, "label": label,
                    "url": url, "time_spotted": t})
         })
+        // Postgres cannot store NUL, so an alert holding one is invalid (see alert.rs).
+        .prop_filter("valid alerts hold no NUL", |a| !a.to_string().contains("\\u0000"))
 }
 
 proptest! {
