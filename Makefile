@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: up down test e2e lint fmt check-config services build simulate bundle e2e-ui chaos fuzz schemathesis
+.PHONY: up down test e2e lint fmt check-config services build simulate bundle e2e-ui chaos fuzz schemathesis bench
 
 ## up: run postgres, redis, api, worker and a sink (Docker when an engine answers,
 ##     otherwise local processes against local Postgres and Redis)
@@ -48,6 +48,10 @@ fuzz:
 ## schemathesis: HTTP fuzzing of every route of /openapi.json against the e2e stack; no 5xx allowed
 schemathesis: services
 	python3 scripts/schemathesis.py
+
+## bench: the seven figures of SPEC 11 on free ports (release build); see BENCHMARKS.md
+bench: services
+	python3 bench/run.py
 
 ## lint: formatting and clippy, as CI checks them
 lint:

@@ -151,7 +151,9 @@ fn valid_event() -> impl Strategy<Value = (Value, String, DateTime<Utc>, Option<
             (item, event_type, ts, user_id)
         })
         // Postgres cannot store NUL, so an item holding one is invalid (see event.rs).
-        .prop_filter("valid items hold no NUL", |(item, ..)| !item.to_string().contains("\\u0000"))
+        .prop_filter("valid items hold no NUL", |(item, ..)| {
+            !item.to_string().contains("\\u0000")
+        })
 }
 
 // ---------------------------------------------------------------------- events
@@ -264,7 +266,9 @@ fn valid_alert() -> impl Strategy<Value = Value> {
                    "url": url, "time_spotted": t})
         })
         // Postgres cannot store NUL, so an alert holding one is invalid (see alert.rs).
-        .prop_filter("valid alerts hold no NUL", |a| !a.to_string().contains("\\u0000"))
+        .prop_filter("valid alerts hold no NUL", |a| {
+            !a.to_string().contains("\\u0000")
+        })
 }
 
 proptest! {

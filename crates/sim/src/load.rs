@@ -212,6 +212,10 @@ pub struct CeilingArgs {
     /// Loops running at once, each with its own connections.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Insert with one statement over eight arrays (`SELECT * FROM unnest(...)`, the
+    /// api's statement) instead of a VALUES list of `--batch` rows.
+    #[arg(long)]
+    pub unnest: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -918,6 +922,12 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
+/// The api's statement: eight arrays, whatever the row count.
+const UNNEST_SQL: &str = "INSERT INTO events (id, event_type, user_id, topic, event_timestamp, \
+     properties, user_traits, idempotency_key) SELECT * FROM unnest($1::uuid[], $2::text[], \
+     $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], $7::jsonb[], $8::text[]) \
+     ON CONFLICT ON CONSTRAINT events_idempotency_key_key DO NOTHING RETURNING id";
+
 struct CeilingLoop {
     pg: tokio_postgres::Client,
     statement: tokio_postgres::Statement,
@@ -928,7 +938,12 @@ async fn ceiling(args: CeilingArgs) -> anyhow::Result<Value> {
     let tag = run_tag();
     let stream = format!("{}bench:ceiling", args.redis_prefix);
     let redis_client = redis::Client::open(args.redis_url.as_str())?;
-    let sql = insert_sql(args.batch);
+    let unnest = args.unnest;
+    let sql = if unnest {
+        UNNEST_SQL.to_string()
+    } else {
+        insert_sql(args.batch)
+    };
     let mut loops = Vec::with_capacity(args.concurrency);
     let mut backends: Vec<u32> = Vec::new();
     for _ in 0..args.concurrency {
@@ -995,7 +1010,23 @@ async fn ceiling(args: CeilingArgs) -> anyhow::Result<Value> {
                 statement,
                 redis,
             } = &mut *l;
-            let rows = pg.query(&*statement, &params).await?;
+            let rows = if unnest {
+                let column = |f: fn(&BenchEvent) -> &str| events.iter().map(f).collect::<Vec<_>>();
+                let types = column(|e| e.event_type);
+                let users = column(|e| &e.user_id);
+                let keys = column(|e| &e.idempotency_key);
+                let topics: Vec<Option<&str>> = vec![None; events.len()];
+                let traits: Vec<&PgJsonb> = vec![empty; events.len()];
+                pg.query(
+                    &*statement,
+                    &[
+                        &ids, &types, &users, &topics, &times, &props, &traits, &keys,
+                    ],
+                )
+                .await?
+            } else {
+                pg.query(&*statement, &params).await?
+            };
             let mut pipe = redis::pipe();
             for row in &rows {
                 let id: &[u8] = row.try_get::<_, PgRawUuid>(0)?.0;
@@ -1019,8 +1050,10 @@ async fn ceiling(args: CeilingArgs) -> anyhow::Result<Value> {
     }
     let rate = stats.items as f64 / stats.window_s;
     eprintln!(
-        "ceiling: {rate:.0} rows/s inserted ({} per statement) and XADDed, {} loops",
-        args.batch, args.concurrency
+        "ceiling: {rate:.0} rows/s inserted ({} per {} statement) and XADDed, {} loops",
+        args.batch,
+        if unnest { "unnest" } else { "VALUES" },
+        args.concurrency
     );
     Ok(json!({
         "figure": "ceiling",
@@ -1029,6 +1062,7 @@ async fn ceiling(args: CeilingArgs) -> anyhow::Result<Value> {
         "errors": stats.errors,
         "batch": args.batch,
         "concurrency": args.concurrency,
+        "unnest": unnest,
         "statement_latency": latency_json(stats.latencies_us),
         // Over warm-up and measuring window both.
         "postgres_backend_cpu_s": backend_cpu_after.zip(backend_cpu_before).map(|(a, b)| a - b),
