@@ -37,7 +37,6 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -372,25 +371,12 @@ def machine_load() -> str:
     return f"load average at the end {load1:.2f} (5 min {load5:.2f}) on {os.cpu_count()} CPUs"
 
 
-def raise_interrupt(signum, _frame):
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     wanted = set(args.only or FIGURES)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, raise_interrupt)
-    run_hex = harness.new_hex()
-    run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{run_hex}"
-    work_dir = harness.target_dir(REPO) / "bench-logs" / run_id
-    work_dir.mkdir(parents=True, exist_ok=True)
-    db = harness.Postgres(os.environ.get("HERALD_TEST_DATABASE_URL", harness.DEFAULT_DATABASE_URL),
-                          f"herald_bench_{run_hex}")
-    redis = harness.Redis(os.environ.get("HERALD_TEST_REDIS_URL", harness.DEFAULT_REDIS_URL),
-                          f"herald_bench_{run_hex}:")
-    procs = harness.Processes(work_dir)
+    harness.trap_interrupts()
+    run = harness.new_run(REPO, "bench-logs", "herald_bench")
+    run_id, work_dir, db, redis, procs = run.run_id, run.log_dir, run.db, run.redis, run.procs
     print(f"bench run {run_id}: logs in {work_dir}; {machine_load()} at the start", flush=True)
     bench: Bench | None = None
     code = 0

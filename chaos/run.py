@@ -748,17 +748,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def raise_interrupt(signum, _frame):
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     args.run_hex = harness.new_hex(4)
     random.seed(args.seed)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, raise_interrupt)
+    harness.trap_interrupts()
     run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{args.run_hex}"
     log_dir = harness.target_dir(REPO) / "chaos-logs" / run_id
     log_dir.mkdir(parents=True, exist_ok=True)

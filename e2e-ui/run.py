@@ -27,7 +27,6 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 UI_DIR = Path(__file__).resolve().parent
@@ -131,25 +130,11 @@ def run_browser_test(stack: harness.Stack, results: harness.Results, docs: bool)
     print(f"  screenshots in {shots}", flush=True)
 
 
-def raise_interrupt(signum, _frame):
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, raise_interrupt)
-
-    run_hex = harness.new_hex()
-    run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{run_hex}"
-    log_dir = harness.target_dir(REPO) / "e2e-ui-logs" / run_id
-    log_dir.mkdir(parents=True, exist_ok=True)
-    db = harness.Postgres(os.environ.get("HERALD_TEST_DATABASE_URL", harness.DEFAULT_DATABASE_URL),
-                          f"herald_e2e_ui_{run_hex}")
-    redis = harness.Redis(os.environ.get("HERALD_TEST_REDIS_URL", harness.DEFAULT_REDIS_URL),
-                          f"herald_e2e_ui_{run_hex}:")
-    procs = harness.Processes(log_dir)
+    harness.trap_interrupts()
+    run = harness.new_run(REPO, "e2e-ui-logs", "herald_e2e_ui")
+    run_id, log_dir, db, redis, procs = run.run_id, run.log_dir, run.db, run.redis, run.procs
     results = harness.Results()
     started = time.monotonic()
     interrupted = False

@@ -566,3 +566,39 @@ def process_environ(proc: Process) -> dict[str, str]:
     raw = Path(f"/proc/{proc.popen.pid}/environ").read_bytes()
     pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+# ------------------------------------------------------------------- one run's setup
+
+def _raise_interrupt(signum, _frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def trap_interrupts() -> None:
+    """SIGTERM and SIGHUP behave like Ctrl-C (also when started in the background), so
+    every runner's `finally` stops its processes and drops what it created."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupt)
+
+
+@dataclass
+class Run:
+    """What one run of a driver owns: its id, log directory, private database and
+    Redis prefix (named `<name>_<hex>`), and the processes it starts."""
+    run_id: str
+    log_dir: Path
+    db: "Postgres"
+    redis: "Redis"
+    procs: "Processes"
+
+
+def new_run(repo: Path, logs: str, name: str) -> Run:
+    """Sets up a run whose logs go to target/<logs>/<run id>/."""
+    run_hex = new_hex()
+    run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{run_hex}"
+    log_dir = target_dir(repo) / logs / run_id
+    log_dir.mkdir(parents=True, exist_ok=True)
+    db = Postgres(os.environ.get("HERALD_TEST_DATABASE_URL", DEFAULT_DATABASE_URL), f"{name}_{run_hex}")
+    redis = Redis(os.environ.get("HERALD_TEST_REDIS_URL", DEFAULT_REDIS_URL), f"{name}_{run_hex}:")
+    return Run(run_id, log_dir, db, redis, Processes(log_dir))

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import signal
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 
@@ -81,30 +79,15 @@ def run_scenario(stack: harness.Stack, scenario: ModuleType) -> None:
     print(f"     ({scenario.NAME}: {time.monotonic() - started:.1f}s)", flush=True)
 
 
-def raise_interrupt(signum, _frame):
-    """SIGTERM/SIGHUP behave like Ctrl-C, so the same `finally` cleans up."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     scenarios = select(load_scenarios(), args.only)
     if args.list:
         print("\n".join(s.NAME for s in scenarios))
         return 0
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, raise_interrupt)
-
-    run_hex = harness.new_hex()
-    run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{run_hex}"
-    log_dir = harness.target_dir(REPO) / "e2e-logs" / run_id
-    log_dir.mkdir(parents=True, exist_ok=True)
-    db = harness.Postgres(os.environ.get("HERALD_TEST_DATABASE_URL", harness.DEFAULT_DATABASE_URL),
-                          f"herald_e2e_{run_hex}")
-    redis = harness.Redis(os.environ.get("HERALD_TEST_REDIS_URL", harness.DEFAULT_REDIS_URL),
-                          f"herald_e2e_{run_hex}:")
-    procs = harness.Processes(log_dir)
+    harness.trap_interrupts()
+    run = harness.new_run(REPO, "e2e-logs", "herald_e2e")
+    run_id, log_dir, db, redis, procs = run.run_id, run.log_dir, run.db, run.redis, run.procs
     results = harness.Results()
     started = time.monotonic()
     interrupted = False
