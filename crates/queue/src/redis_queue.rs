@@ -3,6 +3,7 @@
 use crate::job::{Job, QueueName};
 use crate::keys::{Keys, GROUP};
 use deadpool_redis::{Manager, Pool, Runtime};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{AsyncConnectionConfig, RedisError, Script, Value};
 use std::time::Duration;
@@ -85,6 +86,12 @@ return 0
 
 #[derive(Clone)]
 pub struct Queue {
+    /// One multiplexed connection shared by every non-blocking command: concurrent
+    /// callers' commands are pipelined on it, and taking it costs nothing. (A pool
+    /// checkout costs an UNWATCH + PING round trip, as much as the command itself.)
+    /// It reconnects by itself after Redis restarts.
+    shared: ConnectionManager,
+    /// Connections for blocking reads, which would stall the shared connection.
     pool: Pool,
     keys: Keys,
 }
@@ -107,7 +114,18 @@ impl Queue {
             .recycle_timeout(Some(Duration::from_secs(2)))
             .build()
             .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+        // One reconnect try per failed command: while Redis is down, callers get an
+        // error quickly (and retry on their own schedule) instead of queueing behind
+        // a long reconnect loop.
+        let shared_config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let client = redis::Client::open(redis_url)?;
+        let shared = ConnectionManager::new_lazy_with_config(client, shared_config)?;
         Ok(Queue {
+            shared,
             pool,
             keys: Keys::new(prefix),
         })
@@ -117,7 +135,13 @@ impl Queue {
         &self.keys
     }
 
-    pub(crate) async fn conn(&self) -> Result<deadpool_redis::Connection, QueueError> {
+    /// The shared connection, for any command that does not block.
+    pub(crate) async fn conn(&self) -> Result<ConnectionManager, QueueError> {
+        Ok(self.shared.clone())
+    }
+
+    /// A connection of its own, for a blocking read.
+    async fn blocking_conn(&self) -> Result<deadpool_redis::Connection, QueueError> {
         Ok(self.pool.get().await?)
     }
 
@@ -245,14 +269,15 @@ impl Queue {
         for _ in queues {
             cmd.arg(">");
         }
-        let mut c = self.conn().await?;
-        let reply: Result<Option<StreamReadReply>, RedisError> = cmd.query_async(&mut c).await;
+        let reply: Result<Option<StreamReadReply>, RedisError> = match block {
+            Some(_) => cmd.query_async(&mut self.blocking_conn().await?).await,
+            None => cmd.query_async(&mut self.conn().await?).await,
+        };
         let reply = match reply {
             Ok(r) => r,
             Err(e) if e.code() == Some("NOGROUP") => {
                 // Redis lost our streams (a restart): recreate them; the next read works.
                 tracing::warn!("consumer group missing, recreating the queues");
-                drop(c);
                 self.ensure_groups().await?;
                 return Ok(Vec::new());
             }

@@ -195,15 +195,41 @@ pub async fn find(conn: &mut Conn, id: Uuid) -> Result<EventRow, StoreError> {
         .await?)
 }
 
-/// Marks an event routed: all its notification rows exist.
-pub async fn mark_routed(conn: &mut Conn, id: Uuid) -> Result<(), StoreError> {
-    diesel::update(events::table.find(id))
-        .set((
-            events::status.eq("routed"),
-            events::routed_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
+/// The events of `ids` that exist, in one query.
+pub async fn find_many(conn: &mut Conn, ids: &[Uuid]) -> Result<Vec<EventRow>, StoreError> {
+    Ok(events::table
+        .filter(events::id.eq_any(ids))
+        .select(EventRow::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// `UPDATE events SET status = 'routed' … WHERE id = ANY($1)`: one prepared statement
+/// for any number of events (diesel's update DSL is prepared afresh on every call).
+struct MarkRouted<'a> {
+    ids: &'a [Uuid],
+}
+
+impl QueryId for MarkRouted<'_> {
+    type QueryId = MarkRouted<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Pg> for MarkRouted<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("UPDATE events SET status = 'routed', routed_at = now() WHERE id = ANY(");
+        out.push_bind_param::<Array<diesel::sql_types::Uuid>, _>(self.ids)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+/// Marks events routed: all their notification rows exist.
+pub async fn mark_routed(conn: &mut Conn, ids: &[Uuid]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    MarkRouted { ids }.execute(conn).await?;
     Ok(())
 }
 

@@ -8,11 +8,15 @@
 use crate::pool::{Conn, StoreError};
 use crate::schema::{delivery_attempts, events, notifications, users};
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Array, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::AsyncConnection;
 use diesel_async::RunQueryDsl;
 use herald_core::retry::AttemptOutcome;
 use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 /// Notification statuses, as stored.
@@ -53,7 +57,99 @@ pub struct Inserted {
     pub due_at: DateTime<Utc>,
 }
 
-/// Inserts a chunk of rows; returns those that did not exist yet.
+/// A chunk of rows, column by column, inserted with
+/// `INSERT … SELECT * FROM unnest($1, …, $14) ON CONFLICT DO NOTHING`: the SQL is the
+/// same whatever the row count, so it is prepared once per connection (a `VALUES`
+/// list is new SQL for every count, prepared and planned afresh each time).
+#[derive(Default)]
+struct UnnestNotifications<'a> {
+    id: Vec<Uuid>,
+    event_id: Vec<Uuid>,
+    user_id: Vec<Option<&'a str>>,
+    notification_type: Vec<&'a str>,
+    channel: Vec<&'a str>,
+    status: Vec<&'a str>,
+    suppression_reason: Vec<Option<&'a str>>,
+    severity: Vec<&'a str>,
+    private: Vec<bool>,
+    subject: Vec<Option<&'a str>>,
+    text: Vec<&'a str>,
+    due_at: Vec<DateTime<Utc>>,
+    sent_at: Vec<Option<DateTime<Utc>>>,
+    bundle_id: Vec<Option<Uuid>>,
+}
+
+impl<'a> UnnestNotifications<'a> {
+    fn push(&mut self, n: &'a NewNotification) {
+        self.id.push(n.id);
+        self.event_id.push(n.event_id);
+        self.user_id.push(n.user_id.as_deref());
+        self.notification_type.push(&n.notification_type);
+        self.channel.push(&n.channel);
+        self.status.push(n.status);
+        self.suppression_reason
+            .push(n.suppression_reason.as_deref());
+        self.severity.push(n.severity);
+        self.private.push(n.private);
+        self.subject.push(n.subject.as_deref());
+        self.text.push(&n.text);
+        self.due_at.push(n.due_at);
+        self.sent_at.push(n.sent_at);
+        self.bundle_id.push(n.bundle_id);
+    }
+}
+
+impl QueryId for UnnestNotifications<'_> {
+    type QueryId = UnnestNotifications<'static>;
+    // The SQL is the same for every value: safe to prepare once and cache.
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for UnnestNotifications<'_> {
+    type SqlType = (SqlUuid, Text, Text, Timestamptz);
+}
+
+impl QueryFragment<Pg> for UnnestNotifications<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "INSERT INTO notifications (id, event_id, user_id, notification_type, channel, \
+             status, suppression_reason, severity, private, subject, text, due_at, sent_at, \
+             bundle_id) SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.event_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.user_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.notification_type)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.channel)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.status)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.suppression_reason)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.severity)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Bool>, _>(&self.private)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.subject)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.text)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.due_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(&self.sent_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<SqlUuid>>, _>(&self.bundle_id)?;
+        out.push_sql(") ON CONFLICT DO NOTHING RETURNING id, status, severity, due_at");
+        Ok(())
+    }
+}
+
+/// Inserts a chunk of rows with one prepared statement; returns those that did not
+/// exist yet.
 pub async fn insert_batch(
     conn: &mut diesel_async::AsyncPgConnection,
     rows: &[NewNotification],
@@ -61,17 +157,37 @@ pub async fn insert_batch(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(diesel::insert_into(notifications::table)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning((
-            notifications::id,
-            notifications::status,
-            notifications::severity,
-            notifications::due_at,
-        ))
-        .get_results(conn)
-        .await?)
+    let mut columns = UnnestNotifications::default();
+    for row in rows {
+        columns.push(row);
+    }
+    Ok(columns.get_results(conn).await?)
+}
+
+/// Inserts several callers' chunks with one statement; returns, per chunk, its rows
+/// that did not exist yet.
+pub async fn insert_chunks(
+    conn: &mut Conn,
+    chunks: &[Vec<NewNotification>],
+) -> Result<Vec<Vec<Inserted>>, StoreError> {
+    let mut columns = UnnestNotifications::default();
+    for row in chunks.iter().flatten() {
+        columns.push(row);
+    }
+    if columns.id.is_empty() {
+        return Ok(vec![Vec::new(); chunks.len()]);
+    }
+    let inserted: Vec<Inserted> = columns.get_results(conn).await?;
+    let mut by_id: HashMap<Uuid, Inserted> = inserted.into_iter().map(|n| (n.id, n)).collect();
+    Ok(chunks
+        .iter()
+        .map(|chunk| {
+            chunk
+                .iter()
+                .filter_map(|row| by_id.remove(&row.id))
+                .collect()
+        })
+        .collect())
 }
 
 /// Everything a delivery needs, read in one query.
@@ -101,11 +217,12 @@ pub struct DeliveryRow {
     pub bundle_id: Option<Uuid>,
 }
 
-pub async fn for_delivery(conn: &mut Conn, id: Uuid) -> Result<Option<DeliveryRow>, StoreError> {
+/// The delivery rows of `ids` (those that exist), in one query.
+pub async fn for_delivery(conn: &mut Conn, ids: &[Uuid]) -> Result<Vec<DeliveryRow>, StoreError> {
     Ok(notifications::table
         .inner_join(events::table)
         .left_join(users::table)
-        .filter(notifications::id.eq(id))
+        .filter(notifications::id.eq_any(ids))
         .select((
             notifications::id,
             notifications::event_id,
@@ -128,9 +245,8 @@ pub async fn for_delivery(conn: &mut Conn, id: Uuid) -> Result<Option<DeliveryRo
             notifications::created_at,
             notifications::bundle_id,
         ))
-        .first(conn)
-        .await
-        .optional()?)
+        .load(conn)
+        .await?)
 }
 
 /// One try's result, as the worker reports it.
@@ -147,47 +263,120 @@ pub struct AttemptRecord {
     pub next_due: Option<DateTime<Utc>>,
 }
 
-#[derive(QueryableByName)]
-struct AttemptNo {
-    #[diesel(sql_type = Int4)]
-    attempt: i32,
+/// Tries, column by column, recorded with one prepared statement (see
+/// [`record_attempts`]).
+#[derive(Default)]
+struct UnnestAttempts<'a> {
+    id: Vec<Uuid>,
+    new_status: Vec<&'static str>,
+    next_due: Vec<Option<DateTime<Utc>>>,
+    error: Vec<Option<&'a str>>,
+    started_at: Vec<DateTime<Utc>>,
+    duration_ms: Vec<i32>,
+    http_status: Vec<Option<i32>>,
+    outcome: Vec<&'static str>,
 }
 
-/// Writes the attempt row and moves the notification on, in one statement. A row that
-/// is no longer `pending` (a duplicate delivery after a reclaim) keeps its status, but
-/// the attempt is still recorded: it happened. Returns the attempt number.
-pub async fn record_attempt(conn: &mut Conn, rec: &AttemptRecord) -> Result<i32, StoreError> {
-    let new_status = match rec.outcome {
-        AttemptOutcome::Success => status::SENT,
-        AttemptOutcome::Retry => status::PENDING,
-        AttemptOutcome::PermanentFailure => status::FAILED,
-    };
-    let row = diesel::sql_query(
-        "WITH n AS (
-           UPDATE notifications SET
-             attempts = attempts + 1,
-             status = CASE WHEN status = 'pending' THEN $2 ELSE status END,
-             sent_at = CASE WHEN $2 = 'sent' THEN COALESCE(sent_at, now()) ELSE sent_at END,
-             due_at = COALESCE($3, due_at),
-             last_error = CASE WHEN $2 = 'sent' THEN NULL ELSE $4 END
-           WHERE id = $1
-           RETURNING attempts)
-         INSERT INTO delivery_attempts
-           (notification_id, attempt, started_at, duration_ms, http_status, error, outcome)
-         SELECT $1, attempts, $5, $6, $7, $4, $8 FROM n
-         RETURNING attempt",
-    )
-    .bind::<SqlUuid, _>(rec.notification_id)
-    .bind::<Text, _>(new_status)
-    .bind::<Nullable<Timestamptz>, _>(rec.next_due)
-    .bind::<Nullable<Text>, _>(&rec.error)
-    .bind::<Timestamptz, _>(rec.started_at)
-    .bind::<Int4, _>(rec.duration_ms)
-    .bind::<Nullable<Int4>, _>(rec.http_status)
-    .bind::<Text, _>(rec.outcome.as_str())
-    .get_result::<AttemptNo>(conn)
-    .await?;
-    Ok(row.attempt)
+impl QueryId for UnnestAttempts<'_> {
+    type QueryId = UnnestAttempts<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for UnnestAttempts<'_> {
+    type SqlType = SqlUuid;
+}
+
+impl QueryFragment<Pg> for UnnestAttempts<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH r AS (SELECT * FROM unnest(");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.new_status)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(&self.next_due)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.error)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.started_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Int4>, _>(&self.duration_ms)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Int4>>, _>(&self.http_status)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.outcome)?;
+        out.push_sql(
+            ") AS r(id, new_status, next_due, error, started_at, duration_ms, http_status, \
+             outcome)),
+             n AS (
+               UPDATE notifications SET
+                 attempts = notifications.attempts + 1,
+                 status = CASE WHEN notifications.status = 'pending' THEN r.new_status
+                               ELSE notifications.status END,
+                 sent_at = CASE WHEN r.new_status = 'sent'
+                                THEN COALESCE(notifications.sent_at, now())
+                                ELSE notifications.sent_at END,
+                 due_at = COALESCE(r.next_due, notifications.due_at),
+                 last_error = CASE WHEN r.new_status = 'sent' THEN NULL ELSE r.error END
+               FROM r WHERE notifications.id = r.id
+               RETURNING notifications.id, notifications.attempts)
+             INSERT INTO delivery_attempts
+               (notification_id, attempt, started_at, duration_ms, http_status, error, outcome)
+             SELECT r.id, n.attempts, r.started_at, r.duration_ms, r.http_status, r.error,
+                    r.outcome
+             FROM r JOIN n ON n.id = r.id
+             RETURNING notification_id",
+        );
+        Ok(())
+    }
+}
+
+/// Writes each try's attempt row and moves its notification on, all in one statement
+/// (and one commit). A row that is no longer `pending` (a duplicate delivery after a
+/// reclaim) keeps its status, but the attempt is still recorded: it happened. A
+/// notification may appear once per call (its attempt number comes from the update).
+pub async fn record_attempts(conn: &mut Conn, recs: &[AttemptRecord]) -> Result<(), StoreError> {
+    // The attempt number comes from the UPDATE, which sees a row once per statement:
+    // a notification that appears again goes into a later round.
+    let mut rounds: Vec<(HashSet<Uuid>, UnnestAttempts)> = Vec::new();
+    for rec in recs {
+        let round = match rounds
+            .iter()
+            .position(|(ids, _)| !ids.contains(&rec.notification_id))
+        {
+            Some(i) => i,
+            None => {
+                rounds.push(Default::default());
+                rounds.len() - 1
+            }
+        };
+        let (ids, columns) = &mut rounds[round];
+        ids.insert(rec.notification_id);
+        columns.id.push(rec.notification_id);
+        columns.new_status.push(match rec.outcome {
+            AttemptOutcome::Success => status::SENT,
+            AttemptOutcome::Retry => status::PENDING,
+            AttemptOutcome::PermanentFailure => status::FAILED,
+        });
+        columns.next_due.push(rec.next_due);
+        columns.error.push(rec.error.as_deref());
+        columns.started_at.push(rec.started_at);
+        columns.duration_ms.push(rec.duration_ms);
+        columns.http_status.push(rec.http_status);
+        columns.outcome.push(rec.outcome.as_str());
+    }
+    if rounds.len() == 1 {
+        let (_, columns) = rounds.remove(0);
+        let _: Vec<Uuid> = columns.get_results(conn).await?;
+    } else if !rounds.is_empty() {
+        conn.transaction(async move |tx| {
+            for (_, columns) in rounds {
+                let _: Vec<Uuid> = columns.get_results(tx).await?;
+            }
+            Ok::<_, diesel::result::Error>(())
+        })
+        .await?
+    }
+    Ok(())
 }
 
 /// Marks a pending notification sent without an HTTP call (the `in_app` channel).

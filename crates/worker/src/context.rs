@@ -38,6 +38,8 @@ pub struct Context {
     pub clients: Clients,
     /// Batches the acknowledgement of handled jobs.
     pub acker: crate::acks::Acker,
+    /// The per-job statements, batched across concurrent jobs.
+    pub statements: crate::statements::Statements,
     /// Bundling's ranker and settings (`bundling.yml`).
     pub bundler: crate::bundling::Bundler,
     /// This process's consumer name in the group; also its heartbeat key.
@@ -56,6 +58,10 @@ impl Context {
         herald_store::migrate::run(&settings.database_url).await?;
         let pool =
             herald_store::connect(&settings.database_url, settings.concurrency.clamp(4, 32))?;
+        let statements = crate::statements::Statements::start(herald_store::connect(
+            &settings.database_url,
+            crate::statements::POOL_SIZE,
+        )?);
         let queue = Queue::connect(
             &settings.redis_url,
             &settings.redis_prefix,
@@ -79,6 +85,7 @@ impl Context {
             queue,
             clients,
             acker: crate::acks::Acker::default(),
+            statements,
             bundler,
             worker_id,
         })

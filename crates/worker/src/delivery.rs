@@ -80,8 +80,7 @@ pub async fn announce(ctx: &Context, user_ids: &[&str]) {
 
 /// Delivers; returns the recipient when the notification's state changed.
 async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<Option<Changed>> {
-    let mut conn = herald_store::pool::get(&ctx.pool).await?;
-    let Some(row) = notifications::for_delivery(&mut conn, id).await? else {
+    let Some(row) = ctx.statements.delivery_row(id).await? else {
         return Ok(None);
     };
     if row.status != status::PENDING {
@@ -102,27 +101,27 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<Option<Change
             .await?;
         return Ok(None);
     }
-    if let Some(why) = recheck_failure(ctx, &mut conn, &row).await? {
+    if let Some(why) = recheck_failure(ctx, &row).await? {
         let reason = format!(
             "skipped {}: {why} (rechecked after the delay)",
             row.notification_type
         );
-        notifications::mark_suppressed(&mut conn, id, &reason).await?;
+        notifications::mark_suppressed(&mut db(ctx).await?, id, &reason).await?;
         return changed;
     }
     let Some(channel) = ctx.config.channels.get(&row.channel) else {
         let reason = format!("unknown channel {:?}", row.channel);
-        fail_without_trying(&mut conn, &row, &reason).await?;
+        fail_without_trying(ctx, &row, &reason).await?;
         return changed;
     };
     let target = match target_of(&row, channel) {
         Ok(Some(target)) => target,
         Ok(None) => {
-            notifications::mark_sent(&mut conn, id).await?;
+            notifications::mark_sent(&mut db(ctx).await?, id).await?;
             return changed;
         }
         Err(reason) => {
-            fail_without_trying(&mut conn, &row, reason).await?;
+            fail_without_trying(ctx, &row, reason).await?;
             return changed;
         }
     };
@@ -132,7 +131,7 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<Option<Change
         Gate::Pass | Gate::Probe => {}
         Gate::Hold { until_ms } => {
             let until = chrono::DateTime::from_timestamp_millis(until_ms).unwrap_or_else(Utc::now);
-            notifications::reschedule(&mut conn, id, until).await?;
+            notifications::reschedule(&mut db(ctx).await?, id, until).await?;
             let job = Job::Deliver {
                 notification_id: id,
             };
@@ -140,24 +139,23 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<Option<Change
             return Ok(None);
         }
         Gate::GiveUp => {
-            fail_without_trying(&mut conn, &row, "circuit_open").await?;
+            fail_without_trying(ctx, &row, "circuit_open").await?;
             return changed;
         }
     }
-    drop(conn); // do not hold a database connection across the HTTP call
 
     let attempt = row.attempts.saturating_add(1).max(1) as u32;
     let (http, record) = try_once(ctx, &row, channel, &target, attempt).await;
     account_to_circuit(ctx, &host, streak, &row, &http, record.outcome).await;
-    let mut conn = herald_store::pool::get(&ctx.pool).await?;
-    notifications::record_attempt(&mut conn, &record).await?;
+    let (outcome, next_due) = (record.outcome, record.next_due);
+    ctx.statements.record_attempt(record).await?;
     if http.status == Some(410) {
         if let (Target::Personal(_), Some(user_id)) = (&target, &row.user_id) {
             tracing::warn!(%user_id, "webhook answered 410 Gone: disabling it");
-            herald_store::people::disable_webhook(&mut conn, user_id).await?;
+            herald_store::people::disable_webhook(&mut db(ctx).await?, user_id).await?;
         }
     }
-    match (record.outcome, record.next_due) {
+    match (outcome, next_due) {
         (AttemptOutcome::Retry, Some(due)) => {
             let job = Job::Deliver {
                 notification_id: id,
@@ -199,14 +197,15 @@ fn target_of(row: &DeliveryRow, channel: &Channel) -> Result<Option<Target>, &'s
     }
 }
 
-async fn fail_without_trying(
-    conn: &mut herald_store::Conn,
-    row: &DeliveryRow,
-    reason: &str,
-) -> anyhow::Result<()> {
+/// A connection for the rarer steps; the common ones go through `ctx.statements`.
+async fn db(ctx: &Context) -> Result<herald_store::Conn, herald_store::StoreError> {
+    herald_store::pool::get(&ctx.pool).await
+}
+
+async fn fail_without_trying(ctx: &Context, row: &DeliveryRow, reason: &str) -> anyhow::Result<()> {
     tracing::error!(notification_id = %row.id, notification_type = %row.notification_type,
         reason, "delivery failed");
-    notifications::mark_failed(conn, row.id, reason).await?;
+    notifications::mark_failed(&mut db(ctx).await?, row.id, reason).await?;
     Ok(())
 }
 
@@ -308,11 +307,7 @@ async fn try_once(
 
 /// For a rule with `recheck: true`, why its conditions no longer hold now that the
 /// delay is over (e.g. the bank got linked meanwhile); None when they still hold.
-async fn recheck_failure(
-    ctx: &Context,
-    conn: &mut herald_store::Conn,
-    row: &DeliveryRow,
-) -> anyhow::Result<Option<String>> {
+async fn recheck_failure(ctx: &Context, row: &DeliveryRow) -> anyhow::Result<Option<String>> {
     let Some(rule) = ctx
         .config
         .rules
@@ -323,6 +318,7 @@ async fn recheck_failure(
     if !rule.recheck {
         return Ok(None);
     }
+    let conn = &mut db(ctx).await?;
     let event = herald_store::events::find(conn, row.event_id).await?;
     let person = match &event.user_id {
         Some(user_id) => herald_store::people::find(conn, user_id).await?,

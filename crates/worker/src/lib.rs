@@ -17,6 +17,7 @@
 //! of workers may run, and any of them may die at any time.
 
 pub mod acks;
+pub mod batch;
 pub mod bundling;
 pub mod conditions;
 pub mod consumer;
@@ -26,6 +27,7 @@ pub mod http;
 pub mod maintenance;
 pub mod offline;
 pub mod routing;
+pub mod statements;
 
 pub use context::{Context, Settings};
 

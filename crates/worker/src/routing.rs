@@ -18,7 +18,7 @@ use herald_core::preferences::{decide, Decision, RecipientFacts};
 use herald_core::rules::{Recipients, Rule};
 use herald_core::severity::{Level, Severity};
 use herald_queue::Job;
-use herald_store::events::{self, EventRow};
+use herald_store::events::EventRow;
 use herald_store::history::{self, DebounceWindow};
 use herald_store::notifications::{self, status, Inserted, NewNotification};
 use herald_store::people::{self, Person};
@@ -37,15 +37,11 @@ pub async fn route(
     resume_rule: Option<&str>,
     after: Option<&str>,
 ) -> anyhow::Result<()> {
-    let mut conn = herald_store::pool::get(&ctx.pool).await?;
-    let event = match events::find(&mut conn, event_id).await {
-        Ok(e) => e,
-        Err(StoreError::NotFound) => {
-            tracing::warn!(%event_id, "route job for an unknown event dropped");
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
+    let Some(event) = ctx.statements.event(event_id).await? else {
+        tracing::warn!(%event_id, "route job for an unknown event dropped");
+        return Ok(());
     };
+    let mut conn = herald_store::pool::get(&ctx.pool).await?;
     let subject = match (&event.user_id, resume_rule) {
         (Some(user_id), None) => {
             Some(people::ensure_subject(&mut conn, user_id, &event.user_traits).await?)
@@ -98,7 +94,8 @@ pub async fn route(
             return Ok(());
         }
     }
-    events::mark_routed(&mut conn, event.id).await?;
+    drop(conn);
+    ctx.statements.mark_routed(event.id).await?;
     Ok(())
 }
 
@@ -154,7 +151,7 @@ async fn route_rule(
         (None, Some(debounce)) => {
             insert_debounced(conn, event, &page, rule, debounce, rows).await?
         }
-        (None, None) => notifications::insert_batch(conn, &rows).await?,
+        (None, None) => ctx.statements.insert_notifications(rows).await?,
     };
     dispatch(ctx, &inserted).await?;
     let people: Vec<&str> = announced.iter().map(String::as_str).collect();

@@ -1,0 +1,151 @@
+//! The statements every routed event and every delivery makes, shared across
+//! concurrent jobs through [`Batcher`]s: one query loads many jobs' rows, one
+//! statement (and one commit) writes many jobs' results.
+//!
+//! They have a small pool of their own. Jobs hold connections from the main pool
+//! while they wait on a batch; if the batches drew from the same pool, jobs holding
+//! every connection would wait forever on a batch that cannot get one.
+
+use crate::batch::{BatchError, Batcher};
+use herald_store::events::{self, EventRow};
+use herald_store::notifications::{self, AttemptRecord, DeliveryRow, Inserted, NewNotification};
+use herald_store::Pool;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Rows per batch at most: far below Postgres's limits, large enough that one
+/// statement serves a whole read of the queue.
+const MAX_ITEMS: usize = 512;
+/// Batches of one kind running at once.
+const IN_FLIGHT: usize = 2;
+/// Connections of the batches' own pool.
+pub const POOL_SIZE: usize = 8;
+
+#[derive(Clone)]
+pub struct Statements {
+    events: Batcher<Uuid, Option<EventRow>>,
+    notifications: Batcher<Vec<NewNotification>, Vec<Inserted>>,
+    routed: Batcher<Uuid, ()>,
+    deliveries: Batcher<Uuid, Option<DeliveryRow>>,
+    attempts: Batcher<AttemptRecord, ()>,
+}
+
+impl Statements {
+    /// Starts the batchers on the current runtime.
+    pub fn start(pool: Pool) -> Statements {
+        Statements {
+            events: batcher(&pool, |mut conn, ids: Arc<Vec<Uuid>>| async move {
+                let found = events::find_many(&mut conn, &ids).await?;
+                Ok(in_order(&ids, found, |e| e.id))
+            }),
+            notifications: batcher(&pool, |mut conn, chunks: Arc<Vec<_>>| async move {
+                Ok(notifications::insert_chunks(&mut conn, &chunks).await?)
+            }),
+            routed: batcher(&pool, |mut conn, ids: Arc<Vec<Uuid>>| async move {
+                events::mark_routed(&mut conn, &ids).await?;
+                Ok(vec![(); ids.len()])
+            }),
+            deliveries: batcher(&pool, |mut conn, ids: Arc<Vec<Uuid>>| async move {
+                let found = notifications::for_delivery(&mut conn, &ids).await?;
+                Ok(in_order(&ids, found, |r| r.id))
+            }),
+            attempts: batcher(
+                &pool,
+                |mut conn, recs: Arc<Vec<AttemptRecord>>| async move {
+                    notifications::record_attempts(&mut conn, &recs).await?;
+                    Ok(vec![(); recs.len()])
+                },
+            ),
+        }
+    }
+
+    /// The event, if it exists.
+    pub async fn event(&self, id: Uuid) -> Result<Option<EventRow>, BatchError> {
+        self.events.call(id).await
+    }
+
+    /// Inserts a chunk of notification rows; returns those that did not exist yet.
+    pub async fn insert_notifications(
+        &self,
+        rows: Vec<NewNotification>,
+    ) -> Result<Vec<Inserted>, BatchError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.notifications.call(rows).await
+    }
+
+    /// Marks the event routed: all its notification rows exist.
+    pub async fn mark_routed(&self, id: Uuid) -> Result<(), BatchError> {
+        self.routed.call(id).await
+    }
+
+    /// What delivering the notification needs, if it exists.
+    pub async fn delivery_row(&self, id: Uuid) -> Result<Option<DeliveryRow>, BatchError> {
+        self.deliveries.call(id).await
+    }
+
+    /// Records a try and the notification's new state.
+    pub async fn record_attempt(&self, rec: AttemptRecord) -> Result<(), BatchError> {
+        self.attempts.call(rec).await
+    }
+}
+
+/// A batcher whose batch function runs on a connection from `pool`.
+fn batcher<I, O, F, Fut>(pool: &Pool, run: F) -> Batcher<I, O>
+where
+    I: Send + Sync + 'static,
+    O: Send + 'static,
+    F: Fn(herald_store::Conn, Arc<Vec<I>>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Result<Vec<O>, BatchError>> + Send + 'static,
+{
+    let pool = pool.clone();
+    Batcher::start(MAX_ITEMS, IN_FLIGHT, move |items| {
+        let (pool, run) = (pool.clone(), run.clone());
+        async move {
+            let conn = herald_store::pool::get(&pool).await?;
+            run(conn, items).await
+        }
+    })
+}
+
+/// One entry per key, in the keys' order: the row found for it, if any. (A key asked
+/// twice in one batch gets a copy of the row each time.)
+fn in_order<K: Eq + Hash + Copy, V: Clone>(
+    keys: &[K],
+    found: Vec<V>,
+    key_of: impl Fn(&V) -> K,
+) -> Vec<Option<V>> {
+    let mut last_ask: HashMap<K, usize> = HashMap::with_capacity(keys.len());
+    for (i, k) in keys.iter().enumerate() {
+        last_ask.insert(*k, i);
+    }
+    let mut rows: HashMap<K, V> = found.into_iter().map(|v| (key_of(&v), v)).collect();
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| {
+            if last_ask.get(k) == Some(&i) {
+                rows.remove(k)
+            } else {
+                rows.get(k).cloned()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_order;
+
+    #[test]
+    fn rows_come_back_in_the_order_asked_with_gaps_and_repeats() {
+        let found = vec![(3, "c"), (1, "a")];
+        let out = in_order(&[1, 2, 3, 1], found, |v| v.0);
+        assert_eq!(
+            out,
+            vec![Some((1, "a")), None, Some((3, "c")), Some((1, "a"))]
+        );
+    }
+}
