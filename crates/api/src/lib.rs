@@ -38,7 +38,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
     let config = herald_core::config::Config::load_dir(&settings.config_dir)?;
     herald_store::migrate::run(&settings.database_url).await?;
     let pool = herald_store::connect(&settings.database_url, settings.db_pool_size)?;
-    let queue = herald_queue::Queue::connect(&settings.redis_url, &settings.redis_prefix, 64)?;
+    let queue = herald_queue::Queue::connect(&settings.redis_url, &settings.redis_prefix, 4)?;
     if let Err(e) = queue.ensure_groups().await {
         tracing::warn!(error = %e, "redis unavailable at start; events will wait in Postgres");
     }

@@ -3,15 +3,17 @@
 
 use crate::pool::{Conn, StoreError};
 use crate::schema::{topic_members, topics, users};
+use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Jsonb, Nullable, Text};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Array, Bool, Jsonb, Nullable, Text};
 use diesel::upsert::excluded;
 use diesel::PgJsonbExpressionMethods;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::Value;
 
 /// A person as routing and delivery need them.
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable, serde::Serialize)]
 #[diesel(table_name = users)]
 pub struct Person {
     pub user_id: String,
@@ -265,24 +267,100 @@ pub async fn member_ids(
     Ok(q.load(conn).await?)
 }
 
-/// One page of a topic's members as routing needs them, ordered by user_id.
-pub async fn topic_people(
-    conn: &mut Conn,
-    topic: &str,
-    after: Option<&str>,
+/// One page of a topic's members for [`topic_pages`]: members after `after` (by
+/// user id; `""` for the first page).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TopicPage {
+    pub topic: String,
+    pub after: String,
+    /// The event type whose subscription switches are reported.
+    pub event_type: String,
+}
+
+/// A member of a page, and whether they switched the page's event type off.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Member {
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    page: i64,
+    #[diesel(embed)]
+    pub person: Person,
+    #[diesel(sql_type = Bool)]
+    pub unsubscribed: bool,
+}
+
+/// Several pages of topic members in one prepared statement (one lateral scan of
+/// `topic_members` per page), each with the members' subscription switch.
+struct TopicPages<'a> {
+    topics: Vec<&'a str>,
+    afters: Vec<&'a str>,
+    event_types: Vec<&'a str>,
     limit: i64,
-) -> Result<Vec<Person>, StoreError> {
-    let mut q = users::table
-        .inner_join(topic_members::table)
-        .filter(topic_members::topic.eq(topic))
-        .select(Person::as_select())
-        .order(users::user_id)
-        .limit(limit)
-        .into_boxed();
-    if let Some(after) = after {
-        q = q.filter(users::user_id.gt(after.to_string()));
+}
+
+impl QueryId for TopicPages<'_> {
+    type QueryId = TopicPages<'static>;
+    // The SQL is the same for every value: safe to prepare once and cache.
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for TopicPages<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl QueryFragment<Pg> for TopicPages<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "SELECT r.page, u.user_id, u.email, u.phone, u.timezone, u.traits, u.level, \
+               u.channels, u.webhook_url, u.webhook_disabled_at, \
+               EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = u.user_id \
+                       AND s.event_type = r.event_type AND NOT s.enabled) AS unsubscribed \
+             FROM unnest(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&self.topics)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.afters)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.event_types)?;
+        out.push_sql(
+            ") WITH ORDINALITY AS r(topic, after, event_type, page) \
+             CROSS JOIN LATERAL ( \
+               SELECT u.* FROM topic_members m JOIN users u ON u.user_id = m.user_id \
+               WHERE m.topic = r.topic AND m.user_id > r.after \
+               ORDER BY m.user_id LIMIT ",
+        );
+        out.push_bind_param::<diesel::sql_types::Int8, _>(&self.limit)?;
+        out.push_sql(") u ORDER BY r.page, u.user_id");
+        Ok(())
     }
-    Ok(q.load(conn).await?)
+}
+
+/// Each page's members (at most `limit`, ordered by user id), in the pages' order.
+pub async fn topic_pages(
+    conn: &mut Conn,
+    pages: &[TopicPage],
+    limit: i64,
+) -> Result<Vec<Vec<Member>>, StoreError> {
+    if pages.is_empty() {
+        return Ok(Vec::new());
+    }
+    let query = TopicPages {
+        topics: pages.iter().map(|p| p.topic.as_str()).collect(),
+        afters: pages.iter().map(|p| p.after.as_str()).collect(),
+        event_types: pages.iter().map(|p| p.event_type.as_str()).collect(),
+        limit,
+    };
+    let members: Vec<Member> = query.load(conn).await?;
+    let mut out: Vec<Vec<Member>> = vec![Vec::new(); pages.len()];
+    for m in members {
+        // `page` is the 1-based ordinality of an input page.
+        if let Some(slot) = usize::try_from(m.page - 1)
+            .ok()
+            .and_then(|i| out.get_mut(i))
+        {
+            slot.push(m);
+        }
+    }
+    Ok(out)
 }
 
 /// One page of everyone, ordered by user_id.

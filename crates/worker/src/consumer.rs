@@ -13,6 +13,9 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+/// Jobs taken by one read at most.
+const MAX_READ: usize = 500;
+
 /// How long a read blocks when the queues are empty; bounds shutdown latency too.
 const READ_BLOCK: Duration = Duration::from_millis(1000);
 
@@ -42,7 +45,7 @@ pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
         let want = if streak > 0 {
             1
         } else {
-            1 + slots.available_permits().min(99)
+            1 + slots.available_permits().min(MAX_READ - 1)
         };
         let read = tokio::select! {
             r = ctx.queue.read(&ctx.worker_id, &ctx.settings.queues, want, READ_BLOCK) => r,

@@ -58,14 +58,17 @@ impl Context {
         herald_store::migrate::run(&settings.database_url).await?;
         let pool =
             herald_store::connect(&settings.database_url, settings.concurrency.clamp(4, 32))?;
-        let statements = crate::statements::Statements::start(herald_store::connect(
-            &settings.database_url,
-            crate::statements::POOL_SIZE,
-        )?);
+        let statements =
+            crate::statements::Statements::start(herald_store::pool::connect_for_batches(
+                &settings.database_url,
+                crate::statements::POOL_SIZE,
+            )?);
         let queue = Queue::connect(
             &settings.redis_url,
             &settings.redis_prefix,
-            settings.concurrency + 8,
+            // Only blocking reads take a connection of their own: the consume loop's
+            // and, now and then, the maintenance tasks'.
+            4,
         )?;
         let clients = Clients::new(settings.allowed_targets.clone())?;
         let bundler = crate::bundling::Bundler::load(&settings.config_dir)?;

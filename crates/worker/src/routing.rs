@@ -21,10 +21,11 @@ use herald_queue::Job;
 use herald_store::events::EventRow;
 use herald_store::history::{self, DebounceWindow};
 use herald_store::notifications::{self, status, Inserted, NewNotification};
+use herald_store::people::TopicPage;
 use herald_store::people::{self, Person};
-use herald_store::{Conn, StoreError};
+use herald_store::Conn;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 /// Recipients handled by one job (SPEC 5.1: fan-out jobs of at most 500).
@@ -109,17 +110,11 @@ async fn route_rule(
     rule: &Rule,
     after: Option<&str>,
 ) -> anyhow::Result<Option<String>> {
-    let page = recipients(conn, event, subject, rule, after).await?;
+    let (page, unsubscribed) = recipients(ctx, conn, event, subject, rule, after).await?;
     let severity = rule.severity_for(&event.properties);
     let rows = if rule.recipients == Recipients::Internal {
         vec![internal_row(ctx, event, subject, rule, severity)]
     } else {
-        let ids: Vec<&str> = page.iter().map(|p| p.user_id.as_str()).collect();
-        let unsubscribed = if rule.recipients == Recipients::Subscribers {
-            Default::default()
-        } else {
-            people::disabled_subscriptions(conn, &event.event_type, &ids).await?
-        };
         page.iter()
             .map(|person| {
                 let facts = RecipientFacts {
@@ -217,33 +212,57 @@ async fn insert_debounced(
     Ok(inserted)
 }
 
-/// One page of the rule's recipients, ordered by user id.
+/// One page of the rule's recipients, ordered by user id, and those of them who
+/// switched the event type off.
 async fn recipients(
+    ctx: &Context,
     conn: &mut Conn,
     event: &EventRow,
     subject: Option<&Person>,
     rule: &Rule,
     after: Option<&str>,
-) -> Result<Vec<Person>, StoreError> {
-    match rule.recipients {
-        Recipients::Subject => Ok(subject.cloned().into_iter().collect()),
-        Recipients::Internal => Ok(Vec::new()),
-        Recipients::Topic => match &event.topic {
-            Some(topic) => people::topic_people(conn, topic, after, FAN_OUT_CHUNK).await,
-            None => Ok(Vec::new()),
-        },
-        Recipients::All => people::everyone(conn, after, FAN_OUT_CHUNK).await,
+) -> anyhow::Result<(Vec<Person>, HashSet<String>)> {
+    let page = match rule.recipients {
+        Recipients::Subject => subject.cloned().into_iter().collect(),
+        Recipients::Internal => Vec::new(),
+        Recipients::Topic => {
+            let Some(topic) = &event.topic else {
+                return Ok(Default::default());
+            };
+            // The common case, batched across jobs: members and switches in one query.
+            let page = TopicPage {
+                topic: topic.clone(),
+                after: after.unwrap_or_default().to_string(),
+                event_type: event.event_type.clone(),
+            };
+            let members = ctx.statements.topic_page(page).await?;
+            let unsubscribed = members
+                .iter()
+                .filter(|m| m.unsubscribed)
+                .map(|m| m.person.user_id.clone())
+                .collect();
+            return Ok((
+                members.into_iter().map(|m| m.person).collect(),
+                unsubscribed,
+            ));
+        }
+        Recipients::All => people::everyone(conn, after, FAN_OUT_CHUNK).await?,
         Recipients::Subscribers => {
-            people::subscribers(
+            // Only enabled subscriptions are selected: nobody here switched it off.
+            let page = people::subscribers(
                 conn,
                 &event.event_type,
                 event.topic.as_deref(),
                 after,
                 FAN_OUT_CHUNK,
             )
-            .await
+            .await?;
+            return Ok((page, HashSet::new()));
         }
-    }
+    };
+    let ids: Vec<&str> = page.iter().map(|p| p.user_id.as_str()).collect();
+    let unsubscribed = people::disabled_subscriptions(conn, &event.event_type, &ids).await?;
+    Ok((page, unsubscribed))
 }
 
 fn person_row(

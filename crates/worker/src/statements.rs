@@ -7,8 +7,10 @@
 //! every connection would wait forever on a batch that cannot get one.
 
 use crate::batch::{BatchError, Batcher};
+use crate::routing::FAN_OUT_CHUNK;
 use herald_store::events::{self, EventRow};
 use herald_store::notifications::{self, AttemptRecord, DeliveryRow, Inserted, NewNotification};
+use herald_store::people::{self, Member, TopicPage};
 use herald_store::Pool;
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -18,8 +20,10 @@ use uuid::Uuid;
 /// Rows per batch at most: far below Postgres's limits, large enough that one
 /// statement serves a whole read of the queue.
 const MAX_ITEMS: usize = 512;
-/// Batches of one kind running at once.
-const IN_FLIGHT: usize = 2;
+/// Batches of one kind running at once. One: while it runs, the next batch gathers,
+/// so batches grow with the load (measured: two in flight halved the batch sizes
+/// and cost more Postgres time per row).
+const IN_FLIGHT: usize = 1;
 /// Connections of the batches' own pool.
 pub const POOL_SIZE: usize = 8;
 
@@ -28,6 +32,7 @@ pub struct Statements {
     events: Batcher<Uuid, Option<EventRow>>,
     notifications: Batcher<Vec<NewNotification>, Vec<Inserted>>,
     routed: Batcher<Uuid, ()>,
+    topic_pages: Batcher<TopicPage, Vec<Member>>,
     deliveries: Batcher<Uuid, Option<DeliveryRow>>,
     attempts: Batcher<AttemptRecord, ()>,
 }
@@ -46,6 +51,9 @@ impl Statements {
             routed: batcher(&pool, |mut conn, ids: Arc<Vec<Uuid>>| async move {
                 events::mark_routed(&mut conn, &ids).await?;
                 Ok(vec![(); ids.len()])
+            }),
+            topic_pages: batcher(&pool, |mut conn, pages: Arc<Vec<TopicPage>>| async move {
+                Ok(people::topic_pages(&mut conn, &pages, FAN_OUT_CHUNK).await?)
             }),
             deliveries: batcher(&pool, |mut conn, ids: Arc<Vec<Uuid>>| async move {
                 let found = notifications::for_delivery(&mut conn, &ids).await?;
@@ -80,6 +88,12 @@ impl Statements {
     /// Marks the event routed: all its notification rows exist.
     pub async fn mark_routed(&self, id: Uuid) -> Result<(), BatchError> {
         self.routed.call(id).await
+    }
+
+    /// One page (at most [`FAN_OUT_CHUNK`]) of a topic's members, each with whether
+    /// they switched the page's event type off.
+    pub async fn topic_page(&self, page: TopicPage) -> Result<Vec<Member>, BatchError> {
+        self.topic_pages.call(page).await
     }
 
     /// What delivering the notification needs, if it exists.
