@@ -51,7 +51,7 @@ type Param = (
     f64,
 );
 
-const PARAMS: [Param; 11] = [
+const PARAMS: [Param; 12] = [
     (
         "bias",
         |c| c.weights.bias,
@@ -114,6 +114,13 @@ const PARAMS: [Param; 11] = [
         |c, v| c.weights.time_left = v,
         -10.0,
         0.0,
+    ),
+    (
+        "first_of_day",
+        |c| c.weights.first_of_day,
+        |c, v| c.weights.first_of_day = v,
+        -10.0,
+        10.0,
     ),
     (
         "prior.shape",

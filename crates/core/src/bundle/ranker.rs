@@ -16,11 +16,16 @@
 //! the rule "send when the pending tours outnumber the tours expected per remaining
 //! send"; the fitted weights refine it.
 //!
+//! `first_of_day` lifts the score while the bundle holds the person's first tour of the
+//! day: most people get one tour a day, and the planner (see [`super::planner`]), solved
+//! exactly on its arrival model, tells the first tour at once at almost every hour.
+//!
 //! Weights whose features move with the clock are sign-constrained so the score never
 //! falls while nothing arrives: the ready instant is then a single crossing that
 //! [`super::BundleState::ready_at`] finds by bisection, and a scheduled bundle never
 //! becomes un-ready.
 
+use super::planner::PlannerConfig;
 use super::{next_day_start, BundleState, Pending, UnixSecs, DAY};
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +86,14 @@ pub trait Ranker {
     fn margin(&self, f: &Features) -> f64 {
         self.readiness(f) - self.threshold()
     }
+    /// The ranker's own answer to "how long from this observation until the bundle is
+    /// ready if nothing arrives": `Some(seconds)` (0 when ready now; at or past
+    /// `f.time_left`, infinity included, when not before the day ends), agreeing with
+    /// [`Self::is_ready`] at every later instant of the day. `None` (the default) lets
+    /// [`super::BundleState::ready_at`] search [`Self::margin`] instead.
+    fn seconds_until_ready(&self, _f: &Features) -> Option<f64> {
+        None
+    }
 }
 
 /// Weights of the logistic score (see the module docs). Hours for durations.
@@ -104,6 +117,9 @@ pub struct Weights {
     pub sent_today: f64,
     /// × hours left in the day; ≤ 0
     pub time_left: f64,
+    /// Added when the bundle holds the person's first tour of the day: most people get
+    /// one tour a day, so the first is best told at once (the planner's finding).
+    pub first_of_day: f64,
 }
 
 impl Default for Weights {
@@ -124,6 +140,7 @@ pub const DEFAULT_WEIGHTS: Weights = Weights {
     span: 0.0,
     sent_today: 0.0,
     time_left: 0.0,
+    first_of_day: 0.0,
 };
 
 /// Share of a day's tours in each UTC hour, from the sample data with its one
@@ -151,6 +168,7 @@ pub struct BundlingConfig {
     pub weights: Weights,
     pub prior: Prior,
     pub hour_profile: Vec<f64>,
+    pub planner: PlannerConfig,
 }
 
 impl Default for BundlingConfig {
@@ -164,6 +182,7 @@ impl Default for BundlingConfig {
                 rate: 0.1,
             },
             hour_profile: DEFAULT_HOUR_PROFILE.to_vec(),
+            planner: PlannerConfig::default(),
         }
     }
 }
@@ -200,6 +219,7 @@ impl BundlingConfig {
             w.span,
             w.sent_today,
             w.time_left,
+            w.first_of_day,
             self.prior.shape,
             self.prior.rate,
         ];
@@ -222,6 +242,7 @@ impl BundlingConfig {
         {
             errs.push("hour_profile must hold 24 non-negative numbers, not all zero".into());
         }
+        errs.extend(self.planner.validate());
         if errs.is_empty() {
             Ok(())
         } else {
@@ -323,6 +344,11 @@ impl LogisticRanker {
             + w.span * f.span / H
             + w.sent_today * f64::from(f.sent_today)
             + w.time_left * f.time_left / H
+            + if f.tours_today <= 1 {
+                w.first_of_day
+            } else {
+                0.0
+            }
     }
 }
 
@@ -408,6 +434,22 @@ mod tests {
             }
         }
         assert_eq!(r.ln_count(0), 0.0);
+    }
+
+    #[test]
+    fn first_of_day_lifts_only_the_days_first_tour() {
+        let mut cfg = BundlingConfig::default();
+        cfg.weights.bias = -3.0;
+        let plain = LogisticRanker::new(&cfg);
+        cfg.weights.first_of_day = 5.0;
+        let r = LogisticRanker::new(&cfg);
+        let first = feats(1, 0, 43_200.0, 0.0);
+        assert!(!plain.is_ready(&first) && r.is_ready(&first));
+        let later = Features {
+            tours_today: 2,
+            ..first
+        };
+        assert_eq!(r.score(&later), plain.score(&later));
     }
 
     #[test]

@@ -1,0 +1,376 @@
+//! Bundling lab: scores a ranker on a komoot file and on perturbed copies of it, so a
+//! change can be judged for generality and not only on the one sample day.
+//!
+//! ```text
+//! cargo run --release -p herald-core --example bundle_lab -- FILE [key=value ...]
+//!   ranker=logistic|planner   which ranker (default logistic; config/bundling.yml)
+//!   config=PATH               the bundling.yml to start from
+//!   fit=full|half|noc         planner: fit its mixture prior by EM on these people
+//!   slot= carry= floor= smooth= quiet= burst= maxc=   planner settings
+//!   first=                    logistic: weights.first_of_day
+//!   search=ROUNDS             planner: direct search of its settings on half A,
+//!                             reported on half B
+//!   breakdown=1               average delays by kind of person
+//! ```
+//!
+//! Variants: `full`; `half_A`/`half_B` (people split by a hash of their id); `no_celeb`
+//! (friends with more than 100 receivers removed: the sample's one friend whose 10
+//! tours go to 422 people); their halves; the day shifted by ±3 h; receivers
+//! subsampled to 1/2 and 1/4 (other hashes). Each prints the ratio of the average delay
+//! to the offline optimum's; `geo` is the geometric mean over the perturbed variants.
+
+use herald_core::bundle::komoot::{read_tours, TourRef};
+use herald_core::bundle::optimum::person_optimum;
+use herald_core::bundle::planner::PlannerRanker;
+use herald_core::bundle::ranker::{BundlingConfig, LogisticRanker};
+use herald_core::bundle::replay::{replay_with, total_delay, Dataset};
+use herald_core::bundle::Ranker;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::error::Error;
+use std::time::Instant;
+
+struct Row {
+    at: i64,
+    user: String,
+    friend: String,
+    name: String,
+}
+
+/// FNV-1a of the id, remixed by `seed` (0: the split `--fit` uses).
+fn hash(s: &str, seed: u64) -> u64 {
+    let mut h = s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    if seed != 0 {
+        h ^= seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h = (h ^ (h >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= h >> 29;
+    }
+    h
+}
+
+fn build(rows: &[Row], keep: impl Fn(&Row) -> bool, shift: i64) -> Dataset {
+    let mut d = Dataset::new();
+    for r in rows.iter().filter(|r| keep(r)) {
+        d.push(TourRef {
+            at: r.at + shift,
+            user_id: &r.user,
+            friend_id: &r.friend,
+            friend_name: &r.name,
+        });
+    }
+    d.sort();
+    d
+}
+
+fn score(d: &Dataset, r: &dyn Ranker) -> f64 {
+    let opt: i64 = d
+        .per_person()
+        .iter()
+        .map(|ts| person_optimum(ts, r.max_per_day()).total_delay)
+        .sum();
+    total_delay(d, r) as f64 / opt.max(1) as f64
+}
+
+/// EM for a zero-truncated mixture of Poissons over a fixed grid of daily rates, from
+/// the tours per person-day; returns the (untruncated) mixture weights.
+fn fit_mixture(d: &Dataset, rates: &[f64]) -> Vec<f64> {
+    let mut counts = HashMap::<(u32, i64), u32>::new();
+    for (&t, &p) in d.at.iter().zip(&d.person) {
+        *counts.entry((p, t.div_euclid(86_400))).or_default() += 1;
+    }
+    let mut hist = BTreeMap::<u32, f64>::new();
+    for &c in counts.values() {
+        *hist.entry(c).or_default() += 1.0;
+    }
+    let ln_fact = |n: u32| (1..=n).map(|i| f64::from(i).ln()).sum::<f64>();
+    let like: Vec<Vec<f64>> = hist
+        .keys()
+        .map(|&n| {
+            rates
+                .iter()
+                .map(|&r| (f64::from(n) * r.ln() - r - ln_fact(n) - (1.0 - (-r).exp()).ln()).exp())
+                .collect()
+        })
+        .collect();
+    let mut pi = vec![1.0 / rates.len() as f64; rates.len()];
+    for _ in 0..2000 {
+        let mut acc = vec![0.0; rates.len()];
+        let mut total = 0.0;
+        for ((_, &h), l) in hist.iter().zip(&like) {
+            let z: f64 = pi.iter().zip(l).map(|(a, b)| a * b).sum();
+            for ((a, p), l) in acc.iter_mut().zip(&pi).zip(l) {
+                *a += h * p * l / z;
+            }
+            total += h;
+        }
+        for (p, a) in pi.iter_mut().zip(&acc) {
+            *p = a / total;
+        }
+    }
+    let w: Vec<f64> = pi
+        .iter()
+        .zip(rates)
+        .map(|(p, r)| p / (1.0 - (-r).exp()))
+        .collect();
+    let z: f64 = w.iter().sum();
+    w.iter().map(|x| x / z).collect()
+}
+
+type Get = fn(&BundlingConfig) -> f64;
+type Set = fn(&mut BundlingConfig, f64);
+
+/// Coordinate descent with multiplicative steps over the planner's settings.
+fn search(cfg: &BundlingConfig, train: &Dataset, rounds: usize) -> BundlingConfig {
+    let params: [(&str, Get, Set, f64, f64); 5] = [
+        (
+            "quiet",
+            |c| c.planner.quiet,
+            |c, v| c.planner.quiet = v,
+            0.01,
+            1.0,
+        ),
+        (
+            "burst_minutes",
+            |c| c.planner.burst_minutes,
+            |c, v| c.planner.burst_minutes = v,
+            5.0,
+            600.0,
+        ),
+        (
+            "carry_penalty",
+            |c| c.planner.carry_penalty + 10.0,
+            |c, v| c.planner.carry_penalty = v - 10.0,
+            10.0,
+            20_000.0,
+        ),
+        (
+            "profile_floor",
+            |c| c.planner.profile_floor + 0.01,
+            |c, v| c.planner.profile_floor = v - 0.01,
+            0.01,
+            1.0,
+        ),
+        (
+            "profile_smoothing",
+            |c| c.planner.profile_smoothing + 0.1,
+            |c, v| c.planner.profile_smoothing = v - 0.1,
+            0.1,
+            6.0,
+        ),
+    ];
+    let eval = |c: &BundlingConfig| score(train, &PlannerRanker::new(c));
+    let mut best = cfg.clone();
+    let mut best_val = eval(&best);
+    let mut step = 1.0f64;
+    for _ in 0..rounds {
+        let mut improved = false;
+        for (name, get, set, lo, hi) in &params {
+            for dir in [1.0, -1.0] {
+                let mut c = best.clone();
+                let v0 = get(&c);
+                set(&mut c, (v0 * (1.0 + step).powf(dir)).clamp(*lo, *hi));
+                if get(&c) == v0 {
+                    continue;
+                }
+                let v = eval(&c);
+                if v < best_val - 1e-4 {
+                    best_val = v;
+                    best = c;
+                    improved = true;
+                    eprintln!("{name} → {:.3}: train {best_val:.3}", get(&best));
+                    break;
+                }
+            }
+        }
+        if !improved {
+            step /= 2.0;
+            if step < 0.05 {
+                break;
+            }
+        }
+    }
+    best
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let mut args = std::env::args().skip(1);
+    let path = args
+        .next()
+        .ok_or("usage: bundle_lab FILE [key=value ...]")?;
+    let mut opts = HashMap::new();
+    for a in args {
+        let (k, v) = a
+            .split_once('=')
+            .ok_or(format!("{a}: expected key=value"))?;
+        opts.insert(k.to_owned(), v.to_owned());
+    }
+    let num = |k: &str| -> Result<Option<f64>, Box<dyn Error>> {
+        Ok(match opts.get(k) {
+            Some(v) => Some(v.parse::<f64>().map_err(|e| format!("{k}={v}: {e}"))?),
+            None => None,
+        })
+    };
+    let config = opts
+        .get("config")
+        .cloned()
+        .unwrap_or_else(|| "config/bundling.yml".into());
+    let mut cfg = BundlingConfig::from_yaml(&std::fs::read_to_string(&config)?)?;
+    if let Some(x) = num("first")? {
+        cfg.weights.first_of_day = x;
+    }
+    let p = &mut cfg.planner;
+    if let Some(x) = num("slot")? {
+        p.slot_seconds = x as u32;
+    }
+    if let Some(x) = num("maxc")? {
+        p.max_count = x as u32;
+    }
+    if let Some(x) = num("carry")? {
+        p.carry_penalty = x;
+    }
+    if let Some(x) = num("floor")? {
+        p.profile_floor = x;
+    }
+    if let Some(x) = num("smooth")? {
+        p.profile_smoothing = x;
+    }
+    if let Some(x) = num("quiet")? {
+        p.quiet = x;
+    }
+    if let Some(x) = num("burst")? {
+        p.burst_minutes = x;
+    }
+    cfg.validate().map_err(|e| e.join("; "))?;
+
+    let mut rows = Vec::new();
+    read_tours(
+        std::fs::File::open(&path)?,
+        |r| {
+            rows.push(Row {
+                at: r.at,
+                user: r.user_id.into(),
+                friend: r.friend_id.into(),
+                name: r.friend_name.into(),
+            })
+        },
+        |_| {},
+    )?;
+    let mut per_friend = HashMap::<&str, usize>::new();
+    for r in &rows {
+        *per_friend.entry(&r.friend).or_default() += 1;
+    }
+    let celeb = |r: &Row| per_friend.get(r.friend.as_str()).copied().unwrap_or(0) > 100;
+    let celeb_receivers: HashSet<&str> = rows
+        .iter()
+        .filter(|r| celeb(r))
+        .map(|r| r.user.as_str())
+        .collect();
+    let half = |r: &Row| hash(&r.user, 0).is_multiple_of(2);
+
+    if let Some(on) = opts.get("fit") {
+        let d = match on.as_str() {
+            "half" => build(&rows, half, 0),
+            "noc" => build(&rows, |r| !celeb(r), 0),
+            _ => build(&rows, |_| true, 0),
+        };
+        let rates: Vec<f64> = (0..16)
+            .map(|i| 0.1 * 2000f64.powf(f64::from(i) / 15.0))
+            .collect();
+        let weights = fit_mixture(&d, &rates);
+        eprintln!("planner.rates {rates:.3?}\nplanner.weights {weights:.4?}");
+        cfg.planner.rates = rates;
+        cfg.planner.weights = weights;
+    }
+    let planner = opts.get("ranker").is_some_and(|r| r == "planner");
+    if let Some(rounds) = num("search")? {
+        let train = build(&rows, half, 0);
+        let test = build(&rows, |r| !half(r), 0);
+        let best = search(&cfg, &train, rounds as usize);
+        println!(
+            "search: train {:.3}, held-out {:.3}\n{}",
+            score(&train, &PlannerRanker::new(&best)),
+            score(&test, &PlannerRanker::new(&best)),
+            best.to_yaml()
+        );
+        return Ok(());
+    }
+    let t0 = Instant::now();
+    let ranker: Box<dyn Ranker> = if planner {
+        Box::new(PlannerRanker::new(&cfg))
+    } else {
+        Box::new(LogisticRanker::new(&cfg))
+    };
+    let build_ms = t0.elapsed().as_secs_f64() * 1e3;
+
+    if opts.contains_key("breakdown") {
+        let d = build(&rows, |_| true, 0);
+        let per = d.per_person();
+        let kind = |p: usize| {
+            let n = per[p].len();
+            let c = if n >= 10 {
+                "10+"
+            } else if n >= 4 {
+                "4-9"
+            } else {
+                "1-3"
+            };
+            if celeb_receivers.contains(&*d.people[p]) {
+                format!("celeb-receiver {c}")
+            } else {
+                format!("other {c}")
+            }
+        };
+        let mut acc = BTreeMap::<String, [f64; 3]>::new();
+        replay_with(&d, ranker.as_ref(), |s, rows| {
+            let total: i64 = rows.map(|r| s.sent_at - d.at[r]).sum();
+            acc.entry(kind(s.person as usize)).or_default()[0] += total as f64;
+        });
+        for (p, ts) in per.iter().enumerate() {
+            let e = acc.entry(kind(p)).or_default();
+            e[1] += person_optimum(ts, ranker.max_per_day()).total_delay as f64;
+            e[2] += ts.len() as f64;
+        }
+        println!(
+            "{:<20} {:>6} {:>8} {:>8}",
+            "people", "tours", "avg (s)", "optimum"
+        );
+        for (k, [ours, opt, n]) in &acc {
+            println!("{k:<20} {n:>6} {:>8.0} {:>8.0}", ours / n, opt / n);
+        }
+        return Ok(());
+    }
+
+    let variants: Vec<(&str, Dataset)> = vec![
+        ("full", build(&rows, |_| true, 0)),
+        ("half_A", build(&rows, half, 0)),
+        ("half_B", build(&rows, |r| !half(r), 0)),
+        ("no_celeb", build(&rows, |r| !celeb(r), 0)),
+        ("noc_A", build(&rows, |r| !celeb(r) && half(r), 0)),
+        ("noc_B", build(&rows, |r| !celeb(r) && !half(r), 0)),
+        ("shift+3h", build(&rows, |_| true, 3 * 3600)),
+        ("shift-3h", build(&rows, |_| true, -3 * 3600)),
+        ("noc+3h", build(&rows, |r| !celeb(r), 3 * 3600)),
+        ("noc-3h", build(&rows, |r| !celeb(r), -3 * 3600)),
+        (
+            "sub1/2",
+            build(&rows, |r| hash(&r.user, 7).is_multiple_of(2), 0),
+        ),
+        (
+            "sub1/4",
+            build(&rows, |r| hash(&r.user, 9).is_multiple_of(4), 0),
+        ),
+    ];
+    let mut line = String::new();
+    let mut log_sum = 0.0;
+    for (name, d) in &variants {
+        let s = score(d, ranker.as_ref());
+        if *name != "full" {
+            log_sum += s.ln();
+        }
+        line.push_str(&format!("{name}={s:.3} "));
+    }
+    let geo = (log_sum / (variants.len() - 1) as f64).exp();
+    println!("{line}| geo={geo:.3} build={build_ms:.0}ms");
+    Ok(())
+}
