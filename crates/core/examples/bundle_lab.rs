@@ -3,13 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p herald-core --example bundle_lab -- FILE [key=value ...]
-//!   ranker=logistic|planner   which ranker (default logistic; config/bundling.yml)
-//!   config=PATH               the bundling.yml to start from
-//!   fit=full|half|noc         planner: fit its mixture prior by EM on these people
-//!   slot= carry= floor= smooth= quiet= burst= maxc=   planner settings
-//!   first=                    logistic: weights.first_of_day
-//!   search=ROUNDS             planner: direct search of its settings on half A,
-//!                             reported on half B
+//!   config=PATH               the bundling.yml to start from (default config/bundling.yml)
+//!   first=                    weights.first_of_day
 //!   breakdown=1               average delays by kind of person
 //! ```
 //!
@@ -21,7 +16,6 @@
 
 use herald_core::bundle::komoot::{read_tours, TourRef};
 use herald_core::bundle::optimum::person_optimum;
-use herald_core::bundle::planner::PlannerRanker;
 use herald_core::bundle::ranker::{BundlingConfig, LogisticRanker};
 use herald_core::bundle::replay::{replay_with, total_delay, Dataset};
 use herald_core::bundle::Ranker;
@@ -72,127 +66,6 @@ fn score(d: &Dataset, r: &dyn Ranker) -> f64 {
     total_delay(d, r) as f64 / opt.max(1) as f64
 }
 
-/// EM for a zero-truncated mixture of Poissons over a fixed grid of daily rates, from
-/// the tours per person-day; returns the (untruncated) mixture weights.
-fn fit_mixture(d: &Dataset, rates: &[f64]) -> Vec<f64> {
-    let mut counts = HashMap::<(u32, i64), u32>::new();
-    for (&t, &p) in d.at.iter().zip(&d.person) {
-        *counts.entry((p, t.div_euclid(86_400))).or_default() += 1;
-    }
-    let mut hist = BTreeMap::<u32, f64>::new();
-    for &c in counts.values() {
-        *hist.entry(c).or_default() += 1.0;
-    }
-    let ln_fact = |n: u32| (1..=n).map(|i| f64::from(i).ln()).sum::<f64>();
-    let like: Vec<Vec<f64>> = hist
-        .keys()
-        .map(|&n| {
-            rates
-                .iter()
-                .map(|&r| (f64::from(n) * r.ln() - r - ln_fact(n) - (1.0 - (-r).exp()).ln()).exp())
-                .collect()
-        })
-        .collect();
-    let mut pi = vec![1.0 / rates.len() as f64; rates.len()];
-    for _ in 0..2000 {
-        let mut acc = vec![0.0; rates.len()];
-        let mut total = 0.0;
-        for ((_, &h), l) in hist.iter().zip(&like) {
-            let z: f64 = pi.iter().zip(l).map(|(a, b)| a * b).sum();
-            for ((a, p), l) in acc.iter_mut().zip(&pi).zip(l) {
-                *a += h * p * l / z;
-            }
-            total += h;
-        }
-        for (p, a) in pi.iter_mut().zip(&acc) {
-            *p = a / total;
-        }
-    }
-    let w: Vec<f64> = pi
-        .iter()
-        .zip(rates)
-        .map(|(p, r)| p / (1.0 - (-r).exp()))
-        .collect();
-    let z: f64 = w.iter().sum();
-    w.iter().map(|x| x / z).collect()
-}
-
-type Get = fn(&BundlingConfig) -> f64;
-type Set = fn(&mut BundlingConfig, f64);
-
-/// Coordinate descent with multiplicative steps over the planner's settings.
-fn search(cfg: &BundlingConfig, train: &Dataset, rounds: usize) -> BundlingConfig {
-    let params: [(&str, Get, Set, f64, f64); 5] = [
-        (
-            "quiet",
-            |c| c.planner.quiet,
-            |c, v| c.planner.quiet = v,
-            0.01,
-            1.0,
-        ),
-        (
-            "burst_minutes",
-            |c| c.planner.burst_minutes,
-            |c, v| c.planner.burst_minutes = v,
-            5.0,
-            600.0,
-        ),
-        (
-            "carry_penalty",
-            |c| c.planner.carry_penalty + 10.0,
-            |c, v| c.planner.carry_penalty = v - 10.0,
-            10.0,
-            20_000.0,
-        ),
-        (
-            "profile_floor",
-            |c| c.planner.profile_floor + 0.01,
-            |c, v| c.planner.profile_floor = v - 0.01,
-            0.01,
-            1.0,
-        ),
-        (
-            "profile_smoothing",
-            |c| c.planner.profile_smoothing + 0.1,
-            |c, v| c.planner.profile_smoothing = v - 0.1,
-            0.1,
-            6.0,
-        ),
-    ];
-    let eval = |c: &BundlingConfig| score(train, &PlannerRanker::new(c));
-    let mut best = cfg.clone();
-    let mut best_val = eval(&best);
-    let mut step = 1.0f64;
-    for _ in 0..rounds {
-        let mut improved = false;
-        for (name, get, set, lo, hi) in &params {
-            for dir in [1.0, -1.0] {
-                let mut c = best.clone();
-                let v0 = get(&c);
-                set(&mut c, (v0 * (1.0 + step).powf(dir)).clamp(*lo, *hi));
-                if get(&c) == v0 {
-                    continue;
-                }
-                let v = eval(&c);
-                if v < best_val - 1e-4 {
-                    best_val = v;
-                    best = c;
-                    improved = true;
-                    eprintln!("{name} → {:.3}: train {best_val:.3}", get(&best));
-                    break;
-                }
-            }
-        }
-        if !improved {
-            step /= 2.0;
-            if step < 0.05 {
-                break;
-            }
-        }
-    }
-    best
-}
-
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let path = args
@@ -218,28 +91,6 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut cfg = BundlingConfig::from_yaml(&std::fs::read_to_string(&config)?)?;
     if let Some(x) = num("first")? {
         cfg.weights.first_of_day = x;
-    }
-    let p = &mut cfg.planner;
-    if let Some(x) = num("slot")? {
-        p.slot_seconds = x as u32;
-    }
-    if let Some(x) = num("maxc")? {
-        p.max_count = x as u32;
-    }
-    if let Some(x) = num("carry")? {
-        p.carry_penalty = x;
-    }
-    if let Some(x) = num("floor")? {
-        p.profile_floor = x;
-    }
-    if let Some(x) = num("smooth")? {
-        p.profile_smoothing = x;
-    }
-    if let Some(x) = num("quiet")? {
-        p.quiet = x;
-    }
-    if let Some(x) = num("burst")? {
-        p.burst_minutes = x;
     }
     cfg.validate().map_err(|e| e.join("; "))?;
 
@@ -268,39 +119,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         .collect();
     let half = |r: &Row| hash(&r.user, 0).is_multiple_of(2);
 
-    if let Some(on) = opts.get("fit") {
-        let d = match on.as_str() {
-            "half" => build(&rows, half, 0),
-            "noc" => build(&rows, |r| !celeb(r), 0),
-            _ => build(&rows, |_| true, 0),
-        };
-        let rates: Vec<f64> = (0..16)
-            .map(|i| 0.1 * 2000f64.powf(f64::from(i) / 15.0))
-            .collect();
-        let weights = fit_mixture(&d, &rates);
-        eprintln!("planner.rates {rates:.3?}\nplanner.weights {weights:.4?}");
-        cfg.planner.rates = rates;
-        cfg.planner.weights = weights;
-    }
-    let planner = opts.get("ranker").is_some_and(|r| r == "planner");
-    if let Some(rounds) = num("search")? {
-        let train = build(&rows, half, 0);
-        let test = build(&rows, |r| !half(r), 0);
-        let best = search(&cfg, &train, rounds as usize);
-        println!(
-            "search: train {:.3}, held-out {:.3}\n{}",
-            score(&train, &PlannerRanker::new(&best)),
-            score(&test, &PlannerRanker::new(&best)),
-            best.to_yaml()
-        );
-        return Ok(());
-    }
     let t0 = Instant::now();
-    let ranker: Box<dyn Ranker> = if planner {
-        Box::new(PlannerRanker::new(&cfg))
-    } else {
-        Box::new(LogisticRanker::new(&cfg))
-    };
+    let ranker: Box<dyn Ranker> = Box::new(LogisticRanker::new(&cfg));
     let build_ms = t0.elapsed().as_secs_f64() * 1e3;
 
     if opts.contains_key("breakdown") {

@@ -19,7 +19,6 @@
 //! | [`BundlingConfig`] | `config/bundling.yml`: `max_per_day`, threshold, weights, prior, hour profile |
 //! | [`message`] | `Matthew and 2 others went on a tour` |
 //! | [`optimum`] | the exact offline optimum (per-person dynamic programme) |
-//! | [`planner`] | experimental ranker: a dynamic programme over an arrival model (not shipped) |
 //! | [`komoot`] | the komoot challenge CSV format, in and out |
 //! | [`stats`] | delay and cap statistics of a replay |
 //! | [`replay`] | the offline driver: feeds rows to states, pops ready instants from a heap |
@@ -49,7 +48,6 @@
 pub mod fit;
 pub mod komoot;
 pub mod optimum;
-pub mod planner;
 pub mod ranker;
 pub mod replay;
 pub mod stats;
@@ -311,14 +309,6 @@ impl BundleState {
         }
         // Everything but the clock is fixed until `eod`: observe once, then move time.
         let base = Features::observe(self, p, now, max);
-        if let Some(wait) = ranker.seconds_until_ready(&base) {
-            let wait = wait.max(0.0);
-            if wait >= (eod - now) as f64 {
-                return Some(eod);
-            }
-            // Whole seconds: the first instant at or after now + wait.
-            return Some((now + wait.ceil() as UnixSecs).min(eod));
-        }
         let at = |t: UnixSecs| {
             let dt = (t - now) as f64;
             Features {

@@ -17,15 +17,15 @@
 //! send"; the fitted weights refine it.
 //!
 //! `first_of_day` lifts the score while the bundle holds the person's first tour of the
-//! day: most people get one tour a day, and the planner (see [`super::planner`]), solved
-//! exactly on its arrival model, tells the first tour at once at almost every hour.
+//! day: most people get one tour a day, and a dynamic programme over a Gamma–Poisson
+//! arrival model (tried and dropped, see the README) tells the first tour at once at
+//! almost every hour.
 //!
 //! Weights whose features move with the clock are sign-constrained so the score never
 //! falls while nothing arrives: the ready instant is then a single crossing that
 //! [`super::BundleState::ready_at`] finds by bisection, and a scheduled bundle never
 //! becomes un-ready.
 
-use super::planner::PlannerConfig;
 use super::{next_day_start, BundleState, Pending, UnixSecs, DAY};
 use serde::{Deserialize, Serialize};
 
@@ -86,14 +86,6 @@ pub trait Ranker {
     fn margin(&self, f: &Features) -> f64 {
         self.readiness(f) - self.threshold()
     }
-    /// The ranker's own answer to "how long from this observation until the bundle is
-    /// ready if nothing arrives": `Some(seconds)` (0 when ready now; at or past
-    /// `f.time_left`, infinity included, when not before the day ends), agreeing with
-    /// [`Self::is_ready`] at every later instant of the day. `None` (the default) lets
-    /// [`super::BundleState::ready_at`] search [`Self::margin`] instead.
-    fn seconds_until_ready(&self, _f: &Features) -> Option<f64> {
-        None
-    }
 }
 
 /// Weights of the logistic score (see the module docs). Hours for durations.
@@ -118,7 +110,7 @@ pub struct Weights {
     /// × hours left in the day; ≤ 0
     pub time_left: f64,
     /// Added when the bundle holds the person's first tour of the day: most people get
-    /// one tour a day, so the first is best told at once (the planner's finding).
+    /// one tour a day, so the first is best told at once (what an exact plan on a Gamma–Poisson model does).
     pub first_of_day: f64,
 }
 
@@ -168,7 +160,6 @@ pub struct BundlingConfig {
     pub weights: Weights,
     pub prior: Prior,
     pub hour_profile: Vec<f64>,
-    pub planner: PlannerConfig,
 }
 
 impl Default for BundlingConfig {
@@ -182,7 +173,6 @@ impl Default for BundlingConfig {
                 rate: 0.1,
             },
             hour_profile: DEFAULT_HOUR_PROFILE.to_vec(),
-            planner: PlannerConfig::default(),
         }
     }
 }
@@ -242,7 +232,6 @@ impl BundlingConfig {
         {
             errs.push("hour_profile must hold 24 non-negative numbers, not all zero".into());
         }
-        errs.extend(self.planner.validate());
         if errs.is_empty() {
             Ok(())
         } else {
