@@ -5,6 +5,12 @@
 //! cargo run --release -p herald-core --example bundle_lab -- FILE [key=value ...]
 //!   config=PATH               the bundling.yml to start from (default config/bundling.yml)
 //!   first=                    weights.first_of_day
+//!   count_power= per_friend=  friends.* (see config/bundling.yml)
+//!   lfit=ROUNDS               refit as `herald-worker bundle --fit` does (half A),
+//!                             print the YAML, then score it
+//!   mfit=ROUNDS               refit on half A with and without the celebrity together
+//!                             (mset=noc: without only); frozen=a,b keeps parameters
+//!                             whose names start so (e.g. frozen=friends)
 //!   breakdown=1               average delays by kind of person
 //! ```
 //!
@@ -92,6 +98,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     if let Some(x) = num("first")? {
         cfg.weights.first_of_day = x;
     }
+    if let Some(x) = num("per_friend")? {
+        cfg.friends.per_friend = x;
+    }
+    if let Some(x) = num("count_power")? {
+        cfg.friends.count_power = x;
+    }
     cfg.validate().map_err(|e| e.join("; "))?;
 
     let mut rows = Vec::new();
@@ -119,6 +131,33 @@ fn main() -> Result<(), Box<dyn Error>> {
         .collect();
     let half = |r: &Row| hash(&r.user, 0).is_multiple_of(2);
 
+    if let Some(rounds) = num("lfit")? {
+        let d = build(&rows, |_| true, 0);
+        let f = herald_core::bundle::fit::fit(&d, &cfg, rounds as u32);
+        eprintln!(
+            "lfit: train {:.1} -> {:.1}, held-out {:.1} -> {:.1} ({} evals)",
+            f.train_before, f.train_after, f.holdout_before, f.holdout_after, f.evaluations
+        );
+        println!("{}", f.config.to_yaml());
+        cfg = f.config;
+    }
+    if let Some(rounds) = num("mfit")? {
+        // Train on half A of everyone and half A without the celebrity, together.
+        let sets = if opts.get("mset").is_some_and(|v| v == "noc") {
+            vec![build(&rows, |r| !celeb(r) && half(r), 0)]
+        } else {
+            vec![
+                build(&rows, half, 0),
+                build(&rows, |r| !celeb(r) && half(r), 0),
+            ]
+        };
+        let frozen: Vec<&str> = opts
+            .get("frozen")
+            .map(|v| v.split(',').collect())
+            .unwrap_or_default();
+        cfg = herald_core::bundle::fit::fit_sets(&sets, &cfg, rounds as u32, &frozen);
+        println!("{}", cfg.to_yaml());
+    }
     let t0 = Instant::now();
     let ranker: Box<dyn Ranker> = Box::new(LogisticRanker::new(&cfg));
     let build_ms = t0.elapsed().as_secs_f64() * 1e3;
