@@ -22,16 +22,20 @@
 //! * **Change signals.** `PUBLISH {prefix}changes:{user_id}` tells the console's live
 //!   streams (in any api process) that a person's notifications changed; what changed
 //!   is read from Postgres (see `changes`).
+//! * **Friend counters.** Per person and local day, the tours each friend told them
+//!   (`{prefix}friends:…`, see `friend_activity`), which the bundling ranker reads.
 //! * **Locks.** Short `SET NX PX` locks with a random token keep two workers from
 //!   delivering the same notification at once.
 
 mod changes;
 mod circuit;
+mod friend_activity;
 mod job;
 mod keys;
 mod redis_queue;
 
 pub use changes::ChangeSubscriber;
+pub use friend_activity::FRIEND_COUNTS_TTL;
 pub use job::{Job, QueueName};
 pub use keys::Keys;
 pub use redis_queue::{Queue, QueueDepths, QueueError, Received};

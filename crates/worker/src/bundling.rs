@@ -12,8 +12,15 @@
 //!   through the normal delivery path.
 //! * Days are the person's local calendar days: instants are fed to the state machine
 //!   as local wall-clock seconds, so its day boundaries fall on local midnights.
-//! * Nothing lives only in Redis: a lost flush job is found by the recovery sweep
-//!   (pending bundles whose ready instant passed).
+//! * The ranker's forecast also reads which friends the person's tours came from today
+//!   (`herald_core::bundle::FriendSignal`): per person and local day, Redis counts the
+//!   tours each friend told them (`Queue::count_friend_tour`, keyed by the event's
+//!   `friend_id`, else its `friend_name`). A tour counts itself before its bundle is
+//!   scheduled; the flush reads the same counts back, so both compute the same ready
+//!   instant. When Redis fails the ranker goes without (every tour then counts once).
+//! * Nothing else lives only in Redis: a lost flush job is found by the recovery sweep
+//!   (pending bundles whose ready instant passed), and lost friend counters only make
+//!   the forecast count a friend's repeats as new friends.
 
 use crate::context::Context;
 use anyhow::Context as _;
@@ -22,11 +29,11 @@ use chrono_tz::Tz;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use herald_core::bundle::ranker::LogisticRanker;
 use herald_core::bundle::{
-    day_of, BundleState, BundlingConfig, Pending, Ranker, TakeError, UnixSecs, DAY,
+    day_of, BundleState, BundlingConfig, FriendSignal, Pending, Ranker, TakeError, UnixSecs, DAY,
 };
 use herald_core::debounce::timezone;
 use herald_core::rules::{BundleSpec, Rule};
-use herald_queue::{Job, QueueName};
+use herald_queue::{Job, Queue, QueueName};
 use herald_store::bundles::{self, BundleRow};
 use herald_store::events::EventRow;
 use herald_store::history;
@@ -75,6 +82,47 @@ fn from_local(secs: UnixSecs, tz: Tz) -> DateTime<Utc> {
         .unwrap_or_else(|| naive.and_utc())
 }
 
+/// The friend behind a tour event: `properties.friend_id` (a string or a number),
+/// else `properties.friend_name`, else "" (all unnamed friends count as one).
+fn friend_key(properties: &serde_json::Value) -> String {
+    match properties.get("friend_id") {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => properties
+            .get("friend_name")
+            .and_then(|v| v.as_str())
+            .map(|s| format!("name:{s}"))
+            .unwrap_or_default(),
+    }
+}
+
+/// The person's friend signal for local day `day`: counts a tour of `friend` first
+/// when given. A Redis failure is logged and the ranker goes without the signal.
+async fn friend_signal(
+    queue: &Queue,
+    ranker: &(dyn Ranker + Send + Sync),
+    notification_type: &str,
+    day: i64,
+    user_id: &str,
+    friend: Option<&str>,
+) -> FriendSignal {
+    let counts = match friend {
+        Some(f) => {
+            queue
+                .count_friend_tour(notification_type, day, user_id, f)
+                .await
+        }
+        None => queue.friend_tours(notification_type, day, user_id).await,
+    };
+    match counts {
+        Ok(counts) => ranker.friend_signal(&mut counts.into_iter()),
+        Err(e) => {
+            tracing::warn!(error = %e, user_id, "friend counters unavailable; bundling without them");
+            FriendSignal::default()
+        }
+    }
+}
+
 /// Rebuilds a person's state: the pending bundle and today's counters.
 async fn load_state(
     tx: &mut AsyncPgConnection,
@@ -121,12 +169,15 @@ pub async fn add_items(
         .and_then(|v| v.as_str())
         .unwrap_or("A friend")
         .to_string();
+    let friend_id = friend_key(&event.properties);
     let mut flushes = Vec::new();
     for mut row in items {
         let user_id = row.user_id.clone().unwrap_or_default();
         let tz = timezone(timezones.get(&user_id).map(String::as_str).unwrap_or("UTC"));
         let (nt, friend) = (rule.notification_type.clone(), friend.clone());
+        let friend_id = friend_id.clone();
         let bundler = &ctx.bundler;
+        let queue = &ctx.queue;
         let tour_at = event.received_at;
         let (new, due) = conn
             .transaction(async move |tx| {
@@ -136,6 +187,16 @@ pub async fn add_items(
                 let now_local = to_local(now, tz);
                 let mut state =
                     load_state(tx, &user_id, &nt, existing.as_ref(), now_local, tz).await?;
+                let signal = friend_signal(
+                    queue,
+                    &*bundler.ranker,
+                    &nt,
+                    day_of(now_local),
+                    &user_id,
+                    Some(&friend_id),
+                )
+                .await;
+                state.set_friends(now_local, signal);
                 let schedule = state.on_tour(
                     now_local,
                     to_local(tour_at, tz).min(now_local),
@@ -228,6 +289,7 @@ pub async fn flush(ctx: &Context, bundle_id: Uuid) -> anyhow::Result<Option<Stri
     let person = herald_store::people::find(&mut conn, &first_look.user_id).await?;
     let tz = timezone(person.as_ref().map_or("UTC", |p| p.timezone.as_str()));
     let bundler = &ctx.bundler;
+    let queue = &ctx.queue;
     let outcome = conn
         .transaction(async move |tx| {
             history::lock_people(tx, &[first_look.user_id.as_str()]).await?;
@@ -249,6 +311,16 @@ pub async fn flush(ctx: &Context, bundle_id: Uuid) -> anyhow::Result<Option<Stri
                 tz,
             )
             .await?;
+            let signal = friend_signal(
+                queue,
+                &*bundler.ranker,
+                &b.notification_type,
+                day_of(now_local),
+                &b.user_id,
+                None,
+            )
+            .await;
+            state.set_friends(now_local, signal);
             let ready = state
                 .ready_at(now_local, &*bundler.ranker)
                 .unwrap_or(now_local);
@@ -295,5 +367,30 @@ pub async fn flush(ctx: &Context, bundle_id: Uuid) -> anyhow::Result<Option<Stri
                 .await?;
             Ok(Some(user_id))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_friend_is_keyed_by_id_then_by_name() {
+        assert_eq!(
+            friend_key(&json!({"friend_id": "F1", "friend_name": "Matthew"})),
+            "F1"
+        );
+        assert_eq!(
+            friend_key(&json!({"friend_id": 42, "friend_name": "Matthew"})),
+            "42"
+        );
+        assert_eq!(
+            friend_key(&json!({"friend_id": "", "friend_name": "Matthew"})),
+            "name:Matthew"
+        );
+        assert_eq!(friend_key(&json!({"friend_name": "Zoë"})), "name:Zoë");
+        assert_eq!(friend_key(&json!({"friend_id": null})), "");
+        assert_eq!(friend_key(&json!([1, 2])), "");
     }
 }

@@ -14,6 +14,7 @@
 //! | [`BundleState`] | one person's bundling state: the pending bundle, sends and tours today |
 //! | [`BundleState::on_tour`] | a tour arrived: add it, return the new [`Schedule`] (ready instant) |
 //! | [`BundleState::ready_at`] | when the pending bundle becomes ready if nothing else arrives |
+//! | [`BundleState::set_friends`] | what is known of the person's friends today ([`FriendSignal`], from [`Ranker::friend_signal`]) |
 //! | [`BundleState::take`] | send now: empties the pending bundle, counts the send, refuses past the cap |
 //! | [`Ranker`] | pluggable readiness score in [0,1] + threshold; [`ranker::LogisticRanker`] is the shipped one |
 //! | [`BundlingConfig`] | `config/bundling.yml`: `max_per_day`, threshold, weights, prior, hour profile |
@@ -192,9 +193,23 @@ pub enum TakeError {
     CapReached(u32),
 }
 
+/// What is known today of the friends whose tours reached a person: computed by the
+/// caller (the replay, or the worker from per-person daily friend counters) with
+/// [`Ranker::friend_signal`] at each tour and fixed until the next one, so readiness
+/// still moves only with the clock between arrivals. See [`ranker::FriendModel`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FriendSignal {
+    /// Distinct friends whose tours reached the person today.
+    pub friends_today: u32,
+    /// Σ over those friends of `k^count_power`, `k` the tours the friend told the
+    /// person today: the person's tours today with a friend's repeats counting less
+    /// than new friends.
+    pub weighted_tours: f64,
+}
+
 /// One person's bundling state. Small and plain so the online worker can persist it
 /// (a row in `bundles` plus two counters) and rebuild it after a restart.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct BundleState {
     pending: Option<Pending>,
     /// The calendar day `sent_today` and `tours_today` count for.
@@ -204,6 +219,8 @@ pub struct BundleState {
     /// Tours that arrived on `day`: the person's own history today, which drives the
     /// ranker's estimate of further tours.
     tours_today: u32,
+    /// Friends' activity today (reset with the day; zero when the caller gives none).
+    friends: FriendSignal,
 }
 
 impl BundleState {
@@ -219,6 +236,23 @@ impl BundleState {
             day,
             sent_today,
             tours_today,
+            friends: FriendSignal::default(),
+        }
+    }
+
+    /// Sets what is known of the person's friends today (call before
+    /// [`Self::on_tour`] with the signal that includes that tour's friend).
+    pub fn set_friends(&mut self, now: UnixSecs, signal: FriendSignal) {
+        self.roll(now);
+        self.friends = signal;
+    }
+
+    /// The friend signal for the calendar day of `now`.
+    pub fn friends_on(&self, now: UnixSecs) -> FriendSignal {
+        if day_of(now) == self.day {
+            self.friends
+        } else {
+            FriendSignal::default()
         }
     }
 
@@ -255,6 +289,7 @@ impl BundleState {
             self.day = d;
             self.sent_today = 0;
             self.tours_today = 0;
+            self.friends = FriendSignal::default();
         }
     }
 
@@ -403,6 +438,25 @@ mod tests {
     }
 
     #[test]
+    fn the_friend_signal_holds_for_its_day_only() {
+        let r = LogisticRanker::new(&BundlingConfig::default());
+        let mut st = BundleState::default();
+        let sig = FriendSignal {
+            friends_today: 2,
+            weighted_tours: 2.5,
+        };
+        st.set_friends(T0 + 3600, sig);
+        st.on_tour(T0 + 3600, T0 + 3600, "A", &r);
+        assert_eq!(st.friends_on(T0 + 7200), sig);
+        assert_eq!(st.friends_on(T0 + DAY), FriendSignal::default());
+        st.on_tour(T0 + DAY + 60, T0 + DAY + 60, "B", &r);
+        assert_eq!(st.friends_on(T0 + DAY + 60), FriendSignal::default());
+        let p = st.pending().expect("pending").clone();
+        let f = Features::observe(&st, &p, T0 + DAY + 60, 4);
+        assert_eq!((f.friends_today, f.weighted_tours), (0, 0.0));
+    }
+
+    #[test]
     fn first_crossing_matches_a_linear_scan() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
@@ -437,11 +491,18 @@ mod tests {
         let mut cfg = BundlingConfig::default();
         cfg.weights.since_last = 0.4;
         cfg.weights.since_first = 0.05;
+        cfg.friends.count_power = 0.3;
+        cfg.friends.per_friend = 0.5;
         let r = LogisticRanker::new(&cfg);
         for case in 0..24 {
             let mut st = BundleState::default();
             let mut t = T0 + rng.random_range(0..20 * 3600);
+            let mut told = [0u32; 3];
             for _ in 0..rng.random_range(1..8) {
+                let k = rng.random_range(0..3);
+                told[k] += 1;
+                let sig = r.friend_signal(&mut told.iter().copied().filter(|&n| n > 0));
+                st.set_friends(t, sig);
                 st.on_tour(t, t, "A", &r);
                 if rng.random_range(0..4) == 0 {
                     let _ = st.take(t, 4);

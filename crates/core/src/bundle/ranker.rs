@@ -9,6 +9,13 @@
 //! by the time a share `F` of the day's traffic has passed, the posterior mean rate is
 //! `(shape + n) / (rate + F)` tours a day and `(1 − F)` of a day's traffic remains.
 //!
+//! Who the tours came from refines `n` ([`FriendModel`], from a [`FriendSignal`] the
+//! caller supplies): a friend who told the person `k` tours today counts `k^count_power`
+//! (plus `per_friend` per distinct friend). Below 1, a burst from one friend predicts
+//! fewer further tours than as many tours from different friends; on the sample day
+//! (half of its rows are one friend's 10 tours told to 422 people) that takes the ratio
+//! to the optimum from 2.24 to 1.85. Without a signal every tour counts once.
+//!
 //! Why these: the cost of waiting is the pending tours' growing delay; the benefit is
 //! catching more tours in the same send, which matters more the fewer sends are left
 //! and the more tours are still coming. With weights `tours = 1`, `sends_left = 1`,
@@ -16,12 +23,17 @@
 //! the rule "send when the pending tours outnumber the tours expected per remaining
 //! send"; the fitted weights refine it.
 //!
+//! `first_of_day` lifts the score while the bundle holds the person's first tour of the
+//! day: most people get one tour a day, and a dynamic programme over a Gamma–Poisson
+//! arrival model (tried and dropped, see the README) tells the first tour at once at
+//! almost every hour.
+//!
 //! Weights whose features move with the clock are sign-constrained so the score never
 //! falls while nothing arrives: the ready instant is then a single crossing that
 //! [`super::BundleState::ready_at`] finds by bisection, and a scheduled bundle never
 //! becomes un-ready.
 
-use super::{next_day_start, BundleState, Pending, UnixSecs, DAY};
+use super::{next_day_start, BundleState, FriendSignal, Pending, UnixSecs, DAY};
 use serde::{Deserialize, Serialize};
 
 /// What the ranker sees of a pending bundle at an instant.
@@ -45,12 +57,17 @@ pub struct Features {
     pub tours_today: u32,
     /// Seconds since this day's 00:00:00, for the hour-of-day profile.
     pub second_of_day: f64,
+    /// Distinct friends whose tours reached the person today.
+    pub friends_today: u32,
+    /// The person's tours today, weighted (see [`super::FriendSignal::weighted_tours`]).
+    pub weighted_tours: f64,
 }
 
 impl Features {
     /// Observes `pending` (the state's bundle) at `now`.
     pub fn observe(state: &BundleState, pending: &Pending, now: UnixSecs, max: u32) -> Self {
         let sent_today = state.sent_on(now);
+        let friends = state.friends_on(now);
         let eod = next_day_start(now);
         Self {
             since_first: (now - pending.first_at).max(0) as f64,
@@ -62,6 +79,8 @@ impl Features {
             time_left: (eod - now) as f64,
             tours_today: state.tours_on(now),
             second_of_day: (now - (eod - DAY)) as f64,
+            friends_today: friends.friends_today,
+            weighted_tours: friends.weighted_tours,
         }
     }
 }
@@ -80,6 +99,76 @@ pub trait Ranker {
     /// interpolates on it; the default is readiness − threshold.
     fn margin(&self, f: &Features) -> f64 {
         self.readiness(f) - self.threshold()
+    }
+    /// The [`FriendSignal`] of a person given, for each friend whose tours reached them
+    /// today, how many of that friend's tours they got today. The default gives none
+    /// (the ranker then counts every tour once).
+    fn friend_signal(&self, _told: &mut dyn Iterator<Item = u32>) -> FriendSignal {
+        FriendSignal::default()
+    }
+}
+
+/// How the friends behind a person's tours today enter the forecast of their further
+/// tours (see the module docs). The defaults count every tour once, as without friends.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FriendModel {
+    /// A friend who told the person `k` tours today counts `k^count_power` in the
+    /// Gamma posterior (0..=1): 1 counts every tour, 0 counts friends. Below 1 a burst
+    /// from one friend predicts fewer further tours than as many tours from different
+    /// friends.
+    pub count_power: f64,
+    /// Added to the Gamma shape per distinct friend seen today. Must be > −1 (with
+    /// the weighted count of at least one per friend the shape stays positive).
+    pub per_friend: f64,
+}
+
+impl Default for FriendModel {
+    fn default() -> Self {
+        Self {
+            count_power: 1.0,
+            per_friend: 0.0,
+        }
+    }
+}
+
+impl FriendModel {
+    fn validate(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        if !(0.0..=1.0).contains(&self.count_power) {
+            errs.push("friends.count_power must lie in 0..=1".into());
+        }
+        if !(self.per_friend.is_finite() && self.per_friend > -1.0) {
+            errs.push("friends.per_friend must be a number > -1".into());
+        }
+        errs
+    }
+
+    fn power(&self) -> f64 {
+        if self.count_power.is_finite() {
+            self.count_power.clamp(0.0, 1.0)
+        } else {
+            1.0
+        }
+    }
+
+    /// The signal of a person who got `told[i]` tours from their i-th friend today.
+    pub fn signal(&self, told: &mut dyn Iterator<Item = u32>) -> FriendSignal {
+        let power = self.power();
+        self.signal_with(told, |k| f64::from(k).powf(power))
+    }
+
+    fn signal_with(
+        &self,
+        told: &mut dyn Iterator<Item = u32>,
+        weight: impl Fn(u32) -> f64,
+    ) -> FriendSignal {
+        let mut out = FriendSignal::default();
+        for k in told {
+            out.friends_today = out.friends_today.saturating_add(1);
+            out.weighted_tours += weight(k.max(1));
+        }
+        out
     }
 }
 
@@ -104,6 +193,9 @@ pub struct Weights {
     pub sent_today: f64,
     /// × hours left in the day; ≤ 0
     pub time_left: f64,
+    /// Added when the bundle holds the person's first tour of the day: most people get
+    /// one tour a day, so the first is best told at once (what an exact plan on a Gamma–Poisson model does).
+    pub first_of_day: f64,
 }
 
 impl Default for Weights {
@@ -124,6 +216,7 @@ pub const DEFAULT_WEIGHTS: Weights = Weights {
     span: 0.0,
     sent_today: 0.0,
     time_left: 0.0,
+    first_of_day: 0.0,
 };
 
 /// Share of a day's tours in each UTC hour, from the sample data with its one
@@ -151,6 +244,7 @@ pub struct BundlingConfig {
     pub weights: Weights,
     pub prior: Prior,
     pub hour_profile: Vec<f64>,
+    pub friends: FriendModel,
 }
 
 impl Default for BundlingConfig {
@@ -164,6 +258,7 @@ impl Default for BundlingConfig {
                 rate: 0.1,
             },
             hour_profile: DEFAULT_HOUR_PROFILE.to_vec(),
+            friends: FriendModel::default(),
         }
     }
 }
@@ -200,6 +295,7 @@ impl BundlingConfig {
             w.span,
             w.sent_today,
             w.time_left,
+            w.first_of_day,
             self.prior.shape,
             self.prior.rate,
         ];
@@ -222,6 +318,7 @@ impl BundlingConfig {
         {
             errs.push("hour_profile must hold 24 non-negative numbers, not all zero".into());
         }
+        errs.extend(self.friends.validate());
         if errs.is_empty() {
             Ok(())
         } else {
@@ -244,12 +341,15 @@ pub struct LogisticRanker {
     logit_threshold: f64,
     max_per_day: u32,
     prior: Prior,
+    friends: FriendModel,
     /// Cumulative share of the day's traffic at each hour boundary (25 entries).
     cum: [f64; 25],
     share: [f64; 24],
     /// ln(n) for small counts: the score takes two logarithms of counts, and the
     /// ready-instant search evaluates it a few times per tour.
     ln_small: [f64; 64],
+    /// k^count_power for small k (the replay asks for it at every tour).
+    pow_small: [f64; 64],
 }
 
 impl LogisticRanker {
@@ -290,9 +390,11 @@ impl LogisticRanker {
             logit_threshold: (threshold / (1.0 - threshold)).ln(),
             max_per_day: cfg.max_per_day.max(1),
             prior: cfg.prior,
+            friends: cfg.friends,
             cum,
             share,
             ln_small: std::array::from_fn(|i| (i.max(1) as f64).ln()),
+            pow_small: std::array::from_fn(|i| (i as f64).powf(cfg.friends.power())),
         }
     }
 
@@ -306,7 +408,14 @@ impl LogisticRanker {
     /// Tours the person is still expected to get today (posterior mean).
     pub fn expected_more(&self, f: &Features) -> f64 {
         let frac = self.day_fraction(f.second_of_day);
-        let rate = (self.prior.shape + f64::from(f.tours_today)) / (self.prior.rate + frac);
+        // Without a friend signal (none given) every tour counts once.
+        let tours = if f.friends_today == 0 {
+            f64::from(f.tours_today)
+        } else {
+            f.weighted_tours
+        };
+        let shape = self.prior.shape + tours + self.friends.per_friend * f64::from(f.friends_today);
+        let rate = shape.max(0.0) / (self.prior.rate + frac);
         (rate * (1.0 - frac)).max(0.0)
     }
 
@@ -323,6 +432,11 @@ impl LogisticRanker {
             + w.span * f.span / H
             + w.sent_today * f64::from(f.sent_today)
             + w.time_left * f.time_left / H
+            + if f.tours_today <= 1 {
+                w.first_of_day
+            } else {
+                0.0
+            }
     }
 }
 
@@ -342,6 +456,14 @@ impl Ranker for LogisticRanker {
     fn margin(&self, f: &Features) -> f64 {
         self.score(f) - self.logit_threshold
     }
+    fn friend_signal(&self, told: &mut dyn Iterator<Item = u32>) -> FriendSignal {
+        let power = self.friends.power();
+        self.friends
+            .signal_with(told, |k| match self.pow_small.get(k as usize) {
+                Some(&x) => x,
+                None => f64::from(k).powf(power),
+            })
+    }
 }
 
 #[cfg(test)]
@@ -359,6 +481,8 @@ mod tests {
             time_left: DAY as f64 - sod,
             tours_today: tours.saturating_add(sent),
             second_of_day: sod,
+            friends_today: 0,
+            weighted_tours: 0.0,
         }
     }
 
@@ -411,6 +535,99 @@ mod tests {
     }
 
     #[test]
+    fn first_of_day_lifts_only_the_days_first_tour() {
+        let mut cfg = BundlingConfig::default();
+        cfg.weights.bias = -3.0;
+        let plain = LogisticRanker::new(&cfg);
+        cfg.weights.first_of_day = 5.0;
+        let r = LogisticRanker::new(&cfg);
+        let first = feats(1, 0, 43_200.0, 0.0);
+        assert!(!plain.is_ready(&first) && r.is_ready(&first));
+        let later = Features {
+            tours_today: 2,
+            ..first
+        };
+        assert_eq!(r.score(&later), plain.score(&later));
+    }
+
+    #[test]
+    fn friend_signal_counts_friends_and_weighs_repeats() {
+        let mut m = FriendModel::default();
+        let sig = m.signal(&mut [3u32, 1, 0].into_iter());
+        assert_eq!(sig.friends_today, 3);
+        // count_power 1: every tour once (a zero count is one tour).
+        assert!((sig.weighted_tours - 5.0).abs() < 1e-12);
+        m.count_power = 0.0;
+        assert!((m.signal(&mut [3u32, 1].into_iter()).weighted_tours - 2.0).abs() < 1e-12);
+        m.count_power = 0.5;
+        let w = m.signal(&mut [4u32].into_iter()).weighted_tours;
+        assert!((w - 2.0).abs() < 1e-12);
+        // The ranker's table agrees with the model, past the table too.
+        let cfg = BundlingConfig {
+            friends: m,
+            ..BundlingConfig::default()
+        };
+        let r = LogisticRanker::new(&cfg);
+        for told in [[1u32, 2, 63], [64, 65, 1000]] {
+            let a = r.friend_signal(&mut told.into_iter());
+            let b = m.signal(&mut told.into_iter());
+            assert_eq!(a.friends_today, b.friends_today);
+            assert!((a.weighted_tours - b.weighted_tours).abs() < 1e-9);
+        }
+        assert_eq!(m.signal(&mut std::iter::empty()), FriendSignal::default());
+    }
+
+    #[test]
+    fn the_default_friend_model_changes_nothing() {
+        // With count_power 1 and per_friend 0 a signal gives the forecast of the
+        // person's own count, so configs without `friends:` keep their meaning.
+        let r = LogisticRanker::new(&BundlingConfig::default());
+        let plain = feats(3, 1, 40_000.0, 600.0);
+        let sig = r.friend_signal(&mut [2u32, 1, 1].into_iter());
+        let with = Features {
+            friends_today: sig.friends_today,
+            weighted_tours: sig.weighted_tours,
+            ..plain
+        };
+        assert_eq!(plain.tours_today, 4);
+        assert!((r.expected_more(&plain) - r.expected_more(&with)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_burst_from_one_friend_forecasts_less_than_as_many_friends() {
+        let mut cfg = BundlingConfig::default();
+        cfg.friends.count_power = 0.2;
+        let r = LogisticRanker::new(&cfg);
+        let base = feats(1, 0, 40_000.0, 0.0);
+        let at = |told: &[u32]| {
+            let sig = r.friend_signal(&mut told.iter().copied());
+            Features {
+                tours_today: told.iter().sum(),
+                friends_today: sig.friends_today,
+                weighted_tours: sig.weighted_tours,
+                ..base
+            }
+        };
+        let burst = r.expected_more(&at(&[6]));
+        let spread = r.expected_more(&at(&[1; 6]));
+        assert!(burst < spread, "{burst} vs {spread}");
+        // The score still never falls as time passes.
+        let mut prev = f64::NEG_INFINITY;
+        for s in (40_000..86_400).step_by(131) {
+            let f = Features {
+                second_of_day: s as f64,
+                time_left: (86_400 - s) as f64,
+                since_first: (s - 40_000) as f64,
+                since_last: (s - 40_000) as f64,
+                ..at(&[6, 1])
+            };
+            let z = r.score(&f);
+            assert!(z >= prev - 1e-9);
+            prev = z;
+        }
+    }
+
+    #[test]
     fn day_fraction_runs_from_zero_to_one() {
         let r = LogisticRanker::new(&BundlingConfig::default());
         assert_eq!(r.day_fraction(0.0), 0.0);
@@ -428,6 +645,14 @@ mod tests {
         assert!(err.contains("since_last"), "{err}");
         assert!(err.contains("hour_profile"), "{err}");
         assert!(BundlingConfig::from_yaml("weights: {nope: 1}").is_err());
+        let err = BundlingConfig::from_yaml(
+            "max_per_day: 0\nfriends: {count_power: 1.5, per_friend: -1}\n",
+        )
+        .expect_err("invalid");
+        assert!(err.contains("max_per_day"), "{err}");
+        assert!(err.contains("friends.count_power"), "{err}");
+        assert!(err.contains("friends.per_friend"), "{err}");
+        assert!(BundlingConfig::from_yaml("friends: {session: 1}").is_err());
         let good = BundlingConfig::default().to_yaml();
         assert_eq!(
             BundlingConfig::from_yaml(&good),

@@ -42,6 +42,11 @@ type FxBuild = BuildHasherDefault<FxHasher>;
 pub struct Dataset {
     pub at: Vec<UnixSecs>,
     pub person: Vec<u32>,
+    /// Friend index per row (into `friends`).
+    pub friend: Vec<u32>,
+    /// Friend ids by friend index, in order of first appearance.
+    pub friends: Vec<Box<str>>,
+    friend_index: HashMap<Box<str>, u32, FxBuild>,
     /// Byte range of the friend's name in `names`.
     name_span: Vec<(u32, u32)>,
     names: String,
@@ -64,6 +69,7 @@ impl Dataset {
         let mut d = Self::new();
         d.at.reserve(rows);
         d.person.reserve(rows);
+        d.friend.reserve(rows);
         d.name_span.reserve(rows);
         d.names.reserve(rows * 8);
         d
@@ -87,6 +93,16 @@ impl Dataset {
                 p
             }
         };
+        let friend = match self.friend_index.get(row.friend_id) {
+            Some(&f) => f,
+            None => {
+                let f = self.friends.len() as u32;
+                self.friends.push(row.friend_id.into());
+                self.friend_index.insert(row.friend_id.into(), f);
+                f
+            }
+        };
+        self.friend.push(friend);
         if self.at.last().is_some_and(|&last| last > row.at) {
             self.sorted = false;
         }
@@ -107,6 +123,7 @@ impl Dataset {
         order.sort_by_key(|&i| self.at[i as usize]);
         self.at = order.iter().map(|&i| self.at[i as usize]).collect();
         self.person = order.iter().map(|&i| self.person[i as usize]).collect();
+        self.friend = order.iter().map(|&i| self.friend[i as usize]).collect();
         self.name_span = order.iter().map(|&i| self.name_span[i as usize]).collect();
         self.sorted = true;
     }
@@ -134,7 +151,7 @@ impl Dataset {
                 out.push(TourRef {
                     at: self.at[i],
                     user_id: id,
-                    friend_id: "",
+                    friend_id: &self.friends[self.friend[i] as usize],
                     friend_name: self.name(i),
                 });
             }
@@ -192,6 +209,9 @@ pub fn replay_with<R: Ranker + ?Sized>(
     let mut heap: BinaryHeap<Reverse<(UnixSecs, u32, u32)>> =
         BinaryHeap::with_capacity(n.min(1 << 20));
     let mut refused = 0u64;
+    // Per person, the friends seen today and how many tours each told them.
+    let mut p_day = vec![i64::MIN; n];
+    let mut p_friends: Vec<Vec<(u32, u32)>> = vec![Vec::new(); n];
 
     let mut fire = |t: UnixSecs,
                     p: usize,
@@ -262,6 +282,19 @@ pub fn replay_with<R: Ranker + ?Sized>(
             next[tail[p] as usize] = i as u32;
         }
         tail[p] = i as u32;
+        let day = super::day_of(now);
+        if let Some(&f) = data.friend.get(i) {
+            if p_day[p] != day {
+                p_day[p] = day;
+                p_friends[p].clear();
+            }
+            match p_friends[p].iter_mut().find(|(g, _)| *g == f) {
+                Some((_, told)) => *told = told.saturating_add(1),
+                None => p_friends[p].push((f, 1)),
+            }
+            let signal = ranker.friend_signal(&mut p_friends[p].iter().map(|&(_, k)| k));
+            states[p].set_friends(now, signal);
+        }
         // The replay keeps the first friend's row itself, so the state needs no name.
         if let Schedule::At(t) = states[p].on_tour(now, now, "", ranker) {
             version[p] = version[p].wrapping_add(1);
@@ -365,6 +398,52 @@ mod tests {
             }
             assert!(per.values().all(|&c| c <= cap), "cap {cap} exceeded");
         }
+    }
+
+    #[test]
+    fn friends_are_interned_and_kept_by_subsets() {
+        let mut d = Dataset::new();
+        for (t, u, f) in [(5, "u1", "f1"), (1, "u2", "f2"), (3, "u1", "f2")] {
+            d.push(TourRef {
+                at: t,
+                user_id: u,
+                friend_id: f,
+                friend_name: "N",
+            });
+        }
+        d.sort();
+        let ids: Vec<&str> = d.friend.iter().map(|&f| &*d.friends[f as usize]).collect();
+        assert_eq!(ids, ["f2", "f2", "f1"]);
+        let s = d.subset(|id| id == "u1");
+        let ids: Vec<&str> = s.friend.iter().map(|&f| &*s.friends[f as usize]).collect();
+        assert_eq!(ids, ["f2", "f1"]);
+    }
+
+    #[test]
+    fn a_burst_from_one_friend_is_sent_sooner_than_one_from_many() {
+        // Same instants; only who the tours come from differs. With repeats counting
+        // less, the one-friend burst forecasts fewer further tours, so its bundles go
+        // no later (and its total delay is no larger).
+        let mut cfg = BundlingConfig::default();
+        cfg.friends.count_power = 0.0;
+        cfg.weights.since_last = 0.3;
+        let r = LogisticRanker::new(&cfg);
+        let rows = |many: bool| {
+            let mut d = Dataset::new();
+            for i in 0..8i64 {
+                let f = if many { format!("f{i}") } else { "f".into() };
+                d.push(TourRef {
+                    at: 1_501_578_000 + i * 900,
+                    user_id: "u",
+                    friend_id: &f,
+                    friend_name: "N",
+                });
+            }
+            d
+        };
+        let one = total_delay(&rows(false), &r);
+        let many = total_delay(&rows(true), &r);
+        assert!(one <= many, "{one} vs {many}");
     }
 
     #[test]
