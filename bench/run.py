@@ -58,7 +58,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--only", action="append", choices=FIGURES, default=[], help="run only this figure (repeatable)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds measured per closed-loop run (default 10)")
     p.add_argument("--drain-events", type=int, default=20_000, help="events of the drain figure (default 20000)")
-    p.add_argument("--worker-concurrency", type=int, default=256, help="the worker's --concurrency (default 256, the worker's own default)")
+    p.add_argument("--worker-concurrency", type=int, default=512, help="the worker's --concurrency (default 512, the worker's own default)")
     p.add_argument("--json", type=Path, help="also write every run's raw result to this file")
     p.add_argument("--bin-dir", type=Path, help="take herald-api/-worker/-sim from this directory (implies --no-build), "
                    "e.g. to measure a build from before a change")

@@ -256,7 +256,7 @@ main() {
     api_healthy || die "the api did not answer http://$HERALD_BIND/healthz/live within 60 s (see $RUN_DIR/api.log)"
     sink_healthy || die "the sink did not answer on port $HERALD_SINK_PORT (see $RUN_DIR/sink.log)"
 
-    start worker "$BIN_DIR/herald-worker" --queues critical,default --concurrency 256
+    start worker "$BIN_DIR/herald-worker" --queues critical,default --concurrency 512
     sleep 1
     alive_or_die worker
 
@@ -264,7 +264,7 @@ main() {
 
 Herald is up (no Docker):
   api       http://$HERALD_BIND  (api key: ${HERALD_API_KEYS%%,*})
-  worker    --queues critical,default --concurrency 256
+  worker    --queues critical,default --concurrency 512
   sink      http://127.0.0.1:$HERALD_SINK_PORT  (GET /received, POST /control)
   postgres  $PG_HOST:$PG_PORT/$PG_DB
   redis     $REDIS_HOST:$REDIS_PORT

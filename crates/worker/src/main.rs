@@ -23,7 +23,7 @@ struct Cli {
     queues: Vec<QueueName>,
     /// Jobs handled at once. Jobs mostly wait (on Postgres batches, Redis, webhooks),
     /// and the more run at once, the larger the batches their statements share.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u16).range(1..=4096))]
     concurrency: u16,
     /// How long a job may go unacknowledged before another worker takes it over.
     /// Must exceed the longest channel timeout plus margin.
