@@ -260,13 +260,15 @@ impl Drop for TestApp {
         for (token, _) in &self.workers {
             token.cancel();
         }
-        let (queue, prefix) = (self.queue.clone(), self.prefix.clone());
-        // Leave nothing behind in the shared Redis.
+        let prefix = self.prefix.clone();
+        // Leave nothing behind in the shared Redis. The purge runs on a runtime of its
+        // own with a connection of its own: the test's runtime is the one dropping us,
+        // so a connection driven by it (`self.queue`'s) would never answer.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(queue.purge())
+            rt.block_on(async { Queue::connect(&redis_url(), &prefix, 1)?.purge().await })
                 .map_err(|e| std::io::Error::other(format!("{prefix}: {e}")))
         })
         .join();
