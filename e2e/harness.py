@@ -592,6 +592,18 @@ class Run:
     redis: "Redis"
     procs: "Processes"
 
+    def start_stack(self, repo: Path, results: "Results", build: bool, release: bool) -> "Stack":
+        """Builds (unless told not to), checks that Postgres and Redis answer, creates
+        the run's database and launches sinks, api and worker on it."""
+        if build:
+            build_binaries(repo, release)
+        bin_dir = find_binaries(repo, release)
+        self.db.check_answers()
+        self.redis.check_answers()
+        self.db.create()
+        print(f"database {self.db.name}, redis prefix {self.redis.prefix}", flush=True)
+        return launch(repo, bin_dir, self.procs, self.db.url, self.redis.url, self.redis.prefix, results)
+
 
 def new_run(repo: Path, logs: str, name: str) -> Run:
     """Sets up a run whose logs go to target/<logs>/<run id>/."""

@@ -94,14 +94,7 @@ def main(argv: list[str]) -> int:
     print(f"e2e run {run_id}: logs in {log_dir}", flush=True)
     try:
         try:
-            if not args.no_build:
-                harness.build_binaries(REPO, args.release)
-            bin_dir = harness.find_binaries(REPO, args.release)
-            db.check_answers()
-            redis.check_answers()
-            db.create()
-            print(f"database {db.name}, redis prefix {redis.prefix}", flush=True)
-            stack = harness.launch(REPO, bin_dir, procs, db.url, redis.url, redis.prefix, results)
+            stack = run.start_stack(REPO, results, build=not args.no_build, release=args.release)
         except harness.StackError as e:
             results.record(False, "e2e: start the stack", str(e))
         else:

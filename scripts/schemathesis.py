@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,26 +81,14 @@ def count_inputs(ndjson: Path) -> tuple[int, int]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    run_hex = harness.new_hex()
-    run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{run_hex}"
-    out_dir = harness.target_dir(REPO) / "schemathesis" / run_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    db = harness.Postgres(os.environ.get("HERALD_TEST_DATABASE_URL", harness.DEFAULT_DATABASE_URL),
-                          f"herald_st_{run_hex}")
-    redis = harness.Redis(os.environ.get("HERALD_TEST_REDIS_URL", harness.DEFAULT_REDIS_URL), f"herald_st_{run_hex}:")
-    procs = harness.Processes(out_dir)
+    run = harness.new_run(REPO, "schemathesis", "herald_st")
+    out_dir, db, redis, procs = run.log_dir, run.db, run.redis, run.procs
     results = harness.Results()
     started = time.monotonic()
     figures = ""
     try:
         exe = ensure_schemathesis()
-        if not args.no_build:
-            harness.build_binaries(REPO, args.release)
-        bin_dir = harness.find_binaries(REPO, args.release)
-        db.check_answers()
-        redis.check_answers()
-        db.create()
-        stack = harness.launch(REPO, bin_dir, procs, db.url, redis.url, redis.prefix, results)
+        stack = run.start_stack(REPO, results, build=not args.no_build, release=args.release)
         ndjson = out_dir / "events.ndjson"
         argv = [exe, "run", f"{stack.api_url}/openapi.json", "--url", stack.api_url,
                 "--checks", "not_a_server_error", "--mode", "all",

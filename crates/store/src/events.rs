@@ -8,7 +8,7 @@ use crate::schema::events;
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, Query, QueryFragment};
 use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 use herald_core::event::NewEvent;
@@ -48,11 +48,7 @@ impl<'a> UnnestInsert<'a> {
     }
 }
 
-impl QueryId for UnnestInsert<'_> {
-    type QueryId = UnnestInsert<'static>;
-    // The SQL is the same for every value: safe to prepare once and cache.
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
+cacheable_statement!(UnnestInsert);
 
 impl Query for UnnestInsert<'_> {
     type SqlType = diesel::sql_types::Uuid;
@@ -64,21 +60,16 @@ impl QueryFragment<Pg> for UnnestInsert<'_> {
             "INSERT INTO events (id, event_type, user_id, topic, event_timestamp, properties, \
              user_traits, idempotency_key) SELECT * FROM unnest(",
         );
-        out.push_bind_param::<Array<diesel::sql_types::Uuid>, _>(&self.ids)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.event_types)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.user_ids)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.topics)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Timestamptz>, _>(&self.timestamps)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Jsonb>, _>(&self.properties)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Jsonb>, _>(&self.user_traits)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.keys)?;
+        push_binds!(out;
+            Array<diesel::sql_types::Uuid> => &self.ids,
+            Array<Text> => &self.event_types,
+            Array<Nullable<Text>> => &self.user_ids,
+            Array<Nullable<Text>> => &self.topics,
+            Array<Timestamptz> => &self.timestamps,
+            Array<Jsonb> => &self.properties,
+            Array<Jsonb> => &self.user_traits,
+            Array<Nullable<Text>> => &self.keys,
+        );
         out.push_sql(
             ") ON CONFLICT ON CONSTRAINT events_idempotency_key_key DO NOTHING RETURNING id",
         );
@@ -210,10 +201,7 @@ struct MarkRouted<'a> {
     ids: &'a [Uuid],
 }
 
-impl QueryId for MarkRouted<'_> {
-    type QueryId = MarkRouted<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
+cacheable_statement!(MarkRouted);
 
 impl QueryFragment<Pg> for MarkRouted<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {

@@ -22,6 +22,9 @@
 pub mod audit;
 pub mod bundles;
 pub mod changes;
+#[macro_use]
+mod prepared;
+
 pub mod events;
 pub mod history;
 pub mod inbox;

@@ -10,7 +10,7 @@ use crate::schema::{delivery_attempts, events, notifications, users};
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, Query, QueryFragment};
 use diesel::sql_types::{Array, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::AsyncConnection;
 use diesel_async::RunQueryDsl;
@@ -99,11 +99,7 @@ impl<'a> UnnestNotifications<'a> {
     }
 }
 
-impl QueryId for UnnestNotifications<'_> {
-    type QueryId = UnnestNotifications<'static>;
-    // The SQL is the same for every value: safe to prepare once and cache.
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
+cacheable_statement!(UnnestNotifications);
 
 impl Query for UnnestNotifications<'_> {
     type SqlType = (SqlUuid, Text, Text, Timestamptz);
@@ -116,33 +112,22 @@ impl QueryFragment<Pg> for UnnestNotifications<'_> {
              status, suppression_reason, severity, private, subject, text, due_at, sent_at, \
              bundle_id) SELECT * FROM unnest(",
         );
-        out.push_bind_param::<Array<SqlUuid>, _>(&self.id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<SqlUuid>, _>(&self.event_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.user_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.notification_type)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.channel)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.status)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.suppression_reason)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.severity)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Bool>, _>(&self.private)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.subject)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.text)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Timestamptz>, _>(&self.due_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(&self.sent_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<SqlUuid>>, _>(&self.bundle_id)?;
+        push_binds!(out;
+            Array<SqlUuid> => &self.id,
+            Array<SqlUuid> => &self.event_id,
+            Array<Nullable<Text>> => &self.user_id,
+            Array<Text> => &self.notification_type,
+            Array<Text> => &self.channel,
+            Array<Text> => &self.status,
+            Array<Nullable<Text>> => &self.suppression_reason,
+            Array<Text> => &self.severity,
+            Array<Bool> => &self.private,
+            Array<Nullable<Text>> => &self.subject,
+            Array<Text> => &self.text,
+            Array<Timestamptz> => &self.due_at,
+            Array<Nullable<Timestamptz>> => &self.sent_at,
+            Array<Nullable<SqlUuid>> => &self.bundle_id,
+        );
         out.push_sql(") ON CONFLICT DO NOTHING RETURNING id, status, severity, due_at");
         Ok(())
     }
@@ -277,10 +262,7 @@ struct UnnestAttempts<'a> {
     outcome: Vec<&'static str>,
 }
 
-impl QueryId for UnnestAttempts<'_> {
-    type QueryId = UnnestAttempts<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
+cacheable_statement!(UnnestAttempts);
 
 impl Query for UnnestAttempts<'_> {
     type SqlType = SqlUuid;
@@ -289,21 +271,16 @@ impl Query for UnnestAttempts<'_> {
 impl QueryFragment<Pg> for UnnestAttempts<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql("WITH r AS (SELECT * FROM unnest(");
-        out.push_bind_param::<Array<SqlUuid>, _>(&self.id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.new_status)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(&self.next_due)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.error)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Timestamptz>, _>(&self.started_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Int4>, _>(&self.duration_ms)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Int4>>, _>(&self.http_status)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.outcome)?;
+        push_binds!(out;
+            Array<SqlUuid> => &self.id,
+            Array<Text> => &self.new_status,
+            Array<Nullable<Timestamptz>> => &self.next_due,
+            Array<Nullable<Text>> => &self.error,
+            Array<Timestamptz> => &self.started_at,
+            Array<Int4> => &self.duration_ms,
+            Array<Nullable<Int4>> => &self.http_status,
+            Array<Text> => &self.outcome,
+        );
         out.push_sql(
             ") AS r(id, new_status, next_due, error, started_at, duration_ms, http_status, \
              outcome)),

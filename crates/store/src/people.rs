@@ -5,7 +5,7 @@ use crate::pool::{Conn, StoreError};
 use crate::schema::{topic_members, topics, users};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, Query, QueryFragment};
 use diesel::sql_types::{Array, Bool, Jsonb, Nullable, Text};
 use diesel::upsert::excluded;
 use diesel::PgJsonbExpressionMethods;
@@ -297,11 +297,7 @@ struct TopicPages<'a> {
     limit: i64,
 }
 
-impl QueryId for TopicPages<'_> {
-    type QueryId = TopicPages<'static>;
-    // The SQL is the same for every value: safe to prepare once and cache.
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
+cacheable_statement!(TopicPages);
 
 impl Query for TopicPages<'_> {
     type SqlType = diesel::sql_types::Untyped;
@@ -316,11 +312,11 @@ impl QueryFragment<Pg> for TopicPages<'_> {
                        AND s.event_type = r.event_type AND NOT s.enabled) AS unsubscribed \
              FROM unnest(",
         );
-        out.push_bind_param::<Array<Text>, _>(&self.topics)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.afters)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.event_types)?;
+        push_binds!(out;
+            Array<Text> => &self.topics,
+            Array<Text> => &self.afters,
+            Array<Text> => &self.event_types,
+        );
         out.push_sql(
             ") WITH ORDINALITY AS r(topic, after, event_type, page) \
              CROSS JOIN LATERAL ( \

@@ -645,6 +645,18 @@ impl<W: io::Write> BundleWriter<W> {
         Ok(())
     }
 
+    /// The four columns before the message, each followed by its comma.
+    fn put_head(&mut self, sent: UnixSecs, first: UnixSecs, tours: u32, receiver: &str) {
+        self.put_time(sent);
+        self.buf.push(b',');
+        self.put_time(first);
+        self.buf.push(b',');
+        put_u32(&mut self.buf, tours);
+        self.buf.push(b',');
+        put_field(&mut self.buf, receiver.as_bytes());
+        self.buf.push(b',');
+    }
+
     /// One row with a ready-made message.
     pub fn write(
         &mut self,
@@ -654,14 +666,7 @@ impl<W: io::Write> BundleWriter<W> {
         receiver: &str,
         message: &str,
     ) -> io::Result<()> {
-        self.put_time(sent);
-        self.buf.push(b',');
-        self.put_time(first);
-        self.buf.push(b',');
-        put_u32(&mut self.buf, tours);
-        self.buf.push(b',');
-        put_field(&mut self.buf, receiver.as_bytes());
-        self.buf.push(b',');
+        self.put_head(sent, first, tours, receiver);
         put_field(&mut self.buf, message.as_bytes());
         self.row_done()
     }
@@ -675,14 +680,7 @@ impl<W: io::Write> BundleWriter<W> {
         receiver: &str,
         first_friend: &str,
     ) -> io::Result<()> {
-        self.put_time(sent);
-        self.buf.push(b',');
-        self.put_time(first);
-        self.buf.push(b',');
-        put_u32(&mut self.buf, tours);
-        self.buf.push(b',');
-        put_field(&mut self.buf, receiver.as_bytes());
-        self.buf.push(b',');
+        self.put_head(sent, first, tours, receiver);
         let quote = needs_quotes(first_friend.as_bytes());
         if quote {
             self.buf.push(b'"');
