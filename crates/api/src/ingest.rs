@@ -24,6 +24,8 @@
 use crate::error::ApiError;
 use crate::state::AppState;
 use herald_core::event::NewEvent;
+use herald_core::queues::queue_for;
+use herald_core::rules::RuleSet;
 use herald_queue::{Job, Queue, QueueName};
 use herald_store::events::{self, Stored};
 use herald_store::{Pool, StoreError};
@@ -84,16 +86,19 @@ struct Sinks {
     pool: Pool,
     queue: Queue,
     accepted: IntCounter,
+    /// The rules decide which queue each new event's route job takes.
+    rules: RuleSet,
 }
 
 impl Ingestor {
     /// Starts the ingestor on the current Tokio runtime.
-    pub fn start(pool: Pool, queue: Queue, accepted: IntCounter) -> Ingestor {
+    pub fn start(pool: Pool, queue: Queue, accepted: IntCounter, rules: RuleSet) -> Ingestor {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let sinks = Sinks {
             pool,
             queue,
             accepted,
+            rules,
         };
         tokio::spawn(coalesce(rx, sinks));
         Ingestor { tx }
@@ -232,7 +237,7 @@ async fn enqueue(sinks: &Sinks, events: &[NewEvent], stored: &[Stored]) {
         .iter()
         .zip(stored)
         .filter(|(_, s)| !s.duplicate)
-        .map(|(e, s)| (queue_for(e), Job::route(s.id)))
+        .map(|(e, s)| (route_queue(&sinks.rules, e), Job::route(s.id)))
         .collect();
     sinks.accepted.inc_by(jobs.len() as u64);
     if let Err(e) = sinks.queue.enqueue(&jobs).await {
@@ -241,10 +246,8 @@ async fn enqueue(sinks: &Sinks, events: &[NewEvent], stored: &[Stored]) {
     }
 }
 
-/// Critical alerts are routed on the critical queue, ahead of everything else.
-fn queue_for(event: &NewEvent) -> QueueName {
-    match event.properties.get("severity").and_then(|s| s.as_str()) {
-        Some("critical") => QueueName::Critical,
-        _ => QueueName::Default,
-    }
+/// An event that makes critical notifications is routed on the critical queue, ahead
+/// of everything else.
+fn route_queue(rules: &RuleSet, event: &NewEvent) -> QueueName {
+    queue_for(rules.event_severity(&event.event_type, &event.properties))
 }

@@ -45,8 +45,12 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
     let changes = herald_queue::ChangeSubscriber::new(&settings.redis_url, queue.clone())?;
     let metrics = metrics::Metrics::new();
     // Group commit runs on the runtime that builds the state, next to the server.
-    let ingestor =
-        ingest::Ingestor::start(pool.clone(), queue.clone(), metrics.events_accepted.clone());
+    let ingestor = ingest::Ingestor::start(
+        pool.clone(),
+        queue.clone(),
+        metrics.events_accepted.clone(),
+        config.rules.clone(),
+    );
     let rate_limiter = settings
         .rate_limit_per_s
         .and_then(|n| rate_limit::RateLimiter::new(n, queue.clone()));

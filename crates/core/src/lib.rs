@@ -8,6 +8,8 @@
 //! | [`bundle`] | bundling chatty notifications: state machine, ranker, offline optimum (SPEC 8) |
 //! | [`alert`] | shop alerts and how they become events (SPEC 3.2) |
 //! | [`severity`] | notification severity and a person's preference level |
+//! | [`status`] | a notification's status (`pending` … `suppressed`) |
+//! | [`queues`] | which queue work travels on: [`queues::queue_for`] |
 //! | [`preferences`] | whether a recipient gets a notification or a suppressed row |
 //! | [`rules`] | notification rules from `rules.yml` and which ones an event triggers |
 //! | [`conditions`] | rule conditions: predicates, proximity, absence |
@@ -37,7 +39,9 @@ pub mod payload;
 pub mod preferences;
 pub mod retry;
 pub mod rules;
+pub mod queues;
 pub mod severity;
 pub mod signing;
+pub mod status;
 pub mod targets;
 pub mod template;

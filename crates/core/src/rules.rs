@@ -261,6 +261,15 @@ impl RuleSet {
             .map(|&i| &self.rules[i])
     }
 
+    /// The severity of the work an event of `event_type` makes: critical when any rule
+    /// it triggers makes a critical notification, so its route job travels with them.
+    pub fn event_severity(&self, event_type: &str, properties: &Value) -> Severity {
+        self.matching(event_type)
+            .map(|rule| rule.severity_for(properties))
+            .max_by_key(|s| *s == Severity::Critical)
+            .unwrap_or_default()
+    }
+
     pub fn by_notification_type(&self, notification_type: &str) -> Option<&Rule> {
         self.rules
             .iter()

@@ -1,35 +1,9 @@
 //! The jobs that travel on the queues, serialized as JSON in the stream entry's `job`
 //! field.
 
+pub use herald_core::queues::QueueName;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-/// Which stream a job travels on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueName {
-    Critical,
-    Default,
-}
-
-impl QueueName {
-    pub const ALL: [QueueName; 2] = [QueueName::Critical, QueueName::Default];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QueueName::Critical => "critical",
-            QueueName::Default => "default",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<QueueName> {
-        match s {
-            "critical" => Some(QueueName::Critical),
-            "default" => Some(QueueName::Default),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

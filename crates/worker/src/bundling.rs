@@ -363,7 +363,7 @@ pub async fn flush(ctx: &Context, bundle_id: Uuid) -> anyhow::Result<Option<Stri
                 notification_id: carrier,
             };
             ctx.queue
-                .enqueue(&[(Context::queue_for(&severity), job)])
+                .enqueue(&[(herald_core::queues::queue_for_stored(&severity), job)])
                 .await?;
             Ok(Some(user_id))
         }

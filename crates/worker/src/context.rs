@@ -93,13 +93,4 @@ impl Context {
             worker_id,
         })
     }
-
-    /// The queue a notification or event of `severity` travels on.
-    pub fn queue_for(severity: &str) -> QueueName {
-        if severity == "critical" {
-            QueueName::Critical
-        } else {
-            QueueName::Default
-        }
-    }
 }

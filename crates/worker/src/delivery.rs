@@ -90,7 +90,7 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<Option<Change
         user_id: row.user_id.clone(),
         bundle_id: row.bundle_id,
     }));
-    let queue = Context::queue_for(&row.severity);
+    let queue = herald_core::queues::queue_for_stored(&row.severity);
     if row.due_at > Utc::now() + chrono::Duration::seconds(1) {
         // Early (a sweep or restart re-enqueued it): put it back until due.
         let job = Job::Deliver {

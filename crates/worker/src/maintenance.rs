@@ -17,6 +17,7 @@
 use crate::consumer::{backoff, handle};
 use crate::context::Context;
 use chrono::Utc;
+use herald_core::queues::{queue_for, queue_for_stored};
 use herald_queue::Job;
 use herald_store::{events, notifications};
 use std::sync::Arc;
@@ -115,12 +116,9 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
     let stale_events = events::unrouted_before(&mut conn, cutoff, SWEEP_BATCH).await?;
     let routes: Vec<_> = stale_events
         .iter()
-        .map(|(id, props)| {
-            let severity = props
-                .get("severity")
-                .and_then(|s| s.as_str())
-                .unwrap_or("standard");
-            (Context::queue_for(severity), Job::route(*id))
+        .map(|(id, event_type, props)| {
+            let severity = ctx.config.rules.event_severity(event_type, props);
+            (queue_for(severity), Job::route(*id))
         })
         .collect();
     let overdue = notifications::pending_due_before(&mut conn, cutoff, SWEEP_BATCH).await?;
@@ -128,7 +126,7 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
         .iter()
         .map(|(id, severity)| {
             (
-                Context::queue_for(severity),
+                queue_for_stored(severity),
                 Job::Deliver {
                     notification_id: *id,
                 },

@@ -14,6 +14,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use diesel_async::AsyncConnection;
 use herald_core::channels::IN_APP;
 use herald_core::debounce::{timezone, Debounce};
+use herald_core::queues::{queue_for, queue_for_stored};
 use herald_core::preferences::{decide, Decision, RecipientFacts};
 use herald_core::rules::{Recipients, Rule};
 use herald_core::severity::{Level, Severity};
@@ -90,7 +91,7 @@ pub async fn route(
                 rule: Some(rule.notification_type.clone()),
                 after: Some(last),
             };
-            let queue = Context::queue_for(rule.severity_for(&event.properties).as_str());
+            let queue = queue_for(rule.severity_for(&event.properties));
             ctx.queue.enqueue(&[(queue, next)]).await?;
             return Ok(());
         }
@@ -382,7 +383,7 @@ pub async fn dispatch(ctx: &Context, inserted: &[Inserted]) -> anyhow::Result<()
         let job = Job::Deliver {
             notification_id: n.id,
         };
-        let queue = Context::queue_for(&n.severity);
+        let queue = queue_for_stored(&n.severity);
         if n.due_at <= now {
             ready.push((queue, job));
         } else {

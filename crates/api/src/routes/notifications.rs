@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
-use herald_queue::{Job, QueueName};
+use herald_queue::Job;
 use herald_store::notifications::{self, ListFilter, Retry};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -126,11 +126,7 @@ pub async fn retry_notification(
     if let Some(user_id) = &user_id {
         super::stream::announce(&state, &[user_id]);
     }
-    let queue = if severity == "critical" {
-        QueueName::Critical
-    } else {
-        QueueName::Default
-    };
+    let queue = herald_core::queues::queue_for_stored(&severity);
     let job = Job::Deliver {
         notification_id: id,
     };
