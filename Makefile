@@ -82,4 +82,4 @@ simulate:
 ## bundle: replay the komoot sample through the bundler (SPEC 8) and print its stats
 bundle:
 	$(CARGO) build --release -p herald-worker
-	./target/release/herald-worker bundle ../shared/data/tours_2017-08-01.csv --stats target/bundle-stats.csv > target/bundles.csv
+	./target/release/herald-worker bundle data/tours_2017-08-01.csv --stats target/bundle-stats.csv > target/bundles.csv
