@@ -26,7 +26,7 @@ services:
 test: services
 	$(CARGO) test --workspace
 
-## e2e: build, start api + worker + sinks on free ports, drive the seed scenarios
+## e2e: build, start api + worker + sinks on free ports, drive the scenarios of every capability
 e2e: services
 	python3 e2e/run.py
 
@@ -49,12 +49,14 @@ fuzz:
 schemathesis: services
 	python3 scripts/schemathesis.py
 
-## bench: the seven figures of SPEC 11 on free ports (release build); see BENCHMARKS.md
+## bench: the performance figures (docs/contract.md §11) on free ports (release build); see BENCHMARKS.md
 bench: services
 	python3 bench/run.py
 
-## lint: formatting and clippy, as CI checks them
+## lint: the structure check (images copy every crate, no module cycles, nothing points
+##       outside the repository), formatting and clippy, as CI checks them
 lint:
+	python3 scripts/lint_structure.py
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
@@ -68,7 +70,7 @@ check-config:
 build:
 	$(CARGO) build --release -p herald-api -p herald-worker -p herald-sim
 
-## simulate: seed 001 against a running stack (`make up` first): 1000 people,
+## simulate: the delivery simulation against a running stack (`make up` first): 1000 people,
 ##           5 broadcasts, 10% lost, half of the delivered opened
 SIM_API  ?= http://127.0.0.1:8000
 SIM_SINK ?= http://127.0.0.1:5000
@@ -79,7 +81,7 @@ simulate:
 	  --api-key $${HERALD_API_KEY:-dev-key} --sink $(SIM_SINK) --receipts-url $(SIM_RECEIPTS_URL) \
 	  --users 1000 --messages 5 --loss 0.1 --open 0.5
 
-## bundle: replay the komoot sample through the bundler (SPEC 8) and print its stats
+## bundle: replay the sample day of tours through the bundler (docs/contract.md §8) and print its stats
 bundle:
 	$(CARGO) build --release -p herald-worker
 	./target/release/herald-worker bundle data/tours_2017-08-01.csv --stats target/bundle-stats.csv > target/bundles.csv

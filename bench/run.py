@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """`make bench`: build Herald in release mode, start it on private infrastructure and
-print the seven figures of issue 7 (SPEC 11), each the median of `--runs` runs and
+print the performance figures (docs/contract.md §11), each the median of `--runs` runs and
 each with the exact command that produced it.
 
     python3 bench/run.py [--no-build] [--runs 3] [--only FIGURE ...] [--json FILE]
@@ -95,8 +95,8 @@ def cpu_by_command(names: tuple[str, ...]) -> dict[str, float]:
 
 def psql(url: str, sql: str) -> str:
     """Run one statement on the database at `url`."""
-    return harness._run(["psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
-                        env=os.environ | {"PGCONNECT_TIMEOUT": "5"})
+    return harness.run_command(["psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+                               env=os.environ | {"PGCONNECT_TIMEOUT": "5"})
 
 
 class Bench:
@@ -119,34 +119,21 @@ class Bench:
 
     # ------------------------------------------------------------ processes
 
-    def start_services(self) -> None:
-        sink_port = free = harness.free_port()
-        self.sink_url = f"http://127.0.0.1:{sink_port}"
-        sink = self.sink = self.procs.start("sink", [str(self.bin_dir / "herald-sim"), "sink", "--port", str(free)],
-                                os.environ | {"RUST_LOG": "warn"}, REPO)
-        harness._wait_http_ok(sink, self.sink_url, "/healthz", timeout=30)
-        api_port = harness.free_port()
-        self.api_url = f"http://127.0.0.1:{api_port}"
-        self.env = os.environ | {
-            "DATABASE_URL": self.db.url,
-            "REDIS_URL": self.redis.url,
-            "HERALD_REDIS_PREFIX": self.redis.prefix,
-            "HERALD_BIND": f"127.0.0.1:{api_port}",
-            "HERALD_API_KEYS": API_KEY,
-            "HERALD_API_KEY": API_KEY,
-            "HERALD_PROVIDER_URL": self.sink_url,
-            "HERALD_ALLOWED_TARGETS": "127.0.0.0/8",
-            "HERALD_CONFIG_DIR": str(REPO / "config"),
-            "RUST_LOG": "info",
-        }
-        self.api = self.procs.start("api", [str(self.bin_dir / "herald-api")], self.env, REPO)
-        harness._wait_http_ok(self.api, self.api_url, "/healthz/ready", timeout=60)
+    def start_services(self, run: harness.Run) -> None:
+        """The run's database and the stack of the bench: one sink, the api, no worker
+        yet (ingestion is measured without one)."""
+        spec = harness.StackSpec(sinks={"default": []}, provider="default", sink_log="warn", workers=[],
+                                 env={"HERALD_API_KEYS": API_KEY, "HERALD_API_KEY": API_KEY})
+        stack = run.start_stack(REPO, harness.Results(), build=False, release=True, spec=spec, bin_dir=self.bin_dir)
+        self.api_url, self.env = stack.api_url, stack.env
+        self.sink_url = stack.sink_base("default")
+        self.api, self.sink = stack.processes["api"], stack.processes["sink-default"]
         print(f"api {self.api_url} (pid {self.api.popen.pid}), sink {self.sink_url}, "
               f"database {self.db.name}, redis prefix {self.redis.prefix}", flush=True)
 
     def start_worker(self) -> None:
         argv = [str(self.bin_dir / "herald-worker"), "--concurrency", str(self.args.worker_concurrency)]
-        self.worker = self.procs.start("worker", argv, self.env, REPO)
+        self.worker = harness.start_worker(self.procs, self.bin_dir, REPO, self.env, argv[1:])
         time.sleep(1.0)
         if not self.worker.alive():
             raise harness.StackError(f"worker exited (log: {self.worker.log_path})")
@@ -381,19 +368,11 @@ def main(argv: list[str]) -> int:
     bench: Bench | None = None
     code = 0
     try:
-        if args.bin_dir:
-            bin_dir = args.bin_dir.resolve()
-        else:
-            if not args.no_build:
-                harness.build_binaries(REPO, release=True)
-            bin_dir = harness.find_binaries(REPO, release=True)
+        bin_dir = harness.prepare_binaries(REPO, build=not args.no_build, release=True, bin_dir=args.bin_dir)
         bench = Bench(args, bin_dir, procs, db, redis, work_dir)
         needs_stack = wanted - {"bundle"}
         if needs_stack:
-            db.check_answers()
-            redis.check_answers()
-            db.create()
-            bench.start_services()
+            bench.start_services(run)
             bench.ingestion(wanted)
             if wanted & {"e2e", "drain", "fanout", "rss"}:
                 bench.start_worker()
@@ -411,12 +390,7 @@ def main(argv: list[str]) -> int:
         code = 130
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for what, step in (("stop processes", procs.stop_all), ("drop database", db.drop),
-                           ("delete redis keys", redis.delete_prefixed_keys)):
-            try:
-                step()
-            except Exception as e:  # noqa: BLE001 - keep cleaning up
-                print(f"cleanup: could not {what}: {e}", file=sys.stderr, flush=True)
+        run.cleanup()
     if bench and bench.results:
         report(bench, machine_load())
         raw = json.dumps({"run": run_id, "commands": bench.commands, "results": bench.results}, indent=2)

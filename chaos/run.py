@@ -343,9 +343,7 @@ class Chaos:
     # ------------------------------------------------------------------ stack
 
     def start_stack(self) -> None:
-        if not self.args.no_build:
-            harness.build_binaries(REPO, self.args.release)
-        self.bin_dir = harness.find_binaries(REPO, self.args.release)
+        self.bin_dir = harness.prepare_binaries(REPO, build=not self.args.no_build, release=self.args.release)
         self.pg = PrivatePostgres(self.procs, self.root)
         self.pg.init()
         self.pg.start()
@@ -353,38 +351,22 @@ class Chaos:
         self.redis.start()
         log(f"private postgres on :{self.pg.port} ({self.pg.bin}), redis on :{self.redis.port}")
 
-        sink_port = harness.free_port()
-        sink = self.procs.start("sink", [str(self.bin_dir / "herald-sim"), "sink", "--port", str(sink_port),
-                                         "--fail-rate", "0.2", "--latency-ms", "5"],
-                                os.environ | {"RUST_LOG": "warn"}, REPO)
-        self.sink_url = f"http://127.0.0.1:{sink_port}"
-        harness._wait_http_ok(sink, self.sink_url, "/healthz", timeout=30)
-
-        api_port = harness.free_port()
-        self.api_url = f"http://127.0.0.1:{api_port}"
-        self.env = os.environ | {
-            "DATABASE_URL": self.pg.url,
-            "REDIS_URL": self.redis.url,
-            "HERALD_REDIS_PREFIX": "herald:",
-            "HERALD_BIND": f"127.0.0.1:{api_port}",
-            "HERALD_API_KEYS": API_KEY,
-            "HERALD_PROVIDER_URL": self.sink_url,
-            "HERALD_ALLOWED_TARGETS": "127.0.0.0/8",
-            "HERALD_CONFIG_DIR": str(REPO / "config"),
-            "RUST_LOG": "info",
-        }
-        api = self.procs.start("api", [str(self.bin_dir / "herald-api")], self.env, REPO)
-        harness._wait_http_ok(api, self.api_url, "/healthz/ready", timeout=90)
+        spec = harness.StackSpec(
+            sinks={"flaky": ["--fail-rate", "0.2", "--latency-ms", "5"]}, provider="flaky", sink_log="warn",
+            workers=[], env={"HERALD_API_KEYS": API_KEY}, api_ready_timeout=90)
+        stack = harness.launch(REPO, self.bin_dir, self.procs, self.pg.url, self.redis.url, "herald:",
+                               self.results, spec)
+        self.api_url, self.env = stack.api_url, stack.env
+        self.sink_url = f"http://127.0.0.1:{stack.sink_ports['flaky']}"
         self.start_worker()
         self.start_worker()
         log(f"api {self.api_url}, sink {self.sink_url}, workers {[w.name for w in self.workers]}")
 
     def start_worker(self) -> harness.Process:
         self.worker_count += 1
-        argv = [str(self.bin_dir / "herald-worker"), "--queues", "critical,default",
-                "--concurrency", str(CONCURRENCY),
-                "--visibility-timeout", f"{VISIBILITY_TIMEOUT_S}s", "--sweep-interval", f"{SWEEP_INTERVAL_S}s"]
-        proc = self.procs.start(f"worker-{self.worker_count}", argv, self.env, REPO)
+        flags = ["--queues", "critical,default", "--concurrency", str(CONCURRENCY),
+                 "--visibility-timeout", f"{VISIBILITY_TIMEOUT_S}s", "--sweep-interval", f"{SWEEP_INTERVAL_S}s"]
+        proc = harness.start_worker(self.procs, self.bin_dir, REPO, self.env, flags, f"worker-{self.worker_count}")
         self.workers.append(proc)
         return proc
 

@@ -134,7 +134,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     harness.trap_interrupts()
     run = harness.new_run(REPO, "e2e-ui-logs", "herald_e2e_ui")
-    run_id, log_dir, db, redis, procs = run.run_id, run.log_dir, run.db, run.redis, run.procs
+    run_id, log_dir, procs = run.run_id, run.log_dir, run.procs
     results = harness.Results()
     started = time.monotonic()
     interrupted = False
@@ -155,12 +155,7 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if results.failed or interrupted:
             procs.print_logs()
-        for what, step in (("stop processes", procs.stop_all), (f"drop database {db.name}", db.drop),
-                           (f"delete redis keys {redis.prefix}*", redis.delete_prefixed_keys)):
-            try:
-                step()
-            except Exception as e:  # noqa: BLE001 - keep cleaning up
-                print(f"cleanup: could not {what}: {e}", file=sys.stderr, flush=True)
+        run.cleanup()
     print(f"wall time {time.monotonic() - started:.1f}s; logs in {log_dir}")
     if results.failures:
         print("failed: " + "; ".join(results.failures))

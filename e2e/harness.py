@@ -9,6 +9,13 @@ Everything a scenario needs lives on one `Stack` object:
 * `with stack.check("what is proven"):` runs one named check and reports
   `ok   <label>: what is proven` or `FAIL <label>: ...`.
 
+Every driver (e2e, e2e-ui, chaos, bench, schemathesis) sets up through this file:
+`new_run` names the run's database, Redis prefix and log directory, `Run.start_stack`
+builds or locates the binaries, checks Postgres and Redis and creates the database,
+and `launch` (the one function that starts Herald) starts the sinks, the api and the
+workers a `StackSpec` asks for; `Run.cleanup` undoes it all. The fault suite, on a
+Postgres and Redis of its own, calls `prepare_binaries` and `launch` directly.
+
 Standard library only, so `make e2e` needs nothing but Python 3.11, psql and
 redis-cli next to the Rust toolchain.
 """
@@ -277,7 +284,7 @@ def free_port() -> int:
 # ----------------------------------------------------------- Postgres and Redis
 
 
-def _run(argv: list[str], timeout: float = 30.0, env: dict[str, str] | None = None) -> str:
+def run_command(argv: list[str], timeout: float = 30.0, env: dict[str, str] | None = None) -> str:
     """Run a client tool; raise StackError with its stderr when it fails."""
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
@@ -302,7 +309,7 @@ class Postgres:
 
     def _psql(self, sql: str) -> str:
         env = os.environ | {"PGCONNECT_TIMEOUT": "5"}
-        return _run(["psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-d", self.admin_url, "-c", sql], env=env)
+        return run_command(["psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-d", self.admin_url, "-c", sql], env=env)
 
     def check_answers(self) -> None:
         try:
@@ -328,7 +335,7 @@ class Redis:
         self.prefix = prefix
 
     def _cli(self, *args: str) -> str:
-        return _run(["redis-cli", "-u", self.url, *args])
+        return run_command(["redis-cli", "-u", self.url, *args])
 
     def check_answers(self) -> None:
         try:
@@ -380,6 +387,9 @@ class Stack:
     results: Results
     processes: dict[str, Process] = field(default_factory=dict)
     label: str = "e2e"
+    # What started it, so a driver can start more processes on the same stack.
+    env: dict[str, str] = field(default_factory=dict)
+    bin_dir: Path | None = None
 
     # ----------------------------------------------------------------- checks
 
@@ -484,13 +494,27 @@ def build_binaries(repo: Path, release: bool) -> None:
 
 def find_binaries(repo: Path, release: bool) -> Path:
     bin_dir = target_dir(repo) / ("release" if release else "debug")
+    return checked_bin_dir(bin_dir)
+
+
+def checked_bin_dir(bin_dir: Path) -> Path:
     missing = [b for b in BINARIES if not (bin_dir / b).is_file()]
     if missing:
         raise StackError(f"missing {', '.join(missing)} in {bin_dir}: build first or drop --no-build")
     return bin_dir
 
 
-def _wait_http_ok(proc: Process, base_url: str, path: str, timeout: float) -> None:
+def prepare_binaries(repo: Path, build: bool, release: bool, bin_dir: Path | None = None) -> Path:
+    """The directory of the binaries a run uses: `bin_dir` when given, else cargo's,
+    built first when `build`."""
+    if bin_dir is not None:
+        return checked_bin_dir(bin_dir.resolve())
+    if build:
+        build_binaries(repo, release)
+    return find_binaries(repo, release)
+
+
+def wait_http_ok(proc: Process, base_url: str, path: str, timeout: float) -> None:
     """Wait for `GET path` to answer 200, failing at once if the process died."""
 
     def ready() -> bool:
@@ -508,6 +532,43 @@ def _wait_http_ok(proc: Process, base_url: str, path: str, timeout: float) -> No
         time.sleep(POLL_INTERVAL_S)
 
 
+@dataclass
+class StackSpec:
+    """What `launch` starts. The default is the e2e stack; the fault suite and the
+    bench ask for other sinks, workers and timeouts through the same function."""
+
+    # Sinks by name (process `sink-<name>`), each with its extra `herald-sim sink` flags.
+    sinks: dict[str, list[str]] = field(default_factory=lambda: dict(SINKS))
+    # The sink whose URL becomes HERALD_PROVIDER_URL (the first sink when None).
+    provider: str | None = "healthy"
+    sink_log: str = "info"
+    # One `herald-worker` per entry, with these flags; [] starts none (start_worker later).
+    workers: list[list[str]] = field(default_factory=lambda: [["--queues", "critical,default", "--concurrency", "16"]])
+    # Added to the environment of the api and the workers.
+    env: dict[str, str] = field(default_factory=lambda: {
+        # The bank-link reminder rule waits an hour in production; 3 s here.
+        "HERALD_BANK_LINK_REMINDER_DELAY": "3s",
+    })
+    api_ready_timeout: float = 60.0
+
+
+def start_sink(procs: Processes, bin_dir: Path, repo: Path, name: str, flags: list[str],
+               log_level: str = "info") -> tuple[Process, str]:
+    """Starts `herald-sim sink` on a free port; returns it and its base URL once it answers."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = procs.start(name, [str(bin_dir / "herald-sim"), "sink", "--port", str(port), *flags],
+                       os.environ | {"RUST_LOG": log_level}, repo)
+    wait_http_ok(proc, url, "/healthz", timeout=30)
+    return proc, url
+
+
+def start_worker(procs: Processes, bin_dir: Path, repo: Path, env: dict[str, str], flags: list[str],
+                 name: str = "worker") -> Process:
+    """Starts one `herald-worker` with `flags` on the stack described by `env`."""
+    return procs.start(name, [str(bin_dir / "herald-worker"), *flags], env, repo)
+
+
 def launch(
     repo: Path,
     bin_dir: Path,
@@ -516,15 +577,17 @@ def launch(
     redis_url: str,
     redis_prefix: str,
     results: Results,
+    spec: StackSpec | None = None,
 ) -> Stack:
-    """Start the sinks, then the api (which applies migrations), then one worker."""
+    """The one function that starts Herald for a driver: the sinks, then the api (which
+    applies migrations), then the workers of `spec` (the e2e stack by default)."""
+    spec = spec or StackSpec()
     sink_ports = {}
-    for which, extra in SINKS.items():
-        port = free_port()
-        proc = procs.start(f"sink-{which}", [str(bin_dir / "herald-sim"), "sink", "--port", str(port), *extra],
-                           os.environ | {"RUST_LOG": "info"}, repo)
-        _wait_http_ok(proc, f"http://127.0.0.1:{port}", "/healthz", timeout=30)
-        sink_ports[which] = port
+    sink_urls = {}
+    for which, extra in spec.sinks.items():
+        _, sink_urls[which] = start_sink(procs, bin_dir, repo, f"sink-{which}", extra, spec.sink_log)
+        sink_ports[which] = int(sink_urls[which].rsplit(":", 1)[1])
+    provider = spec.provider if spec.provider in sink_urls else next(iter(sink_urls), None)
 
     api_port = free_port()
     env = os.environ | {
@@ -533,25 +596,25 @@ def launch(
         "HERALD_REDIS_PREFIX": redis_prefix,
         "HERALD_BIND": f"127.0.0.1:{api_port}",
         "HERALD_API_KEYS": API_KEY,
-        "HERALD_PROVIDER_URL": f"http://127.0.0.1:{sink_ports['healthy']}",
         "HERALD_ALLOWED_TARGETS": "127.0.0.0/8",
         "HERALD_CONFIG_DIR": str(repo / "config"),
-        # Seed 004's bank-link reminder waits an hour in production; 3 s here.
-        "HERALD_BANK_LINK_REMINDER_DELAY": "3s",
         "RUST_LOG": "info",
-    }
+    } | ({"HERALD_PROVIDER_URL": sink_urls[provider]} if provider else {}) | spec.env
     api_url = f"http://127.0.0.1:{api_port}"
     api = procs.start("api", [str(bin_dir / "herald-api")], env, repo)
-    _wait_http_ok(api, api_url, "/healthz/ready", timeout=60)
+    wait_http_ok(api, api_url, "/healthz/ready", timeout=spec.api_ready_timeout)
 
-    worker_argv = [str(bin_dir / "herald-worker"), "--queues", "critical,default", "--concurrency", "16"]
-    worker = procs.start("worker", worker_argv, env, repo)
-    time.sleep(0.5)
-    if not worker.alive():
-        raise StackError(f"worker exited with code {worker.popen.returncode} (log: {worker.log_path})")
+    several = len(spec.workers) > 1
+    workers = [start_worker(procs, bin_dir, repo, env, flags, f"worker-{i}" if several else "worker")
+               for i, flags in enumerate(spec.workers, 1)]
+    if workers:
+        time.sleep(0.5)
+    for worker in workers:
+        if not worker.alive():
+            raise StackError(f"{worker.name} exited with code {worker.popen.returncode} (log: {worker.log_path})")
     print(f"api {api_url}, sinks " + ", ".join(f"{w}=:{p}" for w, p in sink_ports.items()), flush=True)
     return Stack(repo=repo, api_url=api_url, sink_ports=sink_ports, results=results,
-                 processes={p.name: p for p in procs.started})
+                 processes={p.name: p for p in procs.started}, env=env, bin_dir=bin_dir)
 
 
 # ------------------------------------------------------------- helpers for scenarios
@@ -592,17 +655,34 @@ class Run:
     redis: "Redis"
     procs: "Processes"
 
-    def start_stack(self, repo: Path, results: "Results", build: bool, release: bool) -> "Stack":
-        """Builds (unless told not to), checks that Postgres and Redis answer, creates
-        the run's database and launches sinks, api and worker on it."""
-        if build:
-            build_binaries(repo, release)
-        bin_dir = find_binaries(repo, release)
+    def start_stack(self, repo: Path, results: "Results", build: bool, release: bool,
+                    spec: "StackSpec | None" = None, bin_dir: Path | None = None) -> "Stack":
+        """Builds (unless told not to, or given `bin_dir`), checks that Postgres and
+        Redis answer, creates the run's database and launches the stack of `spec`
+        (sinks, api and worker of the e2e suite by default) on it."""
+        bin_dir = prepare_binaries(repo, build, release, bin_dir)
         self.db.check_answers()
         self.redis.check_answers()
         self.db.create()
         print(f"database {self.db.name}, redis prefix {self.redis.prefix}", flush=True)
-        return launch(repo, bin_dir, self.procs, self.db.url, self.redis.url, self.redis.prefix, results)
+        return launch(repo, bin_dir, self.procs, self.db.url, self.redis.url, self.redis.prefix, results, spec)
+
+    def cleanup(self) -> None:
+        """Stops the processes first (so nothing writes any more), then drops the data.
+
+        Each step runs even if an earlier one fails; problems are reported, not raised,
+        so they never mask the results.
+        """
+        steps = [
+            ("stop processes", self.procs.stop_all),
+            (f"drop database {self.db.name}", self.db.drop),
+            (f"delete redis keys {self.redis.prefix}*", self.redis.delete_prefixed_keys),
+        ]
+        for what, step in steps:
+            try:
+                step()
+            except Exception as e:  # noqa: BLE001 - keep cleaning up
+                print(f"cleanup: could not {what}: {e}", file=sys.stderr, flush=True)
 
 
 def new_run(repo: Path, logs: str, name: str) -> Run:

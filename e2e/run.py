@@ -87,7 +87,7 @@ def main(argv: list[str]) -> int:
         return 0
     harness.trap_interrupts()
     run = harness.new_run(REPO, "e2e-logs", "herald_e2e")
-    run_id, log_dir, db, redis, procs = run.run_id, run.log_dir, run.db, run.redis, run.procs
+    run_id, log_dir, procs = run.run_id, run.log_dir, run.procs
     results = harness.Results()
     started = time.monotonic()
     interrupted = False
@@ -108,7 +108,7 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # let cleanup finish
         if results.failed or interrupted:
             procs.print_logs()
-        cleanup(procs, db, redis)
+        run.cleanup()
     print(f"wall time {time.monotonic() - started:.1f}s; logs in {log_dir}")
     if results.failures:
         print("failed: " + "; ".join(results.failures))
@@ -116,24 +116,6 @@ def main(argv: list[str]) -> int:
     if interrupted:
         return 130
     return 0 if results.failed == 0 else 1
-
-
-def cleanup(procs: harness.Processes, db: harness.Postgres, redis: harness.Redis) -> None:
-    """Stop processes first (so nothing writes any more), then drop the data.
-
-    Each step runs even if an earlier one fails; problems are reported, not raised,
-    so they never mask the test results.
-    """
-    steps = [
-        ("stop processes", procs.stop_all),
-        (f"drop database {db.name}", db.drop),
-        (f"delete redis keys {redis.prefix}*", redis.delete_prefixed_keys),
-    ]
-    for what, step in steps:
-        try:
-            step()
-        except Exception as e:  # noqa: BLE001 - keep cleaning up
-            print(f"cleanup: could not {what}: {e}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

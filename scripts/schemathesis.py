@@ -82,7 +82,7 @@ def count_inputs(ndjson: Path) -> tuple[int, int]:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     run = harness.new_run(REPO, "schemathesis", "herald_st")
-    out_dir, db, redis, procs = run.log_dir, run.db, run.redis, run.procs
+    out_dir, procs = run.log_dir, run.procs
     results = harness.Results()
     started = time.monotonic()
     figures = ""
@@ -132,12 +132,7 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         results.record(False, "schemathesis: interrupted", "")
     finally:
-        procs.stop_all()
-        for step in (db.drop, redis.delete_prefixed_keys):
-            try:
-                step()
-            except Exception as e:  # noqa: BLE001 - keep cleaning up
-                print(f"cleanup: {e}", file=sys.stderr)
+        run.cleanup()
     if figures:
         print(figures)
     print(f"wall time {time.monotonic() - started:.1f}s; reports in {out_dir}")

@@ -21,7 +21,7 @@ import secrets
 import time
 import uuid
 
-from harness import (API_KEY, Processes, Stack, _wait_http_ok, check, check_eq, free_port, http_request,
+from harness import (API_KEY, Processes, Stack, wait_http_ok, check, check_eq, free_port, http_request,
                      process_environ, wait_until)
 
 NAME = "signed_webhooks"
@@ -66,7 +66,7 @@ def start_signed_pair(stack: Stack, procs: Processes, bin_dir: str) -> dict:
     sink = f"http://127.0.0.1:{sink_port}"
     proc = procs.start("sink-signed", [os.path.join(bin_dir, "herald-sim"), "sink", "--port", str(sink_port),
                                        "--secret", SECRET], os.environ | {"RUST_LOG": "info"}, stack.repo)
-    _wait_http_ok(proc, sink, "/healthz", timeout=30)
+    wait_http_ok(proc, sink, "/healthz", timeout=30)
     env = env | {
         "HERALD_REDIS_PREFIX": env.get("HERALD_REDIS_PREFIX", "herald:") + "signed:",
         "HERALD_BIND": f"127.0.0.1:{api_port}",
@@ -75,7 +75,7 @@ def start_signed_pair(stack: Stack, procs: Processes, bin_dir: str) -> dict:
     }
     api_url = f"http://127.0.0.1:{api_port}"
     api = procs.start("api-signed", [os.path.join(bin_dir, "herald-api")], env, stack.repo)
-    _wait_http_ok(api, api_url, "/healthz/ready", timeout=60)
+    wait_http_ok(api, api_url, "/healthz/ready", timeout=60)
     procs.start("worker-signed", [os.path.join(bin_dir, "herald-worker"), "--queues", "critical,default",
                                   "--concurrency", "4", "--sweep-interval", "1h"], env, stack.repo)
     # The secret is the operator's: it must not show in what the processes log.

@@ -6,54 +6,17 @@
 //! item never rejects its neighbours: a batch is a list of independent results.
 
 use crate::ids::validate_id;
+// `FieldError` lives with the id rules, which every validator (events, alerts,
+// people, topics) builds on; re-exported here, where callers have always found it.
+pub use crate::ids::FieldError;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{Map, Value};
-use std::fmt;
 use uuid::Uuid;
 
 /// The most items one batch request may carry (SPEC 3: over it, 413).
 pub const MAX_BATCH_ITEMS: usize = 1_000;
 /// How far in the future an event timestamp may lie; clocks drift, but not by days.
 pub const MAX_FUTURE_SKEW_HOURS: i64 = 24;
-
-/// A problem with one field of one item. `Display` gives the text clients see, e.g.
-/// `missing field: event_timestamp`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-    missing: bool,
-}
-
-impl FieldError {
-    pub fn missing(field: &str) -> Self {
-        FieldError {
-            field: field.to_string(),
-            message: "is required".into(),
-            missing: true,
-        }
-    }
-
-    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.to_string(),
-            message: message.into(),
-            missing: false,
-        }
-    }
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.missing {
-            write!(f, "missing field: {}", self.field)
-        } else {
-            write!(f, "invalid field {}: {}", self.field, self.message)
-        }
-    }
-}
-
-impl std::error::Error for FieldError {}
 
 /// An event that passed validation and is ready to be stored.
 #[derive(Debug, Clone, PartialEq)]

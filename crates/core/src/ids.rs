@@ -1,11 +1,54 @@
 //! Identifier rules. People, topics and client event ids travel in URL paths and
 //! log lines, so they are bounded (128 characters, SPEC 3) and may not hold control
 //! characters or `/`, which would make a path ambiguous.
+//!
+//! [`FieldError`], the error of every field validator, lives here rather than in
+//! `event` because ids are the lowest rule: events, alerts, people and topics all
+//! check their ids with [`validate_id`], so the error type sits below all of them.
 
-use crate::event::FieldError;
+use std::fmt;
 
 /// The longest id Herald accepts, in characters.
 pub const MAX_ID_CHARS: usize = 128;
+
+/// A problem with one field of one item. `Display` gives the text clients see, e.g.
+/// `missing field: event_timestamp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+    missing: bool,
+}
+
+impl FieldError {
+    pub fn missing(field: &str) -> Self {
+        FieldError {
+            field: field.to_string(),
+            message: "is required".into(),
+            missing: true,
+        }
+    }
+
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.to_string(),
+            message: message.into(),
+            missing: false,
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.missing {
+            write!(f, "missing field: {}", self.field)
+        } else {
+            write!(f, "invalid field {}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for FieldError {}
 
 /// Checks an id given in field `field`; the error names the field.
 pub fn validate_id(field: &str, id: &str) -> Result<(), FieldError> {
