@@ -21,8 +21,9 @@
 //! host's circuit ([`circuit_effect`]).
 //!
 //! `now` is always a parameter; the one impurity left is the jitter of the backoff
-//! delay ([`BackoffPolicy::delay`]), which [`after_attempt`] draws and [`next_due`]
-//! takes as a plain value so it can be tested exactly.
+//! delay ([`BackoffPolicy::delay`](crate::retry::BackoffPolicy::delay)), which
+//! [`after_attempt`] draws and [`next_due`] takes as a plain value so it can be
+//! tested exactly.
 
 use crate::channels::{Channel, ChannelKind};
 use crate::circuit::{host_of, CircuitPolicy, CircuitState, Gate};
