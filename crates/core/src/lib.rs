@@ -15,6 +15,7 @@
 //! | [`conditions`] | rule conditions: predicates, proximity, absence |
 //! | [`debounce`] | at most N per period, in the person's calendar |
 //! | [`circuit`] | when a failing destination host stops getting tries |
+//! | [`delivery`] | delivering one notification: the next step, and what a try records |
 //! | [`channels`] | delivery channels from `channels.yml` |
 //! | [`config`] | loading and validating the whole `config/` directory |
 //! | [`template`] | rendering notification text with minijinja |
@@ -31,15 +32,16 @@ pub mod circuit;
 pub mod conditions;
 pub mod config;
 pub mod debounce;
+pub mod delivery;
 pub mod duration;
 pub mod envsubst;
 pub mod event;
 pub mod ids;
 pub mod payload;
 pub mod preferences;
+pub mod queues;
 pub mod retry;
 pub mod rules;
-pub mod queues;
 pub mod severity;
 pub mod signing;
 pub mod status;

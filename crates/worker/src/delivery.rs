@@ -1,4 +1,7 @@
-//! One try of one notification (SPEC 6).
+//! One try of one notification (SPEC 6), executed. Core's delivery module decides
+//! every step (`herald_core::delivery`); this file loads the facts it asks for (the
+//! row, the host's circuit), runs the step it returns (a POST, store writes, a Redis
+//! schedule) and records what core says a try means.
 //!
 //! A short Redis lock keeps two workers from delivering the same notification at once
 //! (a reclaimed job and a sweep can overlap); the notification's status in Postgres
@@ -7,16 +10,16 @@
 //! Postgres first and then to the delayed set, so losing Redis loses no retry.
 
 use crate::context::Context;
-use crate::http::{HttpResult, Target};
-use chrono::Utc;
-use herald_core::channels::{Channel, ChannelKind};
-use herald_core::circuit::{CircuitPolicy, Gate};
+use chrono::{DateTime, Utc};
+use herald_core::circuit::CircuitPolicy;
+use herald_core::delivery::{
+    self, AttemptVerdict, CircuitEffect, DeliveryFacts, DeliveryStep, HttpTry, Outbound,
+};
 use herald_core::payload::{build_payload, PayloadInput};
-use herald_core::retry::{classify_status, with_cap, AttemptOutcome};
+use herald_core::retry::AttemptOutcome;
 use herald_queue::Job;
-use herald_store::notifications::{self, status, AttemptRecord, DeliveryRow};
+use herald_store::notifications::{self, AttemptRecord, DeliveryRow};
 use std::time::{Duration, Instant};
-
 use uuid::Uuid;
 
 /// Margin added to the channel timeout for the delivery lock's lifetime.
@@ -83,118 +86,100 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<Option<Change
     let Some(row) = ctx.statements.delivery_row(id).await? else {
         return Ok(None);
     };
-    if row.status != status::PENDING {
-        return Ok(None);
-    }
-    let changed = Ok(Some(Changed {
-        user_id: row.user_id.clone(),
-        bundle_id: row.bundle_id,
-    }));
-    let queue = herald_core::queues::queue_for_stored(&row.severity);
-    if row.due_at > Utc::now() + chrono::Duration::seconds(1) {
-        // Early (a sweep or restart re-enqueued it): put it back until due.
-        let job = Job::Deliver {
-            notification_id: id,
-        };
-        ctx.queue
-            .schedule(&[(queue, job, row.due_at.timestamp_millis())])
-            .await?;
-        return Ok(None);
+    let facts = facts_of(&row);
+    if let Some(step) = delivery::check_due(&facts, Utc::now()) {
+        return execute(ctx, &row, step).await;
     }
     if let Some(why) = recheck_failure(ctx, &row).await? {
-        let reason = format!(
-            "skipped {}: {why} (rechecked after the delay)",
-            row.notification_type
-        );
+        let reason = delivery::recheck_reason(&row.notification_type, &why);
         notifications::mark_suppressed(&mut db(ctx).await?, id, &reason).await?;
-        return changed;
+        return Ok(Some(changed(&row)));
     }
-    let Some(channel) = ctx.config.channels.get(&row.channel) else {
-        let reason = format!("unknown channel {:?}", row.channel);
-        fail_without_trying(ctx, &row, &reason).await?;
-        return changed;
+    let step = match delivery::choose(&facts, ctx.config.channels.get(&row.channel)) {
+        DeliveryStep::Send(outbound) => gate(ctx, &facts, outbound).await?,
+        other => other,
     };
-    let target = match target_of(&row, channel) {
-        Ok(Some(target)) => target,
-        Ok(None) => {
-            notifications::mark_sent(&mut db(ctx).await?, id).await?;
-            return changed;
-        }
-        Err(reason) => {
-            fail_without_trying(ctx, &row, reason).await?;
-            return changed;
-        }
-    };
-    let host = herald_core::circuit::host_of(target.url()).unwrap_or_default();
-    let (gate, streak) = circuit_gate(ctx, &host, &row).await?;
-    match gate {
-        Gate::Pass | Gate::Probe => {}
-        Gate::Hold { until_ms } => {
-            let until = chrono::DateTime::from_timestamp_millis(until_ms).unwrap_or_else(Utc::now);
-            notifications::reschedule(&mut db(ctx).await?, id, until).await?;
-            let job = Job::Deliver {
-                notification_id: id,
-            };
-            ctx.queue.schedule(&[(queue, job, until_ms)]).await?;
-            return Ok(None);
-        }
-        Gate::GiveUp => {
-            fail_without_trying(ctx, &row, "circuit_open").await?;
-            return changed;
-        }
-    }
-
-    let attempt = row.attempts.saturating_add(1).max(1) as u32;
-    let (http, record) = try_once(ctx, &row, channel, &target, attempt).await;
-    account_to_circuit(ctx, &host, streak, &row, &http, record.outcome).await;
-    let (outcome, next_due) = (record.outcome, record.next_due);
-    ctx.statements.record_attempt(record).await?;
-    if http.status == Some(410) {
-        if let (Target::Personal(_), Some(user_id)) = (&target, &row.user_id) {
-            tracing::warn!(%user_id, "webhook answered 410 Gone: disabling it");
-            herald_store::people::disable_webhook(&mut db(ctx).await?, user_id).await?;
-        }
-    }
-    match (outcome, next_due) {
-        (AttemptOutcome::Retry, Some(due)) => {
-            let job = Job::Deliver {
-                notification_id: id,
-            };
-            ctx.queue
-                .schedule(&[(queue, job, due.timestamp_millis())])
-                .await?;
-        }
-        (AttemptOutcome::PermanentFailure, _) => {
-            tracing::error!(notification_id = %id, notification_type = %row.notification_type,
-                channel = %row.channel, attempts = attempt, error = ?http.error,
-                "delivery failed permanently");
-        }
-        _ => {}
-    }
-    changed
+    execute(ctx, &row, step).await
 }
 
-/// Where the notification goes: None for the inbox (no HTTP call), an error text when
-/// it cannot go anywhere.
-fn target_of(row: &DeliveryRow, channel: &Channel) -> Result<Option<Target>, &'static str> {
-    match channel.kind {
-        ChannelKind::InApp => Ok(None),
-        ChannelKind::PersonalWebhook if row.webhook_disabled => {
-            Err("the person's webhook is disabled: it answered 410 Gone")
-        }
-        ChannelKind::PersonalWebhook => row
-            .webhook_url
-            .clone()
-            .map(Target::Personal)
-            .or_else(|| channel.url.clone().map(Target::Channel))
-            .map(Some)
-            .ok_or("the person has no webhook_url and the channel no url"),
-        ChannelKind::Provider => channel
-            .url
-            .clone()
-            .map(|u| Some(Target::Channel(u)))
-            .ok_or("the channel has no url"),
+/// The row as core's delivery decisions read it.
+fn facts_of(row: &DeliveryRow) -> DeliveryFacts<'_> {
+    DeliveryFacts {
+        status: &row.status,
+        channel: &row.channel,
+        attempts: row.attempts,
+        due_at: row.due_at,
+        created_at: row.created_at,
+        email: row.email.as_deref(),
+        phone: row.phone.as_deref(),
+        webhook_url: row.webhook_url.as_deref(),
+        webhook_disabled: row.webhook_disabled,
     }
+}
+
+fn changed(row: &DeliveryRow) -> Changed {
+    Changed {
+        user_id: row.user_id.clone(),
+        bundle_id: row.bundle_id,
+    }
+}
+
+/// Loads the target host's circuit (claiming the probe when core needs to know) and
+/// asks core whether the try may go out now.
+async fn gate<'c>(
+    ctx: &Context,
+    facts: &DeliveryFacts<'_>,
+    outbound: Outbound<'c>,
+) -> anyhow::Result<DeliveryStep<'c>> {
+    let policy = CircuitPolicy::default();
+    let host = outbound.target.host();
+    let state = ctx.queue.circuit_state(&host).await?;
+    let probe_claimed = delivery::needs_probe_claim(&state)
+        && ctx.queue.try_probe(&host, policy.probe_every).await?;
+    Ok(delivery::gate(
+        &policy,
+        &state,
+        probe_claimed,
+        facts,
+        Utc::now(),
+        outbound,
+    ))
+}
+
+/// Runs a step; returns the recipient when the notification's state changed.
+async fn execute(
+    ctx: &Context,
+    row: &DeliveryRow,
+    step: DeliveryStep<'_>,
+) -> anyhow::Result<Option<Changed>> {
+    match step {
+        DeliveryStep::Skip => return Ok(None),
+        DeliveryStep::WaitUntil(due) => {
+            schedule(ctx, row, due).await?;
+            return Ok(None);
+        }
+        DeliveryStep::HoldUntil(until) => {
+            notifications::reschedule(&mut db(ctx).await?, row.id, until).await?;
+            schedule(ctx, row, until).await?;
+            return Ok(None);
+        }
+        DeliveryStep::MarkSent => notifications::mark_sent(&mut db(ctx).await?, row.id).await?,
+        DeliveryStep::Fail { reason } => fail_without_trying(ctx, row, &reason).await?,
+        DeliveryStep::Send(outbound) => send(ctx, row, &outbound).await?,
+    }
+    Ok(Some(changed(row)))
+}
+
+/// Puts the notification's job back on its queue for `due`.
+async fn schedule(ctx: &Context, row: &DeliveryRow, due: DateTime<Utc>) -> anyhow::Result<()> {
+    let queue = herald_core::queues::queue_for_stored(&row.severity);
+    let job = Job::Deliver {
+        notification_id: row.id,
+    };
+    ctx.queue
+        .schedule(&[(queue, job, due.timestamp_millis())])
+        .await?;
+    Ok(())
 }
 
 /// A connection for the rarer steps; the common ones go through `ctx.statements`.
@@ -209,38 +194,85 @@ async fn fail_without_trying(ctx: &Context, row: &DeliveryRow, reason: &str) -> 
     Ok(())
 }
 
-/// Asks the host's circuit whether this delivery may go out now; also says whether
-/// the host has a failure streak (only then does a success need to reset it).
-async fn circuit_gate(
-    ctx: &Context,
-    host: &str,
-    row: &DeliveryRow,
-) -> anyhow::Result<(Gate, bool)> {
-    let policy = CircuitPolicy::default();
-    let state = ctx.queue.circuit_state(host).await?;
-    let probe_due = match state.opened_at_ms {
-        Some(_) => ctx.queue.try_probe(host, policy.probe_every).await?,
-        None => false,
-    };
-    let now_ms = Utc::now().timestamp_millis();
-    let gate = policy.gate(&state, row.created_at.timestamp_millis(), now_ms, probe_due);
-    Ok((gate, state.failures > 0))
+/// POSTs once and records what core makes of the result: the attempt (with the
+/// notification's new state), the host's circuit, the 410 rule and the retry.
+async fn send(ctx: &Context, row: &DeliveryRow, outbound: &Outbound<'_>) -> anyhow::Result<()> {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let http = post(ctx, row, outbound).await;
+    let duration_ms = clock.elapsed().as_millis().min(i32::MAX as u128) as i32;
+    let verdict = delivery::after_attempt(outbound, &http, Utc::now());
+    let host = outbound.target.host();
+    account_to_circuit(ctx, &host, row, verdict.circuit).await;
+    ctx.statements
+        .record_attempt(attempt_record(
+            row,
+            started_at,
+            duration_ms,
+            &http,
+            &verdict,
+        ))
+        .await?;
+    if verdict.disable_webhook {
+        if let Some(user_id) = &row.user_id {
+            tracing::warn!(%user_id, "webhook answered 410 Gone: disabling it");
+            herald_store::people::disable_webhook(&mut db(ctx).await?, user_id).await?;
+        }
+    }
+    match (verdict.outcome, verdict.next_due) {
+        (AttemptOutcome::Retry, Some(due)) => schedule(ctx, row, due).await?,
+        (AttemptOutcome::PermanentFailure, _) => {
+            tracing::error!(notification_id = %row.id, notification_type = %row.notification_type,
+                channel = %row.channel, attempts = outbound.attempt, error = ?http.error,
+                "delivery failed permanently");
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
-/// Feeds a try's result into the host's circuit. Failing to do so only weakens the
-/// breaker, so it is logged, not fatal.
-async fn account_to_circuit(
-    ctx: &Context,
-    host: &str,
-    streak: bool,
+/// The POST itself, with the channel's signature and timeout.
+async fn post(ctx: &Context, row: &DeliveryRow, outbound: &Outbound<'_>) -> HttpTry {
+    let channel = outbound.channel;
+    let body = payload_bytes(row, outbound.to.as_deref());
+    let msg_id = row.id.to_string();
+    ctx.clients
+        .post(
+            &outbound.target,
+            body,
+            &msg_id,
+            channel.secret.as_ref(),
+            channel.timeout,
+        )
+        .await
+        .into()
+}
+
+fn attempt_record(
     row: &DeliveryRow,
-    http: &HttpResult,
-    outcome: AttemptOutcome,
-) {
-    let result = match (outcome, classify_status(http.status)) {
-        (AttemptOutcome::Success, _) if streak => ctx.queue.record_success(host).await,
-        (AttemptOutcome::Success, _) => Ok(()),
-        (_, AttemptOutcome::Retry) if !http.forbidden => {
+    started_at: DateTime<Utc>,
+    duration_ms: i32,
+    http: &HttpTry,
+    verdict: &AttemptVerdict,
+) -> AttemptRecord {
+    AttemptRecord {
+        notification_id: row.id,
+        started_at,
+        duration_ms,
+        http_status: http.status.map(i32::from),
+        error: http.error.clone(),
+        outcome: verdict.outcome,
+        next_due: verdict.next_due,
+    }
+}
+
+/// Applies a try's effect on the host's circuit. Failing to do so only weakens the
+/// breaker, so it is logged, not fatal.
+async fn account_to_circuit(ctx: &Context, host: &str, row: &DeliveryRow, effect: CircuitEffect) {
+    let result = match effect {
+        CircuitEffect::Untouched => Ok(()),
+        CircuitEffect::Reset => ctx.queue.record_success(host).await,
+        CircuitEffect::CountFailure => {
             let now_ms = Utc::now().timestamp_millis();
             let policy = CircuitPolicy::default();
             match ctx
@@ -255,54 +287,10 @@ async fn account_to_circuit(
                 other => other.map(|_| ()),
             }
         }
-        _ => Ok(()),
     };
     if let Err(e) = result {
         tracing::warn!(%host, error = %e, "could not update the circuit");
     }
-}
-
-/// POSTs once and turns the result into the attempt to record.
-async fn try_once(
-    ctx: &Context,
-    row: &DeliveryRow,
-    channel: &Channel,
-    target: &Target,
-    attempt: u32,
-) -> (HttpResult, AttemptRecord) {
-    let body = payload_bytes(row, channel);
-    let started_at = Utc::now();
-    let clock = Instant::now();
-    let msg_id = row.id.to_string();
-    let http = ctx
-        .clients
-        .post(
-            target,
-            body,
-            &msg_id,
-            channel.secret.as_ref(),
-            channel.timeout,
-        )
-        .await;
-    let duration_ms = clock.elapsed().as_millis().min(i32::MAX as u128) as i32;
-    let outcome = outcome_of(&http, attempt, channel.max_attempts);
-    let next_due = (outcome == AttemptOutcome::Retry).then(|| {
-        let delay = channel
-            .backoff
-            .delay(attempt)
-            .max(http.retry_after.unwrap_or_default());
-        Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
-    });
-    let record = AttemptRecord {
-        notification_id: row.id,
-        started_at,
-        duration_ms,
-        http_status: http.status.map(i32::from),
-        error: http.error.clone(),
-        outcome,
-        next_due,
-    };
-    (http, record)
 }
 
 /// For a rule with `recheck: true`, why its conditions no longer hold now that the
@@ -328,20 +316,8 @@ async fn recheck_failure(ctx: &Context, row: &DeliveryRow) -> anyhow::Result<Opt
     Ok(crate::conditions::failure(conn, rule, &event, person.as_ref(), moment).await?)
 }
 
-fn outcome_of(http: &HttpResult, attempt: u32, max_attempts: u32) -> AttemptOutcome {
-    if http.forbidden {
-        return AttemptOutcome::PermanentFailure;
-    }
-    with_cap(classify_status(http.status), attempt, max_attempts)
-}
-
-fn payload_bytes(row: &DeliveryRow, channel: &Channel) -> Vec<u8> {
-    let to = match channel.name.as_str() {
-        "email" => row.email.as_deref(),
-        "sms" => row.phone.as_deref(),
-        "webhook" => row.webhook_url.as_deref(),
-        _ => None,
-    };
+/// The JSON body; `to` is the person's address on the channel, as core chose it.
+fn payload_bytes(row: &DeliveryRow, to: Option<&str>) -> Vec<u8> {
     let body = build_payload(&PayloadInput {
         notification_id: row.id,
         notification_type: &row.notification_type,
@@ -358,32 +334,4 @@ fn payload_bytes(row: &DeliveryRow, channel: &Channel) -> Vec<u8> {
     });
     // A serde_json::Value always serializes.
     serde_json::to_vec(&body).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_forbidden_target_fails_at_once_and_retries_stop_at_the_cap() {
-        let forbidden = HttpResult {
-            forbidden: true,
-            ..Default::default()
-        };
-        assert_eq!(
-            outcome_of(&forbidden, 1, 3),
-            AttemptOutcome::PermanentFailure
-        );
-        let down = HttpResult::default();
-        assert_eq!(outcome_of(&down, 2, 3), AttemptOutcome::Retry);
-        assert_eq!(outcome_of(&down, 3, 3), AttemptOutcome::PermanentFailure);
-        let bad_request = HttpResult {
-            status: Some(400),
-            ..Default::default()
-        };
-        assert_eq!(
-            outcome_of(&bad_request, 1, 3),
-            AttemptOutcome::PermanentFailure
-        );
-    }
 }

@@ -10,6 +10,7 @@
 //! Neither follows redirects (a redirect could lead anywhere), and only the first
 //! kilobyte of a response body is read, for the error text.
 
+use herald_core::delivery::{HttpTry, Target};
 use herald_core::signing::{sign, WebhookSecret};
 use herald_core::targets::{check_webhook_url, AllowedTargets};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -22,23 +23,6 @@ const ERROR_BODY_LIMIT: usize = 1024;
 /// The marker in a refused resolution's error, so the try counts as permanent.
 const FORBIDDEN: &str = "forbidden webhook target";
 
-/// Where a delivery goes.
-#[derive(Debug, Clone)]
-pub enum Target {
-    /// A channel URL from config.
-    Channel(String),
-    /// A person's own webhook URL: vetted.
-    Personal(String),
-}
-
-impl Target {
-    pub fn url(&self) -> &str {
-        match self {
-            Target::Channel(u) | Target::Personal(u) => u,
-        }
-    }
-}
-
 /// The result of one POST.
 #[derive(Debug, Clone, Default)]
 pub struct HttpResult {
@@ -47,6 +31,17 @@ pub struct HttpResult {
     pub retry_after: Option<Duration>,
     /// The target is refused: retrying cannot help.
     pub forbidden: bool,
+}
+
+impl From<HttpResult> for HttpTry {
+    fn from(r: HttpResult) -> HttpTry {
+        HttpTry {
+            status: r.status,
+            retry_after: r.retry_after,
+            forbidden: r.forbidden,
+            error: r.error,
+        }
+    }
 }
 
 pub struct Clients {
