@@ -26,7 +26,7 @@ pub async fn deliver(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
     let lock = format!("deliver:{id}");
     let token = Uuid::new_v4().to_string();
     let ttl = ctx.config.channels.max_timeout() + LOCK_MARGIN;
-    if !ctx.queue.try_lock(&lock, &token, ttl).await? {
+    if !ctx.locks.try_lock(&lock, &token, ttl).await? {
         // Another worker is delivering it, or died doing so: look again once the lock
         // has expired. A live holder will have finished and the job is then a no-op.
         let due =
@@ -49,10 +49,10 @@ pub async fn deliver(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
             settle_bundle(ctx, id).await?;
         }
         if let Some(user_id) = &changed.user_id {
-            announce(ctx, &[user_id.as_str()]).await;
+            ctx.changes.announce(&[user_id.as_str()]);
         }
     }
-    if let Err(e) = ctx.queue.unlock(&lock, &token).await {
+    if let Err(e) = ctx.locks.unlock(&lock, &token).await {
         tracing::debug!(error = %e, "unlock failed; the lock expires by itself");
     }
     result.map(|_| ())
@@ -69,13 +69,6 @@ async fn settle_bundle(ctx: &Context, carrier: Uuid) -> anyhow::Result<()> {
     let mut conn = herald_store::pool::get(&ctx.pool).await?;
     herald_store::bundles::settle_items(&mut conn, carrier).await?;
     Ok(())
-}
-
-/// Tells live views (the console's stream) that a person's notifications changed.
-pub async fn announce(ctx: &Context, user_ids: &[&str]) {
-    if let Err(e) = ctx.queue.publish_changes(user_ids).await {
-        tracing::debug!(error = %e, "could not announce changes");
-    }
 }
 
 /// Delivers; returns the recipient when the notification's state changed.
@@ -217,9 +210,9 @@ async fn circuit_gate(
     row: &DeliveryRow,
 ) -> anyhow::Result<(Gate, bool)> {
     let policy = CircuitPolicy::default();
-    let state = ctx.queue.circuit_state(host).await?;
+    let state = ctx.circuits.state(host).await?;
     let probe_due = match state.opened_at_ms {
-        Some(_) => ctx.queue.try_probe(host, policy.probe_every).await?,
+        Some(_) => ctx.circuits.try_probe(host, policy.probe_every).await?,
         None => false,
     };
     let now_ms = Utc::now().timestamp_millis();
@@ -238,13 +231,13 @@ async fn account_to_circuit(
     outcome: AttemptOutcome,
 ) {
     let result = match (outcome, classify_status(http.status)) {
-        (AttemptOutcome::Success, _) if streak => ctx.queue.record_success(host).await,
+        (AttemptOutcome::Success, _) if streak => ctx.circuits.record_success(host).await,
         (AttemptOutcome::Success, _) => Ok(()),
         (_, AttemptOutcome::Retry) if !http.forbidden => {
             let now_ms = Utc::now().timestamp_millis();
             let policy = CircuitPolicy::default();
             match ctx
-                .queue
+                .circuits
                 .record_failure(host, &row.id.to_string(), &policy, now_ms)
                 .await
             {
