@@ -38,11 +38,11 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
     let config = herald_core::config::Config::load_dir(&settings.config_dir)?;
     herald_store::migrate::run(&settings.database_url).await?;
     let pool = herald_store::connect(&settings.database_url, settings.db_pool_size)?;
-    let queue = herald_queue::Queue::connect(&settings.redis_url, &settings.redis_prefix, 4)?;
+    let redis = herald_queue::Redis::connect(&settings.redis_url, &settings.redis_prefix, 4)?;
+    let queue = herald_queue::Queue::new(redis.clone());
     if let Err(e) = queue.ensure_groups().await {
         tracing::warn!(error = %e, "redis unavailable at start; events will wait in Postgres");
     }
-    let changes = herald_queue::ChangeSubscriber::new(&settings.redis_url, queue.clone())?;
     let metrics = metrics::Metrics::new();
     // Group commit runs on the runtime that builds the state, next to the server.
     let ingestor = ingest::Ingestor::start(
@@ -53,13 +53,14 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
     );
     let rate_limiter = settings
         .rate_limit_per_s
-        .and_then(|n| rate_limit::RateLimiter::new(n, queue.clone()));
+        .and_then(|n| rate_limit::RateLimiter::new(n, herald_queue::Counters::new(redis.clone())));
     Ok(AppState {
         inner: Arc::new(state::Inner {
             config,
             pool,
             queue,
-            changes,
+            changes: herald_queue::Changes::new(redis.clone()),
+            heartbeats: herald_queue::Heartbeats::new(redis),
             api_keys: settings.api_keys.clone(),
             allowed_targets: settings.allowed_targets.clone(),
             metrics,

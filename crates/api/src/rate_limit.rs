@@ -13,7 +13,7 @@
 //! ingestion must keep working without Redis (SPEC 3.1), and a rate limit is not worth
 //! refusing committed work for.
 
-use herald_queue::Queue;
+use herald_queue::Counters;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -33,15 +33,15 @@ pub enum Verdict {
 
 pub struct RateLimiter {
     per_second: u64,
-    queue: Queue,
+    counters: Counters,
 }
 
 impl RateLimiter {
     /// A limiter allowing `per_second` requests per key and second; None when 0 (off).
-    pub fn new(per_second: u32, queue: Queue) -> Option<RateLimiter> {
+    pub fn new(per_second: u32, counters: Counters) -> Option<RateLimiter> {
         (per_second > 0).then(|| RateLimiter {
             per_second: u64::from(per_second),
-            queue,
+            counters,
         })
     }
 
@@ -57,7 +57,7 @@ impl RateLimiter {
         let window = now_ms / WINDOW_MS;
         let name = format!("rate:{}:{window}", key_id(api_key));
         let ttl = Duration::from_millis(2 * WINDOW_MS);
-        match tokio::time::timeout(REDIS_BUDGET, self.queue.count_hit(&name, ttl)).await {
+        match tokio::time::timeout(REDIS_BUDGET, self.counters.count_hit(&name, ttl)).await {
             Ok(Ok(n)) if n > self.per_second => Verdict::Deny {
                 retry_after_s: retry_after_s(now_ms),
             },

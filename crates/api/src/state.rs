@@ -4,7 +4,7 @@ use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use herald_core::config::Config;
 use herald_core::targets::AllowedTargets;
-use herald_queue::{ChangeSubscriber, Queue};
+use herald_queue::{Changes, Heartbeats, Queue};
 use herald_store::Pool;
 use std::sync::Arc;
 
@@ -50,8 +50,11 @@ pub struct Inner {
     pub config: Config,
     pub pool: Pool,
     pub queue: Queue,
-    /// Opens the live streams' Redis subscriptions (one connection each).
-    pub changes: ChangeSubscriber,
+    /// Announces people's changes, and opens the live streams' Redis subscriptions
+    /// (one connection each).
+    pub changes: Changes,
+    /// The live workers, for the operations view.
+    pub heartbeats: Heartbeats,
     pub api_keys: Vec<String>,
     pub allowed_targets: AllowedTargets,
     pub metrics: Metrics,

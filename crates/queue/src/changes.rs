@@ -1,12 +1,21 @@
-//! Listening for a person's change signals (the console's live stream, issue 8).
+//! Change announcements: the wake-up signals of the console's live streams (issue 8).
 //!
-//! Publishers call [`Queue::publish_changes`]; this is the other end. A subscribed
-//! connection can do nothing else, so it cannot come from the shared pool: each
-//! subscription opens its own connection, which closes when the returned stream is
-//! dropped. Signals carry no data (the change log is in Postgres), so one lost while
-//! Redis restarts costs latency, never a change.
+//! Whoever changes a person's notifications (the api or a worker, in any process)
+//! calls [`Changes::announce`], which publishes on `{prefix}changes:{user_id}`; every
+//! live stream of that person, in whichever api process, [`Changes::subscribe`]s to
+//! the channel and reads what changed from Postgres.
+//!
+//! * A signal carries no data (the change log is in Postgres), so one lost while Redis
+//!   restarts costs latency (the streams' poll catches up), never a change. That is
+//!   why `announce` sends in the background and only logs a failure: a slow or absent
+//!   Redis must never delay an api answer or a job, and no caller has anything better
+//!   to do with the error.
+//! * A subscribed connection can do nothing else, so it cannot be the shared one: each
+//!   subscription opens its own connection, which closes when the returned stream is
+//!   dropped.
 
-use crate::redis_queue::{Queue, QueueError};
+use crate::connection::Redis;
+use crate::error::QueueError;
 use futures::{Stream, StreamExt};
 use std::time::Duration;
 
@@ -14,21 +23,42 @@ use std::time::Duration;
 /// polling Postgres.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Opens subscriptions to people's change channels.
+/// Both ends of the change signals; cheap to clone.
 #[derive(Clone)]
-pub struct ChangeSubscriber {
-    client: redis::Client,
-    queue: Queue,
+pub struct Changes {
+    redis: Redis,
 }
 
-impl ChangeSubscriber {
-    /// Parses the URL only; connections are opened per subscription. `queue` names
-    /// the channels, so both ends agree on them.
-    pub fn new(redis_url: &str, queue: Queue) -> Result<ChangeSubscriber, QueueError> {
-        Ok(ChangeSubscriber {
-            client: redis::Client::open(redis_url)?,
-            queue,
-        })
+impl Changes {
+    pub fn new(redis: Redis) -> Changes {
+        Changes { redis }
+    }
+
+    /// The pub/sub channel announcing changes to `user_id`'s notifications.
+    pub fn channel(&self, user_id: &str) -> String {
+        self.redis.keys().changes(user_id)
+    }
+
+    /// Tells the live streams of these people (in every api process) that their
+    /// notifications changed (created, sent, failed, read). Returns at once: the
+    /// signals go out in the background, and a failure is only logged (see the
+    /// module docs). Outside a Tokio runtime there is nothing to send them with, and
+    /// nothing is sent.
+    pub fn announce(&self, user_ids: &[&str]) {
+        if user_ids.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!("could not announce changes: no runtime");
+            return;
+        };
+        let channels: Vec<String> = user_ids.iter().map(|u| self.channel(u)).collect();
+        let redis = self.redis.clone();
+        runtime.spawn(async move {
+            if let Err(e) = publish(&redis, &channels).await {
+                tracing::debug!(error = %e, "could not announce changes");
+            }
+        });
     }
 
     /// A stream yielding `()` for each signal on `user_id`'s channel; it ends when the
@@ -38,14 +68,68 @@ impl ChangeSubscriber {
         &self,
         user_id: &str,
     ) -> Result<impl Stream<Item = ()> + Send + Unpin + 'static, QueueError> {
-        let channel = self.queue.changes_channel(user_id);
+        let channel = self.channel(user_id);
         let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
+            let mut pubsub = self.redis.client().get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             Ok::<_, QueueError>(pubsub)
         })
         .await
         .map_err(|_| QueueError::Unavailable("subscribing timed out".into()))??;
         Ok(subscribed.into_on_message().map(|_| ()))
+    }
+}
+
+/// Publishes one signal on each channel, in one pipelined round trip.
+async fn publish(redis: &Redis, channels: &[String]) -> Result<(), QueueError> {
+    let mut pipe = redis::pipe();
+    for channel in channels {
+        pipe.cmd("PUBLISH").arg(channel).arg("1").ignore();
+    }
+    pipe.query_async::<()>(&mut redis.conn()).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis_url() -> String {
+        std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    }
+
+    /// Needs the Redis of `make test`; skipped (passes) when none answers.
+    #[tokio::test]
+    async fn an_announcement_reaches_that_persons_subscribers_only() {
+        let prefix = format!("herald_test_{}:", uuid::Uuid::new_v4().simple());
+        let Ok(handle) = Redis::connect(&redis_url(), &prefix, 1) else {
+            return;
+        };
+        let changes = Changes::new(handle);
+        let Ok(mut ann) = changes.subscribe("ann").await else {
+            return;
+        };
+        let mut bob = changes.subscribe("bob").await.expect("redis answered once");
+
+        changes.announce(&["ann"]);
+
+        let wait = Duration::from_secs(5);
+        let got = tokio::time::timeout(wait, ann.next()).await;
+        assert_eq!(got.ok().flatten(), Some(()), "ann's stream is woken");
+        let quiet = tokio::time::timeout(Duration::from_millis(300), bob.next()).await;
+        assert!(quiet.is_err(), "bob's stream is not");
+    }
+
+    #[test]
+    fn announcing_outside_a_runtime_sends_nothing_and_does_not_panic() {
+        // Connecting needs a runtime; announcing from a thread without one must not.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let handle = rt
+            .block_on(async { Redis::connect("redis://127.0.0.1:1", "herald_test_none:", 1) })
+            .expect("connecting is lazy");
+        Changes::new(handle).announce(&["ann"]);
     }
 }

@@ -4,7 +4,9 @@
 //! an hour after the last failure, so an old streak does not linger. Policy decisions
 //! live in `herald_core::circuit`.
 
-use crate::redis_queue::{Queue, QueueError};
+use crate::connection::Redis;
+use crate::error::QueueError;
+use crate::locks::Locks;
 use herald_core::circuit::{CircuitPolicy, CircuitState};
 use redis::Script;
 use std::time::Duration;
@@ -28,15 +30,26 @@ return 0
 /// How long a failure streak is remembered without new failures.
 const STREAK_TTL: Duration = Duration::from_secs(3600);
 
-impl Queue {
-    fn circuit_keys(&self, host: &str) -> (String, String) {
-        let base = self.keys().lock(&format!("circuit:{host}"));
-        (base.clone(), format!("{base}:ids"))
+/// The circuits of every destination host; cheap to clone.
+#[derive(Clone)]
+pub struct Circuits {
+    redis: Redis,
+    /// The probe of an open circuit is claimed with a lock.
+    locks: Locks,
+}
+
+impl Circuits {
+    pub fn new(redis: Redis) -> Circuits {
+        Circuits {
+            locks: Locks::new(redis.clone()),
+            redis,
+        }
     }
 
-    pub async fn circuit_state(&self, host: &str) -> Result<CircuitState, QueueError> {
-        let (hash, ids) = self.circuit_keys(host);
-        let mut c = self.conn().await?;
+    /// `host`'s failure streak, and when its circuit opened (if it did).
+    pub async fn state(&self, host: &str) -> Result<CircuitState, QueueError> {
+        let (hash, ids) = self.redis.keys().circuit(host);
+        let mut c = self.redis.conn();
         let ((failures, opened_at), distinct): ((Option<u32>, Option<i64>), u32) = redis::pipe()
             .cmd("HMGET")
             .arg(&hash)
@@ -61,8 +74,8 @@ impl Queue {
         policy: &CircuitPolicy,
         now_ms: i64,
     ) -> Result<bool, QueueError> {
-        let (hash, ids) = self.circuit_keys(host);
-        let mut c = self.conn().await?;
+        let (hash, ids) = self.redis.keys().circuit(host);
+        let mut c = self.redis.conn();
         let opened: i64 = Script::new(RECORD_FAILURE)
             .key(hash)
             .key(ids)
@@ -78,8 +91,8 @@ impl Queue {
 
     /// A success closes the circuit and ends the streak.
     pub async fn record_success(&self, host: &str) -> Result<(), QueueError> {
-        let (hash, ids) = self.circuit_keys(host);
-        let mut c = self.conn().await?;
+        let (hash, ids) = self.redis.keys().circuit(host);
+        let mut c = self.redis.conn();
         redis::cmd("DEL")
             .arg(&hash)
             .arg(&ids)
@@ -90,7 +103,8 @@ impl Queue {
 
     /// Claims the right to send the probe for the next `every`; true for one caller.
     pub async fn try_probe(&self, host: &str, every: Duration) -> Result<bool, QueueError> {
-        self.try_lock(&format!("circuit:{host}:probe"), "probe", every)
+        self.locks
+            .try_lock(&format!("circuit:{host}:probe"), "probe", every)
             .await
     }
 }

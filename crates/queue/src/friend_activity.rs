@@ -14,31 +14,38 @@
 //! and the ranker then sees fewer repeats than there were (it errs towards waiting
 //! less). A job retried after its count was taken counts the tour twice; the same.
 
-use crate::redis_queue::{Queue, QueueError};
+use crate::connection::Redis;
+use crate::error::QueueError;
 use std::time::Duration;
 
 /// How long a day's counters outlive their last tour.
 pub const FRIEND_COUNTS_TTL: Duration = Duration::from_secs(2 * 86_400);
 
-impl Queue {
-    fn friend_counts_key(&self, notification_type: &str, day: i64, user_id: &str) -> String {
-        format!(
-            "{}friends:{notification_type}:{day}:{user_id}",
-            self.keys().prefix()
-        )
+/// The friend counters of every person; cheap to clone.
+#[derive(Clone)]
+pub struct FriendCounts {
+    redis: Redis,
+}
+
+impl FriendCounts {
+    pub fn new(redis: Redis) -> FriendCounts {
+        FriendCounts { redis }
     }
 
     /// Counts one tour of `friend_id` told to `user_id` on `day` and returns the tours
     /// each friend told them that day, this one included (in no particular order).
-    pub async fn count_friend_tour(
+    pub async fn count_tour(
         &self,
         notification_type: &str,
         day: i64,
         user_id: &str,
         friend_id: &str,
     ) -> Result<Vec<u32>, QueueError> {
-        let key = self.friend_counts_key(notification_type, day, user_id);
-        let mut c = self.conn().await?;
+        let key = self
+            .redis
+            .keys()
+            .friend_counts(notification_type, day, user_id);
+        let mut c = self.redis.conn();
         let (_, _, values): (i64, i64, Vec<String>) = redis::pipe()
             .atomic()
             .cmd("HINCRBY")
@@ -56,14 +63,17 @@ impl Queue {
     }
 
     /// The tours each friend told `user_id` on `day` (empty when none, or expired).
-    pub async fn friend_tours(
+    pub async fn tours(
         &self,
         notification_type: &str,
         day: i64,
         user_id: &str,
     ) -> Result<Vec<u32>, QueueError> {
-        let key = self.friend_counts_key(notification_type, day, user_id);
-        let mut c = self.conn().await?;
+        let key = self
+            .redis
+            .keys()
+            .friend_counts(notification_type, day, user_id);
+        let mut c = self.redis.conn();
         let values: Vec<String> = redis::cmd("HVALS").arg(&key).query_async(&mut c).await?;
         Ok(parse_counts(&values))
     }
@@ -99,55 +109,54 @@ mod tests {
     #[tokio::test]
     async fn counts_per_friend_and_day_include_the_tour_just_counted() {
         let prefix = format!("herald_test_{}:", uuid::Uuid::new_v4().simple());
-        let Ok(q) = Queue::connect(&redis_url(), &prefix, 2) else {
+        let Ok(handle) = Redis::connect(&redis_url(), &prefix, 2) else {
             return;
         };
-        if q.ping().await.is_err() {
+        let queue = crate::queue::Queue::new(handle.clone());
+        if queue.ping().await.is_err() {
             return;
         }
+        let q = FriendCounts::new(handle.clone());
         let mut got = q
-            .count_friend_tour("FRIEND_TOUR", 17_000, "u1", "f1")
+            .count_tour("FRIEND_TOUR", 17_000, "u1", "f1")
             .await
             .expect("count");
         assert_eq!(got, vec![1]);
-        q.count_friend_tour("FRIEND_TOUR", 17_000, "u1", "f2")
+        q.count_tour("FRIEND_TOUR", 17_000, "u1", "f2")
             .await
             .expect("count");
         got = q
-            .count_friend_tour("FRIEND_TOUR", 17_000, "u1", "f1")
+            .count_tour("FRIEND_TOUR", 17_000, "u1", "f1")
             .await
             .expect("count");
         got.sort_unstable();
         assert_eq!(got, vec![1, 2]);
         // Other days, people and notification types have their own counters.
         assert!(q
-            .friend_tours("FRIEND_TOUR", 17_001, "u1")
+            .tours("FRIEND_TOUR", 17_001, "u1")
             .await
             .expect("read")
             .is_empty());
         assert!(q
-            .friend_tours("OTHER", 17_000, "u1")
+            .tours("OTHER", 17_000, "u1")
             .await
             .expect("read")
             .is_empty());
         assert!(q
-            .friend_tours("FRIEND_TOUR", 17_000, "u2")
+            .tours("FRIEND_TOUR", 17_000, "u2")
             .await
             .expect("read")
             .is_empty());
-        let mut again = q
-            .friend_tours("FRIEND_TOUR", 17_000, "u1")
-            .await
-            .expect("read");
+        let mut again = q.tours("FRIEND_TOUR", 17_000, "u1").await.expect("read");
         again.sort_unstable();
         assert_eq!(again, vec![1, 2]);
-        let mut c = q.conn().await.expect("conn");
+        let mut c = handle.conn();
         let ttl: i64 = redis::cmd("PTTL")
-            .arg(q.friend_counts_key("FRIEND_TOUR", 17_000, "u1"))
+            .arg(handle.keys().friend_counts("FRIEND_TOUR", 17_000, "u1"))
             .query_async(&mut c)
             .await
             .expect("pttl");
         assert!(ttl > 0 && ttl <= FRIEND_COUNTS_TTL.as_millis() as i64);
-        q.purge().await.ok();
+        queue.purge().await.ok();
     }
 }

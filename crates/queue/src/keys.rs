@@ -1,5 +1,6 @@
-//! Redis key names. Everything Herald writes lives under one prefix, so tests (and
-//! several deployments) can share a Redis without seeing each other's keys.
+//! Redis key names, all in one place. Everything Herald writes lives under one
+//! prefix, so tests (and several deployments) can share a Redis without seeing each
+//! other's keys.
 
 use crate::job::QueueName;
 
@@ -46,5 +47,64 @@ impl Keys {
 
     pub fn heartbeat_pattern(&self) -> String {
         format!("{}worker:*", self.prefix)
+    }
+
+    /// A recovery sweep mark (see `Marks`).
+    pub fn mark(&self, name: &str) -> String {
+        format!("{}mark:{name}", self.prefix)
+    }
+
+    /// A hit counter (see `Counters`); the caller's name is used as given.
+    pub fn counter(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// A destination host's circuit: its streak hash and the set of notification ids
+    /// in the streak. Named under `lock:` as they always were, so workers of the
+    /// previous release share them during a rolling deploy.
+    pub fn circuit(&self, host: &str) -> (String, String) {
+        let base = self.lock(&format!("circuit:{host}"));
+        let ids = format!("{base}:ids");
+        (base, ids)
+    }
+
+    /// A person's friend counters for one notification type and local day.
+    pub fn friend_counts(&self, notification_type: &str, day: i64, user_id: &str) -> String {
+        format!("{}friends:{notification_type}:{day}:{user_id}", self.prefix)
+    }
+
+    /// The pub/sub channel announcing changes to a person's notifications.
+    pub fn changes(&self, user_id: &str) -> String {
+        format!("{}changes:{user_id}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Workers of two releases share Redis during a deploy: the names must not drift.
+    #[test]
+    fn key_names_are_stable() {
+        let k = Keys::new("h:");
+        let (circuit, circuit_ids) = k.circuit("example.com");
+        let cases = [
+            (k.stream(QueueName::Critical), "h:queue:critical"),
+            (k.stream(QueueName::Default), "h:queue:default"),
+            (k.stream_prefix(), "h:queue:"),
+            (k.delayed(), "h:delayed"),
+            (k.lock("sweep"), "h:lock:sweep"),
+            (k.heartbeat("w1"), "h:worker:w1"),
+            (k.heartbeat_pattern(), "h:worker:*"),
+            (k.mark("deliver:1"), "h:mark:deliver:1"),
+            (k.counter("rate:ab:7"), "h:rate:ab:7"),
+            (circuit, "h:lock:circuit:example.com"),
+            (circuit_ids, "h:lock:circuit:example.com:ids"),
+            (k.friend_counts("FT", 17, "u1"), "h:friends:FT:17:u1"),
+            (k.changes("u1"), "h:changes:u1"),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
     }
 }

@@ -1,4 +1,27 @@
-//! Herald's Redis adapter: the work queues between the api and the workers.
+//! Herald's Redis adapter: the job queue between the api and the workers, and the
+//! small shared helpers the processes coordinate through.
+//!
+//! # Modules
+//!
+//! | module            | type                        | what it keeps in Redis                                  |
+//! |-------------------|-----------------------------|---------------------------------------------------------|
+//! | `connection`      | [`Redis`]                   | nothing: the one handle every type below is built from  |
+//! | `queue`           | [`Queue`]                   | job streams, the delayed set, acknowledgements           |
+//! | `job`             | [`Job`], [`QueueName`]      | the jobs' JSON, in the stream entries                    |
+//! | `locks`           | [`Locks`]                   | short `SET NX PX` locks with a holder token              |
+//! | `circuit`         | [`Circuits`]                | failure streaks per destination host                     |
+//! | `marks`           | [`Marks`]                   | the recovery sweep's "already re-enqueued" marks         |
+//! | `counters`        | [`Counters`]                | expiring hit counters (the api's rate limit)             |
+//! | `friend_activity` | [`FriendCounts`]            | tours per friend, person and day (the bundling ranker)   |
+//! | `heartbeats`      | [`Heartbeats`]              | the live workers and what they serve                     |
+//! | `changes`         | [`Changes`]                 | pub/sub wake-ups of the live streams: one `announce`     |
+//! | `keys`            | [`Keys`]                    | the name of every key above, under one prefix            |
+//! | `error`           | [`QueueError`]              | —                                                        |
+//!
+//! A process connects once (`Redis::connect`) and builds the parts it uses with
+//! `new(redis.clone())`; all of them share the handle's connections and are cheap to
+//! clone. The parts do not call each other, except that a circuit's probe is claimed
+//! with a lock.
 //!
 //! # Design
 //!
@@ -18,24 +41,51 @@
 //!   The due time is also in Postgres, so an emptied Redis loses nothing.
 //! * **Self-healing.** Redis here keeps nothing on disk. Reading from a stream whose
 //!   group vanished (`NOGROUP`) recreates the groups and carries on.
-//! * **Circuits.** Per destination host, shared failure streaks (see `circuit`).
-//! * **Change signals.** `PUBLISH {prefix}changes:{user_id}` tells the console's live
-//!   streams (in any api process) that a person's notifications changed; what changed
-//!   is read from Postgres (see `changes`).
+//! * **Connections.** Every command that answers at once shares one multiplexed
+//!   connection; blocking reads take pooled connections of their own, and each
+//!   pub/sub subscription opens one (see `connection`).
+//! * **Locks.** Short `SET NX PX` locks with a random token keep two workers from
+//!   delivering the same notification at once (see `locks`).
+//! * **Circuits.** Per destination host, shared failure streaks; the policy lives in
+//!   `herald_core::circuit` (see `circuit`).
+//! * **Sweep marks.** The recovery sweep marks what it re-enqueues, so a lost job is
+//!   enqueued again once, not on every pass (see `marks`).
+//! * **Counters.** `INCR` with an expiry set on the first hit, in one script; the
+//!   api's rate limit per key (see `counters`).
 //! * **Friend counters.** Per person and local day, the tours each friend told them
 //!   (`{prefix}friends:…`, see `friend_activity`), which the bundling ranker reads.
-//! * **Locks.** Short `SET NX PX` locks with a random token keep two workers from
-//!   delivering the same notification at once.
+//! * **Heartbeats.** Each worker renews `{prefix}worker:{id}`; the operations view
+//!   lists the live ones (see `heartbeats`).
+//! * **Change announcements.** `PUBLISH {prefix}changes:{user_id}` tells the console's
+//!   live streams (in any api process) that a person's notifications changed; what
+//!   changed is read from Postgres. The api and the workers both announce with
+//!   [`Changes::announce`], which never waits and never fails (see `changes`).
+//!
+//! Nothing here is the record: Postgres is. Losing Redis's data costs latency (the
+//! sweep re-enqueues, the streams poll), never a notification.
 
 mod changes;
 mod circuit;
+mod connection;
+mod counters;
+mod error;
 mod friend_activity;
+mod heartbeats;
 mod job;
 mod keys;
-mod redis_queue;
+mod locks;
+mod marks;
+mod queue;
 
-pub use changes::ChangeSubscriber;
-pub use friend_activity::FRIEND_COUNTS_TTL;
+pub use changes::Changes;
+pub use circuit::Circuits;
+pub use connection::Redis;
+pub use counters::Counters;
+pub use error::QueueError;
+pub use friend_activity::{FriendCounts, FRIEND_COUNTS_TTL};
+pub use heartbeats::Heartbeats;
 pub use job::{Job, QueueName};
 pub use keys::Keys;
-pub use redis_queue::{Queue, QueueDepths, QueueError, Received};
+pub use locks::Locks;
+pub use marks::Marks;
+pub use queue::{Queue, QueueDepths, Received};

@@ -2,7 +2,7 @@
 //! (`Queue::oldest_unread_ms`), so a backlog is not mistaken for lost work. Needs the
 //! Redis of `make test` (HERALD_TEST_REDIS_URL, default redis://127.0.0.1:6379).
 
-use herald_queue::{Job, Queue, QueueName};
+use herald_queue::{Job, Queue, QueueName, Redis};
 use std::time::Duration;
 
 fn redis_url() -> String {
@@ -19,7 +19,7 @@ fn now_ms() -> i64 {
 #[tokio::test]
 async fn the_oldest_unread_job_is_reported_until_it_is_read() {
     let prefix = format!("herald_test_{}:", uuid::Uuid::new_v4().simple());
-    let queue = Queue::connect(&redis_url(), &prefix, 2).unwrap();
+    let queue = Queue::new(Redis::connect(&redis_url(), &prefix, 2).unwrap());
 
     // No streams at all (Redis restarted empty): nothing unread.
     assert_eq!(queue.oldest_unread_ms().await.unwrap(), None);

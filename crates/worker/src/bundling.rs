@@ -14,7 +14,7 @@
 //!   as local wall-clock seconds, so its day boundaries fall on local midnights.
 //! * The ranker's forecast also reads which friends the person's tours came from today
 //!   (`herald_core::bundle::FriendSignal`): per person and local day, Redis counts the
-//!   tours each friend told them (`Queue::count_friend_tour`, keyed by the event's
+//!   tours each friend told them (`FriendCounts::count_tour`, keyed by the event's
 //!   `friend_id`, else its `friend_name`). A tour counts itself before its bundle is
 //!   scheduled; the flush reads the same counts back, so both compute the same ready
 //!   instant. When Redis fails the ranker goes without (every tour then counts once).
@@ -33,7 +33,7 @@ use herald_core::bundle::{
 };
 use herald_core::debounce::timezone;
 use herald_core::rules::{BundleSpec, Rule};
-use herald_queue::{Job, Queue, QueueName};
+use herald_queue::{FriendCounts, Job, QueueName};
 use herald_store::bundles::{self, BundleRow};
 use herald_store::events::EventRow;
 use herald_store::history;
@@ -99,7 +99,7 @@ fn friend_key(properties: &serde_json::Value) -> String {
 /// The person's friend signal for local day `day`: counts a tour of `friend` first
 /// when given. A Redis failure is logged and the ranker goes without the signal.
 async fn friend_signal(
-    queue: &Queue,
+    queue: &FriendCounts,
     ranker: &(dyn Ranker + Send + Sync),
     notification_type: &str,
     day: i64,
@@ -107,12 +107,8 @@ async fn friend_signal(
     friend: Option<&str>,
 ) -> FriendSignal {
     let counts = match friend {
-        Some(f) => {
-            queue
-                .count_friend_tour(notification_type, day, user_id, f)
-                .await
-        }
-        None => queue.friend_tours(notification_type, day, user_id).await,
+        Some(f) => queue.count_tour(notification_type, day, user_id, f).await,
+        None => queue.tours(notification_type, day, user_id).await,
     };
     match counts {
         Ok(counts) => ranker.friend_signal(&mut counts.into_iter()),
@@ -177,7 +173,7 @@ pub async fn add_items(
         let (nt, friend) = (rule.notification_type.clone(), friend.clone());
         let friend_id = friend_id.clone();
         let bundler = &ctx.bundler;
-        let queue = &ctx.queue;
+        let queue = &ctx.friends;
         let tour_at = event.received_at;
         let (new, due) = conn
             .transaction(async move |tx| {
@@ -289,7 +285,7 @@ pub async fn flush(ctx: &Context, bundle_id: Uuid) -> anyhow::Result<Option<Stri
     let person = herald_store::people::find(&mut conn, &first_look.user_id).await?;
     let tz = timezone(person.as_ref().map_or("UTC", |p| p.timezone.as_str()));
     let bundler = &ctx.bundler;
-    let queue = &ctx.queue;
+    let queue = &ctx.friends;
     let outcome = conn
         .transaction(async move |tx| {
             history::lock_people(tx, &[first_look.user_id.as_str()]).await?;

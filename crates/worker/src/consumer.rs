@@ -106,7 +106,7 @@ pub async fn handle(ctx: &Context, received: Received) -> bool {
         Some(Job::Deliver { notification_id }) => delivery::deliver(ctx, *notification_id).await,
         Some(Job::FlushBundle { bundle_id }) => match bundling::flush(ctx, *bundle_id).await {
             Ok(Some(user_id)) => {
-                delivery::announce(ctx, &[user_id.as_str()]).await;
+                ctx.changes.announce(&[user_id.as_str()]);
                 Ok(())
             }
             Ok(None) => Ok(()),

@@ -4,7 +4,9 @@
 use crate::http::Clients;
 use herald_core::config::Config;
 use herald_core::targets::AllowedTargets;
-use herald_queue::{Queue, QueueName};
+use herald_queue::{
+    Changes, Circuits, FriendCounts, Heartbeats, Locks, Marks, Queue, QueueName, Redis,
+};
 use herald_store::Pool;
 use std::time::Duration;
 
@@ -34,7 +36,19 @@ pub struct Context {
     pub settings: Settings,
     pub config: Config,
     pub pool: Pool,
+    /// The job streams and the delayed set.
     pub queue: Queue,
+    /// The delivery lock per notification, and the periodic tasks' locks.
+    pub locks: Locks,
+    /// Failure streaks per destination host.
+    pub circuits: Circuits,
+    /// What the recovery sweep already re-enqueued.
+    pub marks: Marks,
+    /// Bundling's per-person friend counters.
+    pub friends: FriendCounts,
+    pub heartbeats: Heartbeats,
+    /// Wakes the live streams of people whose notifications changed.
+    pub changes: Changes,
     pub clients: Clients,
     /// Batches the acknowledgement of handled jobs.
     pub acker: crate::acks::Acker,
@@ -63,7 +77,7 @@ impl Context {
                 &settings.database_url,
                 crate::statements::POOL_SIZE,
             )?);
-        let queue = Queue::connect(
+        let redis = Redis::connect(
             &settings.redis_url,
             &settings.redis_prefix,
             // Only blocking reads take a connection of their own: the consume loop's
@@ -85,7 +99,13 @@ impl Context {
             settings,
             config,
             pool,
-            queue,
+            queue: Queue::new(redis.clone()),
+            locks: Locks::new(redis.clone()),
+            circuits: Circuits::new(redis.clone()),
+            marks: Marks::new(redis.clone()),
+            friends: FriendCounts::new(redis.clone()),
+            heartbeats: Heartbeats::new(redis.clone()),
+            changes: Changes::new(redis),
             clients,
             acker: crate::acks::Acker::default(),
             statements,

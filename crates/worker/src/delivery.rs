@@ -29,7 +29,7 @@ pub async fn deliver(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
     let lock = format!("deliver:{id}");
     let token = Uuid::new_v4().to_string();
     let ttl = ctx.config.channels.max_timeout() + LOCK_MARGIN;
-    if !ctx.queue.try_lock(&lock, &token, ttl).await? {
+    if !ctx.locks.try_lock(&lock, &token, ttl).await? {
         // Another worker is delivering it, or died doing so: look again once the lock
         // has expired. A live holder will have finished and the job is then a no-op.
         let due =
@@ -52,10 +52,10 @@ pub async fn deliver(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
             settle_bundle(ctx, id).await?;
         }
         if let Some(user_id) = &changed.user_id {
-            announce(ctx, &[user_id.as_str()]).await;
+            ctx.changes.announce(&[user_id.as_str()]);
         }
     }
-    if let Err(e) = ctx.queue.unlock(&lock, &token).await {
+    if let Err(e) = ctx.locks.unlock(&lock, &token).await {
         tracing::debug!(error = %e, "unlock failed; the lock expires by itself");
     }
     result.map(|_| ())
@@ -72,13 +72,6 @@ async fn settle_bundle(ctx: &Context, carrier: Uuid) -> anyhow::Result<()> {
     let mut conn = herald_store::pool::get(&ctx.pool).await?;
     herald_store::bundles::settle_items(&mut conn, carrier).await?;
     Ok(())
-}
-
-/// Tells live views (the console's stream) that a person's notifications changed.
-pub async fn announce(ctx: &Context, user_ids: &[&str]) {
-    if let Err(e) = ctx.queue.publish_changes(user_ids).await {
-        tracing::debug!(error = %e, "could not announce changes");
-    }
 }
 
 /// Delivers; returns the recipient when the notification's state changed.
@@ -133,9 +126,9 @@ async fn gate<'c>(
 ) -> anyhow::Result<DeliveryStep<'c>> {
     let policy = CircuitPolicy::default();
     let host = outbound.target.host();
-    let state = ctx.queue.circuit_state(&host).await?;
+    let state = ctx.circuits.state(&host).await?;
     let probe_claimed = delivery::needs_probe_claim(&state)
-        && ctx.queue.try_probe(&host, policy.probe_every).await?;
+        && ctx.circuits.try_probe(&host, policy.probe_every).await?;
     Ok(delivery::gate(
         &policy,
         &state,
@@ -271,12 +264,12 @@ fn attempt_record(
 async fn account_to_circuit(ctx: &Context, host: &str, row: &DeliveryRow, effect: CircuitEffect) {
     let result = match effect {
         CircuitEffect::Untouched => Ok(()),
-        CircuitEffect::Reset => ctx.queue.record_success(host).await,
+        CircuitEffect::Reset => ctx.circuits.record_success(host).await,
         CircuitEffect::CountFailure => {
             let now_ms = Utc::now().timestamp_millis();
             let policy = CircuitPolicy::default();
             match ctx
-                .queue
+                .circuits
                 .record_failure(host, &row.id.to_string(), &policy, now_ms)
                 .await
             {

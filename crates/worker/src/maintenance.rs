@@ -87,7 +87,7 @@ pub async fn sweep_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     let every = ctx.settings.sweep_interval;
     let token = ctx.worker_id.clone();
     while pause(every, &shutdown).await {
-        match ctx.queue.try_lock("sweep", &token, every).await {
+        match ctx.locks.try_lock("sweep", &token, every).await {
             Ok(true) => {
                 if let Err(e) = sweep(&ctx).await {
                     tracing::warn!(error = %e, "recovery sweep failed");
@@ -175,7 +175,7 @@ async fn enqueue_once(
             other => format!("sweep:{kind}:{}", other.to_json()),
         })
         .collect();
-    let fresh = ctx.queue.mark_new(&names, ttl).await?;
+    let fresh = ctx.marks.mark_new(&names, ttl).await?;
     let (jobs, names): (Vec<_>, Vec<_>) = jobs
         .into_iter()
         .zip(names)
@@ -183,7 +183,7 @@ async fn enqueue_once(
         .filter_map(|(pair, new)| new.then_some(pair))
         .unzip();
     if let Err(e) = ctx.queue.enqueue(&jobs).await {
-        let _ = ctx.queue.unmark(&names).await;
+        let _ = ctx.marks.unmark(&names).await;
         return Err(e.into());
     }
     Ok(jobs)
@@ -198,7 +198,7 @@ pub async fn prune_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     let token = ctx.worker_id.clone();
     while pause(PRUNE_EVERY, &shutdown).await {
         if !matches!(
-            ctx.queue.try_lock("prune", &token, PRUNE_EVERY).await,
+            ctx.locks.try_lock("prune", &token, PRUNE_EVERY).await,
             Ok(true)
         ) {
             continue;
@@ -228,8 +228,8 @@ pub async fn heartbeat_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     .to_string();
     loop {
         if let Err(e) = ctx
-            .queue
-            .heartbeat(&ctx.worker_id, &info, HEARTBEAT_EVERY * 3)
+            .heartbeats
+            .beat(&ctx.worker_id, &info, HEARTBEAT_EVERY * 3)
             .await
         {
             tracing::debug!(error = %e, "heartbeat failed");

@@ -151,7 +151,7 @@ async fn route_rule(
     };
     dispatch(ctx, &inserted).await?;
     let people: Vec<&str> = announced.iter().map(String::as_str).collect();
-    crate::delivery::announce(ctx, &people).await;
+    ctx.changes.announce(&people);
     let full = rule.recipients.is_fan_out() && page.len() as i64 == FAN_OUT_CHUNK;
     Ok(full
         .then(|| page.last().map(|p| p.user_id.clone()))

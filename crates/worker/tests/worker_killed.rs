@@ -4,7 +4,7 @@
 //! once), but never more often than the jobs the dead worker held.
 
 use herald_core::alert::{parse_alert, AlertLabels};
-use herald_queue::{Job, Queue, QueueName};
+use herald_queue::{Job, Queue, QueueName, Redis};
 use herald_store::notifications::status;
 use herald_store::people::{self, PersonPatch};
 use herald_store::testing::TestDb;
@@ -94,7 +94,7 @@ async fn a_worker_killed_mid_delivery_leaves_nothing_stuck() {
     // Arrange: a slow provider, so deliveries are in flight when the kill lands.
     let db = TestDb::create().await.unwrap();
     let prefix = format!("herald_test_{}:", uuid::Uuid::new_v4().simple());
-    let queue = Queue::connect(&redis_url(), &prefix, 2).unwrap();
+    let queue = Queue::new(Redis::connect(&redis_url(), &prefix, 2).unwrap());
     queue.ensure_groups().await.unwrap();
     let provider = MockServer::start().await;
     Mock::given(method("POST"))

@@ -136,7 +136,7 @@ pub async fn mark_read(
         .await?
         .ok_or_else(not_theirs)?;
     drop(conn);
-    super::stream::announce(&state, &[&user_id]);
+    state.changes.announce(&[&user_id]);
     Ok(HttpResponse::Ok().json(InboxItem::from(item)))
 }
 
@@ -157,7 +157,7 @@ pub async fn mark_all_read(
     let marked = inbox::mark_all_read(&mut conn, &user_id).await?;
     drop(conn);
     if marked > 0 {
-        super::stream::announce(&state, &[&user_id]);
+        state.changes.announce(&[&user_id]);
     }
     Ok(HttpResponse::Ok().json(Marked { marked }))
 }

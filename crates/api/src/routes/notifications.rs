@@ -124,7 +124,7 @@ pub async fn retry_notification(
     };
     drop(conn);
     if let Some(user_id) = &user_id {
-        super::stream::announce(&state, &[user_id]);
+        state.changes.announce(&[user_id]);
     }
     let queue = herald_core::queues::queue_for_stored(&severity);
     let job = Job::Deliver {

@@ -54,7 +54,7 @@ pub async fn summary(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         default: d.default,
         delayed: d.delayed,
     });
-    let workers = state.queue.live_workers().await.ok().map(|beats| {
+    let workers = state.heartbeats.live_workers().await.ok().map(|beats| {
         beats
             .into_iter()
             .map(|b| serde_json::from_str(&b).unwrap_or(Value::String(b)))

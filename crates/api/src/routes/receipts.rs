@@ -89,7 +89,7 @@ pub async fn post_receipts(
         receipts::apply(&mut conn, &valid).await?
     };
     let people: Vec<&str> = applied.people.iter().map(String::as_str).collect();
-    super::stream::announce(&state, &people);
+    state.changes.announce(&people);
     Ok(HttpResponse::Ok().json(ReceiptsApplied {
         updated: applied.updated,
         unknown: applied.unknown,

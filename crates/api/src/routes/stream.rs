@@ -140,24 +140,6 @@ pub async fn stream(
         .streaming(body))
 }
 
-/// Tells the live streams of these people (in every api process) that their
-/// notifications changed. Only a wake-up call, sent in the background so that a slow
-/// or absent Redis never delays the answer: if it is lost, the streams' poll catches
-/// up within a second.
-pub fn announce(state: &AppState, user_ids: &[&str]) {
-    if user_ids.is_empty() {
-        return;
-    }
-    let queue = state.queue.clone();
-    let user_ids: Vec<String> = user_ids.iter().map(|u| u.to_string()).collect();
-    tokio::spawn(async move {
-        let people: Vec<&str> = user_ids.iter().map(String::as_str).collect();
-        if let Err(e) = queue.publish_changes(&people).await {
-            tracing::debug!(error = %e, "could not announce changes");
-        }
-    });
-}
-
 /// The change number to resume after; an empty value means none (EventSource sends
 /// none before its first event with an id).
 fn parse_resume(raw: Option<&str>) -> Result<Option<i64>, ApiError> {

@@ -3,7 +3,7 @@
 //! wiremock server. Everything is torn down when the `TestApp` is dropped.
 
 use herald_core::targets::AllowedTargets;
-use herald_queue::Queue;
+use herald_queue::{Changes, Circuits, Queue, Redis};
 use herald_store::testing::TestDb;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -18,6 +18,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: TestDb,
     pub queue: Queue,
+    pub circuits: Circuits,
+    pub changes: Changes,
     pub provider: MockServer,
     workers: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
     prefix: String,
@@ -75,10 +77,13 @@ async fn spawn(with_worker: bool) -> TestApp {
     let address = format!("http://{}", listener.local_addr().expect("bound"));
     let server = herald_api::run(state, listener).expect("server");
     tokio::spawn(server);
+    let redis = Redis::connect(&redis_url(), &prefix, 4).expect("redis");
     let mut app = TestApp {
         address,
         client: reqwest::Client::new(),
-        queue: Queue::connect(&redis_url(), &prefix, 4).expect("queue"),
+        queue: Queue::new(redis.clone()),
+        circuits: Circuits::new(redis.clone()),
+        changes: Changes::new(redis),
         db,
         provider,
         workers: Vec::new(),
@@ -268,8 +273,12 @@ impl Drop for TestApp {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(async { Queue::connect(&redis_url(), &prefix, 1)?.purge().await })
-                .map_err(|e| std::io::Error::other(format!("{prefix}: {e}")))
+            rt.block_on(async {
+                Queue::new(Redis::connect(&redis_url(), &prefix, 1)?)
+                    .purge()
+                    .await
+            })
+            .map_err(|e| std::io::Error::other(format!("{prefix}: {e}")))
         })
         .join();
     }

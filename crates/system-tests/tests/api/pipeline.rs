@@ -397,7 +397,7 @@ async fn a_failing_host_opens_its_circuit_and_deliveries_wait_without_spending_a
         "held notifications keep their last attempt: {items:?}"
     );
     let host = herald_core::circuit::host_of(&hook.uri()).unwrap();
-    let state = app.queue.circuit_state(&host).await.unwrap();
+    let state = app.circuits.state(&host).await.unwrap();
     assert!(state.opened_at_ms.is_some(), "{state:?}");
 }
 

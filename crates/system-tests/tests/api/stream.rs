@@ -308,10 +308,7 @@ async fn another_persons_changes_do_not_leak_and_private_ones_are_not_streamed()
     let mut private = fixtures::row(event, "eve", "HIGH_RISK_ALERT");
     private.private = true;
     fixtures::insert(&app, &[fixtures::row(event, "fay", "FOR_FAY"), private]).await;
-    app.queue
-        .publish_changes(&["eve", "fay"])
-        .await
-        .expect("published");
+    app.changes.announce(&["eve", "fay"]);
 
     // Assert
     let got = fay.expect(WAIT, "fay's notification").await;
@@ -390,7 +387,7 @@ async fn a_second_api_process_streams_what_the_first_one_changed() {
 async fn a_client_that_disconnects_releases_its_redis_subscription() {
     let app = spawn_app().await;
     fixtures::people(&app, &["ivy"]).await;
-    let channel = app.queue.changes_channel("ivy");
+    let channel = app.changes.channel("ivy");
     let client = redis::Client::open(redis_url()).expect("redis url");
     let mut redis = client
         .get_multiplexed_async_connection()

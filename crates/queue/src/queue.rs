@@ -1,26 +1,13 @@
-//! The queue over Redis Streams; see the crate docs for the design.
+//! The job queue: the streams, the delayed set and acknowledgements (see the crate
+//! docs for the design). Everything else kept in Redis lives in the helpers beside it.
 
+use crate::connection::Redis;
+use crate::error::QueueError;
 use crate::job::{Job, QueueName};
 use crate::keys::{Keys, GROUP};
-use deadpool_redis::{Manager, Pool, Runtime};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use redis::{AsyncConnectionConfig, RedisError, Script, Value};
+use redis::{RedisError, Script, Value};
 use std::time::Duration;
-
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    #[error("redis is unavailable: {0}")]
-    Unavailable(String),
-    #[error("redis: {0}")]
-    Redis(#[from] RedisError),
-}
-
-impl From<deadpool_redis::PoolError> for QueueError {
-    fn from(e: deadpool_redis::PoolError) -> Self {
-        QueueError::Unavailable(e.to_string())
-    }
-}
 
 /// A job read from a stream, to be acknowledged when handled.
 #[derive(Debug, Clone)]
@@ -70,83 +57,24 @@ end
 return oldest
 "#;
 
-/// Counts a hit on KEYS[1], which expires ARGV[1] ms after the first hit; returns the
-/// count. One script, so the expiry is never missed between the two commands.
-const COUNT_HIT: &str = r#"
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n
-"#;
-
-/// Deletes a lock only if it still holds our token.
-const UNLOCK: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#;
-
+/// The job queue; cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
-    /// One multiplexed connection shared by every non-blocking command: concurrent
-    /// callers' commands are pipelined on it, and taking it costs nothing. (A pool
-    /// checkout costs an UNWATCH + PING round trip, as much as the command itself.)
-    /// It reconnects by itself after Redis restarts.
-    shared: ConnectionManager,
-    /// Connections for blocking reads, which would stall the shared connection.
-    pool: Pool,
-    keys: Keys,
+    redis: Redis,
 }
 
 impl Queue {
-    /// Connects lazily: a Redis that is down turns into errors on use, not here.
-    /// `pool_size` bounds open connections; blocking reads hold one each.
-    pub fn connect(redis_url: &str, prefix: &str, pool_size: usize) -> Result<Queue, QueueError> {
-        // Blocking reads wait up to a second; the default 500 ms response timeout
-        // would cut them off.
-        let config = AsyncConnectionConfig::new()
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_connection_timeout(Some(Duration::from_secs(2)));
-        let manager = Manager::new_with_config(redis_url, config)?;
-        let pool = Pool::builder(manager)
-            .max_size(pool_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(5)))
-            .create_timeout(Some(Duration::from_secs(2)))
-            .recycle_timeout(Some(Duration::from_secs(2)))
-            .build()
-            .map_err(|e| QueueError::Unavailable(e.to_string()))?;
-        // One reconnect try per failed command: while Redis is down, callers get an
-        // error quickly (and retry on their own schedule) instead of queueing behind
-        // a long reconnect loop.
-        let shared_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let client = redis::Client::open(redis_url)?;
-        let shared = ConnectionManager::new_lazy_with_config(client, shared_config)?;
-        Ok(Queue {
-            shared,
-            pool,
-            keys: Keys::new(prefix),
-        })
+    pub fn new(redis: Redis) -> Queue {
+        Queue { redis }
     }
 
     pub fn keys(&self) -> &Keys {
-        &self.keys
+        self.redis.keys()
     }
 
-    /// The shared connection, for any command that does not block.
-    pub(crate) async fn conn(&self) -> Result<ConnectionManager, QueueError> {
-        Ok(self.shared.clone())
-    }
-
-    /// A connection of its own, for a blocking read.
-    async fn blocking_conn(&self) -> Result<deadpool_redis::Connection, QueueError> {
-        Ok(self.pool.get().await?)
-    }
-
+    /// Whether Redis answers (the api's health check).
     pub async fn ping(&self) -> Result<(), QueueError> {
-        let mut c = self.conn().await?;
+        let mut c = self.redis.conn();
         redis::cmd("PING").query_async::<String>(&mut c).await?;
         Ok(())
     }
@@ -155,11 +83,11 @@ impl Queue {
     /// `0` so that entries added while it did not exist (after a Redis restart) are
     /// still delivered.
     pub async fn ensure_groups(&self) -> Result<(), QueueError> {
-        let mut c = self.conn().await?;
+        let mut c = self.redis.conn();
         for q in QueueName::ALL {
             let res: Result<String, RedisError> = redis::cmd("XGROUP")
                 .arg("CREATE")
-                .arg(self.keys.stream(q))
+                .arg(self.keys().stream(q))
                 .arg(GROUP)
                 .arg("0")
                 .arg("MKSTREAM")
@@ -182,13 +110,13 @@ impl Queue {
         let mut pipe = redis::pipe();
         for (q, job) in jobs {
             pipe.cmd("XADD")
-                .arg(self.keys.stream(*q))
+                .arg(self.keys().stream(*q))
                 .arg("*")
                 .arg("job")
                 .arg(job.to_json())
                 .ignore();
         }
-        let mut c = self.conn().await?;
+        let mut c = self.redis.conn();
         pipe.query_async::<()>(&mut c).await?;
         Ok(())
     }
@@ -202,24 +130,24 @@ impl Queue {
         let mut pipe = redis::pipe();
         for (q, job, due_ms) in jobs {
             pipe.cmd("ZADD")
-                .arg(self.keys.delayed())
+                .arg(self.keys().delayed())
                 .arg(*due_ms)
                 .arg(format!("{}|{}", q.as_str(), job.to_json()))
                 .ignore();
         }
-        let mut c = self.conn().await?;
+        let mut c = self.redis.conn();
         pipe.query_async::<()>(&mut c).await?;
         Ok(())
     }
 
     /// Moves up to `limit` jobs due at or before `now_ms` onto their streams.
     pub async fn promote_due(&self, now_ms: i64, limit: usize) -> Result<usize, QueueError> {
-        let mut c = self.conn().await?;
+        let mut c = self.redis.conn();
         let moved: usize = Script::new(PROMOTE_DUE)
-            .key(self.keys.delayed())
+            .key(self.keys().delayed())
             .arg(now_ms)
             .arg(limit)
-            .arg(self.keys.stream_prefix())
+            .arg(self.keys().stream_prefix())
             .invoke_async(&mut c)
             .await?;
         Ok(moved)
@@ -264,14 +192,17 @@ impl Queue {
         }
         cmd.arg("STREAMS");
         for q in queues {
-            cmd.arg(self.keys.stream(*q));
+            cmd.arg(self.keys().stream(*q));
         }
         for _ in queues {
             cmd.arg(">");
         }
         let reply: Result<Option<StreamReadReply>, RedisError> = match block {
-            Some(_) => cmd.query_async(&mut self.blocking_conn().await?).await,
-            None => cmd.query_async(&mut self.conn().await?).await,
+            Some(_) => {
+                cmd.query_async(&mut self.redis.blocking_conn().await?)
+                    .await
+            }
+            None => cmd.query_async(&mut self.redis.conn()).await,
         };
         let reply = match reply {
             Ok(r) => r,
@@ -296,7 +227,7 @@ impl Queue {
     fn queue_of(&self, stream: &str) -> Option<QueueName> {
         QueueName::ALL
             .into_iter()
-            .find(|q| self.keys.stream(*q) == stream)
+            .find(|q| self.keys().stream(*q) == stream)
     }
 
     /// Takes over up to `count` jobs per stream that another consumer read but has not
@@ -308,10 +239,10 @@ impl Queue {
         count: usize,
     ) -> Result<Vec<Received>, QueueError> {
         let mut out = Vec::new();
-        let mut c = self.conn().await?;
+        let mut c = self.redis.conn();
         for q in QueueName::ALL {
             let reply: Result<StreamAutoClaimReply, RedisError> = redis::cmd("XAUTOCLAIM")
-                .arg(self.keys.stream(q))
+                .arg(self.keys().stream(q))
                 .arg(GROUP)
                 .arg(consumer)
                 .arg(min_idle.as_millis() as u64)
@@ -334,7 +265,7 @@ impl Queue {
         if entry_ids.is_empty() {
             return Ok(());
         }
-        let stream = self.keys.stream(queue);
+        let stream = self.keys().stream(queue);
         let mut pipe = redis::pipe();
         pipe.cmd("XACK")
             .arg(&stream)
@@ -342,7 +273,7 @@ impl Queue {
             .arg(entry_ids)
             .ignore();
         pipe.cmd("XDEL").arg(&stream).arg(entry_ids).ignore();
-        let mut c = self.conn().await?;
+        let mut c = self.redis.conn();
         pipe.query_async::<()>(&mut c).await?;
         Ok(())
     }
@@ -351,78 +282,26 @@ impl Queue {
     /// every stream; None when all have been read. Work queued behind a backlog is
     /// late, not lost: the recovery sweep measures "overdue" from this instant.
     pub async fn oldest_unread_ms(&self) -> Result<Option<i64>, QueueError> {
-        let mut c = self.conn().await?;
+        let mut c = self.redis.conn();
         let script = Script::new(OLDEST_UNREAD);
         let mut invocation = script.prepare_invoke();
         for q in QueueName::ALL {
-            invocation.key(self.keys.stream(q));
+            invocation.key(self.keys().stream(q));
         }
         let ms: i64 = invocation.arg(GROUP).invoke_async(&mut c).await?;
         Ok((ms >= 0).then_some(ms))
     }
 
-    /// Marks each of `names` for `ttl` unless it is marked already; returns, in order,
-    /// whether each mark is new. The recovery sweep marks what it re-enqueues, so that
-    /// a lost job is enqueued again once, not on every pass while its copy waits in a
-    /// backlog. Marks vanish with Redis's data, exactly like the jobs they stand for.
-    pub async fn mark_new(&self, names: &[String], ttl: Duration) -> Result<Vec<bool>, QueueError> {
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for name in names {
-            pipe.cmd("SET")
-                .arg(format!("{}mark:{name}", self.keys.prefix()))
-                .arg(1)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl.as_millis() as u64);
-        }
-        let mut c = self.conn().await?;
-        let set: Vec<Option<String>> = pipe.query_async(&mut c).await?;
-        Ok(set.into_iter().map(|s| s.is_some()).collect())
-    }
-
-    /// Removes marks set by [`Queue::mark_new`] (when the enqueue they announced failed).
-    pub async fn unmark(&self, names: &[String]) -> Result<(), QueueError> {
-        if names.is_empty() {
-            return Ok(());
-        }
-        let keys: Vec<String> = names
-            .iter()
-            .map(|name| format!("{}mark:{name}", self.keys.prefix()))
-            .collect();
-        let mut c = self.conn().await?;
-        redis::cmd("DEL")
-            .arg(keys)
-            .query_async::<()>(&mut c)
-            .await?;
-        Ok(())
-    }
-
-    /// Counts one hit on the counter `name` (under this queue's prefix), which lives
-    /// `ttl` from its first hit; returns the count so far. The api's rate limit per
-    /// key counts its windows with it.
-    pub async fn count_hit(&self, name: &str, ttl: Duration) -> Result<u64, QueueError> {
-        let mut c = self.conn().await?;
-        let n: u64 = Script::new(COUNT_HIT)
-            .key(format!("{}{name}", self.keys.prefix()))
-            .arg(ttl.as_millis() as u64)
-            .invoke_async(&mut c)
-            .await?;
-        Ok(n)
-    }
-
     /// Jobs waiting on each stream, and in the delayed set.
     pub async fn depths(&self) -> Result<QueueDepths, QueueError> {
-        let mut c = self.conn().await?;
+        let mut c = self.redis.conn();
         let (critical, default, delayed): (u64, u64, u64) = redis::pipe()
             .cmd("XLEN")
-            .arg(self.keys.stream(QueueName::Critical))
+            .arg(self.keys().stream(QueueName::Critical))
             .cmd("XLEN")
-            .arg(self.keys.stream(QueueName::Default))
+            .arg(self.keys().stream(QueueName::Default))
             .cmd("ZCARD")
-            .arg(self.keys.delayed())
+            .arg(self.keys().delayed())
             .query_async(&mut c)
             .await?;
         Ok(QueueDepths {
@@ -432,72 +311,12 @@ impl Queue {
         })
     }
 
-    /// Takes a lock for `ttl` if free; `token` identifies the holder.
-    pub async fn try_lock(
-        &self,
-        name: &str,
-        token: &str,
-        ttl: Duration,
-    ) -> Result<bool, QueueError> {
-        let mut c = self.conn().await?;
-        let set: Option<String> = redis::cmd("SET")
-            .arg(self.keys.lock(name))
-            .arg(token)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl.as_millis() as u64)
-            .query_async(&mut c)
-            .await?;
-        Ok(set.is_some())
-    }
-
-    pub async fn unlock(&self, name: &str, token: &str) -> Result<(), QueueError> {
-        let mut c = self.conn().await?;
-        Script::new(UNLOCK)
-            .key(self.keys.lock(name))
-            .arg(token)
-            .invoke_async::<i64>(&mut c)
-            .await?;
-        Ok(())
-    }
-
-    /// Records that a worker is alive, with what it serves, for `ttl`.
-    pub async fn heartbeat(
-        &self,
-        worker_id: &str,
-        info: &str,
-        ttl: Duration,
-    ) -> Result<(), QueueError> {
-        let mut c = self.conn().await?;
-        redis::cmd("SET")
-            .arg(self.keys.heartbeat(worker_id))
-            .arg(info)
-            .arg("PX")
-            .arg(ttl.as_millis() as u64)
-            .query_async::<()>(&mut c)
-            .await?;
-        Ok(())
-    }
-
-    /// The live workers' heartbeat payloads.
-    pub async fn live_workers(&self) -> Result<Vec<String>, QueueError> {
-        let mut c = self.conn().await?;
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(self.keys.heartbeat_pattern())
-            .query_async(&mut c)
-            .await?;
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut c).await?;
-        Ok(values.into_iter().flatten().collect())
-    }
-
-    /// Deletes every key under this queue's prefix (tests clean up with it).
+    /// Deletes every key under the prefix: the jobs and every helper's keys alike
+    /// (tests clean up with it).
     pub async fn purge(&self) -> Result<(), QueueError> {
-        let mut c = self.conn().await?;
+        let mut c = self.redis.conn();
         let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.keys.prefix()))
+            .arg(format!("{}*", self.keys().prefix()))
             .query_async(&mut c)
             .await?;
         if !keys.is_empty() {
@@ -527,31 +346,5 @@ fn decode(queue: QueueName, entry: StreamId) -> Received {
         queue,
         entry_id: entry.id,
         job,
-    }
-}
-
-impl Queue {
-    /// The pub/sub channel announcing changes to a person's notifications.
-    pub fn changes_channel(&self, user_id: &str) -> String {
-        format!("{}changes:{user_id}", self.keys.prefix())
-    }
-
-    /// Announces that these people's notifications changed (created, sent, failed,
-    /// read). Only a signal: subscribers read what changed from Postgres, so a lost
-    /// message costs latency, never data.
-    pub async fn publish_changes(&self, user_ids: &[&str]) -> Result<(), QueueError> {
-        if user_ids.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for user_id in user_ids {
-            pipe.cmd("PUBLISH")
-                .arg(self.changes_channel(user_id))
-                .arg("1")
-                .ignore();
-        }
-        let mut c = self.conn().await?;
-        pipe.query_async::<()>(&mut c).await?;
-        Ok(())
     }
 }
