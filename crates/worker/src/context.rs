@@ -28,6 +28,9 @@ pub struct Settings {
     /// How often the recovery sweep looks for work Redis lost.
     pub sweep_interval: Duration,
     pub allowed_targets: AllowedTargets,
+    /// Testing hook: host names the webhook client answers from this list instead of
+    /// DNS (the answers are still vetted). Empty in production.
+    pub resolve_overrides: Vec<(String, std::net::IpAddr)>,
     /// Values for `${VAR}` in config that take precedence over the environment.
     pub config_env: Vec<(String, String)>,
 }
@@ -84,7 +87,10 @@ impl Context {
             // and, now and then, the maintenance tasks'.
             4,
         )?;
-        let clients = Clients::new(settings.allowed_targets.clone())?;
+        let clients = Clients::new(
+            settings.allowed_targets.clone(),
+            settings.resolve_overrides.clone(),
+        )?;
         let bundler = crate::bundling::Bundler::load(&settings.config_dir)?;
         let worker_id = format!(
             "{}-{}",

@@ -2,10 +2,15 @@
 //! (connection pooling is most of the speed of a webhook sender):
 //!
 //! * `trusted` posts to channel URLs from config, which are the operator's.
-//! * `guarded` posts to people's own `webhook_url`s. Its DNS resolver refuses names
-//!   that resolve to loopback, private, link-local or metadata addresses (unless
-//!   `HERALD_ALLOWED_TARGETS` allows them), and the connection uses exactly the
-//!   addresses it vetted, so a DNS answer cannot change between check and connect.
+//! * `guarded` posts to people's own `webhook_url`s. Literal addresses are vetted
+//!   before the POST; its DNS resolver vets every address a name resolves to. Both go
+//!   through `herald_core::targets::AllowedTargets::vet`, the one address policy
+//!   (globally reachable per the IANA special-purpose registries, or allowed by
+//!   `HERALD_ALLOWED_TARGETS`), and the connection uses exactly the addresses the
+//!   resolver vetted, so a DNS answer cannot change between check and connect.
+//!
+//! For tests, the resolver can answer some names from a fixed list instead of DNS
+//! (`Settings::resolve_overrides`); those answers are vetted like any other.
 //!
 //! Neither follows redirects (a redirect could lead anywhere), and only the first
 //! kilobyte of a response body is read, for the error text.
@@ -14,7 +19,7 @@ use herald_core::delivery::{HttpTry, Target};
 use herald_core::signing::{sign, WebhookSecret};
 use herald_core::targets::{check_webhook_url, AllowedTargets};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,7 +56,12 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn new(allowed: AllowedTargets) -> anyhow::Result<Clients> {
+    /// `resolve_overrides` answers the listed host names instead of DNS (a testing
+    /// hook; empty in production).
+    pub fn new(
+        allowed: AllowedTargets,
+        resolve_overrides: Vec<(String, IpAddr)>,
+    ) -> anyhow::Result<Clients> {
         let builder = || {
             reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -65,6 +75,7 @@ impl Clients {
             guarded: builder()
                 .dns_resolver(VettingResolver {
                     allowed: Arc::new(allowed.clone()),
+                    overrides: Arc::new(resolve_overrides),
                 })
                 .build()?,
             allowed,
@@ -162,24 +173,42 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Resolves names and refuses any that reach a forbidden address.
+/// Resolves names and refuses any that reach an address the policy refuses.
 struct VettingResolver {
     allowed: Arc<AllowedTargets>,
+    /// Names answered without DNS (testing hook).
+    overrides: Arc<Vec<(String, IpAddr)>>,
 }
 
 impl Resolve for VettingResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let allowed = self.allowed.clone();
+        let overrides = self.overrides.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if let Some(bad) = addrs.iter().find(|a| !allowed.permits(a.ip())) {
-                let msg = format!("{FORBIDDEN}: {host} resolves to {}", bad.ip());
-                return Err(msg.into());
+            let addrs = match overridden(&overrides, &host) {
+                Some(addrs) => addrs,
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
+            for addr in &addrs {
+                if let Err(refused) = allowed.vet(addr.ip()) {
+                    let msg =
+                        format!("{FORBIDDEN}: {host} resolves to a refused address: {refused}");
+                    return Err(msg.into());
+                }
             }
             let addrs: Addrs = Box::new(addrs.into_iter());
             Ok(addrs)
         })
     }
+}
+
+/// The fixed answers for `host`, if the override list names it.
+fn overridden(overrides: &[(String, IpAddr)], host: &str) -> Option<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = overrides
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case(host))
+        .map(|(_, ip)| SocketAddr::new(*ip, 0))
+        .collect();
+    (!addrs.is_empty()).then_some(addrs)
 }

@@ -143,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
         visibility_timeout: cli.visibility_timeout,
         sweep_interval: cli.sweep_interval,
         allowed_targets: cli.allowed_targets,
+        resolve_overrides: Vec::new(),
         config_env: Vec::new(),
     };
     let shutdown = CancellationToken::new();

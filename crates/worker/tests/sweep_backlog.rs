@@ -33,6 +33,7 @@ async fn context(db: &TestDb, prefix: &str) -> Context {
         visibility_timeout: VISIBILITY,
         sweep_interval: Duration::from_secs(1),
         allowed_targets: AllowedTargets::parse("127.0.0.0/8").unwrap(),
+        resolve_overrides: Vec::new(),
         config_env: Vec::new(),
     })
     .await

@@ -104,6 +104,8 @@ pub struct WorkerOptions {
     pub config_env: Vec<(String, String)>,
     /// A `bundling.yml` replacing the shipped one (a copy of config/ is used).
     pub bundling_yaml: Option<String>,
+    /// Host names the worker's webhook client answers without DNS (testing hook).
+    pub resolve_overrides: Vec<(String, std::net::IpAddr)>,
 }
 
 impl Default for WorkerOptions {
@@ -113,6 +115,7 @@ impl Default for WorkerOptions {
             channel_secret: None,
             config_env: Vec::new(),
             bundling_yaml: None,
+            resolve_overrides: Vec::new(),
         }
     }
 }
@@ -222,6 +225,7 @@ impl TestApp {
             visibility_timeout: opts.visibility_timeout,
             sweep_interval: Duration::from_millis(500),
             allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
+            resolve_overrides: opts.resolve_overrides,
             config_env,
         };
         let token = CancellationToken::new();

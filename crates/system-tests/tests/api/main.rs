@@ -15,5 +15,6 @@ mod pipeline;
 mod rate_limit;
 mod receipts;
 mod rules;
+mod ssrf;
 mod stream;
 mod subscriptions;
