@@ -1,15 +1,18 @@
-//! The `config/` directory: `rules.yml`, `templates.yml`, `channels.yml`.
+//! The `config/` directory: `rules.yml`, `templates.yml`, `channels.yml` and, when
+//! present, `bundling.yml` (absent: the built-in bundling defaults).
 //!
-//! Loaded once at start (api and worker alike); invalid config stops the process
-//! with every mistake listed, each naming file, rule and field. Values may name
-//! environment variables (`${VAR}`, `${VAR:-default}`), substituted in the raw text
-//! before YAML parsing so that any value, including numbers, can come from the
-//! environment.
+//! Loaded once at start (api and worker alike, and by `herald-api check-config`);
+//! invalid config stops the process with every mistake listed, each naming file,
+//! rule and field. Values may name environment variables (`${VAR}`,
+//! `${VAR:-default}`), substituted in the raw text before YAML parsing so that any
+//! value, including numbers, can come from the environment.
 //!
-//! Reading the three files is the only I/O in this crate; it is kept in
-//! [`ConfigSources::read_dir`] so that everything else is testable on strings.
+//! Reading the files is the only I/O in this crate; it is kept in
+//! [`ConfigSources::read_dir`] (and [`Config::load_bundling`], for the offline tools
+//! that need `bundling.yml` alone) so that everything else is testable on strings.
 
 use crate::alert::AlertLabels;
+use crate::bundle::ranker::BundlingConfig;
 use crate::channels::{Channel, ChannelSpec, Channels};
 use crate::envsubst::substitute;
 use crate::rules::{Rule, RuleSet};
@@ -22,6 +25,7 @@ use std::path::Path;
 pub const RULES_FILE: &str = "rules.yml";
 pub const TEMPLATES_FILE: &str = "templates.yml";
 pub const CHANNELS_FILE: &str = "channels.yml";
+pub use crate::bundle::ranker::BUNDLING_FILE;
 
 /// One mistake in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,40 +66,59 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// The raw text of the three files, with the directory they came from for messages.
+/// The raw text of the files, with the directory they came from for messages.
 #[derive(Debug, Clone)]
 pub struct ConfigSources {
     pub dir: String,
     pub rules: String,
     pub templates: String,
     pub channels: String,
+    /// `bundling.yml`; `None` when the directory has none (the built-in defaults).
+    pub bundling: Option<String>,
 }
 
 impl ConfigSources {
-    /// Reads the three files of `dir`.
+    /// Reads the files of `dir`: the three required ones and `bundling.yml` if present.
     pub fn read_dir(dir: &Path) -> Result<Self, ConfigErrors> {
         let read = |name: &str| {
             let path = dir.join(name);
-            std::fs::read_to_string(&path).map_err(|e| ConfigError {
-                file: path.display().to_string(),
-                item: None,
-                field: None,
-                message: format!("cannot read: {e}"),
-            })
+            std::fs::read_to_string(&path)
+                .map_err(|e| file_error(&path.display().to_string(), format!("cannot read: {e}")))
         };
-        let (rules, templates, channels) =
-            (read(RULES_FILE), read(TEMPLATES_FILE), read(CHANNELS_FILE));
-        match (rules, templates, channels) {
-            (Ok(rules), Ok(templates), Ok(channels)) => Ok(ConfigSources {
+        let (rules, templates, channels, bundling) = (
+            read(RULES_FILE),
+            read(TEMPLATES_FILE),
+            read(CHANNELS_FILE),
+            read_optional(dir, BUNDLING_FILE),
+        );
+        match (rules, templates, channels, bundling) {
+            (Ok(rules), Ok(templates), Ok(channels), Ok(bundling)) => Ok(ConfigSources {
                 dir: dir.display().to_string(),
                 rules,
                 templates,
                 channels,
+                bundling,
             }),
-            (r, t, c) => Err(ConfigErrors(
-                [r.err(), t.err(), c.err()].into_iter().flatten().collect(),
+            (r, t, c, b) => Err(ConfigErrors(
+                [r.err(), t.err(), c.err(), b.err()]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
             )),
         }
+    }
+}
+
+/// The text of `dir/name`, or `None` when there is no such file.
+fn read_optional(dir: &Path, name: &str) -> Result<Option<String>, ConfigError> {
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(file_error(
+            &path.display().to_string(),
+            format!("cannot read: {e}"),
+        )),
     }
 }
 
@@ -157,6 +180,8 @@ pub struct Config {
     pub templates: Templates,
     pub template_meta: HashMap<String, TemplateMeta>,
     pub alert_labels: AlertLabels,
+    /// Bundling's ranker and cap (`bundling.yml`, else the built-in defaults).
+    pub bundling: BundlingConfig,
 }
 
 impl Config {
@@ -178,6 +203,24 @@ impl Config {
                 .map(|(_, v)| v.clone())
                 .or_else(|| std::env::var(k).ok())
         })
+    }
+
+    /// Reads and validates `bundling.yml` of `dir` alone, with the process
+    /// environment: for the offline tools, which replay a file and need no rules or
+    /// channels. `None` when the file is absent (the caller picks the defaults).
+    pub fn load_bundling(dir: &Path) -> Result<Option<BundlingConfig>, ConfigErrors> {
+        let Some(text) = read_optional(dir, BUNDLING_FILE).map_err(|e| ConfigErrors(vec![e]))?
+        else {
+            return Ok(None);
+        };
+        let file = dir.join(BUNDLING_FILE).display().to_string();
+        let mut errors = Vec::new();
+        let cfg = parse_bundling(&file, &text, &|k| std::env::var(k).ok(), &mut errors);
+        if errors.is_empty() {
+            Ok(Some(cfg))
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 
     /// Validates the given texts; `env` resolves `${VAR}` references.
@@ -212,6 +255,11 @@ impl Config {
                 (RuleSet::new(rules), f.alerts.labels)
             })
             .unwrap_or_default();
+        let bundling = src
+            .bundling
+            .as_deref()
+            .map(|text| parse_bundling(&path(BUNDLING_FILE), text, &env, &mut errors))
+            .unwrap_or_default();
 
         match (errors.is_empty(), templates) {
             (true, Some(templates)) => Ok(Config {
@@ -220,6 +268,7 @@ impl Config {
                 templates,
                 template_meta,
                 alert_labels,
+                bundling,
             }),
             _ => Err(ConfigErrors(errors)),
         }
@@ -232,18 +281,47 @@ fn parse_yaml<T: for<'de> Deserialize<'de>>(
     env: &impl Fn(&str) -> Option<String>,
     errors: &mut Vec<ConfigError>,
 ) -> Option<T> {
-    let err = |message: String| ConfigError {
+    let text = substitute(text, env)
+        .map_err(|e| errors.push(file_error(file, e.to_string())))
+        .ok()?;
+    serde_norway::from_str(&text)
+        .map_err(|e| errors.push(file_error(file, e.to_string())))
+        .ok()
+}
+
+/// A mistake that concerns a whole file (unreadable, not YAML of the right shape).
+fn file_error(file: &str, message: String) -> ConfigError {
+    ConfigError {
         file: file.to_string(),
         item: None,
         field: None,
         message,
+    }
+}
+
+/// Parses and validates `bundling.yml`; each problem names its field. The defaults
+/// stand in when the text is invalid (the errors then stop the load anyway).
+fn parse_bundling(
+    file: &str,
+    text: &str,
+    env: &impl Fn(&str) -> Option<String>,
+    errors: &mut Vec<ConfigError>,
+) -> BundlingConfig {
+    let Some(cfg) = parse_yaml::<BundlingConfig>(file, text, env, errors) else {
+        return BundlingConfig::default();
     };
-    let text = substitute(text, env)
-        .map_err(|e| errors.push(err(e.to_string())))
-        .ok()?;
-    serde_norway::from_str(&text)
-        .map_err(|e| errors.push(err(e.to_string())))
-        .ok()
+    match cfg.validate() {
+        Ok(()) => cfg,
+        Err(problems) => {
+            errors.extend(problems.into_iter().map(|p| ConfigError {
+                file: file.to_string(),
+                item: None,
+                field: Some(p.field.to_string()),
+                message: p.message,
+            }));
+            BundlingConfig::default()
+        }
+    }
 }
 
 fn build_channels(file: &str, f: ChannelsFile, errors: &mut Vec<ConfigError>) -> Channels {
@@ -379,7 +457,97 @@ mod tests {
             rules: rules.into(),
             templates: "templates:\n  - {type: A, channel: email, subject: 'Hi {{ user.email }}', text: 'x'}\n".into(),
             channels: "channels:\n  - {name: email, url: '${PROVIDER:-http://127.0.0.1:5000}/email'}\n".into(),
+            bundling: None,
         }
+    }
+
+    const ONE_RULE: &str = "rules:\n  - {notification_type: A, event_type: x, recipients: subject, channel: email, template: A}\n";
+
+    fn with_bundling(text: &str) -> ConfigSources {
+        ConfigSources {
+            bundling: Some(text.into()),
+            ..sources(ONE_RULE)
+        }
+    }
+
+    #[test]
+    fn bundling_settings_load_with_the_other_files() {
+        let env = |k: &str| (k == "CAP").then(|| "2".to_string());
+        let cases: [(Option<&str>, u32, f64); 4] = [
+            (None, BundlingConfig::default().max_per_day, 0.5),
+            (Some("max_per_day: 7\n"), 7, 0.5),
+            (Some("threshold: 0.25\n"), 4, 0.25),
+            (Some("max_per_day: ${CAP}\n"), 2, 0.5),
+        ];
+        for (text, cap, threshold) in cases {
+            let src = ConfigSources {
+                bundling: text.map(String::from),
+                ..sources(ONE_RULE)
+            };
+            let cfg = Config::from_sources(&src, env).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(
+                (cfg.bundling.max_per_day, cfg.bundling.threshold),
+                (cap, threshold),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bundling_mistakes_name_the_file_and_field() {
+        let cases = [
+            (
+                "max_per_day: 0\n",
+                vec!["config/bundling.yml: field max_per_day: must be at least 1"],
+            ),
+            (
+                "threshold: 1\nweights: {since_last: -1, time_left: 0.5}\n",
+                vec![
+                    "config/bundling.yml: field threshold: must lie strictly between 0 and 1",
+                    "config/bundling.yml: field weights.since_last: must be ≥ 0",
+                    "config/bundling.yml: field weights.time_left: must be ≤ 0",
+                ],
+            ),
+            (
+                "friends: {count_power: 2}\nhour_profile: [1]\n",
+                vec![
+                    "config/bundling.yml: field hour_profile: must hold 24 non-negative numbers, not all zero",
+                    "config/bundling.yml: field friends.count_power: must lie in 0..=1",
+                ],
+            ),
+        ];
+        for (text, expected) in cases {
+            let errs = Config::from_sources(&with_bundling(text), |_| None).unwrap_err();
+            let lines: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+            assert_eq!(lines, expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_bundling_yaml_error_names_the_file_and_the_unknown_field() {
+        for text in ["weights: {nope: 1}\n", "colour: red\n", "max_per_day: [\n"] {
+            let errs = Config::from_sources(&with_bundling(text), |_| None).unwrap_err();
+            assert_eq!(errs.0.len(), 1, "{text:?}: {errs}");
+            assert_eq!(errs.0[0].file, "config/bundling.yml", "{text:?}");
+        }
+        let errs = Config::from_sources(&with_bundling("colour: red\n"), |_| None).unwrap_err();
+        assert!(errs.to_string().contains("colour"), "{errs}");
+    }
+
+    #[test]
+    fn the_shipped_directory_loads_with_its_bundling_settings() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let shipped = Config::load_bundling(&dir)
+            .expect("valid bundling.yml")
+            .expect("config/ has a bundling.yml");
+        assert_eq!(shipped.max_per_day, 4);
+        assert_ne!(
+            shipped,
+            BundlingConfig::default(),
+            "the fitted weights are read"
+        );
+        let nowhere = Path::new(env!("CARGO_MANIFEST_DIR")).join("no-such-dir");
+        assert_eq!(Config::load_bundling(&nowhere), Ok(None));
     }
 
     #[test]

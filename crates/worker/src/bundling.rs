@@ -23,7 +23,6 @@
 //!   the forecast count a friend's repeats as new friends.
 
 use crate::context::Context;
-use anyhow::Context as _;
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -38,7 +37,6 @@ use herald_store::bundles::{self, BundleRow};
 use herald_store::events::EventRow;
 use herald_store::history;
 use herald_store::notifications::{self, status, Inserted, NewNotification};
-use std::path::Path;
 use uuid::Uuid;
 
 /// The ranker and its settings, loaded once at start.
@@ -48,17 +46,14 @@ pub struct Bundler {
 }
 
 impl Bundler {
-    /// Reads `bundling.yml` from the config directory (defaults when absent).
-    pub fn load(dir: &Path) -> anyhow::Result<Bundler> {
-        let path = dir.join(herald_core::bundle::ranker::BUNDLING_FILE);
-        let config = match std::fs::read_to_string(&path) {
-            Ok(text) => BundlingConfig::from_yaml(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BundlingConfig::default(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        let ranker = Box::new(LogisticRanker::new(&config));
-        Ok(Bundler { config, ranker })
+    /// Builds the ranker from the validated settings of `bundling.yml`, which the
+    /// config loader read with the other files (`Config::bundling`).
+    pub fn new(config: &BundlingConfig) -> Bundler {
+        let ranker = Box::new(LogisticRanker::new(config));
+        Bundler {
+            config: config.clone(),
+            ranker,
+        }
     }
 
     fn cap(&self, spec: &BundleSpec) -> u32 {

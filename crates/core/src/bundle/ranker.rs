@@ -30,13 +30,27 @@
 //!
 //! Weights whose features move with the clock are sign-constrained so the score never
 //! falls while nothing arrives: the ready instant is then a single crossing that
-//! [`super::BundleState::ready_at`] finds by bisection, and a scheduled bundle never
+//! `BundleState::ready_at` finds by bisection, and a scheduled bundle never
 //! becomes un-ready.
 
-use super::{next_day_start, BundleState, FriendSignal, Pending, UnixSecs, DAY};
 use serde::{Deserialize, Serialize};
 
-/// What the ranker sees of a pending bundle at an instant.
+/// What is known today of the friends whose tours reached a person: computed by the
+/// caller (the replay, or the worker from per-person daily friend counters) with
+/// [`Ranker::friend_signal`] at each tour and fixed until the next one, so readiness
+/// still moves only with the clock between arrivals. See [`FriendModel`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FriendSignal {
+    /// Distinct friends whose tours reached the person today.
+    pub friends_today: u32,
+    /// Σ over those friends of `k^count_power`, `k` the tours the friend told the
+    /// person today: the person's tours today with a friend's repeats counting less
+    /// than new friends.
+    pub weighted_tours: f64,
+}
+
+/// What the ranker sees of a pending bundle at an instant (`Features::observe`, beside
+/// the state machine it reads).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Features {
     /// Seconds since the bundle's first tour.
@@ -59,30 +73,8 @@ pub struct Features {
     pub second_of_day: f64,
     /// Distinct friends whose tours reached the person today.
     pub friends_today: u32,
-    /// The person's tours today, weighted (see [`super::FriendSignal::weighted_tours`]).
+    /// The person's tours today, weighted (see [`FriendSignal::weighted_tours`]).
     pub weighted_tours: f64,
-}
-
-impl Features {
-    /// Observes `pending` (the state's bundle) at `now`.
-    pub fn observe(state: &BundleState, pending: &Pending, now: UnixSecs, max: u32) -> Self {
-        let sent_today = state.sent_on(now);
-        let friends = state.friends_on(now);
-        let eod = next_day_start(now);
-        Self {
-            since_first: (now - pending.first_at).max(0) as f64,
-            since_last: (now - pending.last_at).max(0) as f64,
-            span: (pending.last_at - pending.first_at).max(0) as f64,
-            tours: pending.tours,
-            sent_today,
-            sends_left: max.saturating_sub(sent_today),
-            time_left: (eod - now) as f64,
-            tours_today: state.tours_on(now),
-            second_of_day: (now - (eod - DAY)) as f64,
-            friends_today: friends.friends_today,
-            weighted_tours: friends.weighted_tours,
-        }
-    }
 }
 
 /// A readiness score in [0, 1] and the threshold at which a bundle goes.
@@ -133,13 +125,19 @@ impl Default for FriendModel {
 }
 
 impl FriendModel {
-    fn validate(&self) -> Vec<String> {
+    fn validate(&self) -> Vec<FieldProblem> {
         let mut errs = Vec::new();
         if !(0.0..=1.0).contains(&self.count_power) {
-            errs.push("friends.count_power must lie in 0..=1".into());
+            errs.push(FieldProblem::new(
+                "friends.count_power",
+                "must lie in 0..=1",
+            ));
         }
         if !(self.per_friend.is_finite() && self.per_friend > -1.0) {
-            errs.push("friends.per_friend must be a number > -1".into());
+            errs.push(FieldProblem::new(
+                "friends.per_friend",
+                "must be a number > -1",
+            ));
         }
         errs
     }
@@ -266,57 +264,106 @@ impl Default for BundlingConfig {
 /// The file name inside the config directory.
 pub const BUNDLING_FILE: &str = "bundling.yml";
 
+/// One mistake in a [`BundlingConfig`]: the field (a dotted path, as written in
+/// `bundling.yml`) and what is wrong with it. The config loader turns each into an
+/// error naming file and field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldProblem {
+    fn new(field: &'static str, message: &str) -> Self {
+        Self {
+            field,
+            message: message.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.field, self.message)
+    }
+}
+
 impl BundlingConfig {
-    /// Parses and validates YAML; every problem is listed.
+    /// Parses and validates YAML; every problem is listed. (The config loader,
+    /// `herald_core::config`, parses the file the same way after substituting
+    /// `${VAR}` references; this is for tools handed a single file.)
     pub fn from_yaml(text: &str) -> Result<Self, String> {
         let cfg: Self =
             serde_norway::from_str(text).map_err(|e| format!("{BUNDLING_FILE}: {e}"))?;
-        cfg.validate()
-            .map_err(|errs| format!("{BUNDLING_FILE}: {}", errs.join("; ")))?;
+        cfg.validate().map_err(|errs| {
+            let listed: Vec<String> = errs.iter().map(ToString::to_string).collect();
+            format!("{BUNDLING_FILE}: {}", listed.join("; "))
+        })?;
         Ok(cfg)
     }
 
-    pub fn validate(&self) -> Result<(), Vec<String>> {
+    /// Checks the ranges and the sign rules that keep readiness from falling while
+    /// nothing arrives; every problem is listed.
+    pub fn validate(&self) -> Result<(), Vec<FieldProblem>> {
         let mut errs = Vec::new();
         let w = &self.weights;
         if self.max_per_day == 0 {
-            errs.push("max_per_day must be at least 1".into());
+            errs.push(FieldProblem::new("max_per_day", "must be at least 1"));
         }
         if !(self.threshold > 0.0 && self.threshold < 1.0) {
-            errs.push("threshold must lie strictly between 0 and 1".into());
+            errs.push(FieldProblem::new(
+                "threshold",
+                "must lie strictly between 0 and 1",
+            ));
         }
-        let all = [
-            w.bias,
-            w.tours,
-            w.sends_left,
-            w.expected_more,
-            w.since_first,
-            w.since_last,
-            w.span,
-            w.sent_today,
-            w.time_left,
-            w.first_of_day,
-            self.prior.shape,
-            self.prior.rate,
+        let numbers = [
+            ("weights.bias", w.bias),
+            ("weights.tours", w.tours),
+            ("weights.sends_left", w.sends_left),
+            ("weights.expected_more", w.expected_more),
+            ("weights.since_first", w.since_first),
+            ("weights.since_last", w.since_last),
+            ("weights.span", w.span),
+            ("weights.sent_today", w.sent_today),
+            ("weights.time_left", w.time_left),
+            ("weights.first_of_day", w.first_of_day),
+            ("prior.shape", self.prior.shape),
+            ("prior.rate", self.prior.rate),
         ];
-        if all.iter().any(|x| !x.is_finite()) {
-            errs.push("weights and prior must be finite numbers".into());
+        for (field, _) in numbers.into_iter().filter(|(_, x)| !x.is_finite()) {
+            errs.push(FieldProblem::new(field, "must be a finite number"));
         }
         // Sign constraints keep the score non-decreasing while nothing arrives.
-        if w.since_first < 0.0 || w.since_last < 0.0 {
-            errs.push("weights.since_first and weights.since_last must be ≥ 0".into());
+        for (field, x) in [
+            ("weights.since_first", w.since_first),
+            ("weights.since_last", w.since_last),
+        ] {
+            if x < 0.0 {
+                errs.push(FieldProblem::new(field, "must be ≥ 0"));
+            }
         }
-        if w.time_left > 0.0 || w.expected_more > 0.0 {
-            errs.push("weights.time_left and weights.expected_more must be ≤ 0".into());
+        for (field, x) in [
+            ("weights.time_left", w.time_left),
+            ("weights.expected_more", w.expected_more),
+        ] {
+            if x > 0.0 {
+                errs.push(FieldProblem::new(field, "must be ≤ 0"));
+            }
         }
-        if self.prior.shape <= 0.0 || self.prior.rate <= 0.0 {
-            errs.push("prior.shape and prior.rate must be > 0".into());
+        if self.prior.shape <= 0.0 {
+            errs.push(FieldProblem::new("prior.shape", "must be > 0"));
+        }
+        if self.prior.rate <= 0.0 {
+            errs.push(FieldProblem::new("prior.rate", "must be > 0"));
         }
         if self.hour_profile.len() != 24
             || self.hour_profile.iter().any(|x| !x.is_finite() || *x < 0.0)
             || self.hour_profile.iter().sum::<f64>() <= 0.0
         {
-            errs.push("hour_profile must hold 24 non-negative numbers, not all zero".into());
+            errs.push(FieldProblem::new(
+                "hour_profile",
+                "must hold 24 non-negative numbers, not all zero",
+            ));
         }
         errs.extend(self.friends.validate());
         if errs.is_empty() {
@@ -469,6 +516,7 @@ impl Ranker for LogisticRanker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bundle::clock::DAY;
 
     fn feats(tours: u32, sent: u32, sod: f64, since_first: f64) -> Features {
         Features {

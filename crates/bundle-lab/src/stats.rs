@@ -1,8 +1,8 @@
 //! Statistics of a replay (SPEC 8): delays, bundles per person-day, cap violations,
 //! and the comparison with the offline optimum.
 
-use super::day_of;
-use super::replay::BundleOut;
+use crate::replay::BundleOut;
+use herald_core::bundle::day_of;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stats {

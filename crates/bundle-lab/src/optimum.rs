@@ -13,7 +13,7 @@
 //! day's last tour is allowed and strictly better), so the send before one on day `B`
 //! is never earlier than the start of the last day before `B` that has a tour.
 
-use super::{day_of, next_day_start, UnixSecs, DAY};
+use herald_core::bundle::{day_of, next_day_start, UnixSecs, DAY};
 
 /// An optimal schedule for one person.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! change can be judged for generality and not only on the one sample day.
 //!
 //! ```text
-//! cargo run --release -p herald-core --example bundle_lab -- FILE [key=value ...]
+//! cargo run --release -p herald-bundle-lab --example bundle_lab -- FILE [key=value ...]
 //!   config=PATH               the bundling.yml to start from (default config/bundling.yml)
 //!   first=                    weights.first_of_day
 //!   count_power= per_friend=  friends.* (see config/bundling.yml)
@@ -20,10 +20,10 @@
 //! subsampled to 1/2 and 1/4 (other hashes). Each prints the ratio of the average delay
 //! to the offline optimum's; `geo` is the geometric mean over the perturbed variants.
 
-use herald_core::bundle::komoot::{read_tours, TourRef};
-use herald_core::bundle::optimum::person_optimum;
+use herald_bundle_lab::komoot::{read_tours, TourRef};
+use herald_bundle_lab::optimum::person_optimum;
+use herald_bundle_lab::replay::{replay_with, total_delay, Dataset};
 use herald_core::bundle::ranker::{BundlingConfig, LogisticRanker};
-use herald_core::bundle::replay::{replay_with, total_delay, Dataset};
 use herald_core::bundle::Ranker;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::error::Error;
@@ -104,7 +104,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     if let Some(x) = num("count_power")? {
         cfg.friends.count_power = x;
     }
-    cfg.validate().map_err(|e| e.join("; "))?;
+    cfg.validate().map_err(|e| {
+        let problems: Vec<String> = e.iter().map(ToString::to_string).collect();
+        problems.join("; ")
+    })?;
 
     let mut rows = Vec::new();
     read_tours(
@@ -133,7 +136,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     if let Some(rounds) = num("lfit")? {
         let d = build(&rows, |_| true, 0);
-        let f = herald_core::bundle::fit::fit(&d, &cfg, rounds as u32);
+        let f = herald_bundle_lab::fit::fit(&d, &cfg, rounds as u32);
         eprintln!(
             "lfit: train {:.1} -> {:.1}, held-out {:.1} -> {:.1} ({} evals)",
             f.train_before, f.train_after, f.holdout_before, f.holdout_after, f.evaluations
@@ -155,7 +158,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             .get("frozen")
             .map(|v| v.split(',').collect())
             .unwrap_or_default();
-        cfg = herald_core::bundle::fit::fit_sets(&sets, &cfg, rounds as u32, &frozen);
+        cfg = herald_bundle_lab::fit::fit_sets(&sets, &cfg, rounds as u32, &frozen);
         println!("{}", cfg.to_yaml());
     }
     let t0 = Instant::now();

@@ -7,8 +7,8 @@
 //! search is a coordinate descent with shrinking steps over a handful of weights
 //! and the prior, each kept within its sign constraint.
 
-use super::ranker::{BundlingConfig, LogisticRanker};
-use super::replay::{total_delay, Dataset};
+use crate::replay::{total_delay, Dataset};
+use herald_core::bundle::ranker::{BundlingConfig, LogisticRanker};
 use rand::{Rng, SeedableRng};
 
 /// The outcome of a fit.

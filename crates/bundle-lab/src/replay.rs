@@ -3,8 +3,10 @@
 //! (the online worker uses a Redis sorted set the same way). Nothing polls: a person is
 //! looked at only when a tour of theirs arrives or their scheduled instant comes.
 
-use super::komoot::TourRef;
-use super::{BundleState, FriendSignal, Ranker, Schedule, UnixSecs};
+use crate::komoot::TourRef;
+use herald_core::bundle::{
+    day_of, next_day_start, BundleState, FriendSignal, Ranker, Schedule, TakeError, UnixSecs,
+};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -257,13 +259,13 @@ pub fn replay_with<R: Ranker + ?Sized>(
                 head[p] = NONE;
                 tail[p] = NONE;
             }
-            Err(super::TakeError::Empty) => {}
-            Err(super::TakeError::CapReached(_)) => {
+            Err(TakeError::Empty) => {}
+            Err(TakeError::CapReached(_)) => {
                 // The ranker asked too early; the state refused. Try again when the
                 // day turns, which is always allowed.
                 refused += 1;
                 version[p] = version[p].wrapping_add(1);
-                heap.push(Reverse((super::next_day_start(t), p as u32, version[p])));
+                heap.push(Reverse((next_day_start(t), p as u32, version[p])));
             }
         }
     };
@@ -296,7 +298,7 @@ pub fn replay_with<R: Ranker + ?Sized>(
             next[tail[p] as usize] = i as u32;
         }
         tail[p] = i as u32;
-        let day = super::day_of(now);
+        let day = day_of(now);
         if let Some(&f) = data.friend.get(i) {
             if p_day[p] != day {
                 p_day[p] = day;
@@ -371,8 +373,8 @@ pub fn total_delay<R: Ranker + ?Sized>(data: &Dataset, ranker: &R) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bundle::ranker::{BundlingConfig, LogisticRanker};
-    use crate::bundle::{day_of, DAY};
+    use herald_core::bundle::ranker::{BundlingConfig, LogisticRanker};
+    use herald_core::bundle::DAY;
     use rand::{Rng, SeedableRng};
 
     const T0: i64 = 1_501_545_600;

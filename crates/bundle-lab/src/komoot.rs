@@ -6,7 +6,7 @@
 //! Reading parses the file in memory and borrows each row's fields instead of
 //! allocating, because the replay is meant to run a million rows a second.
 
-use super::UnixSecs;
+use herald_core::bundle::UnixSecs;
 use std::io;
 
 /// The output header (SPEC 8).
@@ -671,7 +671,7 @@ impl<W: io::Write> BundleWriter<W> {
         self.row_done()
     }
 
-    /// One row, composing the message ([`super::message`]) without allocating.
+    /// One row, composing the message ([`herald_core::bundle::message`]) without allocating.
     pub fn write_bundle(
         &mut self,
         sent: UnixSecs,
@@ -899,8 +899,14 @@ mod tests {
         {
             for tours in [1, 2, 3, 17] {
                 let t = 1_501_545_600 + i as i64 * 86_399;
-                a.write(t, t - 5, tours, "U,1", &super::super::message(name, tours))
-                    .expect("row");
+                a.write(
+                    t,
+                    t - 5,
+                    tours,
+                    "U,1",
+                    &herald_core::bundle::message(name, tours),
+                )
+                .expect("row");
                 b.write_bundle(t, t - 5, tours, "U,1", name).expect("row");
             }
         }
