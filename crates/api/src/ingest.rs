@@ -25,7 +25,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use herald_core::event::NewEvent;
 use herald_core::queues::queue_for;
-use herald_core::rules::RuleSet;
+use herald_core::rules::{EventFacts, RuleSet};
 use herald_queue::{Job, Queue, QueueName};
 use herald_store::events::{self, Stored};
 use herald_store::{Pool, StoreError};
@@ -249,5 +249,9 @@ async fn enqueue(sinks: &Sinks, events: &[NewEvent], stored: &[Stored]) {
 /// An event that makes critical notifications is routed on the critical queue, ahead
 /// of everything else.
 fn route_queue(rules: &RuleSet, event: &NewEvent) -> QueueName {
-    queue_for(rules.event_severity(&event.event_type, &event.properties))
+    queue_for(rules.event_severity(&EventFacts {
+        event_type: &event.event_type,
+        properties: &event.properties,
+        user_traits: &event.user_traits,
+    }))
 }

@@ -5,7 +5,7 @@
 //! [`crate::config`]; unknown fields are refused so that a typo in a rule file stops
 //! the process instead of silently doing nothing.
 
-use crate::conditions::{parse_conditions, Condition, HistoryNeed};
+use crate::conditions::{parse_conditions, Condition, Facts, History, HistoryNeed};
 use crate::debounce::Debounce;
 use crate::duration::serde_duration;
 use crate::severity::Severity;
@@ -230,6 +230,14 @@ fn field_of(message: &str) -> String {
         .to_string()
 }
 
+/// What an event carries when it arrives, before any person or history is loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct EventFacts<'a> {
+    pub event_type: &'a str,
+    pub properties: &'a Value,
+    pub user_traits: &'a Value,
+}
+
 /// All rules, indexed by the event type that triggers them.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
@@ -261,13 +269,27 @@ impl RuleSet {
             .map(|&i| &self.rules[i])
     }
 
-    /// The severity of the work an event of `event_type` makes: critical when any rule
-    /// it triggers makes a critical notification, so its route job travels with them.
-    pub fn event_severity(&self, event_type: &str, properties: &Value) -> Severity {
-        self.matching(event_type)
-            .map(|rule| rule.severity_for(properties))
-            .max_by_key(|s| *s == Severity::Critical)
-            .unwrap_or_default()
+    /// The severity of the work an event makes, known before routing: critical when a
+    /// rule it triggers makes a critical notification and that rule's conditions
+    /// already hold on the event itself, so its route job travels with the critical
+    /// notifications it will make. What only routing can answer (the stored person,
+    /// the person's history) counts as not known: a rule that depends on it does not
+    /// make the route critical.
+    pub fn event_severity(&self, event: &EventFacts<'_>) -> Severity {
+        let facts = Facts {
+            properties: event.properties,
+            user_traits: event.user_traits,
+            user: &Value::Null,
+        };
+        let critical = self.matching(event.event_type).any(|rule| {
+            rule.severity_for(event.properties) == Severity::Critical
+                && rule.conditions.evaluate(&facts, &History::new())
+        });
+        if critical {
+            Severity::Critical
+        } else {
+            Severity::Standard
+        }
     }
 
     pub fn by_notification_type(&self, notification_type: &str) -> Option<&Rule> {
@@ -303,6 +325,32 @@ mod tests {
             fixed.severity_for(&json!({"severity": "critical"})),
             Severity::Standard
         );
+    }
+
+    #[test]
+    fn an_event_is_critical_work_when_a_critical_rule_already_holds_on_it() {
+        let set = RuleSet::new(vec![
+            rule("{notification_type: A, event_type: pay, recipients: subject, channel: email, template: A}"),
+            rule("{notification_type: B, event_type: pay, recipients: internal, channel: internal, template: B, severity: critical, conditions: [{property: properties.attempt, op: GTE, value: 3}]}"),
+            rule("{notification_type: C, event_type: vip, recipients: internal, channel: internal, template: C, severity: critical, conditions: [{property: user.traits.vip, op: EQ, value: true}]}"),
+            rule("{notification_type: D, event_type: alert, recipients: topic, channel: webhook, template: D}"),
+        ]);
+        let cases = [
+            ("pay", json!({"attempt": 1}), Severity::Standard, "conditional critical rule not met"),
+            ("pay", json!({"attempt": 3}), Severity::Critical, "conditional critical rule met"),
+            ("vip", json!({}), Severity::Standard, "depends on the stored person: not known yet"),
+            ("alert", json!({"severity": "CRITICAL"}), Severity::Critical, "the event's own severity"),
+            ("alert", json!({"severity": "standard"}), Severity::Standard, "standard alert"),
+            ("unknown", json!({"severity": "critical"}), Severity::Standard, "no rule: nothing to route"),
+        ];
+        for (event_type, properties, want, why) in cases {
+            let event = EventFacts {
+                event_type,
+                properties: &properties,
+                user_traits: &Value::Null,
+            };
+            assert_eq!(set.event_severity(&event), want, "{why}");
+        }
     }
 
     #[test]

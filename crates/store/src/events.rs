@@ -227,13 +227,18 @@ pub async fn unrouted_before(
     conn: &mut Conn,
     cutoff: DateTime<Utc>,
     limit: i64,
-) -> Result<Vec<(Uuid, String, Value)>, StoreError> {
+) -> Result<Vec<(Uuid, String, Value, Value)>, StoreError> {
     Ok(events::table
         .filter(events::status.eq("received"))
         .filter(events::received_at.lt(cutoff))
         .order(events::received_at)
         .limit(limit)
-        .select((events::id, events::event_type, events::properties))
+        .select((
+            events::id,
+            events::event_type,
+            events::properties,
+            events::user_traits,
+        ))
         .load(conn)
         .await?)
 }
