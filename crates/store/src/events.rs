@@ -13,6 +13,7 @@ use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 use herald_core::event::NewEvent;
 use serde_json::Value;
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -88,7 +89,13 @@ pub struct Stored {
 /// Stores a batch with one insert (a prepared statement over arrays, see
 /// [`UnnestInsert`]). Returns one [`Stored`] per input, in order.
 /// Within the batch and against history, the first payload with a key wins.
-pub async fn insert_batch(conn: &mut Conn, batch: &[NewEvent]) -> Result<Vec<Stored>, StoreError> {
+/// Takes owned events or references (the api's ingestor passes references into the
+/// coalesced requests rather than copying them).
+pub async fn insert_batch<E: Borrow<NewEvent>>(
+    conn: &mut Conn,
+    batch: &[E],
+) -> Result<Vec<Stored>, StoreError> {
+    let batch: Vec<&NewEvent> = batch.iter().map(Borrow::borrow).collect();
     // First occurrence of each key within the batch; later ones are duplicates of it.
     let mut first_by_key: HashMap<&str, usize> = HashMap::new();
     let mut twin_of: Vec<Option<usize>> = Vec::with_capacity(batch.len());

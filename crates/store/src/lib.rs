@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`schema`] | diesel's table definitions |
 //! | [`pool`] | the connection pool and error classification |
+//! | [`batch`] | group commit: one statement for many concurrent callers |
 //! | [`migrate`] | embedded migrations, applied under an advisory lock |
 //! | [`audit`] | a person's audit trail: recent events and notification history |
 //! | [`bundles`] | pending and sent bundles (SPEC 8) |
@@ -20,6 +21,7 @@
 //! | [`testing`] | a throw-away database per test (feature `testing`) |
 
 pub mod audit;
+pub mod batch;
 pub mod bundles;
 pub mod changes;
 #[macro_use]

@@ -17,7 +17,6 @@
 //! of workers may run, and any of them may die at any time.
 
 pub mod acks;
-pub mod batch;
 pub mod bundling;
 pub mod conditions;
 pub mod consumer;

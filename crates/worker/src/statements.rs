@@ -1,13 +1,15 @@
 //! The statements every routed event and every delivery makes, shared across
-//! concurrent jobs through [`Batcher`]s: one query loads many jobs' rows, one
-//! statement (and one commit) writes many jobs' results.
+//! concurrent jobs through the store's group-commit [`Batcher`]s: one query loads
+//! many jobs' rows, one statement (and one commit) writes many jobs' results. A
+//! batch the database refuses is run again job by job, so one job's row (deleted
+//! meanwhile, say) fails only that job.
 //!
 //! They have a small pool of their own. Jobs hold connections from the main pool
 //! while they wait on a batch; if the batches drew from the same pool, jobs holding
 //! every connection would wait forever on a batch that cannot get one.
 
-use crate::batch::{BatchError, Batcher};
 use crate::routing::FAN_OUT_CHUNK;
+use herald_store::batch::{BatchError, Batcher, Options};
 use herald_store::events::{self, EventRow};
 use herald_store::notifications::{self, AttemptRecord, DeliveryRow, Inserted, NewNotification};
 use herald_store::people::{self, Member, TopicPage};
@@ -24,6 +26,8 @@ const MAX_ITEMS: usize = 512;
 /// so batches grow with the load (measured: two in flight halved the batch sizes
 /// and cost more Postgres time per row).
 const IN_FLIGHT: usize = 1;
+/// Jobs' items waiting for a batcher at most; further jobs wait to hand theirs over.
+const WAITING: usize = 8192;
 /// Connections of the batches' own pool.
 pub const POOL_SIZE: usize = 8;
 
@@ -41,26 +45,47 @@ impl Statements {
     /// Starts the batchers on the current runtime.
     pub fn start(pool: Pool) -> Statements {
         Statements {
-            events: batcher(&pool, |mut conn, ids: Arc<Vec<Uuid>>| async move {
-                let found = events::find_many(&mut conn, &ids).await?;
-                Ok(in_order(&ids, found, |e| e.id))
-            }),
-            notifications: batcher(&pool, |mut conn, chunks: Arc<Vec<_>>| async move {
-                Ok(notifications::insert_chunks(&mut conn, &chunks).await?)
-            }),
-            routed: batcher(&pool, |mut conn, ids: Arc<Vec<Uuid>>| async move {
-                events::mark_routed(&mut conn, &ids).await?;
-                Ok(vec![(); ids.len()])
-            }),
-            topic_pages: batcher(&pool, |mut conn, pages: Arc<Vec<TopicPage>>| async move {
-                Ok(people::topic_pages(&mut conn, &pages, FAN_OUT_CHUNK).await?)
-            }),
-            deliveries: batcher(&pool, |mut conn, ids: Arc<Vec<Uuid>>| async move {
-                let found = notifications::for_delivery(&mut conn, &ids).await?;
-                Ok(in_order(&ids, found, |r| r.id))
-            }),
+            events: batcher(
+                &pool,
+                "events",
+                |mut conn, ids: Arc<Vec<Uuid>>| async move {
+                    let found = events::find_many(&mut conn, &ids).await?;
+                    Ok(in_order(&ids, found, |e| e.id))
+                },
+            ),
+            notifications: batcher(
+                &pool,
+                "notifications",
+                |mut conn, chunks: Arc<Vec<_>>| async move {
+                    Ok(notifications::insert_chunks(&mut conn, &chunks).await?)
+                },
+            ),
+            routed: batcher(
+                &pool,
+                "routed",
+                |mut conn, ids: Arc<Vec<Uuid>>| async move {
+                    events::mark_routed(&mut conn, &ids).await?;
+                    Ok(vec![(); ids.len()])
+                },
+            ),
+            topic_pages: batcher(
+                &pool,
+                "topic pages",
+                |mut conn, pages: Arc<Vec<TopicPage>>| async move {
+                    Ok(people::topic_pages(&mut conn, &pages, FAN_OUT_CHUNK).await?)
+                },
+            ),
+            deliveries: batcher(
+                &pool,
+                "deliveries",
+                |mut conn, ids: Arc<Vec<Uuid>>| async move {
+                    let found = notifications::for_delivery(&mut conn, &ids).await?;
+                    Ok(in_order(&ids, found, |r| r.id))
+                },
+            ),
             attempts: batcher(
                 &pool,
+                "attempts",
                 |mut conn, recs: Arc<Vec<AttemptRecord>>| async move {
                     notifications::record_attempts(&mut conn, &recs).await?;
                     Ok(vec![(); recs.len()])
@@ -107,8 +132,9 @@ impl Statements {
     }
 }
 
-/// A batcher whose batch function runs on a connection from `pool`.
-fn batcher<I, O, F, Fut>(pool: &Pool, run: F) -> Batcher<I, O>
+/// A batcher (named `name` in logs) whose batch function runs on a connection from
+/// `pool`.
+fn batcher<I, O, F, Fut>(pool: &Pool, name: &'static str, run: F) -> Batcher<I, O>
 where
     I: Send + Sync + 'static,
     O: Send + 'static,
@@ -116,7 +142,13 @@ where
     Fut: std::future::Future<Output = Result<Vec<O>, BatchError>> + Send + 'static,
 {
     let pool = pool.clone();
-    Batcher::start(MAX_ITEMS, IN_FLIGHT, move |items| {
+    let options = Options {
+        name,
+        max_weight: MAX_ITEMS,
+        in_flight: IN_FLIGHT,
+        waiting: WAITING,
+    };
+    Batcher::start(options, move |items| {
         let (pool, run) = (pool.clone(), run.clone());
         async move {
             let conn = herald_store::pool::get(&pool).await?;
