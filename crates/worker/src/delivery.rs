@@ -14,7 +14,7 @@ use herald_core::circuit::{CircuitPolicy, Gate};
 use herald_core::payload::{build_payload, PayloadInput};
 use herald_core::retry::{classify_status, with_cap, AttemptOutcome};
 use herald_queue::Job;
-use herald_store::notifications::{self, status, AttemptRecord, DeliveryRow};
+use herald_store::notifications::{self, AttemptRecord, DeliveryRow};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -83,7 +83,7 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<Option<Change
     let Some(row) = ctx.statements.delivery_row(id).await? else {
         return Ok(None);
     };
-    if row.status != status::PENDING {
+    if row.status != herald_core::status::NotificationStatus::Pending {
         return Ok(None);
     }
     let changed = Ok(Some(Changed {
