@@ -11,6 +11,7 @@
 //! | [`status`] | a notification's status (`pending` … `suppressed`) |
 //! | [`queues`] | which queue work travels on: [`queues::queue_for`] |
 //! | [`preferences`] | whether a recipient gets a notification or a suppressed row |
+//! | [`routing`] | the plan of one rule's notifications: status, reason, severity, queue, due time, text; debounce |
 //! | [`rules`] | notification rules from `rules.yml` and which ones an event triggers |
 //! | [`conditions`] | rule conditions: predicates, proximity, absence |
 //! | [`debounce`] | at most N per period, in the person's calendar |
@@ -41,6 +42,7 @@ pub mod payload;
 pub mod preferences;
 pub mod queues;
 pub mod retry;
+pub mod routing;
 pub mod rules;
 pub mod severity;
 pub mod signing;

@@ -354,6 +354,47 @@ mod tests {
     }
 
     #[test]
+    fn an_event_whose_rule_says_critical_in_any_case_travels_on_the_critical_queue() {
+        use crate::queues::{queue_for, QueueName};
+        let cases = [
+            ("severity: CRITICAL", json!({}), QueueName::Critical),
+            ("severity: Critical", json!({}), QueueName::Critical),
+            ("severity: critical", json!({}), QueueName::Critical),
+            (
+                "severity: STANDARD",
+                json!({"severity": "critical"}),
+                QueueName::Default,
+            ),
+            (
+                "delay: 0s",
+                json!({"severity": "CRITICAL"}),
+                QueueName::Critical,
+            ),
+            ("delay: 0s", json!({}), QueueName::Default),
+        ];
+        for (field, properties, want) in cases {
+            let set = RuleSet::new(vec![
+                rule("{notification_type: A, event_type: x, recipients: subject, channel: email, template: A, severity: standard}"),
+                rule(&format!("{{notification_type: B, event_type: x, recipients: subject, channel: email, template: B, {field}}}")),
+            ]);
+            let severity = set.event_severity(&EventFacts {
+                event_type: "x",
+                properties: &properties,
+                user_traits: &Value::Null,
+            });
+            assert_eq!(queue_for(severity), want, "{field} with {properties}");
+        }
+        assert_eq!(
+            queue_for(RuleSet::default().event_severity(&EventFacts {
+                event_type: "x",
+                properties: &json!({}),
+                user_traits: &Value::Null,
+            })),
+            QueueName::Default
+        );
+    }
+
+    #[test]
     fn matching_returns_the_rules_of_an_event_type_in_file_order() {
         let set = RuleSet::new(vec![
             rule("{notification_type: A, event_type: x, recipients: subject, channel: email, template: A}"),

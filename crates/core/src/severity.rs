@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+/// A notification's severity. Stored and shown lowercase; parsed case-insensitively,
+/// like levels, so a rule's `severity: CRITICAL` means what it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     #[default]
@@ -99,6 +101,13 @@ impl<'de> Deserialize<'de> for Level {
     }
 }
 
+impl<'de> Deserialize<'de> for Severity {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -130,5 +139,24 @@ mod tests {
         assert_eq!(Level::Critical.to_string(), "critical");
         let err = "urgent".parse::<Level>().unwrap_err();
         assert!(err.to_string().contains("standard, critical"));
+    }
+
+    #[test]
+    fn severities_deserialize_in_any_case() {
+        let cases = [
+            ("critical", Some(Severity::Critical)),
+            ("CRITICAL", Some(Severity::Critical)),
+            ("Critical", Some(Severity::Critical)),
+            ("STANDARD", Some(Severity::Standard)),
+            ("urgent", None),
+        ];
+        for (text, want) in cases {
+            let got = serde_json::from_value::<Severity>(serde_json::json!(text)).ok();
+            assert_eq!(got, want, "severity {text:?}");
+        }
+        assert_eq!(
+            serde_json::to_value(Severity::Critical).ok(),
+            Some(serde_json::json!("critical"))
+        );
     }
 }

@@ -1,17 +1,24 @@
-//! Pending and sent bundles (SPEC 8). Every function that changes a bundle runs inside
-//! the caller's transaction, after the caller took the person's advisory lock
-//! (`history::lock_people`), so the daily cap holds under any number of workers.
+//! Pending and sent bundles (SPEC 8). Every change to a bundle runs in a transaction
+//! that holds the person's advisory lock (`history::lock_people`), so the daily cap
+//! holds under any number of workers. [`add_item`] and [`flush`] are those
+//! transactions: they read the state under the lock and ask the caller's pure `decide`
+//! what to write, so the bundling decisions stay with the state machine
+//! (`herald_core::bundle`) while the locking stays here. Whatever `decide` needs from
+//! elsewhere (the friend counters in Redis) is read before: no other I/O happens while
+//! the lock is held.
 //!
 //! A bundle collects `bundled` notification rows (its items, `bundle_id` set). When it
 //! is sent, its oldest item becomes the *carrier*: re-worded with the bundle's message
 //! and delivered like any notification; the other items then take the carrier's final
 //! status and `sent_at`. The inbox shows only the carrier.
 
+use crate::notifications::{insert_batch, Inserted, NewNotification};
 use crate::pool::{Conn, StoreError};
 use crate::schema::{bundles, notifications};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use herald_core::status::NotificationStatus;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
@@ -28,6 +35,108 @@ pub struct BundleRow {
     pub ready_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
     pub notification_id: Option<Uuid>,
+}
+
+/// A person's counters for one day: bundles sent and items received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DayCounts {
+    pub sent: i64,
+    pub items: i64,
+}
+
+/// A local day as an instant range `[from, to)`.
+pub type Day = (DateTime<Utc>, DateTime<Utc>);
+
+/// Adds `item` (a planned `bundled` row of one person) to that person's pending bundle,
+/// in one transaction under their lock: `decide` gets the pending bundle (if any) and
+/// the counters of `day`, and returns the bundle to save; the item is then stored as
+/// its member. Returns the item if it is new, and the saved bundle.
+pub async fn add_item<F>(
+    conn: &mut AsyncPgConnection,
+    mut item: NewNotification,
+    day: Day,
+    decide: F,
+) -> Result<(Vec<Inserted>, BundleRow), StoreError>
+where
+    F: FnOnce(Option<&BundleRow>, DayCounts) -> BundleRow + Send,
+{
+    let user_id = item.user_id.clone().unwrap_or_default();
+    conn.transaction(async move |tx| {
+        crate::history::lock_people(tx, &[user_id.as_str()]).await?;
+        let nt = item.notification_type.clone();
+        let existing = pending(tx, &user_id, &nt).await?;
+        let counts = day_counts(tx, &user_id, &nt, day.0, day.1).await?;
+        let bundle = decide(existing.as_ref(), counts);
+        save_pending(tx, &bundle).await?;
+        item.status = NotificationStatus::Bundled.as_str();
+        item.sent_at = None;
+        item.bundle_id = Some(bundle.id);
+        let new = insert_batch(tx, std::slice::from_ref(&item)).await?;
+        Ok((new, bundle))
+    })
+    .await
+}
+
+/// What a flush's `decide` wants done with a pending bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlushStep {
+    /// Leave it (e.g. the state machine has nothing to send).
+    Nothing,
+    /// Not ready yet, or the day's cap is spent: look again then.
+    Later(DateTime<Utc>),
+    /// Send it now with this message.
+    Send { text: String },
+}
+
+/// What a flush did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flushed {
+    /// Nothing (already sent, gone, or nothing to send).
+    Nothing,
+    /// Not ready yet, or the day's cap is spent: look again then.
+    Later(DateTime<Utc>),
+    /// Sent at the flush's instant: the carrier notification is to be delivered.
+    Sent {
+        carrier: Uuid,
+        severity: String,
+        user_id: String,
+    },
+}
+
+/// Flushes bundle `bundle_id` of `user_id` at `at`, in one transaction under the
+/// person's lock: the bundle is re-read (another worker may have sent or grown it)
+/// and, if still pending, `decide` gets it with the counters of `day`.
+pub async fn flush<F>(
+    conn: &mut AsyncPgConnection,
+    bundle_id: Uuid,
+    user_id: &str,
+    day: Day,
+    at: DateTime<Utc>,
+    decide: F,
+) -> Result<Flushed, StoreError>
+where
+    F: FnOnce(&BundleRow, DayCounts) -> FlushStep + Send,
+{
+    conn.transaction(async move |tx| {
+        crate::history::lock_people(tx, &[user_id]).await?;
+        let Some(b) = find(tx, bundle_id).await?.filter(|b| b.status == "pending") else {
+            return Ok(Flushed::Nothing);
+        };
+        let counts = day_counts(tx, &b.user_id, &b.notification_type, day.0, day.1).await?;
+        match decide(&b, counts) {
+            FlushStep::Nothing => Ok(Flushed::Nothing),
+            FlushStep::Later(when) => Ok(Flushed::Later(when)),
+            FlushStep::Send { text } => Ok(match send(tx, b.id, at, None, &text).await? {
+                Some((carrier, severity)) => Flushed::Sent {
+                    carrier,
+                    severity,
+                    user_id: b.user_id,
+                },
+                None => Flushed::Nothing,
+            }),
+        }
+    })
+    .await
 }
 
 /// The person's pending bundle of this type, if any.
@@ -62,7 +171,7 @@ pub async fn day_counts(
     notification_type: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<(i64, i64), StoreError> {
+) -> Result<DayCounts, StoreError> {
     let sent: i64 = bundles::table
         .filter(bundles::user_id.eq(user_id))
         .filter(bundles::notification_type.eq(notification_type))
@@ -83,7 +192,7 @@ pub async fn day_counts(
         .count()
         .get_result(tx)
         .await?;
-    Ok((sent, items))
+    Ok(DayCounts { sent, items })
 }
 
 /// Creates or updates a pending bundle.

@@ -185,6 +185,22 @@ pub struct EventRow {
     pub status: String,
 }
 
+impl EventRow {
+    /// The event as routing sees it.
+    pub fn facts(&self) -> herald_core::routing::EventFacts<'_> {
+        herald_core::routing::EventFacts {
+            id: self.id,
+            event_type: &self.event_type,
+            user_id: self.user_id.as_deref(),
+            topic: self.topic.as_deref(),
+            event_timestamp: self.event_timestamp,
+            received_at: self.received_at,
+            properties: &self.properties,
+            user_traits: &self.user_traits,
+        }
+    }
+}
+
 pub async fn find(conn: &mut Conn, id: Uuid) -> Result<EventRow, StoreError> {
     Ok(events::table
         .find(id)

@@ -70,13 +70,7 @@ struct Count {
     n: i64,
 }
 
-/// One person's debounce question: their window of triggering-event times.
-#[derive(Debug, Clone)]
-pub struct DebounceWindow {
-    pub user_id: String,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-}
+pub use herald_core::routing::DebounceWindow;
 
 /// For each window, how many non-suppressed notifications of `notification_type` the
 /// person has whose triggering event lies in it (edges inclusive), other than those of

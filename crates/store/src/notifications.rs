@@ -14,19 +14,13 @@ use diesel::query_builder::{AstPass, Query, QueryFragment};
 use diesel::sql_types::{Array, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::AsyncConnection;
 use diesel_async::RunQueryDsl;
+use herald_core::debounce::Debounce;
 use herald_core::retry::AttemptOutcome;
+use herald_core::routing::{apply_debounce, debounce_windows, PlannedNotification};
+use herald_core::status::NotificationStatus;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
-
-/// Notification statuses, as stored.
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const BUNDLED: &str = "bundled";
-    pub const SENT: &str = "sent";
-    pub const FAILED: &str = "failed";
-    pub const SUPPRESSED: &str = "suppressed";
-}
 
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = notifications)]
@@ -46,6 +40,28 @@ pub struct NewNotification {
     pub sent_at: Option<DateTime<Utc>>,
     /// The pending bundle this row is an item of (SPEC 8).
     pub bundle_id: Option<Uuid>,
+}
+
+impl From<PlannedNotification> for NewNotification {
+    /// The row routing planned, with a fresh time-ordered id.
+    fn from(p: PlannedNotification) -> Self {
+        NewNotification {
+            id: Uuid::now_v7(),
+            event_id: p.event_id,
+            user_id: p.user_id,
+            notification_type: p.notification_type,
+            channel: p.channel,
+            status: p.status.as_str(),
+            suppression_reason: p.suppression_reason,
+            severity: p.severity.as_str(),
+            private: p.private,
+            subject: p.subject,
+            text: p.text,
+            due_at: p.due_at,
+            sent_at: p.sent_at,
+            bundle_id: None,
+        }
+    }
 }
 
 /// A newly inserted row that now needs delivering.
@@ -147,6 +163,33 @@ pub async fn insert_batch(
         columns.push(row);
     }
     Ok(columns.get_results(conn).await?)
+}
+
+/// Inserts the planned rows of a debounced rule (all of one event and one type).
+/// Within one transaction it locks each recipient, counts what they already got in
+/// their debounce window, and suppresses the rows over the limit
+/// ([`apply_debounce`]), so concurrent workers cannot both see room for one more.
+pub async fn insert_debounced(
+    conn: &mut diesel_async::AsyncPgConnection,
+    debounce: Debounce,
+    event_time: DateTime<Utc>,
+    mut rows: Vec<PlannedNotification>,
+) -> Result<Vec<Inserted>, StoreError> {
+    let Some(first) = <[_]>::first(&rows) else {
+        return Ok(Vec::new());
+    };
+    let (event_id, notification_type) = (first.event_id, first.notification_type.clone());
+    let windows = debounce_windows(&rows, debounce, event_time);
+    conn.transaction(async move |tx| {
+        let ids: Vec<&str> = windows.iter().map(|w| w.user_id.as_str()).collect();
+        crate::history::lock_people(tx, &ids).await?;
+        let counts =
+            crate::history::debounce_counts(tx, &notification_type, &windows, event_id).await?;
+        apply_debounce(&mut rows, &counts, debounce, &notification_type);
+        let rows: Vec<NewNotification> = rows.into_iter().map(NewNotification::from).collect();
+        insert_batch(tx, &rows).await
+    })
+    .await
 }
 
 /// Inserts several callers' chunks with one statement; returns, per chunk, its rows
@@ -330,9 +373,9 @@ pub async fn record_attempts(conn: &mut Conn, recs: &[AttemptRecord]) -> Result<
         ids.insert(rec.notification_id);
         columns.id.push(rec.notification_id);
         columns.new_status.push(match rec.outcome {
-            AttemptOutcome::Success => status::SENT,
-            AttemptOutcome::Retry => status::PENDING,
-            AttemptOutcome::PermanentFailure => status::FAILED,
+            AttemptOutcome::Success => NotificationStatus::Sent.as_str(),
+            AttemptOutcome::Retry => NotificationStatus::Pending.as_str(),
+            AttemptOutcome::PermanentFailure => NotificationStatus::Failed.as_str(),
         });
         columns.next_due.push(rec.next_due);
         columns.error.push(rec.error.as_deref());
@@ -359,9 +402,9 @@ pub async fn record_attempts(conn: &mut Conn, recs: &[AttemptRecord]) -> Result<
 /// Marks a pending notification sent without an HTTP call (the `in_app` channel).
 pub async fn mark_sent(conn: &mut Conn, id: Uuid) -> Result<(), StoreError> {
     diesel::update(notifications::table.find(id))
-        .filter(notifications::status.eq(status::PENDING))
+        .filter(notifications::status.eq(NotificationStatus::Pending.as_str()))
         .set((
-            notifications::status.eq(status::SENT),
+            notifications::status.eq(NotificationStatus::Sent.as_str()),
             notifications::sent_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
@@ -372,9 +415,9 @@ pub async fn mark_sent(conn: &mut Conn, id: Uuid) -> Result<(), StoreError> {
 /// Fails a pending notification without trying (e.g. no address to deliver to).
 pub async fn mark_failed(conn: &mut Conn, id: Uuid, reason: &str) -> Result<(), StoreError> {
     diesel::update(notifications::table.find(id))
-        .filter(notifications::status.eq(status::PENDING))
+        .filter(notifications::status.eq(NotificationStatus::Pending.as_str()))
         .set((
-            notifications::status.eq(status::FAILED),
+            notifications::status.eq(NotificationStatus::Failed.as_str()),
             notifications::last_error.eq(reason),
         ))
         .execute(conn)
@@ -389,7 +432,7 @@ pub async fn pending_due_before(
     limit: i64,
 ) -> Result<Vec<(Uuid, String)>, StoreError> {
     Ok(notifications::table
-        .filter(notifications::status.eq(status::PENDING))
+        .filter(notifications::status.eq(NotificationStatus::Pending.as_str()))
         .filter(notifications::due_at.lt(cutoff))
         .order(notifications::due_at)
         .limit(limit)
@@ -490,9 +533,9 @@ pub async fn list(conn: &mut Conn, f: &ListFilter) -> Result<Vec<NotificationRow
 /// end of its delay.
 pub async fn mark_suppressed(conn: &mut Conn, id: Uuid, reason: &str) -> Result<(), StoreError> {
     diesel::update(notifications::table.find(id))
-        .filter(notifications::status.eq(status::PENDING))
+        .filter(notifications::status.eq(NotificationStatus::Pending.as_str()))
         .set((
-            notifications::status.eq(status::SUPPRESSED),
+            notifications::status.eq(NotificationStatus::Suppressed.as_str()),
             notifications::suppression_reason.eq(reason),
         ))
         .execute(conn)
@@ -520,9 +563,9 @@ pub enum Retry {
 /// Moves a failed notification back to `pending`, due now.
 pub async fn retry(conn: &mut Conn, id: Uuid) -> Result<Retry, StoreError> {
     let requeued: Option<(String, Option<String>)> = diesel::update(notifications::table.find(id))
-        .filter(notifications::status.eq(status::FAILED))
+        .filter(notifications::status.eq(NotificationStatus::Failed.as_str()))
         .set((
-            notifications::status.eq(status::PENDING),
+            notifications::status.eq(NotificationStatus::Pending.as_str()),
             notifications::due_at.eq(diesel::dsl::now),
         ))
         .returning((notifications::severity, notifications::user_id))
@@ -552,7 +595,7 @@ pub async fn reschedule(
     due_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     diesel::update(notifications::table.find(id))
-        .filter(notifications::status.eq(status::PENDING))
+        .filter(notifications::status.eq(NotificationStatus::Pending.as_str()))
         .set(notifications::due_at.eq(due_at))
         .execute(conn)
         .await?;

@@ -29,6 +29,18 @@ pub struct Person {
 }
 
 impl Person {
+    /// The person as conditions, templates and routing see them.
+    pub fn facts(&self) -> herald_core::routing::PersonFacts<'_> {
+        herald_core::routing::PersonFacts {
+            user_id: &self.user_id,
+            email: self.email.as_deref(),
+            phone: self.phone.as_deref(),
+            timezone: &self.timezone,
+            traits: &self.traits,
+            level: &self.level,
+        }
+    }
+
     /// Whether the person switched `channel` off; a channel not mentioned is on.
     pub fn channel_enabled(&self, channel: &str) -> bool {
         self.channels

@@ -6,6 +6,8 @@
 //!   from Postgres (the pending bundle and today's counters), the tour is added, and
 //!   the instant the bundle becomes ready if nothing else arrives is stored and
 //!   scheduled in the delayed set: no polling.
+//!   The transactions themselves are the store's (`herald_store::bundles::add_item`,
+//!   `flush`); this module gives them the pure decision to make under the lock.
 //! * When that instant comes, the flush re-checks under the same lock (a later tour
 //!   may have moved it), then sends: the cap is enforced by `BundleState::take`, so it
 //!   holds under any number of workers. The bundle's oldest item carries the message
@@ -18,6 +20,8 @@
 //!   `friend_id`, else its `friend_name`). A tour counts itself before its bundle is
 //!   scheduled; the flush reads the same counts back, so both compute the same ready
 //!   instant. When Redis fails the ranker goes without (every tour then counts once).
+//!   The counters are read before the Postgres transaction: no Redis call is made
+//!   while the person's lock is held.
 //! * Nothing else lives only in Redis: a lost flush job is found by the recovery sweep
 //!   (pending bundles whose ready instant passed), and lost friend counters only make
 //!   the forecast count a friend's repeats as new friends.
@@ -25,18 +29,19 @@
 use crate::context::Context;
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
 use herald_core::bundle::ranker::LogisticRanker;
 use herald_core::bundle::{
     day_of, BundleState, BundlingConfig, FriendSignal, Pending, Ranker, TakeError, UnixSecs, DAY,
 };
 use herald_core::debounce::timezone;
+use herald_core::routing::PlannedNotification;
 use herald_core::rules::{BundleSpec, Rule};
+use herald_core::status::NotificationStatus;
 use herald_queue::{FriendCounts, Job, QueueName};
-use herald_store::bundles::{self, BundleRow};
+use herald_store::bundles::{self, BundleRow, DayCounts, FlushStep, Flushed};
 use herald_store::events::EventRow;
-use herald_store::history;
-use herald_store::notifications::{self, status, Inserted, NewNotification};
+use herald_store::notifications::{self, Inserted, NewNotification};
+use herald_store::Conn;
 use uuid::Uuid;
 
 /// The ranker and its settings, loaded once at start.
@@ -114,122 +119,124 @@ async fn friend_signal(
     }
 }
 
-/// Rebuilds a person's state: the pending bundle and today's counters.
-async fn load_state(
-    tx: &mut AsyncPgConnection,
-    user_id: &str,
-    notification_type: &str,
-    pending: Option<&BundleRow>,
-    now_local: UnixSecs,
-    tz: Tz,
-) -> Result<BundleState, herald_store::StoreError> {
-    let day = day_of(now_local);
-    let (from, to) = (from_local(day * DAY, tz), from_local((day + 1) * DAY, tz));
-    let (sent, items) = bundles::day_counts(tx, user_id, notification_type, from, to).await?;
+/// Local day `day` as an instant range: the window of its counters.
+fn day_window(day: i64, tz: Tz) -> bundles::Day {
+    (from_local(day * DAY, tz), from_local((day + 1) * DAY, tz))
+}
+
+/// Rebuilds a person's state for local day `day`: the pending bundle and the day's
+/// counters, as read under their lock.
+fn state_of(pending: Option<&BundleRow>, counts: DayCounts, day: i64, tz: Tz) -> BundleState {
     let pending = pending.map(|b| Pending {
         first_at: to_local(b.first_at, tz),
         last_at: to_local(b.last_at, tz),
         tours: b.tours.max(0) as u32,
         first_friend: b.first_friend.clone(),
     });
-    Ok(BundleState::from_parts(
-        pending,
-        day,
-        sent as u32,
-        items as u32,
-    ))
+    BundleState::from_parts(pending, day, counts.sent as u32, counts.items as u32)
 }
 
-/// Adds a rule's rows to their recipients' bundles (suppressed rows are stored as they
-/// are) and schedules each bundle's flush.
+/// Adds a rule's rows to their recipients' bundles (the `bundled` ones; the rest are
+/// stored as they are) and schedules each bundle's flush.
 pub async fn add_items(
     ctx: &Context,
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     event: &EventRow,
     rule: &Rule,
-    timezones: &std::collections::HashMap<String, String>,
-    rows: Vec<NewNotification>,
+    rows: Vec<PlannedNotification>,
 ) -> anyhow::Result<Vec<Inserted>> {
     let (items, others): (Vec<_>, Vec<_>) = rows
         .into_iter()
-        .partition(|r| r.status != status::SUPPRESSED && r.user_id.is_some());
+        .partition(|r| r.status == NotificationStatus::Bundled && r.user_id.is_some());
+    let others: Vec<NewNotification> = others.into_iter().map(NewNotification::from).collect();
     let mut inserted = notifications::insert_batch(conn, &others).await?;
-    let friend = event
-        .properties
-        .get("friend_name")
-        .and_then(|v| v.as_str())
-        .unwrap_or("A friend")
-        .to_string();
-    let friend_id = friend_key(&event.properties);
+    let tour = Tour {
+        friend: event
+            .properties
+            .get("friend_name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("A friend")
+            .to_string(),
+        friend_id: friend_key(&event.properties),
+        at: event.received_at,
+    };
     let mut flushes = Vec::new();
-    for mut row in items {
-        let user_id = row.user_id.clone().unwrap_or_default();
-        let tz = timezone(timezones.get(&user_id).map(String::as_str).unwrap_or("UTC"));
-        let (nt, friend) = (rule.notification_type.clone(), friend.clone());
-        let friend_id = friend_id.clone();
-        let bundler = &ctx.bundler;
-        let queue = &ctx.friends;
-        let tour_at = event.received_at;
-        let (new, due) = conn
-            .transaction(async move |tx| {
-                history::lock_people(tx, &[user_id.as_str()]).await?;
-                let existing = bundles::pending(tx, &user_id, &nt).await?;
-                let now = Utc::now();
-                let now_local = to_local(now, tz);
-                let mut state =
-                    load_state(tx, &user_id, &nt, existing.as_ref(), now_local, tz).await?;
-                let signal = friend_signal(
-                    queue,
-                    &*bundler.ranker,
-                    &nt,
-                    day_of(now_local),
-                    &user_id,
-                    Some(&friend_id),
-                )
-                .await;
-                state.set_friends(now_local, signal);
-                let schedule = state.on_tour(
-                    now_local,
-                    to_local(tour_at, tz).min(now_local),
-                    &friend,
-                    &*bundler.ranker,
-                );
-                let ready_local = match schedule {
-                    herald_core::bundle::Schedule::At(t) => t,
-                    herald_core::bundle::Schedule::Idle => now_local,
-                };
-                let p = state.pending().cloned().unwrap_or(Pending {
-                    first_at: now_local,
-                    last_at: now_local,
-                    tours: 1,
-                    first_friend: friend.clone(),
-                });
-                let bundle = BundleRow {
-                    id: existing.as_ref().map_or_else(Uuid::now_v7, |b| b.id),
-                    user_id: user_id.clone(),
-                    notification_type: nt.clone(),
-                    status: "pending".into(),
-                    first_at: from_local(p.first_at, tz),
-                    last_at: from_local(p.last_at, tz),
-                    tours: p.tours as i32,
-                    first_friend: p.first_friend,
-                    ready_at: from_local(ready_local, tz),
-                    sent_at: None,
-                    notification_id: None,
-                };
-                bundles::save_pending(tx, &bundle).await?;
-                row.status = status::BUNDLED;
-                row.sent_at = None;
-                row.bundle_id = Some(bundle.id);
-                let new = notifications::insert_batch(tx, std::slice::from_ref(&row)).await?;
-                Ok::<_, herald_store::StoreError>((new, (bundle.id, bundle.ready_at)))
-            })
-            .await?;
+    for row in items {
+        let (new, bundle) = add_item(ctx, conn, rule, &tour, row).await?;
         inserted.extend(new);
-        flushes.push(due);
+        flushes.push((bundle.id, bundle.ready_at));
     }
     schedule_flushes(ctx, &flushes).await?;
     Ok(inserted)
+}
+
+/// The tour an event tells: who, and when it arrived.
+struct Tour {
+    friend: String,
+    friend_id: String,
+    at: DateTime<Utc>,
+}
+
+/// Adds one person's row to their pending bundle. The friend counters are counted in
+/// Redis first; the store's transaction then rebuilds the state under the person's
+/// lock and saves the bundle the state machine computes.
+async fn add_item(
+    ctx: &Context,
+    conn: &mut Conn,
+    rule: &Rule,
+    tour: &Tour,
+    row: PlannedNotification,
+) -> anyhow::Result<(Vec<Inserted>, BundleRow)> {
+    let tz = row.timezone;
+    let user_id = row.user_id.clone().unwrap_or_default();
+    let nt = rule.notification_type.clone();
+    let ranker = &*ctx.bundler.ranker;
+    let now_local = to_local(Utc::now(), tz);
+    let day = day_of(now_local);
+    let signal = friend_signal(
+        &ctx.friends,
+        ranker,
+        &nt,
+        day,
+        &user_id,
+        Some(&tour.friend_id),
+    )
+    .await;
+    let decide = |existing: Option<&BundleRow>, counts: DayCounts| {
+        let mut state = state_of(existing, counts, day, tz);
+        state.set_friends(now_local, signal);
+        let schedule = state.on_tour(
+            now_local,
+            to_local(tour.at, tz).min(now_local),
+            &tour.friend,
+            ranker,
+        );
+        let ready_local = match schedule {
+            herald_core::bundle::Schedule::At(t) => t,
+            herald_core::bundle::Schedule::Idle => now_local,
+        };
+        let p = state.pending().cloned().unwrap_or(Pending {
+            first_at: now_local,
+            last_at: now_local,
+            tours: 1,
+            first_friend: tour.friend.clone(),
+        });
+        BundleRow {
+            id: existing.map_or_else(Uuid::now_v7, |b| b.id),
+            user_id: user_id.clone(),
+            notification_type: nt.clone(),
+            status: "pending".into(),
+            first_at: from_local(p.first_at, tz),
+            last_at: from_local(p.last_at, tz),
+            tours: p.tours as i32,
+            first_friend: p.first_friend,
+            ready_at: from_local(ready_local, tz),
+            sent_at: None,
+            notification_id: None,
+        }
+    };
+    let row = NewNotification::from(row);
+    Ok(bundles::add_item(conn, row, day_window(day, tz), decide).await?)
 }
 
 async fn schedule_flushes(ctx: &Context, flushes: &[(Uuid, DateTime<Utc>)]) -> anyhow::Result<()> {
@@ -245,20 +252,6 @@ async fn schedule_flushes(ctx: &Context, flushes: &[(Uuid, DateTime<Utc>)]) -> a
         .collect();
     ctx.queue.schedule(&jobs).await?;
     Ok(())
-}
-
-/// What a flush decided.
-enum Flushed {
-    /// Nothing to do (already sent, or gone).
-    Nothing,
-    /// Not ready yet, or the day's cap is spent: look again then.
-    Later(DateTime<Utc>),
-    /// Sent: deliver the carrier notification.
-    Sent {
-        carrier: Uuid,
-        severity: String,
-        user_id: String,
-    },
 }
 
 /// Handles a flush job; returns the person whose inbox changed.
@@ -279,66 +272,44 @@ pub async fn flush(ctx: &Context, bundle_id: Uuid) -> anyhow::Result<Option<Stri
         .unwrap_or(ctx.bundler.config.max_per_day);
     let person = herald_store::people::find(&mut conn, &first_look.user_id).await?;
     let tz = timezone(person.as_ref().map_or("UTC", |p| p.timezone.as_str()));
-    let bundler = &ctx.bundler;
-    let queue = &ctx.friends;
-    let outcome = conn
-        .transaction(async move |tx| {
-            history::lock_people(tx, &[first_look.user_id.as_str()]).await?;
-            // Re-read under the lock: another worker may have sent or grown it.
-            let Some(b) = bundles::find(tx, bundle_id)
-                .await?
-                .filter(|b| b.status == "pending")
-            else {
-                return Ok(Flushed::Nothing);
-            };
-            let now = Utc::now();
-            let now_local = to_local(now, tz);
-            let mut state = load_state(
-                tx,
-                &b.user_id,
-                &b.notification_type,
-                Some(&b),
-                now_local,
-                tz,
-            )
-            .await?;
-            let signal = friend_signal(
-                queue,
-                &*bundler.ranker,
-                &b.notification_type,
-                day_of(now_local),
-                &b.user_id,
-                None,
-            )
-            .await;
-            state.set_friends(now_local, signal);
-            let ready = state
-                .ready_at(now_local, &*bundler.ranker)
-                .unwrap_or(now_local);
-            if ready > now_local {
-                return Ok(Flushed::Later(from_local(ready, tz)));
-            }
-            match state.take(now_local, cap) {
-                Ok(sent) => {
-                    let text = sent.message();
-                    match bundles::send(tx, b.id, now, None, &text).await? {
-                        Some((carrier, severity)) => Ok(Flushed::Sent {
-                            carrier,
-                            severity,
-                            user_id: b.user_id,
-                        }),
-                        None => Ok(Flushed::Nothing),
-                    }
-                }
-                Err(TakeError::CapReached(_)) => Ok(Flushed::Later(from_local(
-                    (day_of(now_local) + 1) * DAY,
-                    tz,
-                ))),
-                Err(TakeError::Empty) => Ok(Flushed::Nothing),
-            }
-        })
-        .await
-        .map_err(|e: herald_store::StoreError| anyhow::Error::from(e))?;
+    let ranker = &*ctx.bundler.ranker;
+    let now = Utc::now();
+    let now_local = to_local(now, tz);
+    let day = day_of(now_local);
+    let signal = friend_signal(
+        &ctx.friends,
+        ranker,
+        &first_look.notification_type,
+        day,
+        &first_look.user_id,
+        None,
+    )
+    .await;
+    let decide = |b: &BundleRow, counts: DayCounts| {
+        let mut state = state_of(Some(b), counts, day, tz);
+        state.set_friends(now_local, signal);
+        let ready = state.ready_at(now_local, ranker).unwrap_or(now_local);
+        if ready > now_local {
+            return FlushStep::Later(from_local(ready, tz));
+        }
+        match state.take(now_local, cap) {
+            Ok(sent) => FlushStep::Send {
+                text: sent.message(),
+            },
+            Err(TakeError::CapReached(_)) => FlushStep::Later(from_local((day + 1) * DAY, tz)),
+            Err(TakeError::Empty) => FlushStep::Nothing,
+        }
+    };
+    let window = day_window(day, tz);
+    let outcome = bundles::flush(
+        &mut conn,
+        bundle_id,
+        &first_look.user_id,
+        window,
+        now,
+        decide,
+    )
+    .await?;
     match outcome {
         Flushed::Nothing => Ok(None),
         Flushed::Later(at) => {

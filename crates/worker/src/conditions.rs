@@ -2,20 +2,12 @@
 //! the verdict comes from the pure evaluator in `herald_core::conditions`.
 
 use herald_core::conditions::{Facts, History, Side};
+use herald_core::routing::person_json;
 use herald_core::rules::Rule;
 use herald_store::events::EventRow;
 use herald_store::history;
 use herald_store::people::Person;
-use herald_store::StoreError;
-use serde_json::{json, Value};
-
-/// The stored person as conditions and templates see them (`user.*`).
-pub fn person_json(person: Option<&Person>) -> Value {
-    person.map_or(Value::Null, |p| {
-        json!({"user_id": p.user_id, "email": p.email, "phone": p.phone,
-               "timezone": p.timezone, "traits": p.traits, "level": p.level})
-    })
-}
+use herald_store::{Conn, StoreError};
 
 /// When conditions are evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +21,7 @@ pub enum Moment {
 
 /// Why the rule's conditions do not hold for `event`, or None when they do.
 pub async fn failure(
-    conn: &mut diesel_async::AsyncPgConnection,
+    conn: &mut Conn,
     rule: &Rule,
     event: &EventRow,
     subject: Option<&Person>,
@@ -51,7 +43,7 @@ pub async fn failure(
         };
         answers.insert(need, found);
     }
-    let user = person_json(subject);
+    let user = person_json(subject.map(Person::facts).as_ref());
     let facts = Facts {
         properties: &event.properties,
         user_traits: &event.user_traits,

@@ -1,32 +1,31 @@
 //! Routing: an event becomes notification rows, one per (recipient, rule).
 //!
-//! For each rule the event triggers, the recipients are resolved (SPEC 5.1), each is
-//! checked against their preferences (a `suppressed` row with a reason when filtered
-//! out), the template is rendered, and the rows are inserted with one statement. Large
+//! This module loads facts and carries out plans; what each row says is decided by
+//! `herald_core::routing`. For each rule the event triggers, the rule's conditions are
+//! checked, one page of recipients is loaded with their preferences and subscriptions
+//! (SPEC 5.1), [`herald_core::routing::plan`] turns them into rows (status, reason,
+//! severity, due time, rendered text), and the store inserts them: with one statement,
+//! under the debounce lock (`notifications::insert_debounced`), or into the people's
+//! bundles (`crate::bundling`). The new pending rows are then dispatched. Large
 //! recipient sets are paged by user id: a job handles at most [`FAN_OUT_CHUNK`]
 //! people and enqueues its continuation. The unique key on notifications makes every
 //! step safe to repeat.
 
-use crate::conditions::{self, person_json, Moment};
+use crate::conditions::{self, Moment};
 use crate::context::Context;
 use anyhow::Context as _;
-use chrono::{DateTime, SecondsFormat, Utc};
-use diesel_async::AsyncConnection;
-use herald_core::channels::IN_APP;
-use herald_core::debounce::{timezone, Debounce};
+use chrono::{DateTime, Utc};
 use herald_core::queues::{queue_for, queue_for_stored};
-use herald_core::preferences::{decide, Decision, RecipientFacts};
+use herald_core::routing::{self as plan, PlannedNotification, Recipient, Templating};
 use herald_core::rules::{Recipients, Rule};
-use herald_core::severity::{Level, Severity};
+use herald_core::status::NotificationStatus;
 use herald_queue::Job;
 use herald_store::events::EventRow;
-use herald_store::history::{self, DebounceWindow};
-use herald_store::notifications::{self, status, Inserted, NewNotification};
+use herald_store::notifications::{self, Inserted, NewNotification};
 use herald_store::people::TopicPage;
 use herald_store::people::{self, Person};
 use herald_store::Conn;
-use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use uuid::Uuid;
 
 /// Recipients handled by one job (SPEC 5.1: fan-out jobs of at most 500).
@@ -112,43 +111,9 @@ async fn route_rule(
     after: Option<&str>,
 ) -> anyhow::Result<Option<String>> {
     let (page, unsubscribed) = recipients(ctx, conn, event, subject, rule, after).await?;
-    let severity = rule.severity_for(&event.properties);
-    let rows = if rule.recipients == Recipients::Internal {
-        vec![internal_row(ctx, event, subject, rule, severity)]
-    } else {
-        page.iter()
-            .map(|person| {
-                let facts = RecipientFacts {
-                    user_id: &person.user_id,
-                    level: person.level.parse().unwrap_or(Level::Standard),
-                    channel_enabled: person.channel_enabled(&rule.channel),
-                    subscription_disabled: unsubscribed.contains(&person.user_id),
-                };
-                let decision = decide(
-                    &rule.notification_type,
-                    &event.event_type,
-                    &rule.channel,
-                    severity,
-                    &facts,
-                );
-                person_row(ctx, event, person, rule, severity, decision)
-            })
-            .collect()
-    };
+    let rows = plan_rows(ctx, event, subject, rule, &page, &unsubscribed);
     let announced: Vec<String> = rows.iter().filter_map(|r| r.user_id.clone()).collect();
-    let inserted = match (rule.bundle, rule.debounce) {
-        (Some(_), _) => {
-            let timezones = page
-                .iter()
-                .map(|p| (p.user_id.clone(), p.timezone.clone()))
-                .collect();
-            crate::bundling::add_items(ctx, conn, event, rule, &timezones, rows).await?
-        }
-        (None, Some(debounce)) => {
-            insert_debounced(conn, event, &page, rule, debounce, rows).await?
-        }
-        (None, None) => ctx.statements.insert_notifications(rows).await?,
-    };
+    let inserted = store(ctx, conn, event, rule, rows).await?;
     dispatch(ctx, &inserted).await?;
     let people: Vec<&str> = announced.iter().map(String::as_str).collect();
     ctx.changes.announce(&people);
@@ -158,59 +123,58 @@ async fn route_rule(
         .flatten())
 }
 
-/// Inserts rows of a debounced rule. Within one transaction it locks each recipient,
-/// counts what they already got in the debounce window, and suppresses the rows over
-/// the limit, so concurrent workers cannot both see room for one more.
-async fn insert_debounced(
+/// Asks the core for the rows of one page; reports the templates that failed.
+fn plan_rows(
+    ctx: &Context,
+    event: &EventRow,
+    subject: Option<&Person>,
+    rule: &Rule,
+    page: &[Person],
+    unsubscribed: &HashSet<String>,
+) -> Vec<PlannedNotification> {
+    let recipients: Vec<Recipient<'_>> = page
+        .iter()
+        .map(|person| Recipient {
+            person: person.facts(),
+            channel_enabled: person.channel_enabled(&rule.channel),
+            subscription_disabled: unsubscribed.contains(&person.user_id),
+        })
+        .collect();
+    let subject = subject.map(Person::facts);
+    let planned = plan::plan(
+        &event.facts(),
+        rule,
+        subject.as_ref(),
+        &recipients,
+        &Templating::from(&ctx.config),
+        Utc::now(),
+    );
+    for error in &planned.render_errors {
+        tracing::error!(template = %rule.template, event_id = %event.id, %error,
+            "template failed to render");
+    }
+    planned.notifications
+}
+
+/// Stores the planned rows the way their rule needs: into bundles, under the debounce
+/// lock, or batched with other jobs' rows.
+async fn store(
+    ctx: &Context,
     conn: &mut Conn,
     event: &EventRow,
-    page: &[Person],
     rule: &Rule,
-    debounce: Debounce,
-    mut rows: Vec<NewNotification>,
+    rows: Vec<PlannedNotification>,
 ) -> anyhow::Result<Vec<Inserted>> {
-    let timezones: HashMap<&str, &str> = page
-        .iter()
-        .map(|p| (p.user_id.as_str(), p.timezone.as_str()))
-        .collect();
-    let windows: Vec<DebounceWindow> = rows
-        .iter()
-        .filter(|r| r.status != status::SUPPRESSED)
-        .filter_map(|r| r.user_id.as_deref())
-        .map(|user_id| {
-            let tz = timezone(timezones.get(user_id).copied().unwrap_or("UTC"));
-            let (from, to) = debounce.window(event.event_timestamp, tz);
-            DebounceWindow {
-                user_id: user_id.to_string(),
-                from,
-                to,
-            }
-        })
-        .collect();
-    let (event_id, notification_type) = (event.id, rule.notification_type.clone());
-    let inserted = conn
-        .transaction(async move |tx| {
-            let ids: Vec<&str> = windows.iter().map(|w| w.user_id.as_str()).collect();
-            history::lock_people(tx, &ids).await?;
-            let counts =
-                history::debounce_counts(tx, &notification_type, &windows, event_id).await?;
-            for row in rows.iter_mut().filter(|r| r.status != status::SUPPRESSED) {
-                let already = row
-                    .user_id
-                    .as_deref()
-                    .and_then(|u| counts.get(u))
-                    .copied()
-                    .unwrap_or(0);
-                if !debounce.allows(already) {
-                    row.status = status::SUPPRESSED;
-                    row.sent_at = None;
-                    row.suppression_reason = Some(debounce.reason(&notification_type, already));
-                }
-            }
-            notifications::insert_batch(tx, &rows).await
-        })
-        .await?;
-    Ok(inserted)
+    Ok(match (rule.bundle, rule.debounce) {
+        (Some(_), _) => crate::bundling::add_items(ctx, conn, event, rule, rows).await?,
+        (None, Some(debounce)) => {
+            notifications::insert_debounced(conn, debounce, event.event_timestamp, rows).await?
+        }
+        (None, None) => {
+            let rows = rows.into_iter().map(NewNotification::from).collect();
+            ctx.statements.insert_notifications(rows).await?
+        }
+    })
 }
 
 /// One page of the rule's recipients, ordered by user id, and those of them who
@@ -266,120 +230,16 @@ async fn recipients(
     Ok((page, unsubscribed))
 }
 
-fn person_row(
-    ctx: &Context,
-    event: &EventRow,
-    person: &Person,
-    rule: &Rule,
-    severity: Severity,
-    decision: Decision,
-) -> NewNotification {
-    let private = ctx
-        .config
-        .template_meta
-        .get(&rule.template)
-        .is_some_and(|m| m.private);
-    let mut row = new_row(ctx, event, Some(person), rule, severity, private);
-    if let Decision::Suppress(reason) = decision {
-        row.status = status::SUPPRESSED;
-        row.suppression_reason = Some(reason);
-        row.sent_at = None;
-    }
-    row
-}
-
-/// Internal rules notify the operators about the subject: one private row, which
-/// ignores the subject's preferences.
-fn internal_row(
-    ctx: &Context,
-    event: &EventRow,
-    subject: Option<&Person>,
-    rule: &Rule,
-    severity: Severity,
-) -> NewNotification {
-    new_row(ctx, event, subject, rule, severity, true)
-}
-
-fn new_row(
-    ctx: &Context,
-    event: &EventRow,
-    person: Option<&Person>,
-    rule: &Rule,
-    severity: Severity,
-    private: bool,
-) -> NewNotification {
-    let (subject, text) = render(ctx, event, person, rule);
-    let due_at = event.received_at + rule.delay;
-    let now = Utc::now();
-    // The inbox channel needs no HTTP call: a notification due now is sent at once.
-    // Bundled rules hold their rows instead (see `bundling`).
-    let sent_now = rule.channel == IN_APP && due_at <= now && rule.bundle.is_none();
-    NewNotification {
-        id: Uuid::now_v7(),
-        event_id: event.id,
-        user_id: person
-            .map(|p| p.user_id.clone())
-            .or_else(|| event.user_id.clone()),
-        notification_type: rule.notification_type.clone(),
-        channel: rule.channel.clone(),
-        status: if sent_now {
-            status::SENT
-        } else {
-            status::PENDING
-        },
-        suppression_reason: None,
-        severity: if severity == Severity::Critical {
-            "critical"
-        } else {
-            "standard"
-        },
-        private,
-        subject,
-        text,
-        due_at,
-        sent_at: sent_now.then_some(now),
-        bundle_id: None,
-    }
-}
-
-/// Renders the rule's template; a broken render is logged and leaves the text empty
-/// rather than losing the notification.
-fn render(
-    ctx: &Context,
-    event: &EventRow,
-    person: Option<&Person>,
-    rule: &Rule,
-) -> (Option<String>, String) {
-    let vars = template_vars(event, person);
-    match ctx.config.templates.render(&rule.template, &vars) {
-        Ok(r) => (r.subject, r.text),
-        Err(e) => {
-            tracing::error!(template = %rule.template, event_id = %event.id, error = %e, "template failed to render");
-            (None, String::new())
-        }
-    }
-}
-
-/// What templates see (SPEC 5.2): the event and the stored person.
-pub fn template_vars(event: &EventRow, person: Option<&Person>) -> Value {
-    json!({
-        "event_id": event.id,
-        "event_type": event.event_type,
-        "event_timestamp": event.event_timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        "topic": event.topic,
-        "properties": event.properties,
-        "user_traits": event.user_traits,
-        "user": person_json(person),
-    })
-}
-
 /// Sends new pending rows on their way: due ones to the stream, later ones to the
 /// delayed set.
 pub async fn dispatch(ctx: &Context, inserted: &[Inserted]) -> anyhow::Result<()> {
     let now: DateTime<Utc> = Utc::now();
     let mut ready = Vec::new();
     let mut later = Vec::new();
-    for n in inserted.iter().filter(|n| n.status == status::PENDING) {
+    for n in inserted
+        .iter()
+        .filter(|n| n.status == NotificationStatus::Pending)
+    {
         let job = Job::Deliver {
             notification_id: n.id,
         };

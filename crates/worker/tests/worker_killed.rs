@@ -4,8 +4,8 @@
 //! once), but never more often than the jobs the dead worker held.
 
 use herald_core::alert::{parse_alert, AlertLabels};
+use herald_core::status::NotificationStatus;
 use herald_queue::{Job, Queue, QueueName, Redis};
-use herald_store::notifications::status;
 use herald_store::people::{self, PersonPatch};
 use herald_store::testing::TestDb;
 use std::collections::HashMap;
@@ -122,7 +122,7 @@ async fn a_worker_killed_mid_delivery_leaves_nothing_stuck() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         let counts = statuses(&db).await;
-        if counts.get(status::SENT) == Some(&MEMBERS) {
+        if counts.get(NotificationStatus::Sent.as_str()) == Some(&MEMBERS) {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "stuck: {counts:?}");

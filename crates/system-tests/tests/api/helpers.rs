@@ -51,14 +51,19 @@ pub fn redis_url() -> String {
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn(false).await
+    spawn(false, config_dir()).await
 }
 
 pub async fn spawn_app_with_worker() -> TestApp {
-    spawn(true).await
+    spawn(true, config_dir()).await
 }
 
-async fn spawn(with_worker: bool) -> TestApp {
+/// The api alone, reading its config from `dir` (e.g. a [`config_copy_with`]).
+pub async fn spawn_app_with_config(dir: PathBuf) -> TestApp {
+    spawn(false, dir).await
+}
+
+async fn spawn(with_worker: bool, config_dir: PathBuf) -> TestApp {
     let db = TestDb::create().await.expect("test database");
     let prefix = format!("herald_test_{}:", uuid::Uuid::new_v4().simple());
     let provider = MockServer::start().await;
@@ -66,7 +71,7 @@ async fn spawn(with_worker: bool) -> TestApp {
         database_url: db.url.clone(),
         redis_url: redis_url(),
         redis_prefix: prefix.clone(),
-        config_dir: config_dir(),
+        config_dir,
         api_keys: vec![API_KEY.to_string()],
         allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
         db_pool_size: 4,
