@@ -336,12 +336,42 @@ mod tests {
             rule("{notification_type: D, event_type: alert, recipients: topic, channel: webhook, template: D}"),
         ]);
         let cases = [
-            ("pay", json!({"attempt": 1}), Severity::Standard, "conditional critical rule not met"),
-            ("pay", json!({"attempt": 3}), Severity::Critical, "conditional critical rule met"),
-            ("vip", json!({}), Severity::Standard, "depends on the stored person: not known yet"),
-            ("alert", json!({"severity": "CRITICAL"}), Severity::Critical, "the event's own severity"),
-            ("alert", json!({"severity": "standard"}), Severity::Standard, "standard alert"),
-            ("unknown", json!({"severity": "critical"}), Severity::Standard, "no rule: nothing to route"),
+            (
+                "pay",
+                json!({"attempt": 1}),
+                Severity::Standard,
+                "conditional critical rule not met",
+            ),
+            (
+                "pay",
+                json!({"attempt": 3}),
+                Severity::Critical,
+                "conditional critical rule met",
+            ),
+            (
+                "vip",
+                json!({}),
+                Severity::Standard,
+                "depends on the stored person: not known yet",
+            ),
+            (
+                "alert",
+                json!({"severity": "CRITICAL"}),
+                Severity::Critical,
+                "the event's own severity",
+            ),
+            (
+                "alert",
+                json!({"severity": "standard"}),
+                Severity::Standard,
+                "standard alert",
+            ),
+            (
+                "unknown",
+                json!({"severity": "critical"}),
+                Severity::Standard,
+                "no rule: nothing to route",
+            ),
         ];
         for (event_type, properties, want, why) in cases {
             let event = EventFacts {
