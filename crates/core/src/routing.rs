@@ -37,6 +37,10 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use uuid::Uuid;
 
+/// Recipients handled by one route job (contract §5.1: fan-out jobs of at most 500); a
+/// larger set continues in further jobs, paged by user id.
+pub const FAN_OUT_CHUNK: i64 = 500;
+
 /// The event being routed, as stored.
 #[derive(Debug, Clone, Copy)]
 pub struct EventFacts<'a> {

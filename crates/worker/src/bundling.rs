@@ -29,13 +29,12 @@
 use crate::context::Context;
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use herald_core::bundle::ranker::LogisticRanker;
 use herald_core::bundle::{
-    day_of, BundleState, BundlingConfig, FriendSignal, Pending, Ranker, TakeError, UnixSecs, DAY,
+    day_of, BundleState, FriendSignal, Pending, Ranker, TakeError, UnixSecs, DAY,
 };
 use herald_core::debounce::timezone;
 use herald_core::routing::PlannedNotification;
-use herald_core::rules::{BundleSpec, Rule};
+use herald_core::rules::Rule;
 use herald_core::status::NotificationStatus;
 use herald_queue::{FriendCounts, Job, QueueName};
 use herald_store::bundles::{self, BundleRow, DayCounts, FlushStep, Flushed};
@@ -43,28 +42,6 @@ use herald_store::events::EventRow;
 use herald_store::notifications::{self, Inserted, NewNotification};
 use herald_store::Conn;
 use uuid::Uuid;
-
-/// The ranker and its settings, loaded once at start.
-pub struct Bundler {
-    pub config: BundlingConfig,
-    ranker: Box<dyn Ranker + Send + Sync>,
-}
-
-impl Bundler {
-    /// Builds the ranker from the validated settings of `bundling.yml`, which the
-    /// config loader read with the other files (`Config::bundling`).
-    pub fn new(config: &BundlingConfig) -> Bundler {
-        let ranker = Box::new(LogisticRanker::new(config));
-        Bundler {
-            config: config.clone(),
-            ranker,
-        }
-    }
-
-    fn cap(&self, spec: &BundleSpec) -> u32 {
-        spec.max_per_day.unwrap_or(self.config.max_per_day)
-    }
-}
 
 /// Instants as local wall-clock seconds (what the state machine's days are made of).
 fn to_local(t: DateTime<Utc>, tz: Tz) -> UnixSecs {

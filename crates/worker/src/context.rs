@@ -58,7 +58,7 @@ pub struct Context {
     /// The per-job statements, batched across concurrent jobs.
     pub statements: crate::statements::Statements,
     /// Bundling's ranker and settings (`bundling.yml`, from `config.bundling`).
-    pub bundler: crate::bundling::Bundler,
+    pub bundler: crate::bundler::Bundler,
     /// This process's consumer name in the group; also its heartbeat key.
     pub worker_id: String,
 }
@@ -91,7 +91,7 @@ impl Context {
             settings.allowed_targets.clone(),
             settings.resolve_overrides.clone(),
         )?;
-        let bundler = crate::bundling::Bundler::new(&config.bundling);
+        let bundler = crate::bundler::Bundler::new(&config.bundling);
         let worker_id = format!(
             "{}-{}",
             std::process::id(),

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | [`context`] | what every job handler shares: config, pools, HTTP clients |
 //! | [`acks`] | acknowledging handled jobs in batches |
+//! | [`bundler`] | the bundling ranker and settings, built once from `bundling.yml` |
 //! | [`bundling`] | online bundles: items, ready instants, flushes under the cap |
 //! | [`conditions`] | answering a rule's conditions from the person's history |
 //! | [`consumer`] | the read loop: bounded concurrency, dispatch, acknowledgement |
@@ -17,6 +18,7 @@
 //! of workers may run, and any of them may die at any time.
 
 pub mod acks;
+pub mod bundler;
 pub mod bundling;
 pub mod conditions;
 pub mod consumer;

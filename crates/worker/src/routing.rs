@@ -16,6 +16,7 @@ use crate::context::Context;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use herald_core::queues::{queue_for, queue_for_stored};
+use herald_core::routing::FAN_OUT_CHUNK;
 use herald_core::routing::{self as plan, PlannedNotification, Recipient, Templating};
 use herald_core::rules::{Recipients, Rule};
 use herald_core::status::NotificationStatus;
@@ -27,9 +28,6 @@ use herald_store::people::{self, Person};
 use herald_store::Conn;
 use std::collections::HashSet;
 use uuid::Uuid;
-
-/// Recipients handled by one job (SPEC 5.1: fan-out jobs of at most 500).
-pub const FAN_OUT_CHUNK: i64 = 500;
 
 /// Handles a route job: the whole event (`rule` None) or one continuation page.
 pub async fn route(

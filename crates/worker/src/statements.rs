@@ -8,7 +8,7 @@
 //! while they wait on a batch; if the batches drew from the same pool, jobs holding
 //! every connection would wait forever on a batch that cannot get one.
 
-use crate::routing::FAN_OUT_CHUNK;
+use herald_core::routing::FAN_OUT_CHUNK;
 use herald_store::batch::{BatchError, Batcher, Options};
 use herald_store::events::{self, EventRow};
 use herald_store::notifications::{self, AttemptRecord, DeliveryRow, Inserted, NewNotification};
