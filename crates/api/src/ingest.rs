@@ -22,7 +22,6 @@
 //! data never fails another's.
 
 use crate::error::ApiError;
-use crate::state::AppState;
 use herald_core::event::NewEvent;
 use herald_core::queues::queue_for;
 use herald_core::rules::RuleSet;
@@ -124,13 +123,6 @@ impl Ingestor {
             ))),
         }
     }
-}
-
-pub async fn store_and_enqueue(
-    state: &AppState,
-    events: Vec<NewEvent>,
-) -> Result<Vec<Stored>, ApiError> {
-    state.ingestor.submit(events).await
 }
 
 /// The coalescing loop: gathers waiting requests into groups and starts writing a

@@ -10,7 +10,9 @@
 //! | [`severity`] | notification severity and a person's preference level |
 //! | [`status`] | a notification's status (`pending` … `suppressed`) |
 //! | [`queues`] | which queue work travels on: [`queues::queue_for`] |
-//! | [`preferences`] | whether a recipient gets a notification or a suppressed row |
+//! | [`preferences`] | whether a recipient gets a notification or a suppressed row; checking a level and channel switches |
+//! | [`person`] | the rules a person's fields follow (time zone, webhook address, topics) |
+//! | [`receipt`] | parsing provider receipts (SPEC 3.3) |
 //! | [`rules`] | notification rules from `rules.yml` and which ones an event triggers |
 //! | [`conditions`] | rule conditions: predicates, proximity, absence |
 //! | [`debounce`] | at most N per period, in the person's calendar |
@@ -36,10 +38,12 @@ pub mod envsubst;
 pub mod event;
 pub mod ids;
 pub mod payload;
+pub mod person;
 pub mod preferences;
+pub mod queues;
+pub mod receipt;
 pub mod retry;
 pub mod rules;
-pub mod queues;
 pub mod severity;
 pub mod signing;
 pub mod status;
