@@ -60,12 +60,3 @@ pub fn parse_body<T: for<'de> serde::Deserialize<'de>>(body: Value) -> Result<T,
         }],
     })
 }
-
-/// Reads a JSON body within the size limit and parses it into `T` (400 for bad JSON,
-/// 422 for a well-formed body with invalid fields).
-pub async fn read_body<T: for<'de> serde::Deserialize<'de>>(
-    req: &HttpRequest,
-    payload: web::Payload,
-) -> Result<T, ApiError> {
-    parse_body(read_json(req, payload).await?)
-}

@@ -1,17 +1,34 @@
-//! The one API error type. It owns the HTTP mapping: every error leaves as
-//! `{"error": {"code", "message", "details": [...]}}`; unexpected ones are logged in
-//! full and answered with an opaque 500.
+//! The one API error type. It owns the HTTP mapping: every error leaves as an
+//! [`ErrorBody`], `{"error": {"code", "message", "details": [...]}}`; unexpected ones
+//! are logged in full and answered with an opaque 500. The OpenAPI document describes
+//! errors with these same types, so the document and the wire cannot drift apart.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use herald_core::event::FieldError;
+use herald_core::preferences::PreferenceError;
 use herald_queue::QueueError;
 use herald_store::StoreError;
 use serde::Serialize;
-use serde_json::json;
+use utoipa::ToSchema;
+
+/// Every error: `{"error": {"code", "message", "details": [...]}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    error: ErrorInfo,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorInfo {
+    /// e.g. `invalid_request`, `not_found`, `unauthorized`, `payload_too_large`.
+    code: &'static str,
+    message: String,
+    /// For 422: one entry per invalid field.
+    details: Vec<Detail>,
+}
 
 /// One invalid field, for 422 details.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Detail {
     pub field: String,
     pub message: String,
@@ -119,8 +136,8 @@ impl ResponseError for ApiError {
             other => other.to_string(),
         };
         let details = match self {
-            ApiError::Invalid { details, .. } => json!(details),
-            _ => json!([]),
+            ApiError::Invalid { details, .. } => details.clone(),
+            _ => Vec::new(),
         };
         let mut resp = HttpResponse::build(self.status_code());
         if matches!(self, ApiError::Unavailable(_)) {
@@ -129,7 +146,13 @@ impl ResponseError for ApiError {
         if let ApiError::RateLimited { retry_after_s, .. } = self {
             resp.insert_header(("Retry-After", retry_after_s.to_string()));
         }
-        resp.json(json!({"error": {"code": self.code(), "message": message, "details": details}}))
+        resp.json(ErrorBody {
+            error: ErrorInfo {
+                code: self.code(),
+                message,
+                details,
+            },
+        })
     }
 }
 
@@ -141,6 +164,17 @@ impl From<StoreError> for ApiError {
             }
             StoreError::NotFound => ApiError::NotFound("not found".into()),
             StoreError::Query(q) => ApiError::Internal(anyhow::Error::new(q)),
+        }
+    }
+}
+
+/// A bad level is a 400 (seed 002's clients expect it); any other bad preference or
+/// person field a 422 naming it.
+impl From<PreferenceError> for ApiError {
+    fn from(e: PreferenceError) -> Self {
+        match e {
+            PreferenceError::Level(e) => ApiError::BadRequest(e.to_string()),
+            PreferenceError::Field(e) => ApiError::invalid_field(&e.field, e.message),
         }
     }
 }

@@ -23,7 +23,6 @@
 //! request's bad data never fails another's.
 
 use crate::error::ApiError;
-use crate::state::AppState;
 use herald_core::event::NewEvent;
 use herald_core::queues::queue_for;
 use herald_core::rules::{EventFacts, RuleSet};
@@ -101,13 +100,6 @@ fn api_error(e: BatchError) -> ApiError {
             ApiError::Internal(anyhow::anyhow!("storing events: {e}"))
         }
     }
-}
-
-pub async fn store_and_enqueue(
-    state: &AppState,
-    events: Vec<NewEvent>,
-) -> Result<Vec<Stored>, ApiError> {
-    state.ingestor.submit(events).await
 }
 
 /// Writes one group of requests (or, on a retry, one request alone) with one insert,

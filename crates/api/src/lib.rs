@@ -6,21 +6,25 @@
 //! | [`routes`] | one file per resource, mounted by `routes::configure` |
 //! | [`ingest`] | the commit-then-enqueue path shared by events and alerts |
 //! | [`body`] | reading JSON bodies within the size limit |
+//! | [`extract`] | extractors: validated JSON bodies, validated path ids, a database connection |
 //! | [`auth`] | bearer-key middleware |
-//! | [`error`] | the JSON error type and its HTTP mapping |
+//! | [`error`] | the JSON error type, its body and its HTTP mapping |
 //! | [`metrics`] | Prometheus counters |
 //! | [`openapi`] | the OpenAPI document of every route (`/openapi.json`) |
+//! | [`schema`] | OpenAPI schemas of the bodies core parses field by field |
 //! | [`rate_limit`] | the optional rate limit per API key (`HERALD_RATE_LIMIT_PER_S`) |
 //! | [`state`] | settings and shared state |
 
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod extract;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
+pub mod schema;
 pub mod state;
 
 use actix_web::body::MessageBody;

@@ -2,37 +2,17 @@
 //! Handlers carry `#[utoipa::path]` annotations (their doc comments become the
 //! descriptions) and are listed in [`ApiDoc`]; the `openapi` integration test fails
 //! when a route of `routes::ROUTES` is missing here, or documented but not served.
+//!
+//! The schemas are those of the types the handlers really read and write (their
+//! `*In` bodies and `*Out` answers, and [`crate::error::ErrorBody`] for every error),
+//! so the document cannot describe a shape the server does not produce. This module
+//! only reads the route modules; none of them reads it.
 
-use crate::routes::{
-    alerts, audit, events, health, inbox, notifications, ops, people, receipts, stream,
-    subscriptions, topics, ui,
-};
+use crate::error::{Detail, ErrorBody, ErrorInfo};
 use actix_web::HttpResponse;
-use serde::Serialize;
 use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
-
-/// Every error: `{"error": {"code", "message", "details": [...]}}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    error: ErrorInfo,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorInfo {
-    /// e.g. `invalid_request`, `not_found`, `unauthorized`, `payload_too_large`.
-    code: String,
-    message: String,
-    /// For 422: one entry per invalid field.
-    details: Vec<ErrorDetail>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    field: String,
-    message: String,
-}
+use utoipa::{Modify, OpenApi};
 
 struct BearerKey;
 
@@ -57,42 +37,42 @@ impl Modify for BearerKey {
             live stream also accepts `?access_token=<key>`."
     ),
     paths(
-        health::live,
-        health::ready,
-        health::metrics,
+        crate::routes::health::live,
+        crate::routes::health::ready,
+        crate::routes::health::metrics,
         openapi_json,
-        events::post_events,
-        events::get_event_stats,
-        alerts::post_alert,
-        alerts::post_alert_seed,
-        receipts::post_receipts,
-        people::put_preferences_seed,
-        people::put_user,
-        people::get_user,
-        people::delete_user,
-        people::get_preferences,
-        people::put_preferences,
-        subscriptions::list_subscriptions,
-        subscriptions::put_subscription,
-        inbox::list_inbox,
-        inbox::mark_read,
-        inbox::mark_all_read,
-        stream::stream,
-        topics::put_topic,
-        topics::list_members,
-        topics::put_members,
-        topics::put_member,
-        topics::delete_member,
-        notifications::list_notifications,
-        notifications::get_notification,
-        notifications::retry_notification,
-        ops::summary,
-        audit::get_audit,
-        ui::redirect,
-        ui::index,
-        ui::asset,
+        crate::routes::events::post_events,
+        crate::routes::events::get_event_stats,
+        crate::routes::alerts::post_alert,
+        crate::routes::alerts::post_alert_seed,
+        crate::routes::receipts::post_receipts,
+        crate::routes::people::put_preferences_seed,
+        crate::routes::people::put_user,
+        crate::routes::people::get_user,
+        crate::routes::people::delete_user,
+        crate::routes::people::get_preferences,
+        crate::routes::people::put_preferences,
+        crate::routes::subscriptions::list_subscriptions,
+        crate::routes::subscriptions::put_subscription,
+        crate::routes::inbox::list_inbox,
+        crate::routes::inbox::mark_read,
+        crate::routes::inbox::mark_all_read,
+        crate::routes::stream::stream,
+        crate::routes::topics::put_topic,
+        crate::routes::topics::list_members,
+        crate::routes::topics::put_members,
+        crate::routes::topics::put_member,
+        crate::routes::topics::delete_member,
+        crate::routes::notifications::list_notifications,
+        crate::routes::notifications::get_notification,
+        crate::routes::notifications::retry_notification,
+        crate::routes::ops::summary,
+        crate::routes::audit::get_audit,
+        crate::routes::ui::redirect,
+        crate::routes::ui::index,
+        crate::routes::ui::asset,
     ),
-    components(schemas(ErrorBody, ErrorInfo, ErrorDetail)),
+    components(schemas(ErrorBody, ErrorInfo, Detail)),
     modifiers(&BearerKey),
     security(("api_key" = [])),
     tags(
@@ -122,4 +102,54 @@ pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(body.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// Every `$ref` of `value`, recursively.
+    fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r);
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_schema_the_document_refers_to_is_in_it() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(!found.is_empty());
+        for r in found {
+            let name = r.trim_start_matches("#/components/schemas/");
+            assert!(
+                doc["components"]["schemas"][name].is_object(),
+                "{r} is referred to but not defined"
+            );
+        }
+    }
+
+    #[test]
+    fn the_bodies_core_parses_are_documented_with_their_fields() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+        let schemas = &doc["components"]["schemas"];
+        for (schema, field) in [
+            (&schemas["AlertIn"], "alert_uuid"),
+            (&schemas["EventsIn"]["items"], "event_timestamp"),
+            (&schemas["ReceiptsIn"]["items"], "notification_id"),
+            (&schemas["ErrorBody"]["properties"]["error"], "$ref"),
+        ] {
+            let has = schema["properties"].get(field).is_some() || schema.get(field).is_some();
+            assert!(has, "{field} missing from {schema}");
+        }
+    }
 }

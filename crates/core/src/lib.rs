@@ -10,7 +10,9 @@
 //! | [`severity`] | notification severity and a person's preference level |
 //! | [`status`] | a notification's status (`pending` … `suppressed`) |
 //! | [`queues`] | which queue work travels on: [`queues::queue_for`] |
-//! | [`preferences`] | whether a recipient gets a notification or a suppressed row |
+//! | [`preferences`] | whether a recipient gets a notification or a suppressed row; checking a level and channel switches |
+//! | [`person`] | the rules a person's fields follow (time zone, webhook address, topics) |
+//! | [`receipt`] | parsing provider receipts (SPEC 3.3) |
 //! | [`routing`] | the plan of one rule's notifications: status, reason, severity, queue, due time, text; debounce |
 //! | [`rules`] | notification rules from `rules.yml` and which ones an event triggers |
 //! | [`conditions`] | rule conditions: predicates, proximity, absence |
@@ -39,8 +41,10 @@ pub mod envsubst;
 pub mod event;
 pub mod ids;
 pub mod payload;
+pub mod person;
 pub mod preferences;
 pub mod queues;
+pub mod receipt;
 pub mod retry;
 pub mod routing;
 pub mod rules;

@@ -15,32 +15,14 @@ use diesel_async::RunQueryDsl;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ReceiptKind {
-    Delivered,
-    Opened,
-    Bounced,
+pub use herald_core::receipt::{Receipt, ReceiptKind};
+
+/// The UPDATE that applies one kind of receipt (the kind itself is core's).
+trait Sql {
+    fn sql(self) -> &'static str;
 }
 
-impl ReceiptKind {
-    pub const ALL: [ReceiptKind; 3] = [
-        ReceiptKind::Delivered,
-        ReceiptKind::Opened,
-        ReceiptKind::Bounced,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReceiptKind::Delivered => "delivered",
-            ReceiptKind::Opened => "opened",
-            ReceiptKind::Bounced => "bounced",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ReceiptKind> {
-        ReceiptKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
+impl Sql for ReceiptKind {
     fn sql(self) -> &'static str {
         match self {
             ReceiptKind::Delivered => {
@@ -63,14 +45,6 @@ impl ReceiptKind {
             }
         }
     }
-}
-
-/// One receipt of a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Receipt {
-    pub notification_id: Uuid,
-    pub kind: ReceiptKind,
-    pub at: DateTime<Utc>,
 }
 
 /// What a batch did.

@@ -1,31 +1,72 @@
 //! `POST /webhooks/alerts` and its seed-002 alias `POST /webhook/notifications`
 //! (SPEC 3.2).
 
-use crate::body::read_json;
-use crate::error::ApiError;
-use crate::ingest::store_and_enqueue;
-use crate::openapi::ErrorBody;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Db, FromJsonBody, ValidatedJson};
+use crate::schema::{self, Kind};
 use crate::state::AppState;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use chrono::Utc;
-use herald_core::alert::parse_alert;
+use herald_core::alert::{parse_alert, Alert};
 use herald_core::event::FieldError;
-use serde_json::json;
-use utoipa::ToSchema;
+use serde::Serialize;
+use serde_json::Value;
+use std::borrow::Cow;
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
+use uuid::Uuid;
 
-/// A shop alert (seed 002).
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documentation only: alerts are parsed field by field in core
-pub struct AlertIn {
-    /// Deduplicates: the same alert again is answered 200 with `duplicate: true`.
-    alert_uuid: uuid::Uuid,
-    /// An existing topic.
-    location: String,
-    /// A key of `alerts.labels` in rules.yml (default theft, suspicious, normal).
-    label: String,
-    url: String,
-    /// Epoch seconds.
-    time_spotted: f64,
+/// A shop alert (seed 002) as validated by `herald_core::alert::parse_alert`, which
+/// reports every bad field at once.
+#[derive(Debug)]
+pub struct AlertIn(pub Alert);
+
+impl FromJsonBody for AlertIn {
+    fn from_json(body: Value, state: &AppState) -> Result<Self, ApiError> {
+        parse_alert(&body, &state.config.alert_labels, Utc::now())
+            .map(AlertIn)
+            .map_err(|errors| ApiError::invalid_fields(&errors))
+    }
+}
+
+impl PartialSchema for AlertIn {
+    fn schema() -> RefOr<Schema> {
+        schema::object(
+            "A shop alert (seed 002).",
+            &[
+                (
+                    "alert_uuid",
+                    Kind::Uuid,
+                    true,
+                    "Deduplicates: the same alert again is answered 200 with `duplicate: true`.",
+                ),
+                ("location", Kind::String, true, "An existing topic."),
+                (
+                    "label",
+                    Kind::String,
+                    true,
+                    "A key of `alerts.labels` in rules.yml (default theft, suspicious, normal).",
+                ),
+                ("url", Kind::String, true, ""),
+                ("time_spotted", Kind::Number, true, "Epoch seconds."),
+            ],
+        )
+    }
+}
+
+impl ToSchema for AlertIn {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("AlertIn")
+    }
+}
+
+/// The stored alert's event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertAccepted {
+    event_id: Uuid,
+    /// Present (and true) when the `alert_uuid` was seen before: nothing new happens.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
 }
 
 /// Receive a shop alert: it is stored once per `alert_uuid` and fanned out to the
@@ -33,22 +74,18 @@ pub struct AlertIn {
 #[utoipa::path(post, path = "/webhooks/alerts", tag = "ingestion",
     request_body = AlertIn,
     responses(
-        (status = 202, description = "stored; fan-out follows", body = Object,
+        (status = 202, description = "stored; fan-out follows", body = AlertAccepted,
             example = json!({"event_id": "0193..."})),
-        (status = 200, description = "a duplicate alert_uuid: nothing new happens", body = Object,
+        (status = 200, description = "a duplicate alert_uuid: nothing new happens", body = AlertAccepted,
             example = json!({"event_id": "0193...", "duplicate": true})),
         (status = 400, description = "malformed JSON", body = ErrorBody),
         (status = 422, description = "invalid fields (unknown location or label...)", body = ErrorBody),
     ))]
 pub async fn post_alert(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
+    ValidatedJson(AlertIn(alert)): ValidatedJson<AlertIn>,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_json(&req, payload).await?;
-    let alert = parse_alert(&body, &state.config.alert_labels, Utc::now())
-        .map_err(|errors| ApiError::invalid_fields(&errors))?;
-    let mut conn = herald_store::pool::get(&state.pool).await?;
     if !herald_store::people::topic_exists(&mut conn, &alert.location).await? {
         let e = FieldError::invalid(
             "location",
@@ -60,16 +97,20 @@ pub async fn post_alert(
         return Err(ApiError::invalid_fields(&[e]));
     }
     drop(conn);
-    let stored = store_and_enqueue(&state, vec![alert.into_event()]).await?;
+    let stored = state.ingestor.submit(vec![alert.into_event()]).await?;
     let Some(s) = stored.first() else {
         return Err(ApiError::Internal(anyhow::anyhow!(
             "insert returned no row"
         )));
     };
+    let answer = AlertAccepted {
+        event_id: s.id,
+        duplicate: s.duplicate,
+    };
     Ok(if s.duplicate {
-        HttpResponse::Ok().json(json!({"event_id": s.id, "duplicate": true}))
+        HttpResponse::Ok().json(answer)
     } else {
-        HttpResponse::Accepted().json(json!({"event_id": s.id}))
+        HttpResponse::Accepted().json(answer)
     })
 }
 
@@ -77,14 +118,14 @@ pub async fn post_alert(
 #[utoipa::path(post, path = "/webhook/notifications", tag = "ingestion",
     request_body = AlertIn,
     responses(
-        (status = 202, description = "stored; fan-out follows", body = Object),
-        (status = 200, description = "a duplicate alert_uuid", body = Object),
+        (status = 202, description = "stored; fan-out follows", body = AlertAccepted),
+        (status = 200, description = "a duplicate alert_uuid", body = AlertAccepted),
         (status = 422, description = "invalid fields", body = ErrorBody),
     ))]
 pub async fn post_alert_seed(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
+    body: ValidatedJson<AlertIn>,
+    conn: Db,
 ) -> Result<HttpResponse, ApiError> {
-    post_alert(state, req, payload).await
+    post_alert(state, body, conn).await
 }

@@ -1,35 +1,100 @@
-//! `POST /api/v1/events` (SPEC 3.1).
+//! `POST /api/v1/events` (SPEC 3.1) and one event's notification counts.
 
-use crate::body::read_json;
-use crate::error::ApiError;
-use crate::ingest::store_and_enqueue;
-use crate::openapi::ErrorBody;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Db, FromJsonBody, PathEventId, ValidatedJson};
+use crate::schema::{self, Kind};
 use crate::state::AppState;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use chrono::Utc;
-use herald_core::event::{batch_items, parse_event, BatchError};
+use herald_core::event::{batch_items, parse_event, BatchError, NewEvent, MAX_BATCH_ITEMS};
 use serde::Serialize;
-use serde_json::{json, Value};
-use utoipa::ToSchema;
+use serde_json::Value;
+use std::borrow::Cow;
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
+use uuid::Uuid;
 
-/// One event of a batch (SPEC 3.1).
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documentation only: events are parsed field by field in core
-pub struct EventIn {
-    /// `[A-Za-z0-9_.:-]{1,100}`
-    event_type: String,
-    /// RFC 3339, between 1970 and now + 24 h.
-    event_timestamp: String,
-    /// The person the event is about; unknown people are created.
-    user_id: Option<String>,
-    topic: Option<String>,
-    /// The client's idempotency key: seen before, the item is a duplicate.
-    event_id: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    properties: Option<Value>,
-    /// Merged into the person's traits.
-    #[schema(value_type = Option<Object>)]
-    user_traits: Option<Value>,
+/// A batch of events as validated by `herald_core::event::parse_event`: the valid
+/// ones, where each item went, and the rejected ones with the reason.
+#[derive(Debug)]
+pub struct EventsIn {
+    valid: Vec<NewEvent>,
+    /// Per item of the request: its index in `valid`, or None when rejected.
+    slot_of_item: Vec<Option<usize>>,
+    rejected: Vec<Rejected>,
+}
+
+impl FromJsonBody for EventsIn {
+    fn from_json(body: Value, _: &AppState) -> Result<Self, ApiError> {
+        let items = batch_items(&body).map_err(|e| match e {
+            BatchError::NotArrayOrObject => ApiError::BadRequest(e.to_string()),
+            BatchError::TooLarge(_) => ApiError::TooLarge(e.to_string()),
+        })?;
+        let now = Utc::now();
+        let mut batch = EventsIn {
+            valid: Vec::with_capacity(items.len()),
+            slot_of_item: vec![None; items.len()],
+            rejected: Vec::new(),
+        };
+        for (index, item) in items.iter().enumerate() {
+            match parse_event(item, now) {
+                Ok(event) => {
+                    batch.slot_of_item[index] = Some(batch.valid.len());
+                    batch.valid.push(event);
+                }
+                Err(e) => batch.rejected.push(Rejected::item(index, &e)),
+            }
+        }
+        Ok(batch)
+    }
+}
+
+impl PartialSchema for EventsIn {
+    fn schema() -> RefOr<Schema> {
+        let event = schema::object(
+            "One event (SPEC 3.1).",
+            &[
+                ("event_type", Kind::String, true, "`[A-Za-z0-9_.:-]{1,100}`"),
+                (
+                    "event_timestamp",
+                    Kind::String,
+                    true,
+                    "RFC 3339, between 1970 and now + 24 h.",
+                ),
+                (
+                    "user_id",
+                    Kind::String,
+                    false,
+                    "The person the event is about; unknown people are created.",
+                ),
+                ("topic", Kind::String, false, ""),
+                (
+                    "event_id",
+                    Kind::String,
+                    false,
+                    "The client's idempotency key: seen before, the item is a duplicate.",
+                ),
+                ("properties", Kind::Object, false, ""),
+                (
+                    "user_traits",
+                    Kind::Object,
+                    false,
+                    "Merged into the person's traits.",
+                ),
+            ],
+        );
+        schema::batch(
+            "Up to 1,000 events (a single event object is accepted too).",
+            event,
+            MAX_BATCH_ITEMS,
+        )
+    }
+}
+
+impl ToSchema for EventsIn {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("EventsIn")
+    }
 }
 
 /// The answer to a batch of events.
@@ -38,7 +103,7 @@ pub struct EventsAccepted {
     accepted: usize,
     duplicates: usize,
     /// Herald's id of each item: null if rejected, the original's if a duplicate.
-    event_ids: Vec<Option<uuid::Uuid>>,
+    event_ids: Vec<Option<Uuid>>,
     rejected: Vec<Rejected>,
 }
 
@@ -50,6 +115,17 @@ pub struct Rejected {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     pub error: String,
+}
+
+impl Rejected {
+    /// Item `index` refused for `error`.
+    pub fn item(index: usize, error: &herald_core::event::FieldError) -> Rejected {
+        Rejected {
+            index,
+            field: Some(error.field.clone()),
+            error: error.to_string(),
+        }
+    }
 }
 
 /// What became of one event's notifications.
@@ -72,7 +148,7 @@ pub struct EventStats {
 /// Accept a batch of events (or a single one): valid items are committed and routed,
 /// invalid ones are listed in `rejected` with the reason.
 #[utoipa::path(post, path = "/api/v1/events", tag = "ingestion",
-    request_body(content = Vec<EventIn>, description = "up to 1,000 events, or one event object"),
+    request_body(content = EventsIn, description = "up to 1,000 events, or one event object"),
     responses(
         (status = 202, description = "the valid items are committed", body = EventsAccepted),
         (status = 400, description = "malformed JSON, or neither an array nor an object", body = ErrorBody),
@@ -80,60 +156,38 @@ pub struct EventStats {
     ))]
 pub async fn post_events(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
+    ValidatedJson(batch): ValidatedJson<EventsIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_json(&req, payload).await?;
-    let items = batch_items(&body).map_err(|e| match e {
-        BatchError::NotArrayOrObject => ApiError::BadRequest(e.to_string()),
-        BatchError::TooLarge(_) => ApiError::TooLarge(e.to_string()),
-    })?;
-    let now = Utc::now();
-    let mut valid = Vec::with_capacity(items.len());
-    let mut slot_of_item = vec![None; items.len()];
-    let mut rejected = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match parse_event(item, now) {
-            Ok(event) => {
-                slot_of_item[i] = Some(valid.len());
-                valid.push(event);
-            }
-            Err(e) => rejected.push(json!({"index": i, "field": e.field, "error": e.to_string()})),
-        }
-    }
-    let stored = store_and_enqueue(&state, valid).await?;
-    let event_ids: Vec<Value> = slot_of_item
+    let stored = state.ingestor.submit(batch.valid).await?;
+    let event_ids = batch
+        .slot_of_item
         .iter()
-        .map(|slot| slot.map_or(Value::Null, |s| json!(stored[s].id)))
+        .map(|slot| slot.map(|s| stored[s].id))
         .collect();
     let duplicates = stored.iter().filter(|s| s.duplicate).count();
-    Ok(HttpResponse::Accepted().json(json!({
-        "accepted": stored.len() - duplicates,
-        "duplicates": duplicates,
-        "event_ids": event_ids,
-        "rejected": rejected,
-    })))
+    Ok(HttpResponse::Accepted().json(EventsAccepted {
+        accepted: stored.len() - duplicates,
+        duplicates,
+        event_ids,
+        rejected: batch.rejected,
+    }))
 }
 
 /// Counts of one event's notifications: recipients, sent, delivered, opened, failed,
 /// suppressed, pending.
 #[utoipa::path(get, path = "/api/v1/events/{event_id}/stats", tag = "ingestion",
-    params(("event_id" = uuid::Uuid, Path, description = "Herald's event id")),
+    params(("event_id" = Uuid, Path, description = "Herald's event id")),
     responses(
         (status = 200, description = "the counts", body = EventStats),
         (status = 404, description = "unknown event", body = ErrorBody),
     ))]
 pub async fn get_event_stats(
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    PathEventId(event_id): PathEventId,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
-    let raw = path.into_inner();
-    let unknown = || ApiError::NotFound(format!("unknown event {raw:?}"));
-    let event_id = uuid::Uuid::parse_str(&raw).map_err(|_| unknown())?;
-    let mut conn = herald_store::pool::get(&state.pool).await?;
     let s = herald_store::stats::event_stats(&mut conn, event_id)
         .await?
-        .ok_or_else(unknown)?;
+        .ok_or_else(|| ApiError::NotFound(format!("unknown event {:?}", event_id.to_string())))?;
     Ok(HttpResponse::Ok().json(EventStats {
         recipients: s.recipients,
         sent: s.sent,

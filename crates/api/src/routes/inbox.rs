@@ -2,8 +2,8 @@
 //! channel except suppressed and private ones, newest first, with read marks.
 
 use super::people::require_user;
-use crate::error::ApiError;
-use crate::openapi::ErrorBody;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Db, PathNotificationId, PathUserId};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -83,11 +83,10 @@ pub struct Marked {
         (status = 404, description = "unknown person", body = ErrorBody),
     ))]
 pub async fn list_inbox(
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    PathUserId(user_id): PathUserId,
     query: web::Query<InboxQuery>,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = path.into_inner();
     let q = query.into_inner();
     let limit = match q.limit {
         None => 50,
@@ -98,7 +97,6 @@ pub async fn list_inbox(
             )))
         }
     };
-    let mut conn = herald_store::pool::get(&state.pool).await?;
     require_user(&mut conn, &user_id).await?;
     // One more than asked tells whether another page follows.
     let mut rows = inbox::page(&mut conn, &user_id, q.unread, q.cursor, limit + 1).await?;
@@ -122,19 +120,18 @@ pub async fn list_inbox(
     ))]
 pub async fn mark_read(
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
+    PathUserId(user_id): PathUserId,
+    PathNotificationId(id): PathNotificationId,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
-    let (user_id, raw) = path.into_inner();
-    let not_theirs = || {
-        ApiError::NotFound(format!(
-            "no notification {raw:?} in the inbox of {user_id:?}"
-        ))
-    };
-    let id = Uuid::parse_str(&raw).map_err(|_| not_theirs())?;
-    let mut conn = herald_store::pool::get(&state.pool).await?;
     let item = inbox::mark_read(&mut conn, &user_id, id)
         .await?
-        .ok_or_else(not_theirs)?;
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no notification {:?} in the inbox of {user_id:?}",
+                id.to_string()
+            ))
+        })?;
     drop(conn);
     state.changes.announce(&[&user_id]);
     Ok(HttpResponse::Ok().json(InboxItem::from(item)))
@@ -149,10 +146,9 @@ pub async fn mark_read(
     ))]
 pub async fn mark_all_read(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    PathUserId(user_id): PathUserId,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = path.into_inner();
-    let mut conn = herald_store::pool::get(&state.pool).await?;
     require_user(&mut conn, &user_id).await?;
     let marked = inbox::mark_all_read(&mut conn, &user_id).await?;
     drop(conn);

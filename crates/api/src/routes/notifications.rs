@@ -1,41 +1,56 @@
 //! Notifications as operators inspect them: one with its delivery attempts, and
 //! lists filtered by status (the dead letters are `status=failed`), event or person.
 
-use crate::error::ApiError;
-use crate::openapi::ErrorBody;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Db, PathNotificationId};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use herald_queue::Job;
-use herald_store::notifications::{self, ListFilter, Retry};
+use herald_store::notifications::{self, AttemptRow, ListFilter, NotificationRow, Retry};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(format!("no notification {raw:?}")))
+/// A notification as stored, with its delivery attempts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationOut {
+    /// The notification's columns, `attempts` (a count) among them.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    notification: NotificationRow,
+    /// Every delivery attempt, oldest first.
+    #[schema(value_type = Vec<Object>)]
+    delivery_attempts: Vec<AttemptRow>,
+}
+
+/// A page of notifications.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationsPage {
+    #[schema(value_type = Vec<Object>)]
+    items: Vec<NotificationRow>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    next_cursor: Option<Uuid>,
 }
 
 /// A notification with its attempt count and every delivery attempt.
 #[utoipa::path(get, path = "/api/v1/notifications/{id}", tag = "notifications",
     params(("id" = Uuid, Path)),
     responses(
-        (status = 200, description = "the notification, with `attempts` (a count) and `delivery_attempts` (the rows)", body = Object),
+        (status = 200, description = "the notification, with `attempts` (a count) and `delivery_attempts` (the rows)", body = NotificationOut),
         (status = 404, description = "unknown notification", body = ErrorBody),
     ))]
 pub async fn get_notification(
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    PathNotificationId(id): PathNotificationId,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
-    let mut conn = herald_store::pool::get(&state.pool).await?;
-    let n = notifications::find(&mut conn, id)
+    let notification = notifications::find(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no notification {id}")))?;
-    let attempts = notifications::attempts_of(&mut conn, id).await?;
-    let mut body = serde_json::to_value(&n).map_err(anyhow::Error::from)?;
-    body["delivery_attempts"] = json!(attempts);
-    Ok(HttpResponse::Ok().json(body))
+    let delivery_attempts = notifications::attempts_of(&mut conn, id).await?;
+    Ok(HttpResponse::Ok().json(NotificationOut {
+        notification,
+        delivery_attempts,
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -58,12 +73,12 @@ const STATUSES: [&str; 5] = ["pending", "bundled", "sent", "failed", "suppressed
 #[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications",
     params(ListQuery),
     responses(
-        (status = 200, description = "`{\"items\": [...], \"next_cursor\": ...}`", body = Object),
+        (status = 200, description = "one page, newest first", body = NotificationsPage),
         (status = 400, description = "an unknown status or a malformed parameter", body = ErrorBody),
     ))]
 pub async fn list_notifications(
-    state: web::Data<AppState>,
     query: web::Query<ListQuery>,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     if let Some(s) = &q.status {
@@ -82,12 +97,11 @@ pub async fn list_notifications(
         before: q.cursor,
         limit,
     };
-    let mut conn = herald_store::pool::get(&state.pool).await?;
     let items = notifications::list(&mut conn, &filter).await?;
-    let next = (items.len() as i64 == limit)
+    let next_cursor = (items.len() as i64 == limit)
         .then(|| items.last().map(|n| n.id))
         .flatten();
-    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
+    Ok(HttpResponse::Ok().json(NotificationsPage { items, next_cursor }))
 }
 
 /// A notification put back on the queue.
@@ -109,10 +123,9 @@ pub struct Requeued {
     ))]
 pub async fn retry_notification(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    PathNotificationId(id): PathNotificationId,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
-    let mut conn = herald_store::pool::get(&state.pool).await?;
     let (severity, user_id) = match notifications::retry(&mut conn, id).await? {
         Retry::Requeued { severity, user_id } => (severity, user_id),
         Retry::NotFailed { status } => {

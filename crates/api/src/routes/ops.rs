@@ -1,8 +1,8 @@
 //! `GET /api/v1/ops/summary`: what an operator looks at first. Queue depths and live
 //! workers come from Redis; when it is down they are null and `redis` says so.
 
-use crate::error::ApiError;
-use crate::openapi::ErrorBody;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::Db;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
@@ -40,8 +40,7 @@ pub struct OpsSummary {
         (status = 200, description = "the overview", body = OpsSummary),
         (status = 503, description = "the database is unavailable", body = ErrorBody),
     ))]
-pub async fn summary(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let mut conn = herald_store::pool::get(&state.pool).await?;
+pub async fn summary(state: web::Data<AppState>, mut conn: Db) -> Result<HttpResponse, ApiError> {
     let mut by_status: BTreeMap<String, i64> =
         ["pending", "bundled", "sent", "failed", "suppressed"]
             .into_iter()

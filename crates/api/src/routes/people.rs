@@ -1,21 +1,23 @@
 //! People and their preferences (SPEC 4): `PUT/GET /api/v1/users/{id}`,
 //! `GET/PUT /api/v1/users/{id}/preferences` and seed 002's `PUT /preferences`.
+//!
+//! The bodies are deserialized into the `*In` types below (serde refuses unknown
+//! fields and wrong JSON types, naming them); the rules their values follow are
+//! `herald_core::person`'s and `herald_core::preferences`'. A level is stored and
+//! answered lowercase whatever case it was sent in.
 
-use crate::body::{parse_body, read_json};
-use crate::error::ApiError;
-use crate::openapi::ErrorBody;
+use crate::body::parse_body;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{unknown_user, Db, FromJsonBody, NewUserId, PathUserId, ValidatedJson};
 use crate::state::AppState;
-use actix_web::{web, HttpRequest, HttpResponse};
-use herald_core::ids::validate_id;
-use herald_core::severity::Level;
-use herald_core::targets::check_webhook_url;
-use herald_store::people::{self, PersonPatch};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use actix_web::HttpResponse;
+use chrono::{DateTime, Utc};
+use herald_core::person::{check_person, PersonFields, PersonRules};
+use herald_core::preferences::{check_preferences, parse_level};
+use herald_store::people::{self, Person, PersonPatch};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
-
-/// The most topics one `PUT` may set.
-const MAX_TOPICS: usize = 1000;
 
 /// A person's fields; those given are merged into the stored person.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -40,8 +42,43 @@ pub struct UserIn {
     topics: Option<Vec<String>>,
 }
 
+impl FromJsonBody for UserIn {
+    fn from_json(body: Value, state: &AppState) -> Result<Self, ApiError> {
+        let mut input: UserIn = parse_body(body)?;
+        let fields = PersonFields {
+            level: input.level.as_deref(),
+            timezone: input.timezone.as_deref(),
+            webhook_url: input.webhook_url.as_deref(),
+            topics: input.topics.as_deref(),
+            channels: input.channels.as_ref(),
+        };
+        let rules = PersonRules {
+            channels: &state.config.channels,
+            allowed_targets: &state.allowed_targets,
+        };
+        let checked = check_person(&fields, &rules)?;
+        input.level = checked.level.map(|l| l.as_str().to_string());
+        Ok(input)
+    }
+}
+
+impl From<UserIn> for PersonPatch {
+    fn from(input: UserIn) -> Self {
+        PersonPatch {
+            email: input.email,
+            phone: input.phone,
+            timezone: input.timezone,
+            traits: input.traits.map(Value::Object),
+            level: input.level,
+            channels: input.channels.map(Value::Object),
+            webhook_url: input.webhook_url,
+            topics: input.topics,
+        }
+    }
+}
+
 /// A person as stored, with their topics.
-#[derive(Debug, serde::Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserOut {
     user_id: String,
     email: Option<String>,
@@ -49,40 +86,32 @@ pub struct UserOut {
     timezone: String,
     #[schema(value_type = Object)]
     traits: Value,
+    /// `standard` or `critical`.
     level: String,
     #[schema(value_type = Object)]
     channels: Value,
     webhook_url: Option<String>,
+    /// When the webhook answered 410 Gone (deliveries to it stopped); a new
+    /// `webhook_url` clears it.
+    webhook_disabled_at: Option<DateTime<Utc>>,
     topics: Vec<String>,
 }
 
-/// A 422 unless `id` is a valid identifier (at most 128 characters, no control
-/// characters).
-pub(crate) fn path_id(field: &str, id: &str) -> Result<(), ApiError> {
-    validate_id(field, id).map_err(|e| ApiError::invalid_fields(&[e]))
-}
-
-fn parse_level(raw: &str) -> Result<Level, ApiError> {
-    raw.parse::<Level>()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))
-}
-
-fn check_channels(state: &AppState, channels: &Map<String, Value>) -> Result<(), ApiError> {
-    for (name, on) in channels {
-        if state.config.channels.get(name).is_none() {
-            return Err(ApiError::invalid_field(
-                "channels",
-                format!("unknown channel {name:?}"),
-            ));
-        }
-        if !on.is_boolean() {
-            return Err(ApiError::invalid_field(
-                "channels",
-                format!("{name} must be true or false"),
-            ));
+impl UserOut {
+    fn new(person: Person, topics: Vec<String>) -> UserOut {
+        UserOut {
+            user_id: person.user_id,
+            email: person.email,
+            phone: person.phone,
+            timezone: person.timezone,
+            traits: person.traits,
+            level: person.level,
+            channels: person.channels,
+            webhook_url: person.webhook_url,
+            webhook_disabled_at: person.webhook_disabled_at,
+            topics,
         }
     }
-    Ok(())
 }
 
 /// Create or update a person: fields given are merged, `topics` replaces memberships.
@@ -96,51 +125,12 @@ fn check_channels(state: &AppState, channels: &Map<String, Value>) -> Result<(),
         (status = 422, description = "invalid fields, named in the error", body = ErrorBody),
     ))]
 pub async fn put_user(
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    req: HttpRequest,
-    payload: web::Payload,
+    NewUserId(user_id): NewUserId,
+    ValidatedJson(input): ValidatedJson<UserIn>,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = path.into_inner();
-    path_id("user_id", &user_id)?;
-    let input: UserIn = parse_body(read_json(&req, payload).await?)?;
-    let level = input.level.as_deref().map(parse_level).transpose()?;
-    if let Some(tz) = &input.timezone {
-        tz.parse::<chrono_tz::Tz>().map_err(|_| {
-            ApiError::invalid_field(
-                "timezone",
-                format!("{tz:?} is not an IANA time zone such as Europe/Paris"),
-            )
-        })?;
-    }
-    if let Some(url) = input.webhook_url.as_deref().filter(|u| !u.is_empty()) {
-        check_webhook_url(url, &state.allowed_targets)
-            .map_err(|e| ApiError::invalid_field("webhook_url", e.to_string()))?;
-    }
-    if let Some(topics) = &input.topics {
-        if topics.len() > MAX_TOPICS {
-            return Err(ApiError::invalid_field("topics", "at most 1000 topics"));
-        }
-        for t in topics {
-            validate_id("topics", t).map_err(|e| ApiError::invalid_fields(&[e]))?;
-        }
-    }
-    if let Some(channels) = &input.channels {
-        check_channels(&state, channels)?;
-    }
-    let patch = PersonPatch {
-        email: input.email,
-        phone: input.phone,
-        timezone: input.timezone,
-        traits: input.traits.map(Value::Object),
-        level: level.map(|l| l.as_str().to_string()),
-        channels: input.channels.map(Value::Object),
-        webhook_url: input.webhook_url,
-        topics: input.topics,
-    };
-    let mut conn = herald_store::pool::get(&state.pool).await?;
-    let created = people::upsert(&mut conn, &user_id, &patch).await?;
-    let body = user_json(&mut conn, &user_id).await?;
+    let created = people::upsert(&mut conn, &user_id, &input.into()).await?;
+    let body = load_user(&mut conn, &user_id).await?;
     Ok(if created {
         HttpResponse::Created()
     } else {
@@ -157,22 +147,18 @@ pub async fn put_user(
         (status = 404, description = "unknown person", body = ErrorBody),
     ))]
 pub async fn get_user(
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    PathUserId(user_id): PathUserId,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = path.into_inner();
-    let mut conn = herald_store::pool::get(&state.pool).await?;
-    Ok(HttpResponse::Ok().json(user_json(&mut conn, &user_id).await?))
+    Ok(HttpResponse::Ok().json(load_user(&mut conn, &user_id).await?))
 }
 
-async fn user_json(conn: &mut herald_store::Conn, user_id: &str) -> Result<Value, ApiError> {
+async fn load_user(conn: &mut herald_store::Conn, user_id: &str) -> Result<UserOut, ApiError> {
     let person = people::find(conn, user_id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("unknown user {user_id:?}")))?;
+        .ok_or_else(|| unknown_user(user_id))?;
     let topics = people::topics_of(conn, user_id).await?;
-    let mut body = serde_json::to_value(&person).map_err(anyhow::Error::from)?;
-    body["topics"] = json!(topics);
-    Ok(body)
+    Ok(UserOut::new(person, topics))
 }
 
 /// Seed 002's preference body.
@@ -184,51 +170,82 @@ pub struct LevelIn {
     level: String,
 }
 
+impl FromJsonBody for LevelIn {
+    fn from_json(body: Value, _: &AppState) -> Result<Self, ApiError> {
+        let mut input: LevelIn = parse_body(body)?;
+        let level = parse_level(&input.level).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        input.level = level.as_str().to_string();
+        Ok(input)
+    }
+}
+
+/// The level now in force for a person (seed 002).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LevelOut {
+    user_id: String,
+    /// `standard` or `critical`, lowercase.
+    level: String,
+}
+
 /// Seed 002's preference route: set a person's level (CRITICAL or STANDARD).
 #[utoipa::path(put, path = "/preferences", tag = "people",
     request_body = LevelIn,
     responses(
-        (status = 200, description = "the level now in force, lowercase", body = LevelIn),
+        (status = 200, description = "the level now in force, lowercase", body = LevelOut),
         (status = 400, description = "a level other than standard or critical", body = ErrorBody),
         (status = 404, description = "unknown person", body = ErrorBody),
     ))]
 pub async fn put_preferences_seed(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
+    ValidatedJson(input): ValidatedJson<LevelIn>,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
-    let input: LevelIn = parse_body(read_json(&req, payload).await?)?;
-    let level = parse_level(&input.level)?;
-    let mut conn = herald_store::pool::get(&state.pool).await?;
-    if !people::set_level(&mut conn, &input.user_id, level.as_str()).await? {
-        return Err(ApiError::NotFound(format!(
-            "unknown user {:?}",
-            input.user_id
-        )));
+    if !people::set_level(&mut conn, &input.user_id, &input.level).await? {
+        return Err(unknown_user(&input.user_id));
     }
-    Ok(HttpResponse::Ok().json(json!({"user_id": input.user_id, "level": level})))
+    Ok(HttpResponse::Ok().json(LevelOut {
+        user_id: input.user_id,
+        level: input.level,
+    }))
+}
+
+/// A person's preferences: their level and per-channel switches.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PreferencesOut {
+    /// `standard` or `critical`.
+    level: String,
+    /// e.g. `{"email": true, "sms": false}`; a channel not named is on.
+    #[schema(value_type = Object)]
+    channels: Value,
 }
 
 /// A person's level and per-channel switches.
 #[utoipa::path(get, path = "/api/v1/users/{user_id}/preferences", tag = "people",
     params(("user_id" = String, Path)),
     responses(
-        (status = 200, description = "level and channel switches", body = PreferencesIn),
+        (status = 200, description = "level and channel switches", body = PreferencesOut),
         (status = 404, description = "unknown person", body = ErrorBody),
     ))]
 pub async fn get_preferences(
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    PathUserId(user_id): PathUserId,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = path.into_inner();
-    let mut conn = herald_store::pool::get(&state.pool).await?;
-    let person = people::find(&mut conn, &user_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("unknown user {user_id:?}")))?;
-    Ok(HttpResponse::Ok().json(json!({"level": person.level, "channels": person.channels})))
+    Ok(HttpResponse::Ok().json(load_preferences(&mut conn, &user_id).await?))
 }
 
-/// A person's preferences: their level and per-channel switches.
+async fn load_preferences(
+    conn: &mut herald_store::Conn,
+    user_id: &str,
+) -> Result<PreferencesOut, ApiError> {
+    let person = people::find(conn, user_id)
+        .await?
+        .ok_or_else(|| unknown_user(user_id))?;
+    Ok(PreferencesOut {
+        level: person.level,
+        channels: person.channels,
+    })
+}
+
+/// A change of a person's preferences: their level and/or per-channel switches.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreferencesIn {
@@ -239,39 +256,44 @@ pub struct PreferencesIn {
     channels: Option<Map<String, Value>>,
 }
 
+impl FromJsonBody for PreferencesIn {
+    fn from_json(body: Value, state: &AppState) -> Result<Self, ApiError> {
+        let mut input: PreferencesIn = parse_body(body)?;
+        let change = check_preferences(
+            input.level.as_deref(),
+            input.channels.as_ref(),
+            &state.config.channels,
+        )?;
+        input.level = change.level.map(|l| l.as_str().to_string());
+        Ok(input)
+    }
+}
+
 /// Set a person's level and/or channel switches (merged).
 #[utoipa::path(put, path = "/api/v1/users/{user_id}/preferences", tag = "people",
     params(("user_id" = String, Path)),
     request_body = PreferencesIn,
     responses(
-        (status = 200, description = "the preferences now in force", body = PreferencesIn),
+        (status = 200, description = "the preferences now in force", body = PreferencesOut),
         (status = 400, description = "a bad level", body = ErrorBody),
         (status = 404, description = "unknown person", body = ErrorBody),
         (status = 422, description = "an unknown channel or a non-boolean switch", body = ErrorBody),
     ))]
 pub async fn put_preferences(
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    req: HttpRequest,
-    payload: web::Payload,
+    ValidatedJson(input): ValidatedJson<PreferencesIn>,
+    PathUserId(user_id): PathUserId,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = path.into_inner();
-    let input: PreferencesIn = parse_body(read_json(&req, payload).await?)?;
-    let level = input.level.as_deref().map(parse_level).transpose()?;
-    if let Some(channels) = &input.channels {
-        check_channels(&state, channels)?;
-    }
-    let mut conn = herald_store::pool::get(&state.pool).await?;
     if people::find(&mut conn, &user_id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("unknown user {user_id:?}")));
+        return Err(unknown_user(&user_id));
     }
     let patch = PersonPatch {
-        level: level.map(|l| l.as_str().to_string()),
+        level: input.level,
         channels: input.channels.map(Value::Object),
         ..Default::default()
     };
     people::upsert(&mut conn, &user_id, &patch).await?;
-    get_preferences(state, web::Path::from(user_id)).await
+    Ok(HttpResponse::Ok().json(load_preferences(&mut conn, &user_id).await?))
 }
 
 /// Delete a person with their memberships, subscriptions, notifications and delivery
@@ -283,21 +305,14 @@ pub async fn put_preferences(
         (status = 404, description = "unknown person", body = ErrorBody),
     ))]
 pub async fn delete_user(
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    PathUserId(user_id): PathUserId,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = path.into_inner();
-    let mut conn = herald_store::pool::get(&state.pool).await?;
     if people::delete(&mut conn, &user_id).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
-        Err(ApiError::NotFound(format!("unknown user {user_id:?}")))
+        Err(unknown_user(&user_id))
     }
-}
-
-/// The 404 for a person who does not exist.
-pub(crate) fn unknown_user(user_id: &str) -> ApiError {
-    ApiError::NotFound(format!("unknown user {user_id:?}"))
 }
 
 /// A 404 unless the person exists.

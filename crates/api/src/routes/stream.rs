@@ -16,8 +16,8 @@
 //!   share pooled ones). A client that disconnects drops the response body, which drops
 //!   the subscription and closes its connection.
 
-use crate::error::ApiError;
-use crate::openapi::ErrorBody;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{unknown_user, PathUserId};
 use crate::state::AppState;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -83,15 +83,11 @@ pub struct StreamQuery {
 pub async fn stream(
     state: web::Data<AppState>,
     req: HttpRequest,
-    path: web::Path<String>,
+    // An id no person can have (too long, control characters) names nobody: the
+    // extractor answers 404 before a Redis connection is opened.
+    PathUserId(user_id): PathUserId,
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = path.into_inner();
-    // An id no person can have (too long, control characters) names nobody: answer
-    // before opening a Redis connection or sending Postgres a string it cannot store.
-    if herald_core::ids::validate_id("user_id", &user_id).is_err() {
-        return Err(ApiError::NotFound(format!("no person {user_id:?}")));
-    }
     let header = req
         .headers()
         .get("last-event-id")
@@ -107,10 +103,12 @@ pub async fn stream(
             None
         }
     };
+    // The connection is taken here, not by an extractor: it is not held while the
+    // subscription waits on Redis.
     let mut conn = herald_store::pool::get(&state.pool).await?;
     let position = changes::position(&mut conn, &user_id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no person {user_id:?}")))?;
+        .ok_or_else(|| unknown_user(&user_id))?;
     drop(conn);
 
     let mut feed = Feed::new(state.get_ref().clone(), user_id, signals);

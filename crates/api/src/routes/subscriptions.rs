@@ -2,15 +2,17 @@
 //! suppresses every notification that event type triggers for the person; rules with
 //! `recipients: subscribers` reach only people with an enabled one.
 
-use super::people::{path_id, require_user, unknown_user};
-use crate::body::read_body;
-use crate::error::ApiError;
-use crate::openapi::ErrorBody;
+use super::people::require_user;
+use crate::body::parse_body;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{
+    unknown_user, Db, FromJsonBody, NewUserId, PathEventType, PathUserId, ValidatedJson,
+};
 use crate::state::AppState;
-use actix_web::{web, HttpRequest, HttpResponse};
-use herald_core::event::validate_event_type;
+use actix_web::HttpResponse;
 use herald_store::{subscriptions, StoreError};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 /// A subscription to an event type.
@@ -28,6 +30,12 @@ pub struct SubscriptionIn {
     enabled: bool,
 }
 
+impl FromJsonBody for SubscriptionIn {
+    fn from_json(body: Value, _: &AppState) -> Result<Self, ApiError> {
+        parse_body(body)
+    }
+}
+
 /// A person's subscriptions, by event type (event types never set are not listed).
 #[utoipa::path(get, path = "/api/v1/users/{user_id}/subscriptions", tag = "subscriptions",
     params(("user_id" = String, Path)),
@@ -36,11 +44,9 @@ pub struct SubscriptionIn {
         (status = 404, description = "unknown person", body = ErrorBody),
     ))]
 pub async fn list_subscriptions(
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    PathUserId(user_id): PathUserId,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = path.into_inner();
-    let mut conn = herald_store::pool::get(&state.pool).await?;
     require_user(&mut conn, &user_id).await?;
     let rows = subscriptions::list(&mut conn, &user_id).await?;
     let body: Vec<Subscription> = rows
@@ -64,16 +70,11 @@ pub async fn list_subscriptions(
         (status = 422, description = "an invalid event type or body", body = ErrorBody),
     ))]
 pub async fn put_subscription(
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-    req: HttpRequest,
-    payload: web::Payload,
+    NewUserId(user_id): NewUserId,
+    PathEventType(event_type): PathEventType,
+    ValidatedJson(input): ValidatedJson<SubscriptionIn>,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
-    let (user_id, event_type) = path.into_inner();
-    path_id("user_id", &user_id)?;
-    validate_event_type(&event_type).map_err(|e| ApiError::invalid_fields(&[e]))?;
-    let input: SubscriptionIn = read_body(&req, payload).await?;
-    let mut conn = herald_store::pool::get(&state.pool).await?;
     let created = match subscriptions::set(&mut conn, &user_id, &event_type, input.enabled).await {
         Ok(created) => created,
         Err(StoreError::NotFound) => return Err(unknown_user(&user_id)),

@@ -1,68 +1,72 @@
 //! Topics and memberships (SPEC 4). A shop location is a topic; its members receive
 //! its alerts.
 
-use crate::body::read_body;
-use crate::error::ApiError;
-use crate::openapi::ErrorBody;
+use crate::body::parse_body;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Db, FromJsonBody, NewTopic, ValidatedJson};
 use crate::state::AppState;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use herald_core::event::MAX_BATCH_ITEMS;
 use herald_core::ids::validate_id;
 use herald_store::people;
 use herald_store::StoreError;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-fn check(field: &str, id: &str) -> Result<(), ApiError> {
-    validate_id(field, id).map_err(|e| ApiError::invalid_fields(&[e]))
+/// A topic.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopicOut {
+    /// e.g. a shop location.
+    topic: String,
+}
+
+/// A person's membership of a topic.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Membership {
+    topic: String,
+    user_id: String,
 }
 
 /// Create a topic (201), or confirm it exists (200).
 #[utoipa::path(put, path = "/api/v1/topics/{topic}", tag = "topics",
     params(("topic" = String, Path, description = "e.g. a shop location")),
     responses(
-        (status = 201, description = "created", body = Object, example = json!({"topic": "Carrefour"})),
-        (status = 200, description = "already existed", body = Object),
+        (status = 201, description = "created", body = TopicOut, example = json!({"topic": "Carrefour"})),
+        (status = 200, description = "already existed", body = TopicOut),
         (status = 422, description = "an invalid topic name", body = ErrorBody),
     ))]
-pub async fn put_topic(
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let topic = path.into_inner();
-    check("topic", &topic)?;
-    let mut conn = herald_store::pool::get(&state.pool).await?;
+pub async fn put_topic(NewTopic(topic): NewTopic, mut conn: Db) -> Result<HttpResponse, ApiError> {
     let created = people::create_topic(&mut conn, &topic).await?;
     Ok(if created {
         HttpResponse::Created()
     } else {
         HttpResponse::Ok()
     }
-    .json(json!({"topic": topic})))
+    .json(TopicOut { topic }))
 }
 
 /// Add a person to a topic (201 when new, 200 when already a member).
 #[utoipa::path(put, path = "/api/v1/topics/{topic}/members/{user_id}", tag = "topics",
     params(("topic" = String, Path), ("user_id" = String, Path)),
     responses(
-        (status = 201, description = "added", body = Object),
-        (status = 200, description = "already a member", body = Object),
+        (status = 201, description = "added", body = Membership),
+        (status = 200, description = "already a member", body = Membership),
         (status = 404, description = "unknown topic or person", body = ErrorBody),
     ))]
 pub async fn put_member(
-    state: web::Data<AppState>,
     path: web::Path<(String, String)>,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
+    // Not checked as ids: an id no topic or person can have is simply not found.
     let (topic, user_id) = path.into_inner();
-    let mut conn = herald_store::pool::get(&state.pool).await?;
     match people::add_member(&mut conn, &topic, &user_id).await {
         Ok(created) => Ok(if created {
             HttpResponse::Created()
         } else {
             HttpResponse::Ok()
         }
-        .json(json!({"topic": topic, "user_id": user_id}))),
+        .json(Membership { topic, user_id })),
         Err(StoreError::NotFound) => Err(ApiError::NotFound(format!(
             "unknown topic {topic:?} or user {user_id:?}: create both first"
         ))),
@@ -78,11 +82,10 @@ pub async fn put_member(
         (status = 404, description = "not a member", body = ErrorBody),
     ))]
 pub async fn delete_member(
-    state: web::Data<AppState>,
     path: web::Path<(String, String)>,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
     let (topic, user_id) = path.into_inner();
-    let mut conn = herald_store::pool::get(&state.pool).await?;
     if people::remove_member(&mut conn, &topic, &user_id).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
@@ -117,21 +120,20 @@ pub struct MembersPage {
         (status = 404, description = "unknown topic", body = ErrorBody),
     ))]
 pub async fn list_members(
-    state: web::Data<AppState>,
     path: web::Path<String>,
     page: web::Query<Page>,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
     let topic = path.into_inner();
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
-    let mut conn = herald_store::pool::get(&state.pool).await?;
     if !people::topic_exists(&mut conn, &topic).await? {
         return Err(ApiError::NotFound(format!("unknown topic {topic:?}")));
     }
     let items = people::member_ids(&mut conn, &topic, page.cursor.as_deref(), limit).await?;
-    let next = (items.len() as i64 == limit)
+    let next_cursor = (items.len() as i64 == limit)
         .then(|| items.last().cloned())
         .flatten();
-    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
+    Ok(HttpResponse::Ok().json(MembersPage { items, next_cursor }))
 }
 
 /// Body of the bulk membership route.
@@ -140,6 +142,30 @@ pub async fn list_members(
 pub struct MembersIn {
     /// At most 1,000 ids; people who do not exist yet are created.
     user_ids: Vec<String>,
+}
+
+impl FromJsonBody for MembersIn {
+    /// At most [`MAX_BATCH_ITEMS`] ids (413 beyond), each a valid id (422 naming
+    /// every bad one by index).
+    fn from_json(body: Value, _: &AppState) -> Result<Self, ApiError> {
+        let input: MembersIn = parse_body(body)?;
+        if input.user_ids.len() > MAX_BATCH_ITEMS {
+            return Err(ApiError::TooLarge(format!(
+                "at most {MAX_BATCH_ITEMS} user_ids per request, this one has {}",
+                input.user_ids.len()
+            )));
+        }
+        let errors: Vec<_> = input
+            .user_ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| validate_id(&format!("user_ids[{i}]"), id).err())
+            .collect();
+        if !errors.is_empty() {
+            return Err(ApiError::invalid_fields(&errors));
+        }
+        Ok(input)
+    }
 }
 
 /// What a bulk membership change did.
@@ -166,33 +192,13 @@ pub struct MembersAdded {
         (status = 422, description = "an invalid id, named by index", body = ErrorBody),
     ))]
 pub async fn put_members(
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    req: HttpRequest,
-    payload: web::Payload,
+    NewTopic(topic): NewTopic,
+    ValidatedJson(input): ValidatedJson<MembersIn>,
+    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
-    let topic = path.into_inner();
-    check("topic", &topic)?;
-    let input: MembersIn = read_body(&req, payload).await?;
-    if input.user_ids.len() > MAX_BATCH_ITEMS {
-        return Err(ApiError::TooLarge(format!(
-            "at most {MAX_BATCH_ITEMS} user_ids per request, this one has {}",
-            input.user_ids.len()
-        )));
-    }
-    let errors: Vec<_> = input
-        .user_ids
-        .iter()
-        .enumerate()
-        .filter_map(|(i, id)| validate_id(&format!("user_ids[{i}]"), id).err())
-        .collect();
-    if !errors.is_empty() {
-        return Err(ApiError::invalid_fields(&errors));
-    }
     let mut ids = input.user_ids;
     ids.sort_unstable();
     ids.dedup();
-    let mut conn = herald_store::pool::get(&state.pool).await?;
     match people::add_members(&mut conn, &topic, &ids).await {
         Ok(done) => Ok(HttpResponse::Ok().json(MembersAdded {
             topic,

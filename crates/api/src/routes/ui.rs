@@ -116,7 +116,7 @@ pub async fn index(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     responses(
         (status = 200, description = "the file", body = String),
         (status = 304, description = "unchanged since the ETag sent"),
-        (status = 404, description = "no such file", body = crate::openapi::ErrorBody),
+        (status = 404, description = "no such file", body = crate::error::ErrorBody),
     ))]
 pub async fn asset(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     serve(&req, &path)

@@ -1,10 +1,10 @@
-//! Property tests (proptest) of the receipt parser of `POST /webhooks/receipts`
-//! (SPEC 3.3, issue 6): any item gets a receipt or an error naming a field, never a
-//! panic; what is accepted names a UUID, a known status and a time within bounds.
+//! Property tests (proptest) of `herald_core::receipt::parse_receipt`, the parser
+//! behind `POST /webhooks/receipts` (SPEC 3.3, issue 6): any item gets a receipt or
+//! an error naming a field, never a panic; what is accepted names a UUID, a known
+//! status and a time within bounds.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use herald_api::routes::receipts::parse_receipt;
-use herald_store::receipts::ReceiptKind;
+use herald_core::receipt::{parse_receipt, ReceiptKind};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
