@@ -194,7 +194,7 @@ mod tests {
                     webhook_url: Some("http://169.254.169.254/latest"),
                     ..Default::default()
                 },
-                "invalid field webhook_url: points at a loopback, private, link-local or metadata address (169.254.169.254), which is not allowed",
+                "invalid field webhook_url: must point at a globally reachable address: 169.254.169.254 is in 169.254.0.0/16 (Link Local, RFC 3927), not globally reachable",
             ),
             (
                 PersonFields {
