@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make chaos`: Herald's fault suite (SPEC 6 and 7, issue 6).
+"""`make chaos`: Herald's fault suite (contract §6 and 7, issue 6).
 
     python3 chaos/run.py [--no-build] [--release] [--events N] [--keep]
 

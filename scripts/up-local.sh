@@ -165,7 +165,7 @@ ensure_redis() {
     fi
     have redis-server || apt_install redis-server
     log "starting Redis on 127.0.0.1:$REDIS_PORT"
-    # No persistence: Herald rebuilds its queues from Postgres (SPEC 6). "-::1" binds
+    # No persistence: Herald rebuilds its queues from Postgres (contract §6). "-::1" binds
     # IPv6 loopback when the box has it, without failing when it does not (Redis 7).
     local args=(--daemonize yes --port "$REDIS_PORT" --save "" --appendonly no
         --logfile "$RUN_DIR/redis.log")

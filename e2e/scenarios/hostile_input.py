@@ -1,4 +1,4 @@
-"""Hostile input (SPEC 3 and 7, issue 6): bad input of any shape gets a clear 4xx with
+"""Hostile input (contract §3 and 7, issue 6): bad input of any shape gets a clear 4xx with
 a JSON error — never a 500, a dropped connection or a crash — and on batch routes a
 bad item is listed in `rejected` with its reason while its neighbours are accepted.
 

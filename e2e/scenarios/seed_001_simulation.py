@@ -1,4 +1,4 @@
-"""Seed 001, the delivery simulator (SPEC 9): 1,000 people, 5 broadcast messages, a
+"""Seed 001, the delivery simulator (contract §9): 1,000 people, 5 broadcast messages, a
 provider that loses 10% of messages and sees half of the delivered ones opened.
 
 `herald-sim simulate` registers the people, publishes the messages and reads back,

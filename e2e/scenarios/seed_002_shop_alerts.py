@@ -1,5 +1,5 @@
 """Seed 002, shop alerts: CRITICAL/STANDARD preferences, alert fan-out to a shop's
-members, dedupe on `alert_uuid`, and retried third-party delivery (SPEC 3.2, 4, 6).
+members, dedupe on `alert_uuid`, and retried third-party delivery (contract §3.2, 4, 6).
 
 The people and shops are the seed's own: `crit_user` (level CRITICAL) and `std_user`
 (STANDARD) follow Carrefour. Deliveries to them go to the healthy sink (the shipped
@@ -222,7 +222,7 @@ def duplicate_is_not_fanned_out(stack: Stack, alert: dict, event_id: str) -> Non
 
 
 def retried_then_failed(stack: Stack) -> None:
-    """5xx is retried with 3 s then 6 s backoff (±20%) up to 3 tries (SPEC 6)."""
+    """5xx is retried with 3 s then 6 s backoff (±20%) up to 3 tries (contract §6)."""
     join_member(stack, "flaky_user", "Auchan", webhook_url=stack.sink_url("fail500", "/hook"))
     event_id = post_alert(stack, new_alert("Auchan", "theft"))
     nid = the_notification(stack, event_id)["id"]
@@ -242,7 +242,7 @@ def retried_then_failed(stack: Stack) -> None:
     records = deliveries_of_notification(stack, "fail500", nid)
     check_eq(len(records), 3, "requests the 500 sink received for the notification")
     check_eq({r["path"] for r in records}, {"/hook"}, "path on the person's webhook_url")
-    # Receivers dedupe on webhook-id, so every retry must carry the same one (SPEC 6).
+    # Receivers dedupe on webhook-id, so every retry must carry the same one (contract §6).
     check_eq({r["headers"].get("webhook-id") for r in records}, {nid}, "webhook-id of the 3 tries")
     check_eq(deliveries_of_notification(stack, "healthy", nid), [],
              "deliveries that went to the provider instead of the person's webhook_url")
@@ -252,7 +252,7 @@ def retried_then_failed(stack: Stack) -> None:
 
 
 def rejected_without_retry(stack: Stack) -> None:
-    """A 4xx other than 429 is permanent: no retry (SPEC 6)."""
+    """A 4xx other than 429 is permanent: no retry (contract §6)."""
     join_member(stack, "rejecting_user", "Lidl", webhook_url=stack.sink_url("fail400", "/hook"))
     event_id = post_alert(stack, new_alert("Lidl", "theft"))
     nid = the_notification(stack, event_id)["id"]

@@ -1,4 +1,4 @@
-"""Seed 003, per-event subscriptions with an inbox and read marks (SPEC 4).
+"""Seed 003, per-event subscriptions with an inbox and read marks (contract §4).
 
 Two people subscribe to test-scenario events as in the seed (one follows creations and
 executions, the other executions and deletions); a test scenario is created, executed

@@ -1,5 +1,5 @@
 """Seed 004, the event-driven fintech rules: every curl of the seed's README, in order,
-then the audit trail it describes (SPEC 5.1, 4 "Audit").
+then the audit trail it describes (contract §5.1, 4 "Audit").
 
 WELCOME_EMAIL goes once per person ever, BANK_LINK_NUDGE_SMS when the bank is linked
 within 24 h of signing up, INSUFFICIENT_FUNDS_EMAIL at most once per calendar day,

@@ -1,4 +1,4 @@
-"""Signed deliveries (SPEC 5.2 and 6, issue 6): with a channel secret, Herald signs every
+"""Signed deliveries (contract §5.2 and 6, issue 6): with a channel secret, Herald signs every
 delivery per Standard Webhooks (`webhook-id` = notification_id, `webhook-timestamp`,
 `webhook-signature: v1,<base64 HMAC-SHA256>`), and a receiver verifying them — the
 sink with `--secret` — accepts Herald's deliveries and refuses a tampered one with 401.

@@ -1,5 +1,5 @@
 //! The config loader (`Config::from_sources`, what `herald-api check-config` and every
-//! process run at start, SPEC 5): four YAML texts → a validated `Config` or a list of
+//! process run at start, contract §5): four YAML texts → a validated `Config` or a list of
 //! errors naming file, item and field. Nothing may panic.
 //!
 //! The input holds up to four texts separated by `\n---8<---\n`: rules.yml,

@@ -1,6 +1,6 @@
-//! The JSON batch parser of `POST /api/v1/events` (SPEC 3.1): raw request bytes →
+//! The JSON batch parser of `POST /api/v1/events` (contract §3.1): raw request bytes →
 //! `serde_json::Value` (as `body::read_json` does) → `batch_items` → `parse_event`
-//! for every item, and the same body through the alert parser (SPEC 3.2). Nothing may
+//! for every item, and the same body through the alert parser (contract §3.2). Nothing may
 //! panic, and whatever is accepted must honour the contract; a broken invariant is a
 //! crash libFuzzer reports.
 #![no_main]

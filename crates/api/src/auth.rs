@@ -1,4 +1,4 @@
-//! Bearer-key authentication (SPEC 3). Keys are compared in constant time and never
+//! Bearer-key authentication (contract §3). Keys are compared in constant time and never
 //! logged. Health, metrics, the OpenAPI document and the console's static files are
 //! open; the SSE stream also accepts `?access_token=` because browsers' EventSource
 //! cannot send headers. With `HERALD_RATE_LIMIT_PER_S` set, each key's requests are

@@ -10,7 +10,7 @@
 //!
 //! The key itself never reaches Redis or a log: it is named by the first 16 hex digits
 //! of its SHA-256. When Redis is down or slow (over 250 ms), the limit fails open:
-//! ingestion must keep working without Redis (SPEC 3.1), and a rate limit is not worth
+//! ingestion must keep working without Redis (contract §3.1), and a rate limit is not worth
 //! refusing committed work for.
 
 use herald_queue::Counters;

@@ -1,4 +1,4 @@
-//! The offline subcommands (SPEC 8) behind `herald-worker bundle FILE` and
+//! The offline subcommands (contract §8) behind `herald-worker bundle FILE` and
 //! `herald-worker users FILE`: the first replays a komoot challenge file through the
 //! same bundling state machine and ranker the online worker uses, on a simulated
 //! clock; the second lists the receivers. They live here, beside the replay they
@@ -158,7 +158,7 @@ pub fn bundle(opts: &BundleOptions) -> anyhow::Result<i32> {
     let (mut bundles, delays) = replay(&data, &ranker);
     let replay_secs = t_replay.elapsed().as_secs_f64();
 
-    // Rows ordered by (notification_sent, receiver_id) as SPEC 8 fixes: rank the ids
+    // Rows ordered by (notification_sent, receiver_id) as contract §8 fixes: rank the ids
     // once, then sort on integers.
     let mut by_id: Vec<u32> = (0..data.people.len() as u32).collect();
     by_id.sort_unstable_by(|&a, &b| data.people[a as usize].cmp(&data.people[b as usize]));

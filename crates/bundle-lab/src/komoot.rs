@@ -9,7 +9,7 @@
 use herald_core::bundle::UnixSecs;
 use std::io;
 
-/// The output header (SPEC 8).
+/// The output header (contract §8).
 pub const OUTPUT_HEADER: [&str; 5] = [
     "notification_sent",
     "timestamp_first_tour",
@@ -597,7 +597,7 @@ fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&n[i..]);
 }
 
-/// Writes bundle rows as RFC 4180 CSV with the SPEC header. Rows go to an internal
+/// Writes bundle rows as RFC 4180 CSV with the contract §8 header. Rows go to an internal
 /// buffer that is handed to the writer in large chunks.
 pub struct BundleWriter<W: io::Write> {
     out: W,

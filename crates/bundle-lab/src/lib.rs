@@ -1,4 +1,4 @@
-//! The bundling lab (SPEC 8): everything bundling needs offline, apart from the
+//! The bundling lab (contract §8): everything bundling needs offline, apart from the
 //! online worker.
 //!
 //! The state machine and the ranker (`herald_core::bundle`) are what the worker runs

@@ -1,4 +1,4 @@
-//! Statistics of a replay (SPEC 8): delays, bundles per person-day, cap violations,
+//! Statistics of a replay (contract §8): delays, bundles per person-day, cap violations,
 //! and the comparison with the offline optimum.
 
 use crate::replay::BundleOut;

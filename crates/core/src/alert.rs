@@ -1,4 +1,4 @@
-//! Shop alerts (seed 002, SPEC 3.2). An alert is validated here and turned into an
+//! Shop alerts (seed 002, contract §3.2). An alert is validated here and turned into an
 //! ordinary event (`event_type: alert`, `topic` = the location) so it travels the same
 //! pipeline as everything else; the shipped SHOP_ALERT rule fans it out.
 

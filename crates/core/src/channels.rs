@@ -1,4 +1,4 @@
-//! Delivery channels (`config/channels.yml`, SPEC 5.2): where a notification is POSTed,
+//! Delivery channels (`config/channels.yml`, contract §5.2): where a notification is POSTed,
 //! how it is signed, how long a try may take and how tries are spaced.
 
 use crate::duration::serde_duration;

@@ -1,4 +1,4 @@
-//! The circuit breaker per destination host (SPEC 6). When a host keeps failing,
+//! The circuit breaker per destination host (contract §6). When a host keeps failing,
 //! hammering it helps nobody and burns every notification's attempts, so:
 //!
 //! * after [`CircuitPolicy::failures_to_open`] consecutive failures spread over at

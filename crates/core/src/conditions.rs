@@ -1,4 +1,4 @@
-//! Rule conditions (SPEC 5.1): predicates on the event and the person, proximity to
+//! Rule conditions (contract §5.1): predicates on the event and the person, proximity to
 //! other events, and absence of events.
 //!
 //! ```yaml

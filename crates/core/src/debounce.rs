@@ -1,4 +1,4 @@
-//! Debounce (SPEC 5.1): at most `limit` notifications of a type per person per
+//! Debounce (contract §5.1): at most `limit` notifications of a type per person per
 //! period. The count covers the person's non-suppressed notifications of that type
 //! whose *triggering event* lies in the window around this event's time:
 //!

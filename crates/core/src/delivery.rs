@@ -1,4 +1,4 @@
-//! Delivering one notification, decided (SPEC 6). The worker loads the facts, asks
+//! Delivering one notification, decided (contract §6). The worker loads the facts, asks
 //! this module for the next [`DeliveryStep`], executes it and, after an HTTP try,
 //! records what [`after_attempt`] says. Every decision lives here so that "why did
 //! this notification end up `failed`?" has one answer to read; the worker only does
@@ -287,7 +287,7 @@ pub fn after_attempt(
 }
 
 /// Classifies a try: a refused target fails at once, otherwise the status class
-/// decides (SPEC 6), capped at the channel's `max_attempts`.
+/// decides (contract §6), capped at the channel's `max_attempts`.
 pub fn outcome_of(http: &HttpTry, attempt: u32, max_attempts: u32) -> AttemptOutcome {
     if http.forbidden {
         return AttemptOutcome::PermanentFailure;

@@ -1,6 +1,6 @@
 //! `${VAR}` and `${VAR:-default}` in config files.
 //!
-//! SPEC 5.2 lets config values name environment variables so that one variable
+//! contract §5.2 lets config values name environment variables so that one variable
 //! (`HERALD_PROVIDER_URL`) redirects every shipped channel to a sink. The config
 //! loader runs [`substitute`] over the raw YAML text before parsing it. The lookup
 //! is injected (`|k| std::env::var(k).ok()` in production, a map in tests) so this

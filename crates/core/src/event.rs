@@ -1,4 +1,4 @@
-//! Ingested events (SPEC 3.1): parsing one JSON item into a [`NewEvent`], and a
+//! Ingested events (contract §3.1): parsing one JSON item into a [`NewEvent`], and a
 //! request body into a batch of per-item results.
 //!
 //! Parsing works on `serde_json::Value` rather than a derived struct so that every
@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-/// The most items one batch request may carry (SPEC 3: over it, 413).
+/// The most items one batch request may carry (contract §3: over it, 413).
 pub const MAX_BATCH_ITEMS: usize = 1_000;
 /// How far in the future an event timestamp may lie; clocks drift, but not by days.
 pub const MAX_FUTURE_SKEW_HOURS: i64 = 24;
@@ -54,7 +54,7 @@ pub fn batch_items(body: &Value) -> Result<&[Value], BatchError> {
     }
 }
 
-/// Validates one event item. `now` bounds the timestamp (SPEC 3: 1970 ..= now + 24 h).
+/// Validates one event item. `now` bounds the timestamp (contract §3: 1970 ..= now + 24 h).
 pub fn parse_event(item: &Value, now: DateTime<Utc>) -> Result<NewEvent, FieldError> {
     let obj = item
         .as_object()

@@ -1,5 +1,5 @@
 //! Identifier rules. People, topics and client event ids travel in URL paths and
-//! log lines, so they are bounded (128 characters, SPEC 3) and may not hold control
+//! log lines, so they are bounded (128 characters, contract §3) and may not hold control
 //! characters or `/`, which would make a path ambiguous.
 //!
 //! [`FieldError`], the error of every field validator, lives here rather than in

@@ -4,15 +4,15 @@
 //! | module | owns |
 //! |---|---|
 //! | [`ids`] | identifier rules shared by people, topics and events |
-//! | [`event`] | parsing and validating ingested events (SPEC 3.1) |
-//! | [`bundle`] | bundling chatty notifications: state machine, ranker, offline optimum (SPEC 8) |
-//! | [`alert`] | shop alerts and how they become events (SPEC 3.2) |
+//! | [`event`] | parsing and validating ingested events (contract §3.1) |
+//! | [`bundle`] | bundling chatty notifications: state machine, ranker, offline optimum (contract §8) |
+//! | [`alert`] | shop alerts and how they become events (contract §3.2) |
 //! | [`severity`] | notification severity and a person's preference level |
 //! | [`status`] | a notification's status (`pending` … `suppressed`) |
 //! | [`queues`] | which queue work travels on: [`queues::queue_for`] |
 //! | [`preferences`] | whether a recipient gets a notification or a suppressed row; checking a level and channel switches |
 //! | [`person`] | the rules a person's fields follow (time zone, webhook address, topics) |
-//! | [`receipt`] | parsing provider receipts (SPEC 3.3) |
+//! | [`receipt`] | parsing provider receipts (contract §3.3) |
 //! | [`routing`] | the plan of one rule's notifications: status, reason, severity, queue, due time, text; debounce |
 //! | [`rules`] | notification rules from `rules.yml` and which ones an event triggers |
 //! | [`conditions`] | rule conditions: predicates, proximity, absence |

@@ -1,4 +1,4 @@
-//! The JSON body every delivery POSTs (SPEC 5.2). Receivers dedupe on
+//! The JSON body every delivery POSTs (contract §5.2). Receivers dedupe on
 //! `notification_id`, which is also the `webhook-id` header.
 
 use crate::alert::ALERT_EVENT_TYPE;

@@ -1,4 +1,4 @@
-//! The rules a person's fields follow (SPEC 4), checked before `PUT
+//! The rules a person's fields follow (contract §4), checked before `PUT
 //! /api/v1/users/{id}` stores them: a level, an IANA time zone, a webhook address
 //! Herald may call, at most [`MAX_TOPICS`] valid topic names and per-channel switches
 //! naming configured channels.

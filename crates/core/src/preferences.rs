@@ -1,5 +1,5 @@
 //! Whether a person gets a notification or a `suppressed` row, and the reason a
-//! person can read (SPEC 4 and 5.1). Pure: the worker gathers the facts, this decides.
+//! person can read (contract §4 and 5.1). Pure: the worker gathers the facts, this decides.
 //!
 //! The preferences themselves are checked here too, before they are stored: a level
 //! ([`parse_level`]) and per-channel switches ([`check_channel_switches`]), so the

@@ -1,4 +1,4 @@
-//! Provider receipts (seed 001, SPEC 3.3): a provider reports what became of a
+//! Provider receipts (seed 001, contract §3.3): a provider reports what became of a
 //! delivery it accepted (`delivered`, `opened` or `bounced`).
 //!
 //! Like events and alerts, a receipt is parsed from the raw JSON item rather than a

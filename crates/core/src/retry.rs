@@ -1,6 +1,6 @@
 //! When to try a delivery again, and whether an attempt counts as done.
 //!
-//! SPEC 6 fixes the policy: a 2xx is a success; a network error, a timeout, a
+//! contract §6 fixes the policy: a 2xx is a success; a network error, a timeout, a
 //! 5xx, a 429 or a 408 is retried with exponential backoff until the channel's
 //! `max_attempts`; any other status fails at once. Retry `n` waits
 //! `min(initial × multiplier^(n−1), max)` with ±20% jitter, and a `Retry-After`
@@ -20,13 +20,13 @@ use backoff::backoff::Backoff;
 use backoff::ExponentialBackoffBuilder;
 use chrono::{DateTime, Utc};
 
-/// The jitter SPEC 5.2 asks for: each delay lies within ±20% of the nominal one.
+/// The jitter contract §5.2 asks for: each delay lies within ±20% of the nominal one.
 pub const JITTER: f64 = 0.2;
 
 /// The longest wait a `Retry-After` header may impose.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
-/// A channel's `backoff: {initial, multiplier, max}` (SPEC 5.2).
+/// A channel's `backoff: {initial, multiplier, max}` (contract §5.2).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackoffPolicy {
@@ -41,7 +41,7 @@ pub struct BackoffPolicy {
 }
 
 impl Default for BackoffPolicy {
-    /// `{initial: 3s, multiplier: 2, max: 1h}`, as in SPEC 5.2.
+    /// `{initial: 3s, multiplier: 2, max: 1h}`, as in contract §5.2.
     fn default() -> Self {
         Self {
             initial: Duration::from_secs(3),
@@ -162,7 +162,7 @@ pub enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
-    /// `"success"`, `"retry"` or `"permanent_failure"` (SPEC 2).
+    /// `"success"`, `"retry"` or `"permanent_failure"` (contract §2).
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Success => "success",

@@ -1,4 +1,4 @@
-//! Routing as a plan (SPEC 5.1): what notifications one rule makes for one page of
+//! Routing as a plan (contract §5.1): what notifications one rule makes for one page of
 //! recipients, decided here once and stored by the worker as it is.
 //!
 //! The worker gathers the facts (the event, the rule, the recipients with their
@@ -298,7 +298,7 @@ pub fn is_private(rule: &Rule, meta: &HashMap<String, TemplateMeta>) -> bool {
     meta.get(&rule.template).is_some_and(|m| m.private)
 }
 
-/// What templates see (SPEC 5.2): the event and the stored person.
+/// What templates see (contract §5.2): the event and the stored person.
 pub fn template_vars(event: &EventFacts<'_>, person: Option<&PersonFacts<'_>>) -> Value {
     json!({
         "event_id": event.id,

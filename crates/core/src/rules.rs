@@ -1,4 +1,4 @@
-//! Notification rules (`config/rules.yml`, SPEC 5.1): which event types produce which
+//! Notification rules (`config/rules.yml`, contract §5.1): which event types produce which
 //! notification, for whom, on which channel, rendered with which template.
 //!
 //! The rule type grows with the engine: fields are added here and validated in
@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// Who receives a rule's notification (SPEC 5.1, "Recipients").
+/// Who receives a rule's notification (contract §5.1, "Recipients").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Recipients {
@@ -97,7 +97,7 @@ pub struct Rule {
     pub debounce: Option<Debounce>,
     /// All must hold (an empty `All` always holds).
     pub conditions: Condition,
-    /// Bundling (SPEC 8): hold notifications in one pending bundle per person.
+    /// Bundling (contract §8): hold notifications in one pending bundle per person.
     pub bundle: Option<BundleSpec>,
 }
 

@@ -1,6 +1,6 @@
 //! Standard Webhooks signatures (<https://www.standardwebhooks.com>).
 //!
-//! SPEC 5.2: when a channel has a `secret`, every delivery carries `webhook-id`
+//! contract §5.2: when a channel has a `secret`, every delivery carries `webhook-id`
 //! (the notification id), `webhook-timestamp` (Unix seconds) and
 //! `webhook-signature: v1,<base64 HMAC-SHA256>` over `"{id}.{timestamp}.{body}"`.
 //! Following the published scheme rather than inventing one means receivers can

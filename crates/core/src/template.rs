@@ -1,6 +1,6 @@
 //! Notification subjects and texts, rendered with minijinja.
 //!
-//! `config/templates.yml` (SPEC 5.2) gives each notification type a `text` and an
+//! `config/templates.yml` (contract §5.2) gives each notification type a `text` and an
 //! optional `subject` with `{{ var }}` placeholders over the event:
 //! `properties.*`, `user_traits.*`, `user.*`, `event_type`, `event_timestamp`.
 //! Every template is compiled once at startup, so a syntax error (or an unknown

@@ -1,6 +1,6 @@
 //! Property tests (proptest) of the parsers that see untrusted input and of the rules
 //! evaluator (issue 6): whatever the JSON, they answer with a value or a named error,
-//! never a panic, and what they accept satisfies the contract of SPEC 3 and 5.1.
+//! never a panic, and what they accept satisfies the contract of contract §3 and 5.1.
 //!
 //! `PROPTEST_CASES=10000 cargo test -p herald-core --test properties` runs longer.
 
@@ -161,7 +161,7 @@ fn valid_event() -> impl Strategy<Value = (Value, String, DateTime<Utc>, Option<
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
-    /// Whatever the item, parse_event answers; what it accepts obeys SPEC 3.1.
+    /// Whatever the item, parse_event answers; what it accepts obeys contract §3.1.
     #[test]
     fn parse_event_never_panics_and_accepts_only_valid_events(item in prop_oneof![json_value(), event_like()]) {
         match parse_event(&item, now()) {
@@ -440,7 +440,7 @@ proptest! {
             prop_assert!(eq != neq, "EQ {eq} NEQ {neq}");
             prop_assert!(is_in != nin, "IN {is_in} NIN {nin}");
         } else {
-            // A condition on a missing path is false (SPEC 5.1).
+            // A condition on a missing path is false (contract §5.1).
             prop_assert!(!eq && !neq && !is_in && !nin);
         }
     }

@@ -1,5 +1,5 @@
 //! Property tests (proptest) of `herald_core::receipt::parse_receipt`, the parser
-//! behind `POST /webhooks/receipts` (SPEC 3.3, issue 6): any item gets a receipt or
+//! behind `POST /webhooks/receipts` (contract §3.3, issue 6): any item gets a receipt or
 //! an error naming a field, never a panic; what is accepted names a UUID, a known
 //! status and a time within bounds.
 

@@ -1,4 +1,4 @@
-//! Per-person daily friend counters for the bundling ranker (SPEC 8): how many tours
+//! Per-person daily friend counters for the bundling ranker (contract §8): how many tours
 //! each friend told a person on one (local) calendar day. The ranker's forecast of a
 //! person's further tours counts a friend's repeats for less than new friends
 //! (`herald_core::bundle::ranker::FriendModel`), so it needs these counts at every tour

@@ -1,4 +1,4 @@
-//! `herald-sim load`: the load generator behind `make bench` (issue 7, SPEC 11).
+//! `herald-sim load`: the load generator behind `make bench` (issue 7, contract §11).
 //!
 //! Each figure is its own subcommand, so a benchmark driver can run it several times
 //! and print the exact command next to the number. Every run prints a human summary on

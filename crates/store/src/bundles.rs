@@ -1,4 +1,4 @@
-//! Pending and sent bundles (SPEC 8). Every change to a bundle runs in a transaction
+//! Pending and sent bundles (contract §8). Every change to a bundle runs in a transaction
 //! that holds the person's advisory lock (`history::lock_people`), so the daily cap
 //! holds under any number of workers. [`add_item`] and [`flush`] are those
 //! transactions: they read the state under the lock and ask the caller's pure `decide`

@@ -8,7 +8,7 @@
 //! | [`batch`] | group commit: one statement for many concurrent callers |
 //! | [`migrate`] | embedded migrations, applied under an advisory lock |
 //! | [`audit`] | a person's audit trail: recent events and notification history |
-//! | [`bundles`] | pending and sent bundles (SPEC 8) |
+//! | [`bundles`] | pending and sent bundles (contract §8) |
 //! | [`events`] | storing accepted events (one multi-row insert), the outbox scan |
 //! | [`history`] | a person's other events and sent notifications, for conditions and debounce |
 //! | [`people`] | users, preference levels, topics and memberships |

@@ -38,7 +38,7 @@ pub struct NewNotification {
     pub text: String,
     pub due_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
-    /// The pending bundle this row is an item of (SPEC 8).
+    /// The pending bundle this row is an item of (contract §8).
     pub bundle_id: Option<Uuid>,
 }
 

@@ -440,7 +440,7 @@ pub async fn disabled_subscriptions(
         .collect())
 }
 
-/// Deletes a person (SPEC 4): their memberships, subscriptions, notifications and
+/// Deletes a person (contract §4): their memberships, subscriptions, notifications and
 /// delivery attempts go with them (foreign keys cascade), and their events stay for
 /// the audit trail with `user_id` and `user_traits` blanked. Returns false when the
 /// person does not exist.

@@ -1,4 +1,4 @@
-//! Provider receipts (seed 001, SPEC 3.3): a provider reports what became of a
+//! Provider receipts (seed 001, contract §3.3): a provider reports what became of a
 //! delivery it accepted. `delivered` sets `delivered_at`, `opened` sets `opened_at`
 //! (and `delivered_at` when still unset: an opened message was delivered), `bounced`
 //! turns the notification `failed` with the reason in `last_error` while keeping its

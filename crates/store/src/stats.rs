@@ -114,7 +114,7 @@ impl LastHour {
 }
 
 /// What became of one event's notifications (`GET /api/v1/events/{id}/stats`,
-/// SPEC 4).
+/// contract §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, QueryableByName, serde::Serialize)]
 pub struct EventStats {
     /// Distinct people with a row (suppressed ones included).

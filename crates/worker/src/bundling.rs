@@ -1,4 +1,4 @@
-//! Online bundling (SPEC 8): the same state machine and ranker as the offline replay
+//! Online bundling (contract §8): the same state machine and ranker as the offline replay
 //! (`herald_core::bundle`), fed by the wall clock and persisted in Postgres.
 //!
 //! * A notification of a rule with `bundle:` becomes an item (`bundled`) of the

@@ -1,4 +1,4 @@
-//! One try of one notification (SPEC 6), executed. Core's delivery module decides
+//! One try of one notification (contract §6), executed. Core's delivery module decides
 //! every step (`herald_core::delivery`); this file loads the facts it asks for (the
 //! row, the host's circuit), runs the step it returns (a POST, store writes, a Redis
 //! schedule) and records what core says a try means.
@@ -67,7 +67,7 @@ pub struct Changed {
     pub bundle_id: Option<Uuid>,
 }
 
-/// A bundle's carrier reached a final state: its items take it over (SPEC 7).
+/// A bundle's carrier reached a final state: its items take it over (contract §7).
 async fn settle_bundle(ctx: &Context, carrier: Uuid) -> anyhow::Result<()> {
     let mut conn = herald_store::pool::get(&ctx.pool).await?;
     herald_store::bundles::settle_items(&mut conn, carrier).await?;

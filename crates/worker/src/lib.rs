@@ -11,7 +11,7 @@
 //! | [`routing`] | an event → notification rows, per rule, recipient and preference |
 //! | [`delivery`] | one try of one notification: POST, record, retry or give up |
 //! | [`http`] | the HTTP clients, signing headers, and vetting of people's webhooks |
-//! | [`offline`] | `bundle` and `users` subcommands: replay a komoot file (SPEC 8) |
+//! | [`offline`] | `bundle` and `users` subcommands: replay a komoot file (contract §8) |
 //! | [`maintenance`] | the scheduler, reclaim, recovery sweep and heartbeat loops |
 //!
 //! A worker is stateless: Postgres holds the truth and Redis the work, so any number

@@ -1,4 +1,4 @@
-//! The offline subcommands (SPEC 8): `herald-worker bundle FILE` replays a komoot
+//! The offline subcommands (contract §8): `herald-worker bundle FILE` replays a komoot
 //! challenge file through the same bundling state machine and ranker the online
 //! worker uses, on a simulated clock; `herald-worker users FILE` lists the receivers.
 //!

@@ -3,7 +3,7 @@
 //! This module loads facts and carries out plans; what each row says is decided by
 //! `herald_core::routing`. For each rule the event triggers, the rule's conditions are
 //! checked, one page of recipients is loaded with their preferences and subscriptions
-//! (SPEC 5.1), [`herald_core::routing::plan`] turns them into rows (status, reason,
+//! (contract §5.1), [`herald_core::routing::plan`] turns them into rows (status, reason,
 //! severity, due time, rendered text), and the store inserts them: with one statement,
 //! under the debounce lock (`notifications::insert_debounced`), or into the people's
 //! bundles (`crate::bundling`). The new pending rows are then dispatched. Large

@@ -1,5 +1,5 @@
 //! `POST /webhooks/alerts` and its seed-002 alias `POST /webhook/notifications`
-//! (SPEC 3.2).
+//! (contract §3.2).
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Db, FromJsonBody, ValidatedJson};

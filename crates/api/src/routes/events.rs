@@ -1,4 +1,4 @@
-//! `POST /api/v1/events` (SPEC 3.1) and one event's notification counts.
+//! `POST /api/v1/events` (contract §3.1) and one event's notification counts.
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Db, FromJsonBody, PathEventId, ValidatedJson};
@@ -52,7 +52,7 @@ impl FromJsonBody for EventsIn {
 impl PartialSchema for EventsIn {
     fn schema() -> RefOr<Schema> {
         let event = schema::object(
-            "One event (SPEC 3.1).",
+            "One event (contract §3.1).",
             &[
                 ("event_type", Kind::String, true, "`[A-Za-z0-9_.:-]{1,100}`"),
                 (

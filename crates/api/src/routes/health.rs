@@ -1,4 +1,4 @@
-//! Liveness, readiness and metrics (SPEC 4).
+//! Liveness, readiness and metrics (contract §4).
 
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};

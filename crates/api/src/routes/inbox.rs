@@ -1,4 +1,4 @@
-//! A person's inbox (seeds 001 and 003, SPEC 4): their notifications on every
+//! A person's inbox (seeds 001 and 003, contract §4): their notifications on every
 //! channel except suppressed and private ones, newest first, with read marks.
 
 use super::people::require_user;

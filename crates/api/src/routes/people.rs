@@ -1,4 +1,4 @@
-//! People and their preferences (SPEC 4): `PUT/GET /api/v1/users/{id}`,
+//! People and their preferences (contract §4): `PUT/GET /api/v1/users/{id}`,
 //! `GET/PUT /api/v1/users/{id}/preferences` and seed 002's `PUT /preferences`.
 //!
 //! The bodies are deserialized into the `*In` types below (serde refuses unknown

@@ -1,4 +1,4 @@
-//! `POST /webhooks/receipts` (seed 001, SPEC 3.3): providers report what became of
+//! `POST /webhooks/receipts` (seed 001, contract §3.3): providers report what became of
 //! the deliveries they accepted. Ids Herald does not know are listed in `unknown`
 //! (not fatal); malformed items are skipped and listed in `rejected`, as every batch
 //! route does. Parsing is `herald_core::receipt`'s; applying them the store's.

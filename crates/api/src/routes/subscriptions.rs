@@ -1,4 +1,4 @@
-//! Per-event-type subscriptions (seed 003, SPEC 4). A disabled subscription
+//! Per-event-type subscriptions (seed 003, contract §4). A disabled subscription
 //! suppresses every notification that event type triggers for the person; rules with
 //! `recipients: subscribers` reach only people with an enabled one.
 

@@ -1,4 +1,4 @@
-//! Topics and memberships (SPEC 4). A shop location is a topic; its members receive
+//! Topics and memberships (contract §4). A shop location is a topic; its members receive
 //! its alerts.
 
 use crate::body::parse_body;

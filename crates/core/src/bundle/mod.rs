@@ -1,4 +1,4 @@
-//! Bundling (SPEC 8, seed 000): hold chatty notifications ("Matthew went on a tour")
+//! Bundling (contract §8, seed 000): hold chatty notifications ("Matthew went on a tour")
 //! in a pending bundle per person and send each bundle as one notification, at most
 //! `max_per_day` per person per calendar day (UTC), as early as the ranker dares.
 //!

@@ -1,4 +1,4 @@
-//! Online bundling (SPEC 8): tours posted over HTTP are held per person and reach the
+//! Online bundling (contract §8): tours posted over HTTP are held per person and reach the
 //! provider as bundles, never more than the daily cap, under concurrent workers.
 
 use crate::helpers::{spawn_app, TestApp, WorkerOptions};
