@@ -101,21 +101,12 @@ mod tests {
         assert_eq!(parse_counts(&v), vec![3, 1]);
     }
 
-    fn redis_url() -> String {
-        std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-    }
-
-    /// Needs the Redis of `make test`; skipped (passes) when none answers.
+    /// Needs the Redis of `make test`.
     #[tokio::test]
     async fn counts_per_friend_and_day_include_the_tour_just_counted() {
-        let prefix = format!("herald_test_{}:", uuid::Uuid::new_v4().simple());
-        let Ok(handle) = Redis::connect(&redis_url(), &prefix, 2) else {
-            return;
-        };
+        let handle = crate::test_redis::connect(2);
         let queue = crate::queue::Queue::new(handle.clone());
-        if queue.ping().await.is_err() {
-            return;
-        }
+        queue.ping().await.expect("redis answers");
         let q = FriendCounts::new(handle.clone());
         let mut got = q
             .count_tour("FRIEND_TOUR", 17_000, "u1", "f1")

@@ -76,6 +76,8 @@ mod keys;
 mod locks;
 mod marks;
 mod queue;
+#[cfg(test)]
+mod test_redis;
 
 pub use changes::Changes;
 pub use circuit::Circuits;

@@ -56,23 +56,17 @@ impl Marks {
 mod tests {
     use super::*;
 
-    fn redis_url() -> String {
-        std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-    }
-
-    /// Needs the Redis of `make test`; skipped (passes) when none answers.
+    /// Needs the Redis of `make test`.
     #[tokio::test]
     async fn only_the_first_mark_is_new_until_it_is_removed() {
-        let prefix = format!("herald_test_{}:", uuid::Uuid::new_v4().simple());
-        let Ok(handle) = Redis::connect(&redis_url(), &prefix, 1) else {
-            return;
-        };
+        let handle = crate::test_redis::connect(1);
         let marks = Marks::new(handle.clone());
         let ttl = Duration::from_secs(10);
         let (a, b) = ("a".to_string(), "b".to_string());
-        let Ok(first) = marks.mark_new(std::slice::from_ref(&a), ttl).await else {
-            return;
-        };
+        let first = marks
+            .mark_new(std::slice::from_ref(&a), ttl)
+            .await
+            .expect("redis answers");
         assert_eq!(first, vec![true]);
         let both = marks.mark_new(&[a.clone(), b.clone()], ttl).await;
         assert_eq!(both.expect("redis"), vec![false, true]);

@@ -236,7 +236,7 @@ pub async fn send(
         .await?;
     diesel::update(notifications::table.find(carrier_id))
         .set((
-            notifications::status.eq("pending"),
+            notifications::status.eq(NotificationStatus::Pending.as_str()),
             notifications::subject.eq(subject),
             notifications::text.eq(text),
             notifications::due_at.eq(at),

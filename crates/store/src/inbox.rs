@@ -18,6 +18,7 @@ use diesel::dsl::{not, now};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use herald_core::status::NotificationStatus;
 use uuid::Uuid;
 
 /// One inbox item.
@@ -61,7 +62,7 @@ fn visible(
             ))
             .and(
                 notifications::status
-                    .ne("pending")
+                    .ne(NotificationStatus::Pending.as_str())
                     .or(notifications::due_at.le(now)),
             ),
     )

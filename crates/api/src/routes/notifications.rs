@@ -5,6 +5,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Db, PathNotificationId};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
+use herald_core::status::NotificationStatus;
 use herald_queue::Job;
 use herald_store::notifications::{self, AttemptRow, ListFilter, NotificationRow, Retry};
 use serde::{Deserialize, Serialize};
@@ -67,8 +68,6 @@ pub struct ListQuery {
     cursor: Option<Uuid>,
 }
 
-const STATUSES: [&str; 5] = ["pending", "bundled", "sent", "failed", "suppressed"];
-
 /// Notifications newest first, filtered; `next_cursor` continues the list.
 #[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications",
     params(ListQuery),
@@ -82,11 +81,8 @@ pub async fn list_notifications(
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     if let Some(s) = &q.status {
-        if !STATUSES.contains(&s.as_str()) {
-            return Err(ApiError::BadRequest(format!(
-                "invalid status {s:?}: expected one of {}",
-                STATUSES.join(", ")
-            )));
+        if let Err(e) = s.parse::<NotificationStatus>() {
+            return Err(ApiError::BadRequest(e.to_string()));
         }
     }
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
@@ -150,6 +146,6 @@ pub async fn retry_notification(
     }
     Ok(HttpResponse::Accepted().json(Requeued {
         id,
-        status: "pending",
+        status: NotificationStatus::Pending.as_str(),
     }))
 }

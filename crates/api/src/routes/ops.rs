@@ -41,11 +41,10 @@ pub struct OpsSummary {
         (status = 503, description = "the database is unavailable", body = ErrorBody),
     ))]
 pub async fn summary(state: web::Data<AppState>, mut conn: Db) -> Result<HttpResponse, ApiError> {
-    let mut by_status: BTreeMap<String, i64> =
-        ["pending", "bundled", "sent", "failed", "suppressed"]
-            .into_iter()
-            .map(|s| (s.to_string(), 0))
-            .collect();
+    let mut by_status: BTreeMap<String, i64> = herald_core::status::NotificationStatus::ALL
+        .into_iter()
+        .map(|s| (s.as_str().to_string(), 0))
+        .collect();
     by_status.extend(herald_store::stats::last_hour(&mut conn).await?.by_status);
     drop(conn);
     let queues = state.queue.depths().await.ok().map(|d| QueueDepths {
