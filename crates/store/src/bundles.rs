@@ -105,7 +105,8 @@ pub enum Flushed {
 
 /// Flushes bundle `bundle_id` of `user_id` at `at`, in one transaction under the
 /// person's lock: the bundle is re-read (another worker may have sent or grown it)
-/// and, if still pending, `decide` gets it with the counters of `day`.
+/// and, if still pending, `decide` gets it with the counters of `day`. A bundle put
+/// off (`FlushStep::Later`) stores its new ready instant.
 pub async fn flush<F>(
     conn: &mut AsyncPgConnection,
     bundle_id: Uuid,
@@ -125,7 +126,15 @@ where
         let counts = day_counts(tx, &b.user_id, &b.notification_type, day.0, day.1).await?;
         match decide(&b, counts) {
             FlushStep::Nothing => Ok(Flushed::Nothing),
-            FlushStep::Later(when) => Ok(Flushed::Later(when)),
+            FlushStep::Later(when) => {
+                // The new ready instant goes to Postgres too, so the recovery sweep
+                // does not take the deferred bundle for a lost flush and poll it.
+                diesel::update(bundles::table.find(b.id))
+                    .set(bundles::ready_at.eq(when))
+                    .execute(tx)
+                    .await?;
+                Ok(Flushed::Later(when))
+            }
             FlushStep::Send { text } => Ok(match send(tx, b.id, at, None, &text).await? {
                 Some((carrier, severity)) => Flushed::Sent {
                     carrier,

@@ -406,7 +406,7 @@ async fn once_the_carrier_is_sent_the_other_items_take_its_status() {
 }
 
 #[tokio::test]
-async fn a_bundle_flushed_for_later_stays_pending() {
+async fn a_bundle_flushed_for_later_stays_pending_with_its_new_ready_instant() {
     // Arrange
     let (_db, pool) = database().await;
     add_people(&pool, &["ann"]).await;
@@ -420,6 +420,10 @@ async fn a_bundle_flushed_for_later_stays_pending() {
     assert_eq!(flushed, Flushed::Later(again));
     let stored = bundle(&pool, saved.id).await;
     assert_eq!((stored.status.as_str(), stored.sent_at), ("pending", None));
+    assert_eq!(
+        stored.ready_at, again,
+        "the sweep must not take it for a lost flush"
+    );
     assert_eq!(items_of(&pool, "ann").await[0].1, "bundled");
 }
 
