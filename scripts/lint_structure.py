@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Structure checks that rustc and clippy cannot make; `make lint` runs them.
 
-1. Docker builds: every workspace member (root Cargo.toml `members`), `config/` and
+1. Docker builds: every workspace member (root Cargo.toml `members`), `config/`, `data/` and
    `migrations/` are copied into the build context by Dockerfile.api and
    Dockerfile.worker (a COPY of the path itself or of a folder above it). A member
    missing there builds locally and breaks the images.
@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 
 DOCKERFILES = ("Dockerfile.api", "Dockerfile.worker")
 # Folders every image build needs beside the workspace members.
-BUILD_FOLDERS = ("config", "migrations")
+BUILD_FOLDERS = ("config", "migrations", "data")
 # Files and folders that must not point outside the repository.
 STANDALONE_PATHS = ("README.md", "Makefile", "config", "docs")
 
@@ -389,7 +389,7 @@ def check_standalone(root: Path) -> list[str]:
 # ---------------------------------------------------------------- driver
 
 CHECKS = (
-    ("Dockerfiles copy every workspace member, config/ and migrations/", check_dockerfiles),
+    ("Dockerfiles copy every workspace member, config/, migrations/ and data/", check_dockerfiles),
     ("no module cycles within a crate", check_cycles),
     ("README.md, Makefile, config/ and docs/ stay inside the repository", check_standalone),
 )
