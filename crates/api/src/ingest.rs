@@ -25,7 +25,7 @@
 use crate::error::ApiError;
 use herald_core::event::NewEvent;
 use herald_core::queues::queue_for;
-use herald_core::rules::{EventFacts, RuleSet};
+use herald_core::rules::RuleSet;
 use herald_queue::{Job, Queue, QueueName};
 use herald_store::batch::{BatchError, Batcher, Options};
 use herald_store::events::{self, Stored};
@@ -145,9 +145,5 @@ async fn enqueue(sinks: &Sinks, events: &[&NewEvent], stored: &[Stored]) {
 /// An event that makes critical notifications is routed on the critical queue, ahead
 /// of everything else.
 fn route_queue(rules: &RuleSet, event: &NewEvent) -> QueueName {
-    queue_for(rules.event_severity(&EventFacts {
-        event_type: &event.event_type,
-        properties: &event.properties,
-        user_traits: &event.user_traits,
-    }))
+    queue_for(rules.event_severity(&event.event_type, &event.properties, &event.user_traits))
 }

@@ -230,14 +230,6 @@ fn field_of(message: &str) -> String {
         .to_string()
 }
 
-/// What an event carries when it arrives, before any person or history is loaded.
-#[derive(Debug, Clone, Copy)]
-pub struct EventFacts<'a> {
-    pub event_type: &'a str,
-    pub properties: &'a Value,
-    pub user_traits: &'a Value,
-}
-
 /// All rules, indexed by the event type that triggers them.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
@@ -275,14 +267,19 @@ impl RuleSet {
     /// notifications it will make. What only routing can answer (the stored person,
     /// the person's history) counts as not known: a rule that depends on it does not
     /// make the route critical.
-    pub fn event_severity(&self, event: &EventFacts<'_>) -> Severity {
+    pub fn event_severity(
+        &self,
+        event_type: &str,
+        properties: &Value,
+        user_traits: &Value,
+    ) -> Severity {
         let facts = Facts {
-            properties: event.properties,
-            user_traits: event.user_traits,
+            properties,
+            user_traits,
             user: &Value::Null,
         };
-        let critical = self.matching(event.event_type).any(|rule| {
-            rule.severity_for(event.properties) == Severity::Critical
+        let critical = self.matching(event_type).any(|rule| {
+            rule.severity_for(properties) == Severity::Critical
                 && rule.conditions.evaluate(&facts, &History::new())
         });
         if critical {
@@ -374,12 +371,8 @@ mod tests {
             ),
         ];
         for (event_type, properties, want, why) in cases {
-            let event = EventFacts {
-                event_type,
-                properties: &properties,
-                user_traits: &Value::Null,
-            };
-            assert_eq!(set.event_severity(&event), want, "{why}");
+            let severity = set.event_severity(event_type, &properties, &Value::Null);
+            assert_eq!(severity, want, "{why}");
         }
     }
 
@@ -407,19 +400,11 @@ mod tests {
                 rule("{notification_type: A, event_type: x, recipients: subject, channel: email, template: A, severity: standard}"),
                 rule(&format!("{{notification_type: B, event_type: x, recipients: subject, channel: email, template: B, {field}}}")),
             ]);
-            let severity = set.event_severity(&EventFacts {
-                event_type: "x",
-                properties: &properties,
-                user_traits: &Value::Null,
-            });
+            let severity = set.event_severity("x", &properties, &Value::Null);
             assert_eq!(queue_for(severity), want, "{field} with {properties}");
         }
         assert_eq!(
-            queue_for(RuleSet::default().event_severity(&EventFacts {
-                event_type: "x",
-                properties: &json!({}),
-                user_traits: &Value::Null,
-            })),
+            queue_for(RuleSet::default().event_severity("x", &json!({}), &Value::Null)),
             QueueName::Default
         );
     }

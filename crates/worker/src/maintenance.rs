@@ -18,7 +18,6 @@ use crate::consumer::{backoff, handle};
 use crate::context::Context;
 use chrono::Utc;
 use herald_core::queues::{queue_for, queue_for_stored};
-use herald_core::rules::EventFacts;
 use herald_queue::Job;
 use herald_store::{events, notifications};
 use std::sync::Arc;
@@ -118,11 +117,10 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
     let routes: Vec<_> = stale_events
         .iter()
         .map(|(id, event_type, properties, user_traits)| {
-            let severity = ctx.config.rules.event_severity(&EventFacts {
-                event_type,
-                properties,
-                user_traits,
-            });
+            let severity = ctx
+                .config
+                .rules
+                .event_severity(event_type, properties, user_traits);
             (queue_for(severity), Job::route(*id))
         })
         .collect();
