@@ -22,6 +22,7 @@ redis-cli next to the Rust toolchain.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import http.client
@@ -29,10 +30,12 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 import urllib.parse
@@ -511,7 +514,19 @@ def prepare_binaries(repo: Path, build: bool, release: bool, bin_dir: Path | Non
         return checked_bin_dir(bin_dir.resolve())
     if build:
         build_binaries(repo, release)
-    return find_binaries(repo, release)
+    return snapshot_binaries(find_binaries(repo, release))
+
+
+def snapshot_binaries(bin_dir: Path) -> Path:
+    """A private copy of the binaries, removed at exit.
+
+    A target directory may be shared (CARGO_TARGET_DIR) with another checkout whose
+    build replaces the binaries while this run still starts processes from them."""
+    snapshot = Path(tempfile.mkdtemp(prefix="herald-bin-"))
+    atexit.register(shutil.rmtree, snapshot, ignore_errors=True)
+    for name in BINARIES:
+        shutil.copy2(bin_dir / name, snapshot / name)
+    return snapshot
 
 
 def wait_http_ok(proc: Process, base_url: str, path: str, timeout: float) -> None:
