@@ -57,6 +57,24 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     TooLarge(String),
+    /// A body that is not JSON by its `Content-Type`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A 400 that names the field at fault (a bad preference level).
+    #[error("{message}")]
+    BadField {
+        message: String,
+        details: Vec<Detail>,
+    },
+    /// A key used outside its scope.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Signed receipts whose signature does not hold.
+    #[error("invalid receipts signature: {0}")]
+    BadSignature(String),
+    /// Too many requests without a valid key from this address.
+    #[error("too many requests without a valid API key from this address; retry in {retry_after_s} s")]
+    TooManyFailedKeys { retry_after_s: u64 },
     #[error("{message}")]
     Invalid {
         message: String,
@@ -104,6 +122,11 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::BadField { .. } => "invalid_request",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::BadSignature(_) => "unauthorized",
+            ApiError::TooManyFailedKeys { .. } => "too_many_failed_keys",
             ApiError::Invalid { .. } => "invalid_request",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::RateLimited { .. } => "rate_limited",
@@ -120,6 +143,11 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BadField { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::BadSignature(_) => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyFailedKeys { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -136,14 +164,18 @@ impl ResponseError for ApiError {
             other => other.to_string(),
         };
         let details = match self {
-            ApiError::Invalid { details, .. } => details.clone(),
+            ApiError::Invalid { details, .. } | ApiError::BadField { details, .. } => {
+                details.clone()
+            }
             _ => Vec::new(),
         };
         let mut resp = HttpResponse::build(self.status_code());
         if matches!(self, ApiError::Unavailable(_)) {
             resp.insert_header(("Retry-After", "5"));
         }
-        if let ApiError::RateLimited { retry_after_s, .. } = self {
+        if let ApiError::RateLimited { retry_after_s, .. }
+        | ApiError::TooManyFailedKeys { retry_after_s } = self
+        {
             resp.insert_header(("Retry-After", retry_after_s.to_string()));
         }
         resp.json(ErrorBody {
@@ -168,12 +200,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// A bad level is a 400 (seed 002's clients expect it); any other bad preference or
-/// person field a 422 naming it.
+/// A bad level is a 400 (shop-alert clients expect it) naming `level` in its details;
+/// any other bad preference or person field a 422 naming it.
 impl From<PreferenceError> for ApiError {
     fn from(e: PreferenceError) -> Self {
         match e {
-            PreferenceError::Level(e) => ApiError::BadRequest(e.to_string()),
+            PreferenceError::Level(e) => ApiError::BadField {
+                message: e.to_string(),
+                details: vec![Detail {
+                    field: "level".into(),
+                    message: e.to_string(),
+                }],
+            },
             PreferenceError::Field(e) => ApiError::invalid_field(&e.field, e.message),
         }
     }

@@ -7,7 +7,8 @@
 //! | [`ingest`] | the commit-then-enqueue path shared by events and alerts |
 //! | [`body`] | reading JSON bodies within the size limit |
 //! | [`extract`] | extractors: validated JSON bodies, validated path ids, a database connection |
-//! | [`auth`] | bearer-key middleware |
+//! | [`auth`] | bearer keys with scopes, signed receipts |
+//! | [`failed_keys`] | the limit on requests without a valid key, per client address |
 //! | [`error`] | the JSON error type, its body and its HTTP mapping |
 //! | [`metrics`] | Prometheus counters |
 //! | [`openapi`] | the OpenAPI document of every route (`/openapi.json`) |
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod extract;
+pub mod failed_keys;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;
@@ -32,6 +34,7 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use error::{extractor_error, ApiError};
+use herald_core::access::ApiKeys;
 pub use state::{AppState, Settings};
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -64,8 +67,12 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
             pool,
             queue,
             changes: herald_queue::Changes::new(redis.clone()),
-            heartbeats: herald_queue::Heartbeats::new(redis),
-            api_keys: settings.api_keys.clone(),
+            heartbeats: herald_queue::Heartbeats::new(redis.clone()),
+            api_keys: ApiKeys::parse(settings.api_keys.iter().map(String::as_str)),
+            failed_keys: failed_keys::FailedKeys::new(herald_queue::Counters::new(redis.clone())),
+            receipts_secret: settings.receipts_secret.clone(),
+            client_ip_header: settings.client_ip_header.clone(),
+            shared_metrics: metrics::SharedFigures::default(),
             allowed_targets: settings.allowed_targets.clone(),
             metrics,
             ingestor,

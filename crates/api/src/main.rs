@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use herald_api::Settings;
 use herald_core::config::Config;
+use herald_core::signing::WebhookSecret;
 use herald_core::targets::AllowedTargets;
 use std::path::PathBuf;
 
@@ -46,6 +47,14 @@ struct Cli {
     /// (over it: 429 with Retry-After); 0, the default, means no limit.
     #[arg(long, env = "HERALD_RATE_LIMIT_PER_S", default_value_t = 0)]
     rate_limit_per_s: u32,
+    /// A secret (`whsec_<base64>` or any string) with which providers may sign their
+    /// receipts (Standard Webhooks) instead of sending an API key.
+    #[arg(long, env = "HERALD_RECEIPTS_SECRET", hide_env_values = true, value_parser = WebhookSecret::parse)]
+    receipts_secret: Option<WebhookSecret>,
+    /// Behind a proxy: the header holding the client's address (its last entry is
+    /// used), e.g. X-Forwarded-For; without it, the peer address is the client's.
+    #[arg(long, env = "HERALD_CLIENT_IP_HEADER")]
+    client_ip_header: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -113,6 +122,8 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         allowed_targets: cli.allowed_targets,
         db_pool_size: cli.db_pool_size,
         rate_limit_per_s: Some(cli.rate_limit_per_s).filter(|n| *n > 0),
+        receipts_secret: cli.receipts_secret,
+        client_ip_header: cli.client_ip_header,
     };
     if settings.api_keys.is_empty() {
         tracing::warn!("HERALD_API_KEYS is empty: the API accepts requests without a key");

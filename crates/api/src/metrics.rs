@@ -1,14 +1,19 @@
 //! Prometheus metrics. Request and ingestion counters live in this process; the
 //! figures about notifications (by status, delivery latency) and queue depths are
 //! read from Postgres and Redis at scrape time, because workers deliver and any
-//! number of api processes may run: the shared engines hold the whole picture.
+//! number of api processes may run: the shared engines hold the whole picture. Those
+//! are read at most once per [`SHARED_MAX_AGE`] whatever the scrape rate
+//! ([`SharedFigures`]): `/metrics` is open, and must not be a way to load Postgres.
 
+use std::time::{Duration, Instant};
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
     pub events_accepted: IntCounter,
+    /// Accepted events whose type no rule handles (kept as history, notify no one).
+    pub events_unrouted: IntCounter,
     /// Live streams open in this process (each holds a Redis connection).
     pub sse_streams: IntGauge,
 }
@@ -31,6 +36,11 @@ impl Metrics {
             "Events accepted and committed",
         )
         .expect("valid metric definition");
+        let events_unrouted = IntCounter::new(
+            "herald_events_unrouted_total",
+            "Events accepted whose event_type matches no rule",
+        )
+        .expect("valid metric definition");
         let sse_streams = IntGauge::new(
             "herald_sse_streams",
             "Live notification streams open in this process",
@@ -45,10 +55,14 @@ impl Metrics {
         registry
             .register(Box::new(events_accepted.clone()))
             .expect("registered once");
+        registry
+            .register(Box::new(events_unrouted.clone()))
+            .expect("registered once");
         Metrics {
             registry,
             requests,
             events_accepted,
+            events_unrouted,
             sse_streams,
         }
     }
@@ -59,6 +73,57 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8_lossy(&buf).into_owned()
     }
+}
+
+/// How long the figures read from Postgres and Redis are served before being read
+/// again.
+pub const SHARED_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// The last figures read from Postgres and Redis. Concurrent scrapes wait for one
+/// reading instead of each making their own.
+#[derive(Default)]
+pub struct SharedFigures {
+    last: tokio::sync::Mutex<Option<(Instant, String)>>,
+}
+
+impl SharedFigures {
+    /// The shared figures in Prometheus text, read anew when older than
+    /// [`SHARED_MAX_AGE`].
+    pub async fn render(&self, pool: &herald_store::Pool, queue: &herald_queue::Queue) -> String {
+        let mut last = self.last.lock().await;
+        if let Some((at, text)) = last.as_ref() {
+            if at.elapsed() < SHARED_MAX_AGE {
+                return text.clone();
+            }
+        }
+        let text = read_shared(pool, queue).await;
+        *last = Some((Instant::now(), text.clone()));
+        text
+    }
+}
+
+/// Notifications by status and delivery latency over the last hour (Postgres), and
+/// queue depths (Redis); whatever does not answer is left out.
+async fn read_shared(pool: &herald_store::Pool, queue: &herald_queue::Queue) -> String {
+    let mut text = String::new();
+    if let Ok(mut conn) = herald_store::pool::get(pool).await {
+        if let Ok(stats) = herald_store::stats::last_hour(&mut conn).await {
+            text.push_str(&stats.to_prometheus());
+        }
+    }
+    if let Ok(d) = queue.depths().await {
+        text.push_str(
+            "# HELP herald_queue_depth Jobs waiting per queue\n# TYPE herald_queue_depth gauge\n",
+        );
+        for (q, n) in [
+            ("critical", d.critical),
+            ("default", d.default),
+            ("delayed", d.delayed),
+        ] {
+            text.push_str(&format!("herald_queue_depth{{queue=\"{q}\"}} {n}\n"));
+        }
+    }
+    text
 }
 
 impl Default for Metrics {

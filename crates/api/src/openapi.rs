@@ -37,6 +37,7 @@ impl Modify for BearerKey {
             live stream also accepts `?access_token=<key>`."
     ),
     paths(
+        crate::routes::index::index,
         crate::routes::health::live,
         crate::routes::health::ready,
         crate::routes::health::metrics,

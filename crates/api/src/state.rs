@@ -1,6 +1,9 @@
 //! What every handler shares, built once at start.
 
+use crate::failed_keys::FailedKeys;
 use crate::ingest::Ingestor;
+use herald_core::access::ApiKeys;
+use herald_core::signing::WebhookSecret;
 use crate::metrics::Metrics;
 use herald_core::config::Config;
 use herald_core::targets::AllowedTargets;
@@ -23,6 +26,12 @@ pub struct Settings {
     pub db_pool_size: usize,
     /// Requests per second per API key (`HERALD_RATE_LIMIT_PER_S`); None or 0: no limit.
     pub rate_limit_per_s: Option<u32>,
+    /// The secret providers sign receipts with (`HERALD_RECEIPTS_SECRET`), instead of
+    /// sending a key.
+    pub receipts_secret: Option<WebhookSecret>,
+    /// The header a trusted proxy puts the client's address in
+    /// (`HERALD_CLIENT_IP_HEADER`); None: the peer address is the client's.
+    pub client_ip_header: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -37,6 +46,8 @@ impl std::fmt::Debug for Settings {
             .field("allowed_targets", &self.allowed_targets)
             .field("db_pool_size", &self.db_pool_size)
             .field("rate_limit_per_s", &self.rate_limit_per_s)
+            .field("receipts_secret", &self.receipts_secret)
+            .field("client_ip_header", &self.client_ip_header)
             .finish_non_exhaustive()
     }
 }
@@ -55,9 +66,16 @@ pub struct Inner {
     pub changes: Changes,
     /// The live workers, for the operations view.
     pub heartbeats: Heartbeats,
-    pub api_keys: Vec<String>,
+    pub api_keys: ApiKeys,
     pub allowed_targets: AllowedTargets,
     pub metrics: Metrics,
+    /// Requests without a valid key, counted per client address.
+    pub failed_keys: FailedKeys,
+    pub receipts_secret: Option<WebhookSecret>,
+    pub client_ip_header: Option<String>,
+    /// The figures `/metrics` reads from Postgres and Redis, kept a few seconds so
+    /// that an open route cannot be made to query the database at will.
+    pub shared_metrics: crate::metrics::SharedFigures,
     /// The rate limit per API key, when one is set.
     pub rate_limiter: Option<crate::rate_limit::RateLimiter>,
     /// Group commit of ingested events (see [`crate::ingest`]).

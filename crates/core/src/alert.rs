@@ -2,7 +2,7 @@
 //! ordinary event (`event_type: alert`, `topic` = the location) so it travels the same
 //! pipeline as everything else; the shipped SHOP_ALERT rule fans it out.
 
-use crate::event::{timestamp_from_epoch, FieldError, NewEvent};
+use crate::event::{timestamp_from_epoch, FieldError, NewEvent, ALERT_KEY_PREFIX};
 use crate::ids::validate_id;
 use crate::severity::Severity;
 use chrono::{DateTime, Utc};
@@ -140,7 +140,7 @@ fn field_str<'a>(
 impl Alert {
     /// The dedupe key: the same alert posted twice is one event.
     pub fn idempotency_key(&self) -> String {
-        format!("alert:{}", self.alert_uuid)
+        format!("{ALERT_KEY_PREFIX}{}", self.alert_uuid)
     }
 
     /// The event this alert becomes. Its properties are the alert itself plus the

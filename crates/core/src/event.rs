@@ -5,7 +5,9 @@
 //! problem can be reported against the field that caused it, and so that one bad
 //! item never rejects its neighbours: a batch is a list of independent results.
 
+use crate::fields::check_known_fields;
 use crate::ids::validate_id;
+use crate::limits::check_json_bounds;
 // `FieldError` lives with the id rules, which every validator (events, alerts,
 // people, topics) builds on; re-exported here, where callers have always found it.
 pub use crate::ids::FieldError;
@@ -17,6 +19,21 @@ use uuid::Uuid;
 pub const MAX_BATCH_ITEMS: usize = 1_000;
 /// How far in the future an event timestamp may lie; clocks drift, but not by days.
 pub const MAX_FUTURE_SKEW_HOURS: i64 = 24;
+
+/// The fields an event item may carry; any other is refused with a suggestion.
+pub const EVENT_FIELDS: &[&str] = &[
+    "event_type",
+    "event_timestamp",
+    "user_id",
+    "topic",
+    "event_id",
+    "properties",
+    "user_traits",
+];
+
+/// A client `event_id` may not start with this: alerts' idempotency keys are
+/// `alert:<alert_uuid>` (contract §3.2), and an event must not shadow an alert.
+pub const ALERT_KEY_PREFIX: &str = "alert:";
 
 /// An event that passed validation and is ready to be stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +76,7 @@ pub fn parse_event(item: &Value, now: DateTime<Utc>) -> Result<NewEvent, FieldEr
     let obj = item
         .as_object()
         .ok_or_else(|| FieldError::invalid("item", "must be a JSON object"))?;
+    check_known_fields(obj, EVENT_FIELDS)?;
     let event_type = required_str(obj, "event_type")?;
     validate_event_type(event_type)?;
     let event_timestamp = parse_timestamp(
@@ -69,6 +87,15 @@ pub fn parse_event(item: &Value, now: DateTime<Utc>) -> Result<NewEvent, FieldEr
     let user_id = optional_id(obj, "user_id")?;
     let topic = optional_id(obj, "topic")?;
     let idempotency_key = optional_id(obj, "event_id")?;
+    if idempotency_key
+        .as_deref()
+        .is_some_and(|k| k.starts_with(ALERT_KEY_PREFIX))
+    {
+        return Err(FieldError::invalid(
+            "event_id",
+            "must not start with \"alert:\", which is reserved for alerts' alert_uuid",
+        ));
+    }
     let properties = optional_object(obj, "properties")?;
     let user_traits = optional_object(obj, "user_traits")?;
     Ok(NewEvent {
@@ -174,7 +201,7 @@ fn optional_object(obj: &Map<String, Value>, field: &str) -> Result<Value, Field
         None | Some(Value::Null) => Ok(Value::Object(Map::new())),
         Some(v @ Value::Object(_)) => match nul_path(v) {
             Some(at) => Err(FieldError::invalid(field, nul_message(&at))),
-            None => Ok(v.clone()),
+            None => check_json_bounds(field, v).map(|()| v.clone()),
         },
         Some(_) => Err(FieldError::invalid(field, "must be a JSON object")),
     }
@@ -277,6 +304,22 @@ mod tests {
                 "user_traits",
             ),
             (json!("just a string"), "item"),
+            (
+                json!({"event_type": "x", "event_timestamp": "2025-10-31T19:30:00Z", "user_Id": "u_1"}),
+                r#"unknown field "user_Id"; did you mean "user_id"?"#,
+            ),
+            (
+                json!({"event_type": "x", "event_timestamp": "2025-10-31T19:30:00Z", "propertys": {}}),
+                r#"unknown field "propertys"; did you mean "properties"?"#,
+            ),
+            (
+                json!({"event_type": "x", "event_timestamp": "2025-10-31T19:30:00Z", "event_id": "alert:33cbb18c"}),
+                "reserved for alerts",
+            ),
+            (
+                json!({"event_type": "x", "event_timestamp": "2025-10-31T19:30:00Z", "properties": {"s": "x".repeat(70_000)}}),
+                "invalid field properties: must be at most 64 KiB",
+            ),
         ];
         for (item, expected) in cases {
             let err = parse_event(&item, now()).unwrap_err();

@@ -17,7 +17,15 @@ pub const MAX_ID_CHARS: usize = 128;
 pub struct FieldError {
     pub field: String,
     pub message: String,
-    missing: bool,
+    kind: FieldErrorKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldErrorKind {
+    Missing,
+    Invalid,
+    /// A field Herald does not know; `message` is the whole text (with a suggestion).
+    Unknown,
 }
 
 impl FieldError {
@@ -25,7 +33,7 @@ impl FieldError {
         FieldError {
             field: field.to_string(),
             message: "is required".into(),
-            missing: true,
+            kind: FieldErrorKind::Missing,
         }
     }
 
@@ -33,17 +41,26 @@ impl FieldError {
         FieldError {
             field: field.to_string(),
             message: message.into(),
-            missing: false,
+            kind: FieldErrorKind::Invalid,
+        }
+    }
+
+    /// A field no one reads: `message` is shown as it is (see [`crate::fields`]).
+    pub fn unknown(field: &str, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.to_string(),
+            message: message.into(),
+            kind: FieldErrorKind::Unknown,
         }
     }
 }
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.missing {
-            write!(f, "missing field: {}", self.field)
-        } else {
-            write!(f, "invalid field {}: {}", self.field, self.message)
+        match self.kind {
+            FieldErrorKind::Missing => write!(f, "missing field: {}", self.field),
+            FieldErrorKind::Invalid => write!(f, "invalid field {}: {}", self.field, self.message),
+            FieldErrorKind::Unknown => f.write_str(&self.message),
         }
     }
 }

@@ -3,7 +3,10 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`access`] | API keys, their scopes and the scope each request needs |
 //! | [`ids`] | identifier rules shared by people, topics and events |
+//! | [`fields`] | refusing unknown fields, with the closest known name |
+//! | [`limits`] | size and depth bounds of the free-form JSON clients store |
 //! | [`event`] | parsing and validating ingested events (contract §3.1) |
 //! | [`bundle`] | bundling chatty notifications: state machine, ranker, offline optimum (contract §8) |
 //! | [`alert`] | shop alerts and how they become events (contract §3.2) |
@@ -28,6 +31,7 @@
 //! | [`targets`] | which webhook addresses a person may point Herald at |
 //! | [`envsubst`], [`duration`] | small parsers the config relies on |
 
+pub mod access;
 pub mod alert;
 pub mod bundle;
 pub mod channels;
@@ -39,7 +43,9 @@ pub mod delivery;
 pub mod duration;
 pub mod envsubst;
 pub mod event;
+pub mod fields;
 pub mod ids;
+pub mod limits;
 pub mod payload;
 pub mod person;
 pub mod preferences;

@@ -6,11 +6,13 @@
 //! The api deserializes the body into its own request type (so unknown fields and
 //! wrong JSON types are refused by serde, naming the field); the decisions about the
 //! values live here, beside the event and alert parsing, with the messages clients
-//! read. `email` and `phone` are free text: nothing checks them beyond being strings.
+//! read. `email` must be a valid address of at most 254 characters, `phone` an E.164
+//! number, and `traits` bounded like every free-form JSON value ([`crate::limits`]).
 
 use crate::channels::Channels;
 use crate::event::FieldError;
 use crate::ids::validate_id;
+use crate::limits::check_object_bounds;
 use crate::preferences::{check_channel_switches, parse_level, PreferenceError};
 use crate::severity::Level;
 use crate::targets::{check_webhook_url, AllowedTargets};
@@ -22,6 +24,11 @@ pub const MAX_TOPICS: usize = 1000;
 /// The fields of a person change that have rules, as given (absent: unchanged).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PersonFields<'a> {
+    /// `""` clears the address.
+    pub email: Option<&'a str>,
+    /// `""` clears the number.
+    pub phone: Option<&'a str>,
+    pub traits: Option<&'a Map<String, Value>>,
     pub level: Option<&'a str>,
     pub timezone: Option<&'a str>,
     /// `""` clears the address and is always allowed.
@@ -51,6 +58,15 @@ pub fn check_person(
     rules: &PersonRules<'_>,
 ) -> Result<CheckedPerson, PreferenceError> {
     let level = fields.level.map(parse_level).transpose()?;
+    if let Some(email) = fields.email {
+        check_email(email)?;
+    }
+    if let Some(phone) = fields.phone {
+        check_phone(phone)?;
+    }
+    if let Some(traits) = fields.traits {
+        check_traits(traits)?;
+    }
     if let Some(tz) = fields.timezone {
         check_timezone(tz)?;
     }
@@ -64,6 +80,54 @@ pub fn check_person(
         check_channel_switches(switches, rules.channels)?;
     }
     Ok(CheckedPerson { level })
+}
+
+/// The longest address SMTP can carry (RFC 5321's path limit less the brackets).
+pub const MAX_EMAIL_CHARS: usize = 254;
+
+/// An email address is syntactically valid (RFC 5322's addr-spec, as the
+/// `email_address` crate reads it) and at most [`MAX_EMAIL_CHARS`]; `""` clears it.
+pub fn check_email(email: &str) -> Result<(), FieldError> {
+    if email.is_empty() {
+        return Ok(());
+    }
+    if email.chars().count() > MAX_EMAIL_CHARS {
+        return Err(FieldError::invalid(
+            "email",
+            format!("must be at most {MAX_EMAIL_CHARS} characters"),
+        ));
+    }
+    if !email_address::EmailAddress::is_valid(email) {
+        return Err(FieldError::invalid(
+            "email",
+            "must be an email address such as maria@example.com",
+        ));
+    }
+    Ok(())
+}
+
+/// A phone number is E.164: `+`, a country code and at most 15 digits in all, no
+/// spaces (SMS providers take it as it is); `""` clears it.
+pub fn check_phone(phone: &str) -> Result<(), FieldError> {
+    if phone.is_empty() {
+        return Ok(());
+    }
+    let digits = phone.strip_prefix('+').unwrap_or("");
+    let e164 = (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    if !e164 {
+        return Err(FieldError::invalid(
+            "phone",
+            "must be an E.164 number such as +4915112345678 (a +, then 2 to 15 digits)",
+        ));
+    }
+    Ok(())
+}
+
+/// Traits are free-form but bounded in size and depth.
+pub fn check_traits(traits: &Map<String, Value>) -> Result<(), FieldError> {
+    check_object_bounds("traits", traits)
 }
 
 /// A time zone is an IANA name such as `Europe/Paris`: the debounce periods follow
@@ -138,6 +202,9 @@ mod tests {
             (PersonFields::default(), None),
             (
                 PersonFields {
+                    email: Some("maria@example.com"),
+                    phone: Some("+4915112345678"),
+                    traits: Some(&switches),
                     level: Some("CRITICAL"),
                     timezone: Some("Europe/Paris"),
                     webhook_url: Some("https://hooks.example.com/x"),
@@ -219,6 +286,69 @@ mod tests {
             ),
         ] {
             assert_eq!(check(fields), Err(message.to_string()), "{fields:?}");
+        }
+    }
+
+    #[test]
+    fn emails_and_phones_follow_their_formats() {
+        let long_email = format!("{}@example.com", "a".repeat(MAX_EMAIL_CHARS));
+        for (email, ok) in [
+            ("maria@example.com", true),
+            ("first.last+tag@sub.example.co", true),
+            ("", true),
+            ("maria", false),
+            ("maria@", false),
+            ("@example.com", false),
+            ("two@@example.com", false),
+            (long_email.as_str(), false),
+        ] {
+            assert_eq!(check_email(email).is_ok(), ok, "{email}");
+        }
+        for (phone, ok) in [
+            ("+4915112345678", true),
+            ("+12", true),
+            ("", true),
+            ("+1234567890123456", false),
+            ("004915112345678", false),
+            ("+49 151 1234", false),
+            ("+0123", false),
+            ("+", false),
+            ("phone", false),
+        ] {
+            assert_eq!(check_phone(phone).is_ok(), ok, "{phone}");
+        }
+    }
+
+    #[test]
+    fn traits_are_bounded_and_each_refusal_names_its_field() {
+        let Value::Object(huge) = json!({"bio": "x".repeat(70_000)}) else {
+            unreachable!("an object literal")
+        };
+        for (fields, field) in [
+            (
+                PersonFields {
+                    email: Some("nope"),
+                    ..Default::default()
+                },
+                "email",
+            ),
+            (
+                PersonFields {
+                    phone: Some("12345"),
+                    ..Default::default()
+                },
+                "phone",
+            ),
+            (
+                PersonFields {
+                    traits: Some(&huge),
+                    ..Default::default()
+                },
+                "traits",
+            ),
+        ] {
+            let got = check(fields).expect_err("refused");
+            assert!(got.starts_with(&format!("invalid field {field}:")), "{got}");
         }
     }
 

@@ -7,6 +7,7 @@
 //! rest. The store applies parsed [`Receipt`]s; nothing here touches it.
 
 use crate::event::{batch_items, parse_timestamp, BatchError, FieldError, MAX_BATCH_ITEMS};
+use crate::fields::check_known_fields;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
@@ -69,21 +70,16 @@ pub fn receipt_items(body: &Value) -> Result<&[Value], ReceiptBatchError> {
     })
 }
 
+/// The fields a receipt may carry.
+pub const RECEIPT_FIELDS: &[&str] = &["notification_id", "status", "at"];
+
 /// Validates one receipt item; `now` is its time when `at` is absent and bounds it
 /// when given.
 pub fn parse_receipt(item: &Value, now: DateTime<Utc>) -> Result<Receipt, FieldError> {
     let obj = item
         .as_object()
         .ok_or_else(|| FieldError::invalid("item", "must be a JSON object"))?;
-    if let Some(extra) = obj
-        .keys()
-        .find(|k| !matches!(k.as_str(), "notification_id" | "status" | "at"))
-    {
-        return Err(FieldError::invalid(
-            extra,
-            "unknown field: expected notification_id, status, at",
-        ));
-    }
+    check_known_fields(obj, RECEIPT_FIELDS)?;
     let notification_id = match obj.get("notification_id") {
         None | Some(Value::Null) => return Err(FieldError::missing("notification_id")),
         Some(v) => v
@@ -193,7 +189,12 @@ mod tests {
             (
                 json!({"notification_id": id, "status": "opened", "when": 1}),
                 "when",
-                "invalid field when: unknown field: expected notification_id, status, at",
+                "unknown field \"when\"; expected one of notification_id, status, at",
+            ),
+            (
+                json!({"notification_id": id, "satus": "opened"}),
+                "satus",
+                "unknown field \"satus\"; did you mean \"status\"?",
             ),
             (
                 json!(7),

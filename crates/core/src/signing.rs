@@ -110,6 +110,50 @@ pub fn verify(
     })
 }
 
+/// How far a signed request's `webhook-timestamp` may be from now, either way
+/// (Standard Webhooks' recommended tolerance): older copies are replays.
+pub const TIMESTAMP_TOLERANCE_S: i64 = 300;
+
+/// Why a signed request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestSignatureError {
+    #[error("missing header {0}")]
+    MissingHeader(&'static str),
+    #[error("webhook-timestamp is not a number of seconds")]
+    BadTimestamp,
+    #[error("webhook-timestamp is more than 5 minutes from now (a replay, or a wrong clock)")]
+    Stale,
+    #[error("webhook-signature does not match the body")]
+    Mismatch,
+}
+
+/// Checks a request signed per Standard Webhooks: its three headers (absent ones are
+/// `None`), a timestamp within [`TIMESTAMP_TOLERANCE_S`] of `now_s`, and a signature of
+/// exactly these body bytes.
+pub fn verify_request(
+    secret: &WebhookSecret,
+    id: Option<&str>,
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+    now_s: i64,
+) -> Result<(), RequestSignatureError> {
+    let id = id.ok_or(RequestSignatureError::MissingHeader(HEADER_ID))?;
+    let timestamp = timestamp.ok_or(RequestSignatureError::MissingHeader(HEADER_TIMESTAMP))?;
+    let signature = signature.ok_or(RequestSignatureError::MissingHeader(HEADER_SIGNATURE))?;
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| RequestSignatureError::BadTimestamp)?;
+    if (now_s - ts).abs() > TIMESTAMP_TOLERANCE_S {
+        return Err(RequestSignatureError::Stale);
+    }
+    if !verify(secret, id, ts, body, signature) {
+        return Err(RequestSignatureError::Mismatch);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +241,47 @@ mod tests {
         assert_eq!(shown, "WebhookSecret(***)");
         let raw = format!("{:?}", WebhookSecret::parse("hunter2").unwrap());
         assert!(!raw.contains("hunter2"));
+    }
+
+    #[test]
+    fn a_signed_request_needs_its_headers_a_fresh_timestamp_and_the_right_body() {
+        let ts = TIMESTAMP.to_string();
+        let now = TIMESTAMP + 10;
+        let check = |id, t, sig, body: &[u8], now| {
+            verify_request(&secret(), id, t, sig, body, now)
+        };
+        for (got, want) in [
+            (check(Some(MSG_ID), Some(&ts), Some(SIGNATURE), BODY, now), Ok(())),
+            (
+                check(None, Some(&ts), Some(SIGNATURE), BODY, now),
+                Err(RequestSignatureError::MissingHeader(HEADER_ID)),
+            ),
+            (
+                check(Some(MSG_ID), None, Some(SIGNATURE), BODY, now),
+                Err(RequestSignatureError::MissingHeader(HEADER_TIMESTAMP)),
+            ),
+            (
+                check(Some(MSG_ID), Some(&ts), None, BODY, now),
+                Err(RequestSignatureError::MissingHeader(HEADER_SIGNATURE)),
+            ),
+            (
+                check(Some(MSG_ID), Some("soon"), Some(SIGNATURE), BODY, now),
+                Err(RequestSignatureError::BadTimestamp),
+            ),
+            (
+                check(Some(MSG_ID), Some(&ts), Some(SIGNATURE), BODY, TIMESTAMP + 301),
+                Err(RequestSignatureError::Stale),
+            ),
+            (
+                check(Some(MSG_ID), Some(&ts), Some(SIGNATURE), BODY, TIMESTAMP - 301),
+                Err(RequestSignatureError::Stale),
+            ),
+            (
+                check(Some(MSG_ID), Some(&ts), Some(SIGNATURE), b"{}", now),
+                Err(RequestSignatureError::Mismatch),
+            ),
+        ] {
+            assert_eq!(got, want);
+        }
     }
 }

@@ -314,16 +314,31 @@ pub enum TargetError {
     Invalid(String),
     #[error("must use http or https")]
     Scheme,
+    #[error("must be at most {MAX_WEBHOOK_URL_CHARS} characters")]
+    TooLong,
+    #[error("must not carry a user name or password (put credentials in a header or the path)")]
+    UserInfo,
     #[error("must point at a globally reachable address: {0}")]
     Forbidden(RefusedAddress),
 }
 
+/// The longest webhook address accepted, as browsers and proxies commonly allow.
+pub const MAX_WEBHOOK_URL_CHARS: usize = 2048;
+
 /// Checks a URL given by a person. Host names other than `localhost` are resolved and
 /// checked at delivery time, where the connection is pinned to the vetted address.
 pub fn check_webhook_url(raw: &str, allowed: &AllowedTargets) -> Result<Url, TargetError> {
+    if raw.chars().count() > MAX_WEBHOOK_URL_CHARS {
+        return Err(TargetError::TooLong);
+    }
     let url = Url::parse(raw).map_err(|e| TargetError::Invalid(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(TargetError::Scheme);
+    }
+    // Credentials in the URL would be logged by proxies and shown by every tool that
+    // prints URLs.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(TargetError::UserInfo);
     }
     let ip = match url.host() {
         None => return Err(TargetError::Invalid("has no host".into())),
@@ -613,5 +628,24 @@ mod tests {
             check_webhook_url("not a url", &none),
             Err(TargetError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn long_urls_and_credentials_are_refused() {
+        let none = AllowedTargets::default();
+        let base = "https://hooks.example.com/";
+        let longest = format!("{base}{}", "a".repeat(MAX_WEBHOOK_URL_CHARS - base.len()));
+        assert!(check_webhook_url(&longest, &none).is_ok());
+        assert_eq!(
+            check_webhook_url(&format!("{longest}a"), &none),
+            Err(TargetError::TooLong)
+        );
+        for url in [
+            "https://user@hooks.example.com/",
+            "https://user:pw@hooks.example.com/",
+            "https://:pw@hooks.example.com/",
+        ] {
+            assert_eq!(check_webhook_url(url, &none), Err(TargetError::UserInfo), "{url}");
+        }
     }
 }

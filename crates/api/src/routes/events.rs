@@ -22,10 +22,12 @@ pub struct EventsIn {
     /// Per item of the request: its index in `valid`, or None when rejected.
     slot_of_item: Vec<Option<usize>>,
     rejected: Vec<Rejected>,
+    /// Indexes of valid items whose `event_type` no rule handles.
+    unrouted: Vec<usize>,
 }
 
 impl FromJsonBody for EventsIn {
-    fn from_json(body: Value, _: &AppState) -> Result<Self, ApiError> {
+    fn from_json(body: Value, state: &AppState) -> Result<Self, ApiError> {
         let items = batch_items(&body).map_err(|e| match e {
             BatchError::NotArrayOrObject => ApiError::BadRequest(e.to_string()),
             BatchError::TooLarge(_) => ApiError::TooLarge(e.to_string()),
@@ -35,10 +37,14 @@ impl FromJsonBody for EventsIn {
             valid: Vec::with_capacity(items.len()),
             slot_of_item: vec![None; items.len()],
             rejected: Vec::new(),
+            unrouted: Vec::new(),
         };
         for (index, item) in items.iter().enumerate() {
             match parse_event(item, now) {
                 Ok(event) => {
+                    if state.config.rules.matching(&event.event_type).next().is_none() {
+                        batch.unrouted.push(index);
+                    }
                     batch.slot_of_item[index] = Some(batch.valid.len());
                     batch.valid.push(event);
                 }
@@ -105,6 +111,9 @@ pub struct EventsAccepted {
     /// Herald's id of each item: null if rejected, the original's if a duplicate.
     event_ids: Vec<Option<Uuid>>,
     rejected: Vec<Rejected>,
+    /// Indexes of the accepted items whose `event_type` no rule handles: they are kept
+    /// as history and notify no one (a typo in `event_type`, or a rule not written yet).
+    unrouted: Vec<usize>,
 }
 
 /// An item of a batch that was skipped, and why.
@@ -165,11 +174,16 @@ pub async fn post_events(
         .map(|slot| slot.map(|s| stored[s].id))
         .collect();
     let duplicates = stored.iter().filter(|s| s.duplicate).count();
+    state
+        .metrics
+        .events_unrouted
+        .inc_by(batch.unrouted.len() as u64);
     Ok(HttpResponse::Accepted().json(EventsAccepted {
         accepted: stored.len() - duplicates,
         duplicates,
         event_ids,
         rejected: batch.rejected,
+        unrouted: batch.unrouted,
     }))
 }
 

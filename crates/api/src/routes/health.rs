@@ -33,28 +33,12 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus text: this process's counters plus the shared picture from Postgres
 /// (notifications by status over the last hour, delivery latency) and Redis (queue
-/// depths).
+/// depths), the latter read at most every 5 seconds.
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut text = state.metrics.render_local();
-    if let Ok(mut conn) = herald_store::pool::get(&state.pool).await {
-        if let Ok(stats) = herald_store::stats::last_hour(&mut conn).await {
-            text.push_str(&stats.to_prometheus());
-        }
-    }
-    if let Ok(d) = state.queue.depths().await {
-        text.push_str(
-            "# HELP herald_queue_depth Jobs waiting per queue\n# TYPE herald_queue_depth gauge\n",
-        );
-        for (q, n) in [
-            ("critical", d.critical),
-            ("default", d.default),
-            ("delayed", d.delayed),
-        ] {
-            text.push_str(&format!("herald_queue_depth{{queue=\"{q}\"}} {n}\n"));
-        }
-    }
+    text.push_str(&state.shared_metrics.render(&state.pool, &state.queue).await);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(text)

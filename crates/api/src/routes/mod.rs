@@ -12,6 +12,7 @@ pub mod audit;
 pub mod events;
 pub mod health;
 pub mod inbox;
+pub mod index;
 pub mod notifications;
 pub mod ops;
 pub mod people;
@@ -44,6 +45,7 @@ macro_rules! routes {
 }
 
 routes! {
+    get "/" => index::index,
     get "/healthz/live" => health::live,
     get "/healthz/ready" => health::ready,
     get "/metrics" => health::metrics,

@@ -13,7 +13,7 @@ use crate::state::AppState;
 use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use herald_core::person::{check_person, PersonFields, PersonRules};
-use herald_core::preferences::{check_preferences, parse_level};
+use herald_core::preferences::{check_preferences, parse_level, PreferenceError};
 use herald_store::people::{self, Person, PersonPatch};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -23,11 +23,13 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserIn {
+    /// A valid address of at most 254 characters; `""` clears it.
     email: Option<String>,
+    /// E.164, e.g. `+4915112345678`; `""` clears it.
     phone: Option<String>,
     /// An IANA time zone, e.g. `Europe/Paris` (default UTC).
     timezone: Option<String>,
-    /// Merged into the stored traits.
+    /// Merged into the stored traits; at most 64 KiB and 32 levels deep.
     #[schema(value_type = Option<Object>)]
     traits: Option<Map<String, Value>>,
     /// `standard` (every notification) or `critical` (critical ones only),
@@ -46,6 +48,9 @@ impl FromJsonBody for UserIn {
     fn from_json(body: Value, state: &AppState) -> Result<Self, ApiError> {
         let mut input: UserIn = parse_body(body)?;
         let fields = PersonFields {
+            email: input.email.as_deref(),
+            phone: input.phone.as_deref(),
+            traits: input.traits.as_ref(),
             level: input.level.as_deref(),
             timezone: input.timezone.as_deref(),
             webhook_url: input.webhook_url.as_deref(),
@@ -173,7 +178,7 @@ pub struct LevelIn {
 impl FromJsonBody for LevelIn {
     fn from_json(body: Value, _: &AppState) -> Result<Self, ApiError> {
         let mut input: LevelIn = parse_body(body)?;
-        let level = parse_level(&input.level).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let level = parse_level(&input.level).map_err(PreferenceError::from)?;
         input.level = level.as_str().to_string();
         Ok(input)
     }

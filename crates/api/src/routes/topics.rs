@@ -67,11 +67,35 @@ pub async fn put_member(
             HttpResponse::Ok()
         }
         .json(Membership { topic, user_id })),
-        Err(StoreError::NotFound) => Err(ApiError::NotFound(format!(
-            "unknown topic {topic:?} or user {user_id:?}: create both first"
-        ))),
+        Err(StoreError::NotFound) => Err(which_is_unknown(&mut conn, &topic, &user_id).await?),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The 404 of a membership that could not be made: it names the topic, the person
+/// or both, whichever does not exist.
+async fn which_is_unknown(
+    conn: &mut Db,
+    topic: &str,
+    user_id: &str,
+) -> Result<ApiError, ApiError> {
+    let topic_known = people::topic_exists(conn, topic).await?;
+    let user_known = people::find(conn, user_id).await?.is_some();
+    let message = match (topic_known, user_known) {
+        (false, false) => format!(
+            "unknown topic {topic:?} and unknown user {user_id:?}: create both first \
+             (PUT /api/v1/topics/{{topic}}, PUT /api/v1/users/{{user_id}})"
+        ),
+        (false, true) => {
+            format!("unknown topic {topic:?}: create it first (PUT /api/v1/topics/{{topic}})")
+        }
+        (true, false) => format!(
+            "unknown user {user_id:?}: create them first (PUT /api/v1/users/{{user_id}})"
+        ),
+        // Both exist now: one was created meanwhile; the client may simply retry.
+        (true, true) => format!("topic {topic:?} or user {user_id:?} was just created or removed; retry"),
+    };
+    Ok(ApiError::NotFound(message))
 }
 
 /// Remove a person from a topic.

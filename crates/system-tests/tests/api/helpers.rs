@@ -76,6 +76,8 @@ async fn spawn(with_worker: bool, config_dir: PathBuf) -> TestApp {
         allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
         db_pool_size: 4,
         rate_limit_per_s: None,
+        receipts_secret: None,
+        client_ip_header: None,
     };
     let state = herald_api::build_state(&settings).await.expect("api state");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");

@@ -2,6 +2,7 @@
 //! its own database and Redis key prefix (see `helpers`), so they run in parallel.
 
 mod alerts;
+mod auth;
 mod bundling;
 mod critical_queue;
 mod fixtures;
@@ -17,5 +18,6 @@ mod rate_limit;
 mod receipts;
 mod rules;
 mod ssrf;
+mod strict_input;
 mod stream;
 mod subscriptions;

@@ -19,6 +19,8 @@ async fn serve(db: &TestDb, redis_url: String, prefix: &str, limit: Option<u32>)
         allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
         db_pool_size: 2,
         rate_limit_per_s: limit,
+        receipts_secret: None,
+        client_ip_header: None,
     };
     let state = herald_api::build_state(&settings).await.expect("api state");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");

@@ -352,6 +352,8 @@ async fn a_second_api_process_streams_what_the_first_one_changed() {
             .expect("valid CIDR"),
         db_pool_size: 2,
         rate_limit_per_s: None,
+        receipts_secret: None,
+        client_ip_header: None,
     };
     let state = herald_api::build_state(&settings).await.expect("state");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
