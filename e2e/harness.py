@@ -479,9 +479,17 @@ BINARIES = ("herald-api", "herald-worker", "herald-sim")
 
 
 def target_dir(repo: Path) -> Path:
-    """Cargo's target directory (CARGO_TARGET_DIR when set, as cargo itself does)."""
+    """Cargo's target directory: CARGO_TARGET_DIR when set, else what cargo reports
+    (a `.cargo/config.toml` may move it), else `target/`."""
     configured = os.environ.get("CARGO_TARGET_DIR")
-    return Path(configured) if configured else repo / "target"
+    if configured:
+        return Path(configured)
+    try:
+        done = subprocess.run(["cargo", "metadata", "--no-deps", "--format-version", "1"], cwd=repo,
+                              capture_output=True, text=True, timeout=120)
+        return Path(json.loads(done.stdout)["target_directory"])
+    except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
+        return repo / "target"
 
 
 def build_binaries(repo: Path, release: bool) -> None:

@@ -28,6 +28,9 @@ export HERALD_PROVIDER_URL="${HERALD_PROVIDER_URL:-http://127.0.0.1:$HERALD_SINK
 export HERALD_ALLOWED_TARGETS="${HERALD_ALLOWED_TARGETS:-127.0.0.0/8}"
 export HERALD_CONFIG_DIR="${HERALD_CONFIG_DIR:-$ROOT/config}"
 export RUST_LOG="${RUST_LOG:-info}"
+# The bank-link reminder waits an hour in production; ten seconds here, so the README's
+# walkthrough shows its outcome.
+export HERALD_BANK_LINK_REMINDER_DELAY="${HERALD_BANK_LINK_REMINDER_DELAY:-10s}"
 
 log() { printf '==> %s\n' "$*"; }
 die() { printf 'up-local: %s\n' "$*" >&2; exit 1; }

@@ -79,8 +79,8 @@ impl Modify for BearerKey {
     tags(
         (name = "ingestion", description = "events, alerts and provider receipts in"),
         (name = "people", description = "people and their preferences"),
-        (name = "audit", description = "a person's events and notification history (seed 004)"),
-        (name = "subscriptions", description = "per-event-type subscriptions (seed 003)"),
+        (name = "audit", description = "a person's events and notification history"),
+        (name = "subscriptions", description = "per-event-type subscriptions"),
         (name = "inbox", description = "a person's notifications and read marks"),
         (name = "topics", description = "topics and their members"),
         (name = "notifications", description = "notifications as operators inspect them"),

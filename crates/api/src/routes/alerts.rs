@@ -16,7 +16,7 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
-/// A shop alert (seed 002) as validated by `herald_core::alert::parse_alert`, which
+/// A shop alert as validated by `herald_core::alert::parse_alert`, which
 /// reports every bad field at once.
 #[derive(Debug)]
 pub struct AlertIn(pub Alert);
@@ -32,7 +32,7 @@ impl FromJsonBody for AlertIn {
 impl PartialSchema for AlertIn {
     fn schema() -> RefOr<Schema> {
         schema::object(
-            "A shop alert (seed 002).",
+            "A shop alert from a camera system.",
             &[
                 (
                     "alert_uuid",
@@ -114,7 +114,7 @@ pub async fn post_alert(
     })
 }
 
-/// Seed 002's alias of `POST /webhooks/alerts`.
+/// The older path of `POST /webhooks/alerts`, kept for camera systems configured with it.
 #[utoipa::path(post, path = "/webhook/notifications", tag = "ingestion",
     request_body = AlertIn,
     responses(

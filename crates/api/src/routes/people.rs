@@ -166,7 +166,7 @@ async fn load_user(conn: &mut herald_store::Conn, user_id: &str) -> Result<UserO
     Ok(UserOut::new(person, topics))
 }
 
-/// Seed 002's preference body.
+/// The shop-alert preference body: a person and their level.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LevelIn {
@@ -184,7 +184,7 @@ impl FromJsonBody for LevelIn {
     }
 }
 
-/// The level now in force for a person (seed 002).
+/// The level now in force for a person.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LevelOut {
     user_id: String,
@@ -192,7 +192,7 @@ pub struct LevelOut {
     level: String,
 }
 
-/// Seed 002's preference route: set a person's level (CRITICAL or STANDARD).
+/// Set a person's level (CRITICAL or STANDARD), as shop-alert clients send it.
 #[utoipa::path(put, path = "/preferences", tag = "people",
     request_body = LevelIn,
     responses(
