@@ -5,8 +5,8 @@
 
 use crate::error::ApiError;
 use actix_web::web;
-use actix_web::HttpRequest;
 use actix_web::web::Bytes;
+use actix_web::HttpRequest;
 use futures::{Stream, StreamExt};
 use herald_core::fields::check_known_fields;
 use serde_json::Value;

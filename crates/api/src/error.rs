@@ -73,7 +73,9 @@ pub enum ApiError {
     #[error("invalid receipts signature: {0}")]
     BadSignature(String),
     /// Too many requests without a valid key from this address.
-    #[error("too many requests without a valid API key from this address; retry in {retry_after_s} s")]
+    #[error(
+        "too many requests without a valid API key from this address; retry in {retry_after_s} s"
+    )]
     TooManyFailedKeys { retry_after_s: u64 },
     #[error("{message}")]
     Invalid {

@@ -36,7 +36,9 @@ pub struct FailedKeys {
 pub enum Standing {
     Clear,
     /// Over the limit: 429 for this many more seconds.
-    Blocked { retry_after_s: u64 },
+    Blocked {
+        retry_after_s: u64,
+    },
 }
 
 impl FailedKeys {
@@ -70,12 +72,11 @@ impl FailedKeys {
         let window = now_s / WINDOW_S;
         let name = format!("authfail:{addr}:{window}");
         let ttl = Duration::from_secs(2 * WINDOW_S);
-        let count = match tokio::time::timeout(REDIS_BUDGET, self.counters.count_hit(&name, ttl))
-            .await
-        {
-            Ok(Ok(n)) => n,
-            _ => return Standing::Clear,
-        };
+        let count =
+            match tokio::time::timeout(REDIS_BUDGET, self.counters.count_hit(&name, ttl)).await {
+                Ok(Ok(n)) => n,
+                _ => return Standing::Clear,
+            };
         if count == 1 {
             tracing::warn!(client = %addr, path, "request without a valid API key (further ones from this address this minute are counted, not logged)");
         }

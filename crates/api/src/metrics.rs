@@ -5,8 +5,8 @@
 //! are read at most once per [`SHARED_MAX_AGE`] whatever the scrape rate
 //! ([`SharedFigures`]): `/metrics` is open, and must not be a way to load Postgres.
 
-use std::time::{Duration, Instant};
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use std::time::{Duration, Instant};
 
 pub struct Metrics {
     registry: Registry,

@@ -2,10 +2,10 @@
 
 use crate::failed_keys::FailedKeys;
 use crate::ingest::Ingestor;
-use herald_core::access::ApiKeys;
-use herald_core::signing::WebhookSecret;
 use crate::metrics::Metrics;
+use herald_core::access::ApiKeys;
 use herald_core::config::Config;
+use herald_core::signing::WebhookSecret;
 use herald_core::targets::AllowedTargets;
 use herald_queue::{Changes, Heartbeats, Queue};
 use herald_store::Pool;

@@ -50,9 +50,7 @@ impl Scope {
 /// other change (people, topics, preferences, retries, read marks) is `admin`.
 pub fn required_scope(method: &str, path: &str) -> Scope {
     match (method, path) {
-        ("POST", "/api/v1/events" | "/webhooks/alerts" | "/webhook/notifications") => {
-            Scope::Ingest
-        }
+        ("POST", "/api/v1/events" | "/webhooks/alerts" | "/webhook/notifications") => Scope::Ingest,
         ("POST", "/webhooks/receipts") => Scope::Receipts,
         ("GET" | "HEAD", _) => Scope::Read,
         _ => Scope::Admin,
@@ -164,7 +162,11 @@ mod tests {
             ("GET", "/api/v1/users/ana/stream", Scope::Read),
             ("PUT", "/api/v1/users/ana", Scope::Admin),
             ("POST", "/api/v1/notifications/x/retry", Scope::Admin),
-            ("POST", "/api/v1/users/ana/notifications/read-all", Scope::Admin),
+            (
+                "POST",
+                "/api/v1/users/ana/notifications/read-all",
+                Scope::Admin,
+            ),
             ("DELETE", "/api/v1/users/ana", Scope::Admin),
         ] {
             assert_eq!(required_scope(method, path), needed, "{method} {path}");

@@ -76,7 +76,10 @@ mod tests {
     fn the_message_names_the_field_and_the_suggestion() {
         let e = unknown_field("user_Id", EVENT);
         assert_eq!(e.field, "user_Id");
-        assert_eq!(e.to_string(), r#"unknown field "user_Id"; did you mean "user_id"?"#);
+        assert_eq!(
+            e.to_string(),
+            r#"unknown field "user_Id"; did you mean "user_id"?"#
+        );
         let e = unknown_field("colour", &["level", "channels"]);
         assert_eq!(
             e.to_string(),

@@ -247,11 +247,12 @@ mod tests {
     fn a_signed_request_needs_its_headers_a_fresh_timestamp_and_the_right_body() {
         let ts = TIMESTAMP.to_string();
         let now = TIMESTAMP + 10;
-        let check = |id, t, sig, body: &[u8], now| {
-            verify_request(&secret(), id, t, sig, body, now)
-        };
+        let check = |id, t, sig, body: &[u8], now| verify_request(&secret(), id, t, sig, body, now);
         for (got, want) in [
-            (check(Some(MSG_ID), Some(&ts), Some(SIGNATURE), BODY, now), Ok(())),
+            (
+                check(Some(MSG_ID), Some(&ts), Some(SIGNATURE), BODY, now),
+                Ok(()),
+            ),
             (
                 check(None, Some(&ts), Some(SIGNATURE), BODY, now),
                 Err(RequestSignatureError::MissingHeader(HEADER_ID)),
@@ -269,11 +270,23 @@ mod tests {
                 Err(RequestSignatureError::BadTimestamp),
             ),
             (
-                check(Some(MSG_ID), Some(&ts), Some(SIGNATURE), BODY, TIMESTAMP + 301),
+                check(
+                    Some(MSG_ID),
+                    Some(&ts),
+                    Some(SIGNATURE),
+                    BODY,
+                    TIMESTAMP + 301,
+                ),
                 Err(RequestSignatureError::Stale),
             ),
             (
-                check(Some(MSG_ID), Some(&ts), Some(SIGNATURE), BODY, TIMESTAMP - 301),
+                check(
+                    Some(MSG_ID),
+                    Some(&ts),
+                    Some(SIGNATURE),
+                    BODY,
+                    TIMESTAMP - 301,
+                ),
                 Err(RequestSignatureError::Stale),
             ),
             (

@@ -645,7 +645,11 @@ mod tests {
             "https://user:pw@hooks.example.com/",
             "https://:pw@hooks.example.com/",
         ] {
-            assert_eq!(check_webhook_url(url, &none), Err(TargetError::UserInfo), "{url}");
+            assert_eq!(
+                check_webhook_url(url, &none),
+                Err(TargetError::UserInfo),
+                "{url}"
+            );
         }
     }
 }

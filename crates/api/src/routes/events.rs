@@ -42,7 +42,13 @@ impl FromJsonBody for EventsIn {
         for (index, item) in items.iter().enumerate() {
             match parse_event(item, now) {
                 Ok(event) => {
-                    if state.config.rules.matching(&event.event_type).next().is_none() {
+                    if state
+                        .config
+                        .rules
+                        .matching(&event.event_type)
+                        .next()
+                        .is_none()
+                    {
                         batch.unrouted.push(index);
                     }
                     batch.slot_of_item[index] = Some(batch.valid.len());

@@ -74,11 +74,7 @@ pub async fn put_member(
 
 /// The 404 of a membership that could not be made: it names the topic, the person
 /// or both, whichever does not exist.
-async fn which_is_unknown(
-    conn: &mut Db,
-    topic: &str,
-    user_id: &str,
-) -> Result<ApiError, ApiError> {
+async fn which_is_unknown(conn: &mut Db, topic: &str, user_id: &str) -> Result<ApiError, ApiError> {
     let topic_known = people::topic_exists(conn, topic).await?;
     let user_known = people::find(conn, user_id).await?.is_some();
     let message = match (topic_known, user_known) {
@@ -89,11 +85,13 @@ async fn which_is_unknown(
         (false, true) => {
             format!("unknown topic {topic:?}: create it first (PUT /api/v1/topics/{{topic}})")
         }
-        (true, false) => format!(
-            "unknown user {user_id:?}: create them first (PUT /api/v1/users/{{user_id}})"
-        ),
+        (true, false) => {
+            format!("unknown user {user_id:?}: create them first (PUT /api/v1/users/{{user_id}})")
+        }
         // Both exist now: one was created meanwhile; the client may simply retry.
-        (true, true) => format!("topic {topic:?} or user {user_id:?} was just created or removed; retry"),
+        (true, true) => {
+            format!("topic {topic:?} or user {user_id:?} was just created or removed; retry")
+        }
     };
     Ok(ApiError::NotFound(message))
 }

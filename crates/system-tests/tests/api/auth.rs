@@ -67,25 +67,68 @@ impl Api {
 #[tokio::test]
 async fn each_scope_reaches_its_routes_and_gets_403_naming_the_scope_elsewhere() {
     let api = serve(
-        &["ingest:k-ingest", "read:k-read", "receipts:k-rcpt", "admin:k-admin", "k-legacy"],
+        &[
+            "ingest:k-ingest",
+            "read:k-read",
+            "receipts:k-rcpt",
+            "admin:k-admin",
+            "k-legacy",
+        ],
         None,
     )
     .await;
-    let event = json!({"event_type": "nothing.routes.this", "event_timestamp": "2025-10-31T19:00:00Z"});
+    let event =
+        json!({"event_type": "nothing.routes.this", "event_timestamp": "2025-10-31T19:00:00Z"});
     let receipt = json!([{"notification_id": uuid::Uuid::new_v4(), "status": "delivered"}]);
     use reqwest::Method as M;
     for (method, path, body, key, want) in [
-        (M::POST, "/api/v1/events", Some(event.clone()), "k-ingest", 202),
+        (
+            M::POST,
+            "/api/v1/events",
+            Some(event.clone()),
+            "k-ingest",
+            202,
+        ),
         (M::GET, "/api/v1/notifications", None, "k-ingest", 403),
-        (M::PUT, "/api/v1/users/ana", Some(json!({})), "k-ingest", 403),
-        (M::POST, "/webhooks/receipts", Some(receipt.clone()), "k-ingest", 403),
+        (
+            M::PUT,
+            "/api/v1/users/ana",
+            Some(json!({})),
+            "k-ingest",
+            403,
+        ),
+        (
+            M::POST,
+            "/webhooks/receipts",
+            Some(receipt.clone()),
+            "k-ingest",
+            403,
+        ),
         (M::GET, "/api/v1/notifications", None, "k-read", 200),
-        (M::POST, "/api/v1/events", Some(event.clone()), "k-read", 403),
-        (M::POST, "/webhooks/receipts", Some(receipt.clone()), "k-rcpt", 200),
+        (
+            M::POST,
+            "/api/v1/events",
+            Some(event.clone()),
+            "k-read",
+            403,
+        ),
+        (
+            M::POST,
+            "/webhooks/receipts",
+            Some(receipt.clone()),
+            "k-rcpt",
+            200,
+        ),
         (M::GET, "/api/v1/notifications", None, "k-rcpt", 403),
         (M::PUT, "/api/v1/users/ana", Some(json!({})), "k-admin", 201),
         (M::GET, "/api/v1/users/ana", None, "k-legacy", 200),
-        (M::POST, "/api/v1/events", Some(event.clone()), "k-legacy", 202),
+        (
+            M::POST,
+            "/api/v1/events",
+            Some(event.clone()),
+            "k-legacy",
+            202,
+        ),
     ] {
         let (status, body) = api.call(method.clone(), path, Some(key), body).await;
         assert_eq!(status, want, "{method} {path} with {key}: {body}");
@@ -149,8 +192,14 @@ async fn twenty_failures_a_minute_from_one_address_then_429_even_with_a_valid_ke
     let body: Value = limited.json().await.expect("JSON");
     assert_eq!(body["error"]["code"], "too_many_failed_keys", "{body}");
     // Now a right guess gets no answer either, while other addresses are unaffected.
-    assert_eq!(get(Some("good-key"), addr).await.expect("answer").status(), 429);
-    assert_eq!(get(Some("good-key"), other).await.expect("answer").status(), 200);
+    assert_eq!(
+        get(Some("good-key"), addr).await.expect("answer").status(),
+        429
+    );
+    assert_eq!(
+        get(Some("good-key"), other).await.expect("answer").status(),
+        200
+    );
     // Open routes stay open.
     let health = api
         .client
@@ -178,16 +227,25 @@ async fn receipts_signed_with_the_receipts_secret_need_no_key_and_a_bad_signatur
             .send()
     };
     let now = chrono::Utc::now().timestamp();
-    let good = post(body.clone(), sign(&secret, "msg_1", now, body.as_bytes()), now)
-        .await
-        .expect("answer");
+    let good = post(
+        body.clone(),
+        sign(&secret, "msg_1", now, body.as_bytes()),
+        now,
+    )
+    .await
+    .expect("answer");
     assert_eq!(good.status(), 200);
     let answer: Value = good.json().await.expect("JSON");
     assert_eq!(answer["unknown"], json!([id]), "{answer}");
 
     let other = WebhookSecret::parse("whsec_b3RoZXI=").expect("secret");
     for (label, signature, ts, sent) in [
-        ("another secret", sign(&other, "msg_1", now, body.as_bytes()), now, body.clone()),
+        (
+            "another secret",
+            sign(&other, "msg_1", now, body.as_bytes()),
+            now,
+            body.clone(),
+        ),
         (
             "a tampered body",
             sign(&secret, "msg_1", now, body.as_bytes()),

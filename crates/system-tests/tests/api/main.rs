@@ -18,6 +18,6 @@ mod rate_limit;
 mod receipts;
 mod rules;
 mod ssrf;
-mod strict_input;
 mod stream;
+mod strict_input;
 mod subscriptions;

@@ -51,15 +51,43 @@ async fn every_body_refuses_unknown_fields_the_same_way() {
     assert_eq!(app.put("/api/v1/users/ana", json!({})).await.0, 201);
     assert_eq!(app.put("/api/v1/topics/shop", json!({})).await.0, 201);
     for (path, body, field, meant) in [
-        ("/api/v1/users/ana", json!({"emial": "a@example.com"}), "emial", "email"),
-        ("/api/v1/users/ana/preferences", json!({"levle": "critical"}), "levle", "level"),
-        ("/preferences", json!({"user_id": "ana", "Level": "CRITICAL"}), "Level", "level"),
-        ("/api/v1/users/ana/subscriptions/x.y", json!({"enable": true}), "enable", "enabled"),
-        ("/api/v1/topics/shop/members", json!({"user_id": ["ana"]}), "user_id", "user_ids"),
+        (
+            "/api/v1/users/ana",
+            json!({"emial": "a@example.com"}),
+            "emial",
+            "email",
+        ),
+        (
+            "/api/v1/users/ana/preferences",
+            json!({"levle": "critical"}),
+            "levle",
+            "level",
+        ),
+        (
+            "/preferences",
+            json!({"user_id": "ana", "Level": "CRITICAL"}),
+            "Level",
+            "level",
+        ),
+        (
+            "/api/v1/users/ana/subscriptions/x.y",
+            json!({"enable": true}),
+            "enable",
+            "enabled",
+        ),
+        (
+            "/api/v1/topics/shop/members",
+            json!({"user_id": ["ana"]}),
+            "user_id",
+            "user_ids",
+        ),
     ] {
         let (status, answer) = app.put(path, body).await;
         assert_eq!(status, 422, "{path}: {answer}");
-        assert_eq!(answer["error"]["details"][0]["field"], field, "{path}: {answer}");
+        assert_eq!(
+            answer["error"]["details"][0]["field"], field,
+            "{path}: {answer}"
+        );
         assert_eq!(
             answer["error"]["message"],
             format!("unknown field \"{field}\"; did you mean \"{meant}\"?"),
@@ -120,8 +148,14 @@ async fn a_membership_names_which_of_topic_and_person_is_unknown() {
     assert_eq!(app.put("/api/v1/users/ana", json!({})).await.0, 201);
     assert_eq!(app.put("/api/v1/topics/shop", json!({})).await.0, 201);
     for (path, says) in [
-        ("/api/v1/topics/nowhere/members/ana", "unknown topic \"nowhere\": create it first"),
-        ("/api/v1/topics/shop/members/nobody", "unknown user \"nobody\": create them first"),
+        (
+            "/api/v1/topics/nowhere/members/ana",
+            "unknown topic \"nowhere\": create it first",
+        ),
+        (
+            "/api/v1/topics/shop/members/nobody",
+            "unknown user \"nobody\": create them first",
+        ),
         (
             "/api/v1/topics/nowhere/members/nobody",
             "unknown topic \"nowhere\" and unknown user \"nobody\"",
@@ -132,7 +166,12 @@ async fn a_membership_names_which_of_topic_and_person_is_unknown() {
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.starts_with(says), "{path}: {message}");
     }
-    assert_eq!(app.put("/api/v1/topics/shop/members/ana", json!({})).await.0, 201);
+    assert_eq!(
+        app.put("/api/v1/topics/shop/members/ana", json!({}))
+            .await
+            .0,
+        201
+    );
 }
 
 #[tokio::test]
@@ -146,7 +185,10 @@ async fn a_bad_level_is_a_400_naming_the_level_field() {
     ] {
         let (status, answer) = app.put(path, body).await;
         assert_eq!(status, 400, "{path}: {answer}");
-        assert_eq!(answer["error"]["details"][0]["field"], "level", "{path}: {answer}");
+        assert_eq!(
+            answer["error"]["details"][0]["field"], "level",
+            "{path}: {answer}"
+        );
     }
 }
 
@@ -187,11 +229,20 @@ async fn person_fields_and_free_form_json_stay_within_their_limits() {
     let long_url = format!("https://hooks.example.com/{}", "a".repeat(2048));
     for (body, field) in [
         (json!({"email": "not-an-address"}), "email"),
-        (json!({"email": format!("{}@example.com", "a".repeat(250))}), "email"),
+        (
+            json!({"email": format!("{}@example.com", "a".repeat(250))}),
+            "email",
+        ),
         (json!({"phone": "0151 1234567"}), "phone"),
         (json!({"webhook_url": long_url}), "webhook_url"),
-        (json!({"webhook_url": "https://user:pw@hooks.example.com/"}), "webhook_url"),
-        (json!({"webhook_url": "ftp://hooks.example.com/"}), "webhook_url"),
+        (
+            json!({"webhook_url": "https://user:pw@hooks.example.com/"}),
+            "webhook_url",
+        ),
+        (
+            json!({"webhook_url": "ftp://hooks.example.com/"}),
+            "webhook_url",
+        ),
         (json!({"timezone": "Europe/Atlantis"}), "timezone"),
         (json!({"traits": {"bio": "x".repeat(70_000)}}), "traits"),
         (json!({"traits": {"deep": deep.clone()}}), "traits"),
@@ -203,8 +254,10 @@ async fn person_fields_and_free_form_json_stay_within_their_limits() {
     let (status, body) = app
         .post(
             "/api/v1/events",
-            json!([event(json!({"properties": {"deep": deep}})),
-                   event(json!({"user_traits": {"bio": "x".repeat(70_000)}}))]),
+            json!([
+                event(json!({"properties": {"deep": deep}})),
+                event(json!({"user_traits": {"bio": "x".repeat(70_000)}}))
+            ]),
         )
         .await;
     assert_eq!(status, 202, "{body}");
