@@ -479,17 +479,9 @@ BINARIES = ("herald-api", "herald-worker", "herald-sim")
 
 
 def target_dir(repo: Path) -> Path:
-    """Cargo's target directory: CARGO_TARGET_DIR when set, else what cargo reports
-    (a `.cargo/config.toml` may move it), else `target/`."""
+    """Cargo's target directory (CARGO_TARGET_DIR when set, as cargo itself does)."""
     configured = os.environ.get("CARGO_TARGET_DIR")
-    if configured:
-        return Path(configured)
-    try:
-        done = subprocess.run(["cargo", "metadata", "--no-deps", "--format-version", "1"], cwd=repo,
-                              capture_output=True, text=True, timeout=120)
-        return Path(json.loads(done.stdout)["target_directory"])
-    except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
-        return repo / "target"
+    return Path(configured) if configured else repo / "target"
 
 
 def build_binaries(repo: Path, release: bool) -> None:
