@@ -327,6 +327,9 @@ impl QueryFragment<Pg> for UnnestAttempts<'_> {
         out.push_sql(
             ") AS r(id, new_status, next_due, error, started_at, duration_ms, http_status, \
              outcome)),
+             locked AS MATERIALIZED (
+               SELECT id FROM notifications WHERE id IN (SELECT id FROM r)
+               ORDER BY id FOR UPDATE),
              n AS (
                UPDATE notifications SET
                  attempts = notifications.attempts + 1,
@@ -337,7 +340,11 @@ impl QueryFragment<Pg> for UnnestAttempts<'_> {
                                 ELSE notifications.sent_at END,
                  due_at = COALESCE(r.next_due, notifications.due_at),
                  last_error = CASE WHEN r.new_status = 'sent' THEN NULL ELSE r.error END
-               FROM r WHERE notifications.id = r.id
+               FROM r WHERE notifications.id = r.id AND ",
+        );
+        out.push_sql(crate::locking::LOCKED_FIRST);
+        out.push_sql(
+            "
                RETURNING notifications.id, notifications.attempts)
              INSERT INTO delivery_attempts
                (notification_id, attempt, started_at, duration_ms, http_status, error, outcome)
@@ -350,10 +357,22 @@ impl QueryFragment<Pg> for UnnestAttempts<'_> {
     }
 }
 
+/// The SQL of [`record_attempts`]' statement (`$1`…`$8`: the columns of
+/// [`AttemptRecord`]), for checking its plan.
+pub fn record_attempts_sql() -> Result<String, StoreError> {
+    use diesel::query_builder::QueryBuilder;
+    let mut sql = diesel::pg::PgQueryBuilder::default();
+    UnnestAttempts::default().to_sql(&mut sql, &Pg)?;
+    Ok(sql.finish())
+}
+
 /// Writes each try's attempt row and moves its notification on, all in one statement
 /// (and one commit). A row that is no longer `pending` (a duplicate delivery after a
 /// reclaim) keeps its status, but the attempt is still recorded: it happened. A
 /// notification may appear once per call (its attempt number comes from the update).
+/// The statement locks its rows in id order before updating any
+/// ([`crate::locking`]), so it cannot deadlock with a receipt batch; a receipt that
+/// came first (`delivered_at`, `opened_at`) is kept.
 pub async fn record_attempts(conn: &mut Conn, recs: &[AttemptRecord]) -> Result<(), StoreError> {
     // The attempt number comes from the UPDATE, which sees a row once per statement:
     // a notification that appears again goes into a later round.
