@@ -159,10 +159,26 @@ pub async fn insert_batch(
         return Ok(Vec::new());
     }
     let mut columns = UnnestNotifications::default();
-    for row in rows {
+    for row in in_key_order(rows.iter()) {
         columns.push(row);
     }
     Ok(columns.get_results(conn).await?)
+}
+
+/// Rows in the order of the unique index `notifications_once`. Two inserts of the
+/// same keys (an event routed again after a reclaim) wait for each other's
+/// uncommitted keys; inserting in one order means they queue rather than deadlock.
+fn in_key_order<'a>(rows: impl Iterator<Item = &'a NewNotification>) -> Vec<&'a NewNotification> {
+    let mut rows: Vec<&NewNotification> = rows.collect();
+    rows.sort_by(|a, b| {
+        (a.event_id, &a.user_id, &a.notification_type, &a.channel).cmp(&(
+            b.event_id,
+            &b.user_id,
+            &b.notification_type,
+            &b.channel,
+        ))
+    });
+    rows
 }
 
 /// Inserts the planned rows of a debounced rule (all of one event and one type).
@@ -199,7 +215,7 @@ pub async fn insert_chunks(
     chunks: &[Vec<NewNotification>],
 ) -> Result<Vec<Vec<Inserted>>, StoreError> {
     let mut columns = UnnestNotifications::default();
-    for row in chunks.iter().flatten() {
+    for row in in_key_order(chunks.iter().flatten()) {
         columns.push(row);
     }
     if columns.id.is_empty() {
