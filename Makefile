@@ -22,9 +22,14 @@ down:
 services:
 	@scripts/up-local.sh --services-only
 
-## test: unit and integration tests against the real Postgres and Redis
+## test: unit and integration tests against the real Postgres and Redis, then a check
+##       that they left no Redis keys and no databases behind (scripts/test-leftovers.sh;
+##       HERALD_TEST_RUN, fresh per run, names the run's keys and databases)
 test: services
-	$(CARGO) test --workspace
+	@export HERALD_TEST_RUN=$${HERALD_TEST_RUN:-$$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')}; \
+	echo "test run $$HERALD_TEST_RUN: keys and databases herald_test_$${HERALD_TEST_RUN}_*"; \
+	echo "$(CARGO) test --workspace"; \
+	$(CARGO) test --workspace && scripts/test-leftovers.sh "$$HERALD_TEST_RUN"
 
 ## e2e: build, start api + worker + sinks on free ports, drive the scenarios of every capability
 e2e: services
@@ -70,16 +75,20 @@ check-config:
 build:
 	$(CARGO) build --release -p herald-api -p herald-worker -p herald-sim
 
-## simulate: the delivery simulation against a running stack (`make up` first): 1000 people,
-##           5 broadcasts, 10% lost, half of the delivered opened
+## simulate: the delivery simulation against a running stack (`make up` first): 1000 people
+##           in a topic of the run's own, 5 messages to them, 10% lost, half of the
+##           delivered opened (SIM_ARGS=--yes-broadcast-to-everyone sends to everyone)
 SIM_API  ?= http://127.0.0.1:8000
 SIM_SINK ?= http://127.0.0.1:5000
 # The sink posts receipts to the api; inside docker compose it reaches it as `api`.
 SIM_RECEIPTS_URL ?= $(if $(shell docker info >/dev/null 2>&1 && echo y),http://api:8000,$(SIM_API))/webhooks/receipts
+SIM_ARGS ?=
 simulate:
+	@echo "building herald-sim (release; the first build takes a few minutes)"
+	$(CARGO) build --release -p herald-sim
 	$(CARGO) run -q --release -p herald-sim -- simulate --api $(SIM_API) \
 	  --api-key $${HERALD_API_KEY:-dev-key} --sink $(SIM_SINK) --receipts-url $(SIM_RECEIPTS_URL) \
-	  --users 1000 --messages 5 --loss 0.1 --open 0.5
+	  --users 1000 --messages 5 --loss 0.1 --open 0.5 $(SIM_ARGS)
 
 ## bundle: replay the sample day of tours through the bundler (docs/contract.md §8) and print its stats
 bundle:

@@ -5,9 +5,14 @@
 //! derived struct, so that every problem names the field at fault and one bad item
 //! never rejects its neighbours: the api lists it under `rejected` and applies the
 //! rest. The store applies parsed [`Receipt`]s; nothing here touches it.
+//!
+//! Which notifications a receipt may change is decided here too ([`effect`]): the
+//! store asks, per kind, which statuses a receipt applies to, and explains the rest
+//! with [`effect`]'s reason.
 
 use crate::event::{batch_items, parse_timestamp, BatchError, FieldError, MAX_BATCH_ITEMS};
 use crate::fields::check_known_fields;
+use crate::status::NotificationStatus;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
@@ -103,6 +108,53 @@ pub fn parse_receipt(item: &Value, now: DateTime<Utc>) -> Result<Receipt, FieldE
         kind,
         at,
     })
+}
+
+/// What a receipt does to a notification in some status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// The receipt is recorded.
+    Apply,
+    /// The notification is left as it is; the reason is shown to the provider.
+    Ignore(&'static str),
+}
+
+/// Whether a receipt of `kind` may change a notification in `status`.
+///
+/// - A `sent` notification takes every receipt.
+/// - A `pending` one takes `delivered` and `opened`: providers learn a notification's
+///   id only from its delivery, so a pending notification they report on was handed
+///   to them and its attempt is in flight (the worker records it after the provider
+///   answered, and the receipt can arrive first). The attempt keeps the times. A
+///   bounce, which would fail it, waits for the notification to be `sent`.
+/// - `bundled`, `suppressed` and `failed` ones take none: they were never sent on
+///   their own, never sent, or their delivery already failed.
+pub fn effect(kind: ReceiptKind, status: NotificationStatus) -> Effect {
+    use NotificationStatus as S;
+    use ReceiptKind as K;
+    match (status, kind) {
+        (S::Sent, _) => Effect::Apply,
+        (S::Pending, K::Delivered | K::Opened) => Effect::Apply,
+        (S::Pending, K::Bounced) => {
+            Effect::Ignore("pending: not sent yet; a bounce applies to a sent notification")
+        }
+        (S::Bundled, _) => {
+            Effect::Ignore("bundled: held in a pending bundle, never sent on its own")
+        }
+        (S::Suppressed, _) => Effect::Ignore("suppressed: it was never sent"),
+        (S::Failed, K::Bounced) => Effect::Ignore("failed: it has already failed"),
+        (S::Failed, K::Delivered | K::Opened) => Effect::Ignore("failed: its delivery failed"),
+    }
+}
+
+impl ReceiptKind {
+    /// The statuses a receipt of this kind applies to ([`effect`] says [`Effect::Apply`]).
+    pub fn applies_to(self) -> Vec<NotificationStatus> {
+        NotificationStatus::ALL
+            .into_iter()
+            .filter(|s| effect(self, *s) == Effect::Apply)
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -233,6 +285,69 @@ mod tests {
         }
         for other in ["", "Delivered", "read", "bounce"] {
             assert_eq!(ReceiptKind::parse(other), None, "{other}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod effect_tests {
+    use super::*;
+    use NotificationStatus as S;
+    use ReceiptKind as K;
+
+    #[test]
+    fn each_kind_changes_only_the_statuses_it_may() {
+        let apply = Effect::Apply;
+        let never_sent = Effect::Ignore("suppressed: it was never sent");
+        let bundled = Effect::Ignore("bundled: held in a pending bundle, never sent on its own");
+        let failed = Effect::Ignore("failed: its delivery failed");
+        for (kind, status, expected) in [
+            (K::Delivered, S::Sent, apply),
+            (K::Delivered, S::Pending, apply),
+            (K::Delivered, S::Bundled, bundled),
+            (K::Delivered, S::Failed, failed),
+            (K::Delivered, S::Suppressed, never_sent),
+            (K::Opened, S::Sent, apply),
+            (K::Opened, S::Pending, apply),
+            (K::Opened, S::Bundled, bundled),
+            (K::Opened, S::Failed, failed),
+            (K::Opened, S::Suppressed, never_sent),
+            (K::Bounced, S::Sent, apply),
+            (
+                K::Bounced,
+                S::Pending,
+                Effect::Ignore("pending: not sent yet; a bounce applies to a sent notification"),
+            ),
+            (K::Bounced, S::Bundled, bundled),
+            (
+                K::Bounced,
+                S::Failed,
+                Effect::Ignore("failed: it has already failed"),
+            ),
+            (K::Bounced, S::Suppressed, never_sent),
+        ] {
+            assert_eq!(effect(kind, status), expected, "{kind:?} on {status}");
+        }
+    }
+
+    #[test]
+    fn the_statuses_a_kind_applies_to_are_those_effect_applies() {
+        assert_eq!(K::Delivered.applies_to(), [S::Pending, S::Sent]);
+        assert_eq!(K::Opened.applies_to(), [S::Pending, S::Sent]);
+        assert_eq!(K::Bounced.applies_to(), [S::Sent]);
+    }
+
+    #[test]
+    fn every_reason_names_the_status_it_explains() {
+        for kind in K::ALL {
+            for status in S::ALL {
+                if let Effect::Ignore(reason) = effect(kind, status) {
+                    assert!(
+                        reason.starts_with(&format!("{status}:")),
+                        "{kind:?} on {status}: {reason}"
+                    );
+                }
+            }
         }
     }
 }

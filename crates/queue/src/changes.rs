@@ -97,8 +97,8 @@ mod tests {
     /// Needs the Redis of `make test`.
     #[tokio::test]
     async fn an_announcement_reaches_that_persons_subscribers_only() {
-        let handle = crate::test_redis::connect(1);
-        let changes = Changes::new(handle);
+        let handle = crate::testing::TestRedis::connect(1);
+        let changes = Changes::new(handle.clone());
         let mut ann = changes.subscribe("ann").await.expect("redis answers");
         let mut bob = changes.subscribe("bob").await.expect("redis answered once");
 

@@ -104,7 +104,7 @@ mod tests {
     /// Needs the Redis of `make test`.
     #[tokio::test]
     async fn counts_per_friend_and_day_include_the_tour_just_counted() {
-        let handle = crate::test_redis::connect(2);
+        let handle = crate::testing::TestRedis::connect(2);
         let queue = crate::queue::Queue::new(handle.clone());
         queue.ping().await.expect("redis answers");
         let q = FriendCounts::new(handle.clone());

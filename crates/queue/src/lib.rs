@@ -17,6 +17,7 @@
 //! | `changes`         | [`Changes`]                 | pub/sub wake-ups of the live streams: one `announce`     |
 //! | `keys`            | [`Keys`]                    | the name of every key above, under one prefix            |
 //! | `error`           | [`QueueError`]              | —                                                        |
+//! | `testing`         | [`testing::TestRedis`]      | tests' keys, under a prefix of their own, deleted after   |
 //!
 //! A process connects once (`Redis::connect`) and builds the parts it uses with
 //! `new(redis.clone())`; all of them share the handle's connections and are cheap to
@@ -76,8 +77,7 @@ mod keys;
 mod locks;
 mod marks;
 mod queue;
-#[cfg(test)]
-mod test_redis;
+pub mod testing;
 
 pub use changes::Changes;
 pub use circuit::Circuits;

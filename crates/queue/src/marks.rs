@@ -59,7 +59,7 @@ mod tests {
     /// Needs the Redis of `make test`.
     #[tokio::test]
     async fn only_the_first_mark_is_new_until_it_is_removed() {
-        let handle = crate::test_redis::connect(1);
+        let handle = crate::testing::TestRedis::connect(1);
         let marks = Marks::new(handle.clone());
         let ttl = Duration::from_secs(10);
         let (a, b) = ("a".to_string(), "b".to_string());
@@ -73,6 +73,5 @@ mod tests {
         marks.unmark(std::slice::from_ref(&a)).await.expect("redis");
         let again = marks.mark_new(&[a, b], ttl).await;
         assert_eq!(again.expect("redis"), vec![true, false]);
-        crate::queue::Queue::new(handle).purge().await.ok();
     }
 }

@@ -18,7 +18,7 @@ fn now_ms() -> i64 {
 
 #[tokio::test]
 async fn the_oldest_unread_job_is_reported_until_it_is_read() {
-    let prefix = format!("herald_test_{}:", uuid::Uuid::new_v4().simple());
+    let prefix = herald_queue::testing::prefix();
     let queue = Queue::new(Redis::connect(&redis_url(), &prefix, 2).unwrap());
 
     // No streams at all (Redis restarted empty): nothing unread.

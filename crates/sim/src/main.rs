@@ -22,9 +22,9 @@ enum Command {
     /// Run a webhook receiver that records every delivery (GET /received) and can
     /// fail, lag or force a status on demand (POST /control).
     Sink(SinkConfig),
-    /// Register people, broadcast messages to them through Herald and print, per
-    /// message, how many were sent, received and opened (needs a running api, worker
-    /// and a sink posting receipts).
+    /// Register people in a topic of the run's own, send messages to them through Herald
+    /// and print, per message, how many were sent, received and opened (needs a running
+    /// api, worker and a sink posting receipts).
     Simulate(SimulateConfig),
     /// Measure Herald under load (`make bench`): one figure per subcommand, a summary
     /// on stderr and one JSON object on stdout.

@@ -1,20 +1,24 @@
-//! `herald-sim simulate`: seed 001's delivery simulation against a running Herald.
+//! `herald-sim simulate`: the delivery simulation against a running Herald.
 //!
-//! 1. registers `--users` people through `PUT /api/v1/users/{id}`;
-//! 2. publishes `--messages` `broadcast` events (one batch), which the shipped
-//!    BROADCAST rule sends to everyone on the `push` channel;
+//! 1. registers `--users` people through `PUT /api/v1/users/{id}`, each a member of a
+//!    topic of the run's own (`sim_<run id>`);
+//! 2. publishes `--messages` `simulation_message` events to that topic (one batch),
+//!    which the shipped SIMULATION rule sends to its members on the `push` channel;
 //! 3. waits, with a progress bar on stderr, until every message's notifications are
 //!    final and the receipts have stopped arriving;
 //! 4. prints per message: sent, received (delivered receipts), opened, read back from
-//!    `GET /api/v1/events/{id}/stats`.
+//!    `GET /api/v1/events/{id}/stats`, and checks that each message reached exactly
+//!    the people it registered.
+//!
+//! So a run reaches only the people it created, whatever else the database holds.
+//! `--yes-broadcast-to-everyone` publishes `broadcast` events instead (the shipped
+//! BROADCAST rule: everyone in Herald, people registered before the run included);
+//! the ratios are then per message sent to anyone.
 //!
 //! The provider must be `herald-sim sink` posting receipts to the API
 //! (`--receipts-url .../webhooks/receipts`) with the same `--loss` and `--open`. With
 //! `--sink URL` this command sets them itself through the sink's `POST /control`
 //! (and puts the previous values back at the end), so one sink serves any run.
-//!
-//! `broadcast` reaches everyone in Herald, so people registered before the run
-//! receive the messages too; the ratios are per message sent either way.
 
 use std::time::{Duration, Instant};
 
@@ -63,7 +67,58 @@ pub struct SimulateConfig {
     /// Print the results as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Send the messages to everyone in Herald (`broadcast` events), not only to the
+    /// people this run registers: people who are not part of the simulation get them too.
+    #[arg(long)]
+    pub yes_broadcast_to_everyone: bool,
 }
+
+/// Who a run's messages reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Audience {
+    /// The members of the run's own topic: the people it registered.
+    Topic(String),
+    /// Everyone in Herald.
+    Everyone,
+}
+
+impl Audience {
+    fn of(config: &SimulateConfig, run: uuid::Uuid) -> Audience {
+        if config.yes_broadcast_to_everyone {
+            Audience::Everyone
+        } else {
+            Audience::Topic(format!("sim_{}", run.simple()))
+        }
+    }
+
+    /// The body of `PUT /api/v1/users/{id}` for a simulated person.
+    fn person(&self) -> Value {
+        match self {
+            Audience::Topic(topic) => json!({"traits": {"simulated": true}, "topics": [topic]}),
+            Audience::Everyone => json!({"traits": {"simulated": true}}),
+        }
+    }
+
+    /// Message `i` of `messages` as an event.
+    fn message(&self, run: uuid::Uuid, i: usize, messages: usize, now: &str) -> Value {
+        let mut event = json!({
+            "event_type": "broadcast",
+            "event_timestamp": now,
+            "event_id": format!("sim-{run}-{i}"),
+            "properties": {"title": format!("Message {i}"),
+                           "text": format!("Simulated message {i} of {messages}"),
+                           "simulation": run.to_string(), "message": i},
+        });
+        if let Audience::Topic(topic) = self {
+            event["event_type"] = json!(SIMULATION_EVENT);
+            event["topic"] = json!(topic);
+        }
+        event
+    }
+}
+
+/// The event type of the shipped SIMULATION rule (`recipients: topic`).
+const SIMULATION_EVENT: &str = "simulation_message";
 
 /// Counts of one message, as `GET /api/v1/events/{id}/stats` gives them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -251,9 +306,14 @@ async fn simulate(
     api: &Api,
     config: &SimulateConfig,
 ) -> anyhow::Result<(Vec<MessageReport>, Stats)> {
-    register_users(api, config).await?;
-    let event_ids = publish(api, config.messages).await?;
+    let run = uuid::Uuid::now_v7();
+    let audience = Audience::of(config, run);
+    register_users(api, config, &audience).await?;
+    let event_ids = publish(api, config.messages, run, &audience).await?;
     let stats = wait_settled(api, &event_ids, Duration::from_secs(config.timeout)).await?;
+    if audience != Audience::Everyone {
+        check_reached_exactly(&stats, config.users)?;
+    }
     let total = stats.iter().fold(Stats::default(), |acc, s| acc.add(*s));
     let reports = event_ids
         .into_iter()
@@ -275,16 +335,35 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
-async fn register_users(api: &Api, config: &SimulateConfig) -> anyhow::Result<()> {
+/// Each message of a topic run must reach exactly the people the run registered: no
+/// one else is a member of its topic.
+fn check_reached_exactly(stats: &[Stats], users: usize) -> anyhow::Result<()> {
+    for (i, s) in stats.iter().enumerate() {
+        if s.recipients != users as u64 {
+            bail!(
+                "message {} reached {} people, but the run registered {users}",
+                i + 1,
+                s.recipients
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn register_users(
+    api: &Api,
+    config: &SimulateConfig,
+    audience: &Audience,
+) -> anyhow::Result<()> {
     let pb = bar(config.users as u64, "registering");
     let width = config.users.saturating_sub(1).to_string().len().max(4);
+    let body = audience.person();
     stream::iter(0..config.users)
         .map(|i| {
             let path = format!("/api/v1/users/{}{i:0width$}", config.user_prefix);
-            let pb = &pb;
+            let (pb, body) = (&pb, &body);
             async move {
-                let body = json!({"traits": {"simulated": true}});
-                api.call(reqwest::Method::PUT, &path, Some(&body)).await?;
+                api.call(reqwest::Method::PUT, &path, Some(body)).await?;
                 pb.inc(1);
                 anyhow::Ok(())
             }
@@ -293,24 +372,27 @@ async fn register_users(api: &Api, config: &SimulateConfig) -> anyhow::Result<()
         .try_collect::<()>()
         .await?;
     pb.finish_and_clear();
-    eprintln!("registered {} people", config.users);
+    match audience {
+        Audience::Topic(topic) => {
+            eprintln!("registered {} people in topic {topic}", config.users)
+        }
+        Audience::Everyone => eprintln!(
+            "registered {} people; the messages go to everyone in Herald",
+            config.users
+        ),
+    }
     Ok(())
 }
 
-async fn publish(api: &Api, messages: usize) -> anyhow::Result<Vec<String>> {
+async fn publish(
+    api: &Api,
+    messages: usize,
+    run: uuid::Uuid,
+    audience: &Audience,
+) -> anyhow::Result<Vec<String>> {
     let now = chrono::Utc::now().to_rfc3339();
-    let run = uuid::Uuid::now_v7();
     let events: Vec<Value> = (1..=messages)
-        .map(|i| {
-            json!({
-                "event_type": "broadcast",
-                "event_timestamp": now,
-                "event_id": format!("sim-{run}-{i}"),
-                "properties": {"title": format!("Message {i}"),
-                               "text": format!("Simulated message {i} of {messages}"),
-                               "simulation": run.to_string(), "message": i},
-            })
-        })
+        .map(|i| audience.message(run, i, messages, &now))
         .collect();
     let body = api
         .call(
@@ -333,7 +415,7 @@ async fn publish(api: &Api, messages: usize) -> anyhow::Result<Vec<String>> {
             ids.len()
         );
     }
-    eprintln!("published {messages} broadcast messages");
+    eprintln!("published {messages} messages");
     Ok(ids)
 }
 
@@ -486,6 +568,58 @@ pub fn render_table(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_reaches_its_own_topic_unless_told_to_broadcast() {
+        let run = uuid::Uuid::now_v7();
+        let mut config = SimulateConfig {
+            api: "http://127.0.0.1:8000".into(),
+            api_key: None,
+            users: 3,
+            messages: 2,
+            loss: 0.1,
+            open: 0.5,
+            sink: None,
+            receipts_url: None,
+            user_prefix: "sim_".into(),
+            timeout: 10,
+            json: false,
+            yes_broadcast_to_everyone: false,
+        };
+        let topic = format!("sim_{}", run.simple());
+        let audience = Audience::of(&config, run);
+        assert_eq!(audience, Audience::Topic(topic.clone()));
+        assert_eq!(audience.person()["topics"], json!([topic]));
+        let message = audience.message(run, 1, 2, "2026-01-01T00:00:00Z");
+        assert_eq!(
+            (&message["event_type"], &message["topic"]),
+            (&json!(SIMULATION_EVENT), &json!(topic))
+        );
+
+        config.yes_broadcast_to_everyone = true;
+        let everyone = Audience::of(&config, run);
+        assert_eq!(everyone, Audience::Everyone);
+        assert_eq!(everyone.person().get("topics"), None);
+        let message = everyone.message(run, 1, 2, "2026-01-01T00:00:00Z");
+        assert_eq!(
+            (&message["event_type"], message.get("topic")),
+            (&json!("broadcast"), None)
+        );
+    }
+
+    #[test]
+    fn a_topic_run_must_reach_exactly_the_people_it_registered() {
+        let reached = |n| Stats {
+            recipients: n,
+            ..Stats::default()
+        };
+        assert!(check_reached_exactly(&[reached(3), reached(3)], 3).is_ok());
+        let err = check_reached_exactly(&[reached(3), reached(5)], 3).expect_err("5 is not 3");
+        assert_eq!(
+            err.to_string(),
+            "message 2 reached 5 people, but the run registered 3"
+        );
+    }
 
     #[test]
     fn the_table_shows_each_message_and_the_total_with_ratios() {

@@ -123,14 +123,27 @@ pub async fn mark_read(
     .optional()?)
 }
 
-/// Marks every unread item of the inbox read; returns how many.
+/// Marks every unread item of the inbox read; returns how many. The rows are locked
+/// in id order first ([`crate::locking`]), so this cannot deadlock with the worker's
+/// attempts or a receipt batch over the same rows.
 pub async fn mark_all_read(conn: &mut Conn, user_id: &str) -> Result<usize, StoreError> {
-    Ok(diesel::update(
-        notifications::table
-            .filter(visible(user_id))
-            .filter(notifications::read_at.is_null()),
-    )
-    .set(notifications::read_at.eq(Some(Utc::now())))
-    .execute(conn)
-    .await?)
+    use diesel_async::AsyncConnection;
+    let user_id = user_id.to_string();
+    conn.transaction(async move |tx| {
+        let unread: Vec<Uuid> = notifications::table
+            .filter(visible(&user_id))
+            .filter(notifications::read_at.is_null())
+            .order(notifications::id)
+            .select(notifications::id)
+            .for_update()
+            .load(tx)
+            .await?;
+        Ok::<_, StoreError>(
+            diesel::update(notifications::table.filter(notifications::id.eq_any(&unread)))
+                .set(notifications::read_at.eq(Some(Utc::now())))
+                .execute(tx)
+                .await?,
+        )
+    })
+    .await
 }

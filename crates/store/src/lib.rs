@@ -16,6 +16,8 @@
 //! | [`notifications`] | notification rows: fan-out inserts, delivery state, attempts, manual retry |
 //! | [`subscriptions`] | per-event-type subscriptions (seed 003) |
 //! | [`inbox`] | a person's inbox: pages, unread count, read marks |
+//! | [`locking`] | the one order in which statements lock notification rows |
+//! | [`retry`] | running a statement again after a deadlock or serialization failure |
 //! | [`changes`] | each person's numbered change log, for the console's live stream |
 //! | [`receipts`] | provider receipts: delivered, opened, bounced (seed 001) |
 //! | [`testing`] | a throw-away database per test (feature `testing`) |
@@ -30,11 +32,13 @@ mod prepared;
 pub mod events;
 pub mod history;
 pub mod inbox;
+pub mod locking;
 pub mod migrate;
 pub mod notifications;
 pub mod people;
 pub mod pool;
 pub mod receipts;
+pub mod retry;
 pub mod schema;
 pub mod stats;
 pub mod subscriptions;

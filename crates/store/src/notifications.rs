@@ -159,10 +159,26 @@ pub async fn insert_batch(
         return Ok(Vec::new());
     }
     let mut columns = UnnestNotifications::default();
-    for row in rows {
+    for row in in_key_order(rows.iter()) {
         columns.push(row);
     }
     Ok(columns.get_results(conn).await?)
+}
+
+/// Rows in the order of the unique index `notifications_once`. Two inserts of the
+/// same keys (an event routed again after a reclaim) wait for each other's
+/// uncommitted keys; inserting in one order means they queue rather than deadlock.
+fn in_key_order<'a>(rows: impl Iterator<Item = &'a NewNotification>) -> Vec<&'a NewNotification> {
+    let mut rows: Vec<&NewNotification> = rows.collect();
+    rows.sort_by(|a, b| {
+        (a.event_id, &a.user_id, &a.notification_type, &a.channel).cmp(&(
+            b.event_id,
+            &b.user_id,
+            &b.notification_type,
+            &b.channel,
+        ))
+    });
+    rows
 }
 
 /// Inserts the planned rows of a debounced rule (all of one event and one type).
@@ -199,7 +215,7 @@ pub async fn insert_chunks(
     chunks: &[Vec<NewNotification>],
 ) -> Result<Vec<Vec<Inserted>>, StoreError> {
     let mut columns = UnnestNotifications::default();
-    for row in chunks.iter().flatten() {
+    for row in in_key_order(chunks.iter().flatten()) {
         columns.push(row);
     }
     if columns.id.is_empty() {
@@ -327,6 +343,9 @@ impl QueryFragment<Pg> for UnnestAttempts<'_> {
         out.push_sql(
             ") AS r(id, new_status, next_due, error, started_at, duration_ms, http_status, \
              outcome)),
+             locked AS MATERIALIZED (
+               SELECT id FROM notifications WHERE id IN (SELECT id FROM r)
+               ORDER BY id FOR UPDATE),
              n AS (
                UPDATE notifications SET
                  attempts = notifications.attempts + 1,
@@ -337,7 +356,11 @@ impl QueryFragment<Pg> for UnnestAttempts<'_> {
                                 ELSE notifications.sent_at END,
                  due_at = COALESCE(r.next_due, notifications.due_at),
                  last_error = CASE WHEN r.new_status = 'sent' THEN NULL ELSE r.error END
-               FROM r WHERE notifications.id = r.id
+               FROM r WHERE notifications.id = r.id AND ",
+        );
+        out.push_sql(crate::locking::LOCKED_FIRST);
+        out.push_sql(
+            "
                RETURNING notifications.id, notifications.attempts)
              INSERT INTO delivery_attempts
                (notification_id, attempt, started_at, duration_ms, http_status, error, outcome)
@@ -350,10 +373,22 @@ impl QueryFragment<Pg> for UnnestAttempts<'_> {
     }
 }
 
+/// The SQL of [`record_attempts`]' statement (`$1`…`$8`: the columns of
+/// [`AttemptRecord`]), for checking its plan.
+pub fn record_attempts_sql() -> Result<String, StoreError> {
+    use diesel::query_builder::QueryBuilder;
+    let mut sql = diesel::pg::PgQueryBuilder::default();
+    UnnestAttempts::default().to_sql(&mut sql, &Pg)?;
+    Ok(sql.finish())
+}
+
 /// Writes each try's attempt row and moves its notification on, all in one statement
 /// (and one commit). A row that is no longer `pending` (a duplicate delivery after a
 /// reclaim) keeps its status, but the attempt is still recorded: it happened. A
 /// notification may appear once per call (its attempt number comes from the update).
+/// The statement locks its rows in id order before updating any
+/// ([`crate::locking`]), so it cannot deadlock with a receipt batch; a receipt that
+/// came first (`delivered_at`, `opened_at`) is kept.
 pub async fn record_attempts(conn: &mut Conn, recs: &[AttemptRecord]) -> Result<(), StoreError> {
     // The attempt number comes from the UPDATE, which sees a row once per statement:
     // a notification that appears again goes into a later round.

@@ -446,8 +446,19 @@ pub async fn disabled_subscriptions(
 /// person does not exist.
 pub async fn delete(conn: &mut Conn, user_id: &str) -> Result<bool, StoreError> {
     use crate::schema::events;
+    use crate::schema::notifications;
     let user_id = user_id.to_string();
     conn.transaction(async move |conn| {
+        // The cascade deletes the person's notifications in no set order: lock them
+        // in id order first ([`crate::locking`]), as the worker's and receipts'
+        // batches do, so a delivery recorded meanwhile cannot deadlock with it.
+        notifications::table
+            .filter(notifications::user_id.eq(&user_id))
+            .order(notifications::id)
+            .select(notifications::id)
+            .for_update()
+            .load::<uuid::Uuid>(conn)
+            .await?;
         diesel::update(events::table.filter(events::user_id.eq(&user_id)))
             .set((
                 events::user_id.eq(None::<String>),

@@ -2,7 +2,7 @@
 //! and leave nothing behind. The server comes from `HERALD_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); each [`TestDb`] creates a uniquely
 //! named database, migrates it, and drops it (with `FORCE`, closing stray connections)
-//! when dropped.
+//! when dropped. Names start `herald_test_<HERALD_TEST_RUN>_` when that is set.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
@@ -20,7 +20,7 @@ impl TestDb {
     pub async fn create() -> anyhow::Result<TestDb> {
         let admin_url =
             std::env::var("HERALD_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into());
-        let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
+        let name = database_name();
         let mut admin = AsyncPgConnection::establish(&admin_url).await?;
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -36,6 +36,25 @@ impl TestDb {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+}
+
+/// A fresh database name: `herald_test_[<HERALD_TEST_RUN>_]<uuid>`. `make test` sets
+/// HERALD_TEST_RUN per run, so its end can check that its tests dropped their
+/// databases (`scripts/test-leftovers.sh`). Only lowercase letters and digits of it
+/// are used (the name is an unquoted identifier).
+fn database_name() -> String {
+    let id = uuid::Uuid::new_v4().simple();
+    let run: String = std::env::var("HERALD_TEST_RUN")
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        .take(16)
+        .collect();
+    if run.is_empty() {
+        format!("herald_test_{id}")
+    } else {
+        format!("herald_test_{run}_{id}")
     }
 }
 

@@ -48,7 +48,7 @@ async fn stream_len(queue: &Queue) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_copies_neither_a_backlog_nor_its_own_copies() {
     let db = TestDb::create().await.unwrap();
-    let prefix = format!("herald_test_{}:", uuid::Uuid::new_v4().simple());
+    let prefix = herald_queue::testing::prefix();
     let ctx = context(&db, &prefix).await;
     ctx.queue.ensure_groups().await.unwrap();
 

@@ -93,7 +93,7 @@ async fn statuses(db: &TestDb) -> HashMap<String, usize> {
 async fn a_worker_killed_mid_delivery_leaves_nothing_stuck() {
     // Arrange: a slow provider, so deliveries are in flight when the kill lands.
     let db = TestDb::create().await.unwrap();
-    let prefix = format!("herald_test_{}:", uuid::Uuid::new_v4().simple());
+    let prefix = herald_queue::testing::prefix();
     let queue = Queue::new(Redis::connect(&redis_url(), &prefix, 2).unwrap());
     queue.ensure_groups().await.unwrap();
     let provider = MockServer::start().await;

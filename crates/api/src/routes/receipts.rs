@@ -1,7 +1,9 @@
-//! `POST /webhooks/receipts` (seed 001, contract §3.3): providers report what became of
-//! the deliveries they accepted. Ids Herald does not know are listed in `unknown`
-//! (not fatal); malformed items are skipped and listed in `rejected`, as every batch
-//! route does. Parsing is `herald_core::receipt`'s; applying them the store's.
+//! `POST /webhooks/receipts` (contract §3.3): providers report what became of the
+//! deliveries they accepted. Ids Herald does not know are listed in `unknown` (not
+//! fatal), receipts whose notification's status does not take them in `ignored` with
+//! the reason; malformed items are skipped and listed in `rejected`, as every batch
+//! route does. Parsing and which status takes which receipt are
+//! `herald_core::receipt`'s; applying them the store's.
 
 use super::events::Rejected;
 use crate::error::{ApiError, ErrorBody};
@@ -13,6 +15,7 @@ use chrono::Utc;
 use herald_core::event::MAX_BATCH_ITEMS;
 use herald_core::receipt::{parse_receipt, receipt_items, Receipt, ReceiptBatchError};
 use herald_store::receipts;
+use herald_store::retry::retry_on_conflict;
 use serde::Serialize;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -63,7 +66,7 @@ impl PartialSchema for ReceiptsIn {
                     "status",
                     Kind::String,
                     true,
-                    "`delivered`, `opened` (implies delivered) or `bounced` (the notification fails).",
+                    "`delivered`, `opened` (implies delivered) or `bounced` (a sent notification fails).",
                 ),
                 (
                     "at",
@@ -90,19 +93,43 @@ impl ToSchema for ReceiptsIn {
 /// What a batch of receipts did.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReceiptsApplied {
-    /// Receipts applied to a known notification.
+    /// Receipts applied to their notification.
     updated: usize,
     /// Notification ids Herald does not know, each once.
     unknown: Vec<Uuid>,
+    /// Receipts left unapplied because their notification's status does not take
+    /// them (a bounce for a suppressed notification, say), one per id and status.
+    ignored: Vec<IgnoredReceipt>,
     /// Malformed items, skipped.
     rejected: Vec<Rejected>,
+}
+
+/// A receipt Herald did not apply, and why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IgnoredReceipt {
+    notification_id: Uuid,
+    /// The receipt's status: `delivered`, `opened` or `bounced`.
+    status: &'static str,
+    /// Names the notification's status and why it does not take the receipt, e.g.
+    /// `suppressed: it was never sent`.
+    reason: &'static str,
+}
+
+impl From<receipts::Ignored> for IgnoredReceipt {
+    fn from(i: receipts::Ignored) -> Self {
+        IgnoredReceipt {
+            notification_id: i.notification_id,
+            status: i.kind.as_str(),
+            reason: i.reason,
+        }
+    }
 }
 
 /// Record provider receipts: `delivered`, `opened` or `bounced`.
 #[utoipa::path(post, path = "/webhooks/receipts", tag = "ingestion",
     request_body(content = ReceiptsIn, description = "up to 1,000 receipts, or one receipt object"),
     responses(
-        (status = 200, description = "applied; unknown ids and malformed items are listed", body = ReceiptsApplied),
+        (status = 200, description = "applied; unknown ids, receipts the notification's status does not take, and malformed items are listed", body = ReceiptsApplied),
         (status = 400, description = "malformed JSON, or neither an array nor an object", body = ErrorBody),
         (status = 413, description = "over 1 MiB or over 1,000 items", body = ErrorBody),
     ))]
@@ -111,18 +138,28 @@ pub async fn post_receipts(
     ValidatedJson(batch): ValidatedJson<ReceiptsIn>,
 ) -> Result<HttpResponse, ApiError> {
     // No connection when nothing is valid: a batch of rejects is answered even while
-    // the database is down.
+    // the database is down. A statement Postgres aborted for a conflict with another
+    // transaction is run again rather than answered with a 5xx.
     let applied = if batch.valid.is_empty() {
         receipts::Applied::default()
     } else {
-        let mut conn = herald_store::pool::get(&state.pool).await?;
-        receipts::apply(&mut conn, &batch.valid).await?
+        let (pool, valid) = (&state.pool, &batch.valid);
+        retry_on_conflict("receipts", || async move {
+            let mut conn = herald_store::pool::get(pool).await?;
+            receipts::apply(&mut conn, valid).await
+        })
+        .await?
     };
     let people: Vec<&str> = applied.people.iter().map(String::as_str).collect();
     state.changes.announce(&people);
     Ok(HttpResponse::Ok().json(ReceiptsApplied {
         updated: applied.updated,
         unknown: applied.unknown,
+        ignored: applied
+            .ignored
+            .into_iter()
+            .map(IgnoredReceipt::from)
+            .collect(),
         rejected: batch.rejected,
     }))
 }

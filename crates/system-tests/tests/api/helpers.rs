@@ -47,7 +47,7 @@ pub fn config_copy_with(file: &str, contents: &str) -> PathBuf {
 }
 
 pub fn redis_url() -> String {
-    std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    herald_queue::testing::redis_url()
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -65,7 +65,7 @@ pub async fn spawn_app_with_config(dir: PathBuf) -> TestApp {
 
 async fn spawn(with_worker: bool, config_dir: PathBuf) -> TestApp {
     let db = TestDb::create().await.expect("test database");
-    let prefix = format!("herald_test_{}:", uuid::Uuid::new_v4().simple());
+    let prefix = herald_queue::testing::prefix();
     let provider = MockServer::start().await;
     let settings = herald_api::Settings {
         database_url: db.url.clone(),
@@ -276,22 +276,23 @@ impl Drop for TestApp {
         for (token, _) in &self.workers {
             token.cancel();
         }
-        let prefix = self.prefix.clone();
-        // Leave nothing behind in the shared Redis. The purge runs on a runtime of its
-        // own with a connection of its own: the test's runtime is the one dropping us,
-        // so a connection driven by it (`self.queue`'s) would never answer.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                Queue::new(Redis::connect(&redis_url(), &prefix, 1)?)
-                    .purge()
-                    .await
-            })
-            .map_err(|e| std::io::Error::other(format!("{prefix}: {e}")))
-        })
-        .join();
+        // A worker still running after the purge would put keys back (its next read
+        // finds no consumer group and recreates the streams). On a multi-threaded
+        // runtime the workers run on while we wait here, so wait for them to stop; on
+        // a single-threaded one they cannot run again (this thread is the runtime,
+        // and it drops them next).
+        let multi_threaded = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_threaded {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while self.workers.iter().any(|(_, handle)| !handle.is_finished())
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // Leave nothing behind in the shared Redis.
+        herald_queue::testing::purge(&self.prefix);
     }
 }
 

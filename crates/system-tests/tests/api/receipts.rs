@@ -1,7 +1,9 @@
-//! Provider receipts and the per-event stats they feed (seed 001).
+//! Provider receipts and the per-event stats they feed (contract §3.3): which statuses
+//! each receipt may change, and the answer naming those it may not.
 
 use crate::fixtures::{self, insert, people, row, with_status};
 use crate::helpers::spawn_app;
+use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -47,7 +49,7 @@ async fn receipts_set_delivered_opened_and_bounced_and_name_unknown_ids() {
         (status, body),
         (
             200,
-            json!({"updated": 3, "unknown": [ghost], "rejected": []})
+            json!({"updated": 3, "unknown": [ghost], "ignored": [], "rejected": []})
         )
     );
     let delivered = notification(&app, &id[0]).await;
@@ -67,7 +69,7 @@ async fn receipts_set_delivered_opened_and_bounced_and_name_unknown_ids() {
         .contains("bounced"));
     assert!(bounced["sent_at"].is_string(), "a bounce keeps sent_at");
 
-    // The same receipts again change nothing: the first time reported wins.
+    // The same receipts again change nothing: the earliest time reported wins.
     app.post(
         "/webhooks/receipts",
         json!([{"notification_id": id[0], "status": "delivered", "at": "2025-11-21T00:00:00Z"}]),
@@ -183,4 +185,131 @@ async fn event_stats_count_recipients_and_every_outcome() {
         404
     );
     assert_eq!(app.get("/api/v1/events/nope/stats").await.0, 404);
+}
+
+#[tokio::test]
+async fn receipts_change_only_the_statuses_they_may_and_say_why_not() {
+    // Arrange: one row in each status; a receipt of every kind for each.
+    let app = spawn_app().await;
+    people(&app, &["a"]).await;
+    let ev = fixtures::event(&app, "broadcast", None).await;
+    let statuses = ["sent", "pending", "suppressed", "failed", "bundled"];
+    let rows: Vec<_> = statuses
+        .iter()
+        .map(|s| with_status(row(ev, "a", &s.to_uppercase()), s))
+        .collect();
+    let id = insert(&app, &rows).await;
+    let receipts: Vec<Value> = ["delivered", "opened", "bounced"]
+        .iter()
+        .flat_map(|kind| {
+            id.iter().map(move |id| {
+                json!({"notification_id": id, "status": kind, "at": "2025-11-20T10:00:00Z"})
+            })
+        })
+        .collect();
+
+    // Act
+    let (status, body) = app.post("/webhooks/receipts", json!(receipts)).await;
+
+    // Assert: delivered and opened apply to sent and pending (in flight) rows, a
+    // bounce to the sent one only; every other receipt is listed with its reason.
+    assert_eq!(status, 200, "{body}");
+    let ignored = |i: usize, kind: &str, reason: &str| json!({"notification_id": id[i], "status": kind, "reason": reason});
+    let never_sent = "suppressed: it was never sent";
+    let bundled = "bundled: held in a pending bundle, never sent on its own";
+    let failed = "failed: its delivery failed";
+    assert_eq!(
+        body,
+        json!({
+            "updated": 5,
+            "unknown": [],
+            "ignored": [
+                ignored(2, "delivered", never_sent),
+                ignored(3, "delivered", failed),
+                ignored(4, "delivered", bundled),
+                ignored(2, "opened", never_sent),
+                ignored(3, "opened", failed),
+                ignored(4, "opened", bundled),
+                ignored(1, "bounced", "pending: not sent yet; a bounce applies to a sent notification"),
+                ignored(2, "bounced", never_sent),
+                ignored(3, "bounced", "failed: it has already failed"),
+                ignored(4, "bounced", bundled),
+            ],
+            "rejected": [],
+        })
+    );
+    let seen: Vec<(Value, Value, Value)> = {
+        let mut seen = Vec::new();
+        for id in &id {
+            let n = notification(&app, id).await;
+            seen.push((
+                n["status"].clone(),
+                n["delivered_at"].clone(),
+                n["opened_at"].clone(),
+            ));
+        }
+        seen
+    };
+    let at = json!("2025-11-20T10:00:00Z");
+    assert_eq!(
+        seen,
+        [
+            (json!("failed"), at.clone(), at.clone()),
+            (json!("pending"), at.clone(), at.clone()),
+            (json!("suppressed"), Value::Null, Value::Null),
+            (json!("failed"), Value::Null, Value::Null),
+            (json!("bundled"), Value::Null, Value::Null),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_bounced_bundle_fails_its_sent_items_with_it() {
+    // Arrange: a sent bundle of three items (the first carried it) and another
+    // notification of the same person.
+    let app = spawn_app().await;
+    people(&app, &["a"]).await;
+    let ev = fixtures::event(&app, "tour_completed", Some("a")).await;
+    let bundle = Uuid::now_v7();
+    let mut conn = fixtures::conn(&app).await;
+    diesel::sql_query(
+        "INSERT INTO bundles (id, user_id, notification_type, status, first_at, last_at, tours,
+                              first_friend, ready_at, sent_at)
+         VALUES ($1, 'a', 'FRIEND_TOUR', 'sent', now(), now(), 3, 'bob', now(), now())",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(bundle)
+    .execute(&mut conn)
+    .await
+    .expect("bundle stored");
+    let items: Vec<_> = (0..3)
+        .map(|k| {
+            let mut item = row(ev, "a", &format!("FRIEND_TOUR_{k}"));
+            item.bundle_id = Some(bundle);
+            item
+        })
+        .collect();
+    let mut ids = insert(&app, &items).await;
+    ids.extend(insert(&app, &[row(ev, "a", "OTHER")]).await);
+    diesel::sql_query("UPDATE bundles SET notification_id = $1 WHERE id = $2")
+        .bind::<diesel::sql_types::Uuid, _>(ids[0])
+        .bind::<diesel::sql_types::Uuid, _>(bundle)
+        .execute(&mut conn)
+        .await
+        .expect("carrier set");
+
+    // Act
+    let (status, body) = app
+        .post(
+            "/webhooks/receipts",
+            json!([{"notification_id": ids[0], "status": "bounced"}]),
+        )
+        .await;
+
+    // Assert
+    assert_eq!((status, body["updated"].clone()), (200, json!(1)), "{body}");
+    let mut statuses = Vec::new();
+    for id in &ids {
+        statuses.push(notification(&app, id).await["status"].clone());
+    }
+    assert_eq!(statuses, ["failed", "failed", "failed", "sent"]);
 }
