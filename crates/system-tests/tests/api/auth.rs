@@ -15,15 +15,17 @@ struct Api {
     base: String,
     client: reqwest::Client,
     _db: TestDb,
+    /// Deletes the run's keys (the failed-key counts) when the test ends.
+    _redis: herald_queue::testing::TestRedis,
 }
 
 async fn serve(keys: &[&str], client_ip_header: Option<&str>) -> Api {
     let db = TestDb::create().await.expect("db");
-    let prefix = format!("herald_test_{}:", uuid::Uuid::new_v4().simple());
+    let redis = herald_queue::testing::TestRedis::connect(1);
     let settings = herald_api::Settings {
         database_url: db.url.clone(),
         redis_url: redis_url(),
-        redis_prefix: prefix,
+        redis_prefix: redis.prefix().to_string(),
         config_dir: config_dir(),
         api_keys: keys.iter().map(|k| k.to_string()).collect(),
         allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
@@ -40,6 +42,7 @@ async fn serve(keys: &[&str], client_ip_header: Option<&str>) -> Api {
         base,
         client: reqwest::Client::new(),
         _db: db,
+        _redis: redis,
     }
 }
 
