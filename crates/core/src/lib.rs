@@ -43,6 +43,7 @@ pub mod ids;
 pub mod payload;
 pub mod person;
 pub mod preferences;
+pub mod provider_request;
 pub mod queues;
 pub mod receipt;
 pub mod retry;

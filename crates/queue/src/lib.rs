@@ -76,6 +76,7 @@ mod keys;
 mod locks;
 mod marks;
 mod queue;
+mod rate;
 #[cfg(test)]
 mod test_redis;
 
@@ -91,3 +92,4 @@ pub use keys::Keys;
 pub use locks::Locks;
 pub use marks::Marks;
 pub use queue::{Queue, QueueDepths, Received};
+pub use rate::RateLimits;

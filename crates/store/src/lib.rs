@@ -38,6 +38,7 @@ pub mod receipts;
 pub mod schema;
 pub mod stats;
 pub mod subscriptions;
+pub mod webhook_secrets;
 #[cfg(feature = "testing")]
 pub mod testing;
 
