@@ -378,6 +378,10 @@ impl Channels {
         self.0.get(name)
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &Channel> {
+        self.0.values()
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.0.contains_key(name)
     }

@@ -111,6 +111,10 @@ pub struct WorkerOptions {
     pub bundling_yaml: Option<String>,
     /// Host names the worker's webhook client answers without DNS (testing hook).
     pub resolve_overrides: Vec<(String, std::net::IpAddr)>,
+    /// How long a rotated-out webhook secret keeps signing (24 h by default).
+    pub webhook_secret_overlap: Duration,
+    /// A config directory replacing the shipped one (e.g. a [`config_copy_with`]).
+    pub config_dir: Option<PathBuf>,
 }
 
 impl Default for WorkerOptions {
@@ -121,6 +125,8 @@ impl Default for WorkerOptions {
             config_env: Vec::new(),
             bundling_yaml: None,
             resolve_overrides: Vec::new(),
+            webhook_secret_overlap: herald_core::signing::DEFAULT_ROTATION_OVERLAP,
+            config_dir: None,
         }
     }
 }
@@ -221,9 +227,10 @@ impl TestApp {
             database_url: self.db.url.clone(),
             redis_url: redis_url(),
             redis_prefix: self.prefix.clone(),
-            config_dir: match &opts.bundling_yaml {
-                Some(yaml) => config_copy_with("bundling.yml", yaml),
-                None => config_dir(),
+            config_dir: match (&opts.config_dir, &opts.bundling_yaml) {
+                (Some(dir), _) => dir.clone(),
+                (None, Some(yaml)) => config_copy_with("bundling.yml", yaml),
+                (None, None) => config_dir(),
             },
             queues: herald_queue::QueueName::ALL.to_vec(),
             concurrency: 8,
@@ -232,6 +239,7 @@ impl TestApp {
             allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
             resolve_overrides: opts.resolve_overrides,
             config_env,
+            webhook_secret_overlap: opts.webhook_secret_overlap,
         };
         let token = CancellationToken::new();
         let stop = token.clone();
