@@ -368,6 +368,20 @@ impl SinkState {
         self.behaviour().smtp_reply
     }
 
+    /// Forces the code that ends a mail's DATA (`None`: 250).
+    pub fn set_smtp_reply(&self, code: Option<u16>) {
+        self.behaviour().smtp_reply = code;
+    }
+
+    /// Every record so far, oldest first.
+    pub fn records(&self) -> Vec<Record> {
+        self.journal()
+            .records
+            .iter()
+            .map(|r| Record::clone(r))
+            .collect()
+    }
+
     /// Records a received mail beside the HTTP deliveries.
     pub fn record_mail(&self, record: Record) {
         self.record(record);

@@ -21,6 +21,9 @@ pub struct TestApp {
     pub circuits: Circuits,
     pub changes: Changes,
     pub provider: MockServer,
+    /// The SMTP server the shipped `email` channel sends to (the sink's receiver).
+    pub mail: std::sync::Arc<herald_sim::sink::SinkState>,
+    pub smtp_port: u16,
     workers: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
     prefix: String,
 }
@@ -83,6 +86,7 @@ async fn spawn(with_worker: bool, config_dir: PathBuf) -> TestApp {
     let server = herald_api::run(state, listener).expect("server");
     tokio::spawn(server);
     let redis = Redis::connect(&redis_url(), &prefix, 4).expect("redis");
+    let (mail, smtp_port) = start_smtp_sink().await;
     let mut app = TestApp {
         address,
         client: reqwest::Client::new(),
@@ -91,6 +95,8 @@ async fn spawn(with_worker: bool, config_dir: PathBuf) -> TestApp {
         changes: Changes::new(redis),
         db,
         provider,
+        mail,
+        smtp_port,
         workers: Vec::new(),
         prefix,
     };
@@ -98,6 +104,25 @@ async fn spawn(with_worker: bool, config_dir: PathBuf) -> TestApp {
         app.start_worker(WorkerOptions::default());
     }
     app
+}
+
+/// The sink's SMTP receiver on a free loopback port; returns its records and port.
+pub async fn start_smtp_sink() -> (std::sync::Arc<herald_sim::sink::SinkState>, u16) {
+    let behaviour = herald_sim::sink::Behaviour {
+        fail_rate: 0.0,
+        latency_ms: 0,
+        status: None,
+        loss: 0.0,
+        open: 0.0,
+        smtp_reply: None,
+    };
+    let state = std::sync::Arc::new(herald_sim::sink::SinkState::new(behaviour, None));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("free port");
+    let port = listener.local_addr().expect("bound").port();
+    tokio::spawn(herald_sim::smtp::serve(listener, state.clone()));
+    (state, port)
 }
 
 /// How a test's in-process worker runs.
@@ -218,11 +243,18 @@ impl TestApp {
     /// Starts an in-process worker whose providers all point at `self.provider`; call
     /// it again for more workers sharing the queues.
     pub fn start_worker(&mut self, opts: WorkerOptions) {
-        let mut config_env = vec![("HERALD_PROVIDER_URL".to_string(), self.provider.uri())];
+        let mut config_env = vec![
+            ("HERALD_PROVIDER_URL".to_string(), self.provider.uri()),
+            (
+                "HERALD_SMTP_URL".to_string(),
+                format!("smtp://127.0.0.1:{}", self.smtp_port),
+            ),
+        ];
         if let Some(secret) = opts.channel_secret {
             config_env.push(("HERALD_CHANNEL_SECRET".into(), secret));
         }
-        config_env.extend(opts.config_env);
+        // The test's own values first: the first of a name wins.
+        config_env.splice(0..0, opts.config_env);
         let settings = herald_worker::Settings {
             database_url: self.db.url.clone(),
             redis_url: redis_url(),

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod bundling;
+mod channels;
 mod critical_queue;
 mod fixtures;
 mod group_commit;
