@@ -165,7 +165,10 @@ impl SmtpSettings {
             Some("starttls") => SmtpTls::StartTls,
             Some("tls") => SmtpTls::Tls,
             Some(other) => {
-                return Err(("tls", format!("{other:?} is not one of none, starttls, tls")));
+                return Err((
+                    "tls",
+                    format!("{other:?} is not one of none, starttls, tls"),
+                ));
             }
         };
         let from = from.ok_or(("from", "is required for an smtp channel".to_string()))?;
@@ -278,7 +281,11 @@ impl Channel {
         Ok(Channel {
             name: spec.name,
             kind,
-            url: if kind == ChannelKind::Smtp { None } else { spec.url },
+            url: if kind == ChannelKind::Smtp {
+                None
+            } else {
+                spec.url
+            },
             secret,
             timeout: spec.timeout,
             max_attempts: spec.max_attempts,
@@ -297,7 +304,11 @@ impl Channel {
 /// and `http` for any other. An http channel named `webhook` prefers the person's
 /// own URL.
 fn kind_of(spec: &ChannelSpec) -> Result<ChannelKind, (&'static str, String)> {
-    let default = if spec.name == IN_APP { "in_app" } else { "http" };
+    let default = if spec.name == IN_APP {
+        "in_app"
+    } else {
+        "http"
+    };
     match spec.kind.as_deref().unwrap_or(default) {
         "in_app" => Ok(ChannelKind::InApp),
         "http" if spec.name == WEBHOOK => Ok(ChannelKind::PersonalWebhook),
@@ -443,16 +454,37 @@ mod tests {
             ("{name: fax, kind: telex, url: 'http://x'}", "kind"),
             ("{name: mail, kind: smtp}", "url"),
             ("{name: mail, kind: smtp, url: 'smtp://h:25'}", "from"),
-            ("{name: mail, kind: smtp, url: 'http://h', from: 'a@b'}", "url"),
-            ("{name: mail, kind: smtp, url: 'smtp://h', from: 'a@b', tls: ssl}", "tls"),
-            ("{name: mail, kind: smtp, url: 'smtp://h', from: 'nobody'}", "from"),
-            ("{name: mail, kind: smtp, url: 'smtp://h', from: 'a@b', body: 'x'}", "body"),
+            (
+                "{name: mail, kind: smtp, url: 'http://h', from: 'a@b'}",
+                "url",
+            ),
+            (
+                "{name: mail, kind: smtp, url: 'smtp://h', from: 'a@b', tls: ssl}",
+                "tls",
+            ),
+            (
+                "{name: mail, kind: smtp, url: 'smtp://h', from: 'nobody'}",
+                "from",
+            ),
+            (
+                "{name: mail, kind: smtp, url: 'smtp://h', from: 'a@b', body: 'x'}",
+                "body",
+            ),
             ("{name: sms, url: 'http://x', from: 'a@b'}", "from"),
             ("{name: sms, url: 'http://x', method: GET}", "method"),
-            ("{name: sms, url: 'http://x', body: {a: 1}, content_type: xml}", "content_type"),
+            (
+                "{name: sms, url: 'http://x', body: {a: 1}, content_type: xml}",
+                "content_type",
+            ),
             ("{name: sms, url: 'http://x', address: fax}", "address"),
-            ("{name: sms, url: 'http://x', rate_limit_per_s: 0}", "rate_limit_per_s"),
-            ("{name: sms, url: 'http://x', max_in_flight: 0}", "max_in_flight"),
+            (
+                "{name: sms, url: 'http://x', rate_limit_per_s: 0}",
+                "rate_limit_per_s",
+            ),
+            (
+                "{name: sms, url: 'http://x', max_in_flight: 0}",
+                "max_in_flight",
+            ),
             ("{name: box, kind: in_app, headers: {a: b}}", "headers"),
         ];
         for (yaml, field) in cases {
@@ -488,19 +520,41 @@ mod tests {
     #[test]
     fn addresses_follow_the_name_unless_given() {
         let cases = [
-            ("{name: email, url: 'http://x'}", Some(AddressKind::Email), false),
-            ("{name: sms, url: 'http://x'}", Some(AddressKind::Phone), false),
-            ("{name: webhook, url: 'http://x'}", Some(AddressKind::WebhookUrl), false),
+            (
+                "{name: email, url: 'http://x'}",
+                Some(AddressKind::Email),
+                false,
+            ),
+            (
+                "{name: sms, url: 'http://x'}",
+                Some(AddressKind::Phone),
+                false,
+            ),
+            (
+                "{name: webhook, url: 'http://x'}",
+                Some(AddressKind::WebhookUrl),
+                false,
+            ),
             ("{name: push, url: 'http://x'}", None, false),
-            ("{name: text, url: 'http://x', address: phone}", Some(AddressKind::Phone), true),
+            (
+                "{name: text, url: 'http://x', address: phone}",
+                Some(AddressKind::Phone),
+                true,
+            ),
             ("{name: slack, url: 'http://x', address: none}", None, false),
         ];
         for (yaml, address, required) in cases {
             let c = Channel::from_spec(spec(yaml)).unwrap();
-            assert_eq!((c.address, c.requires_address), (address, required), "{yaml}");
+            assert_eq!(
+                (c.address, c.requires_address),
+                (address, required),
+                "{yaml}"
+            );
         }
         assert_eq!(
-            Channel::from_spec(spec("{name: push, url: 'http://x'}")).unwrap().max_in_flight,
+            Channel::from_spec(spec("{name: push, url: 'http://x'}"))
+                .unwrap()
+                .max_in_flight,
             DEFAULT_MAX_IN_FLIGHT
         );
     }

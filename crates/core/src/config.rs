@@ -220,7 +220,12 @@ impl Config {
 
     /// Renders a template's extra part (`html`, `list_unsubscribe`) over `ctx`; None
     /// when the template has no such part or it fails to render (logged).
-    pub fn render_extra(&self, notification_type: &str, part: &str, ctx: &serde_json::Value) -> Option<String> {
+    pub fn render_extra(
+        &self,
+        notification_type: &str,
+        part: &str,
+        ctx: &serde_json::Value,
+    ) -> Option<String> {
         let name = extra_part_name(notification_type, part);
         match self.templates.render(&name, ctx) {
             Ok(rendered) => Some(rendered.text),

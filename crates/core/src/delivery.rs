@@ -621,8 +621,18 @@ mod tests {
         let event = serde_json::json!({"email": "maria@example.com", "phone": "+3460"});
         let none = serde_json::Value::Null;
         let blank = serde_json::json!({"email": "  "});
-        let cases: [(Option<&str>, &serde_json::Value, &serde_json::Value, Option<&str>); 5] = [
-            (Some("s@example.com"), &person, &event, Some("s@example.com")),
+        let cases: [(
+            Option<&str>,
+            &serde_json::Value,
+            &serde_json::Value,
+            Option<&str>,
+        ); 5] = [
+            (
+                Some("s@example.com"),
+                &person,
+                &event,
+                Some("s@example.com"),
+            ),
             (None, &person, &event, Some("p@example.com")),
             (None, &none, &event, Some("maria@example.com")),
             (None, &blank, &none, None),
@@ -636,7 +646,11 @@ mod tests {
                 event_traits,
                 ..facts()
             };
-            assert_eq!(to_address(&email, &f).as_deref(), want, "{stored:?} {traits} {event_traits}");
+            assert_eq!(
+                to_address(&email, &f).as_deref(),
+                want,
+                "{stored:?} {traits} {event_traits}"
+            );
         }
         // The phone of the traits is blank, so the event's is taken.
         let f = DeliveryFacts {
@@ -645,7 +659,10 @@ mod tests {
             event_traits: &event,
             ..facts()
         };
-        assert_eq!(to_address(&channel("sms", Some("http://x")), &f).as_deref(), Some("+3460"));
+        assert_eq!(
+            to_address(&channel("sms", Some("http://x")), &f).as_deref(),
+            Some("+3460")
+        );
     }
 
     #[test]
@@ -669,7 +686,10 @@ mod tests {
         }
         // An http channel without a required address still goes, with `to: null`.
         let push = channel("push", Some("http://x/push"));
-        assert!(matches!(choose(&nobody, Some(&push)), DeliveryStep::Send(_)));
+        assert!(matches!(
+            choose(&nobody, Some(&push)),
+            DeliveryStep::Send(_)
+        ));
     }
 
     #[test]
@@ -693,7 +713,11 @@ mod tests {
                 host_streak: false,
             };
             let verdict = after_attempt(&outbound, &http(code), at(0));
-            assert_eq!((verdict.outcome, verdict.circuit), (want, circuit), "{code:?}");
+            assert_eq!(
+                (verdict.outcome, verdict.circuit),
+                (want, circuit),
+                "{code:?}"
+            );
             assert_eq!(verdict.next_due.is_some(), want == Retry);
         }
         assert_eq!(SmtpReply::from_code(Some(250)).circuit_effect(true), Reset);
@@ -807,7 +831,11 @@ mod tests {
         };
         let day = 24 * 3600;
         // Created a day ago, never held: held now, not failed.
-        let cases = [(None, day, "hold"), (Some(at(day - 60)), day, "hold"), (Some(at(0)), day, "fail")];
+        let cases = [
+            (None, day, "hold"),
+            (Some(at(day - 60)), day, "hold"),
+            (Some(at(0)), day, "fail"),
+        ];
         for (held_since, now, want) in cases {
             let f = DeliveryFacts {
                 created_at: at(-day),

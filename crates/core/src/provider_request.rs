@@ -38,7 +38,9 @@ impl ContentType {
         match s {
             "json" => Ok(ContentType::Json),
             "form" => Ok(ContentType::Form),
-            other => Err(format!("unknown content_type {other:?}; expected json or form")),
+            other => Err(format!(
+                "unknown content_type {other:?}; expected json or form"
+            )),
         }
     }
 
@@ -177,7 +179,12 @@ fn compile_node(
         }
         Value::Object(map) => Node::Object(
             map.iter()
-                .map(|(k, v)| Ok((k.clone(), compile_node(env, v, &format!("{path}.{k}"), counter)?)))
+                .map(|(k, v)| {
+                    Ok((
+                        k.clone(),
+                        compile_node(env, v, &format!("{path}.{k}"), counter)?,
+                    ))
+                })
                 .collect::<Result<_, String>>()?,
         ),
         Value::Array(items) => Node::Array(
@@ -226,7 +233,10 @@ impl RequestShape {
     ) -> Result<Self, (&'static str, String)> {
         let method = method.unwrap_or("POST").to_ascii_uppercase();
         if !METHODS.contains(&method.as_str()) {
-            return Err(("method", format!("{method:?} is not one of POST, PUT, PATCH")));
+            return Err((
+                "method",
+                format!("{method:?} is not one of POST, PUT, PATCH"),
+            ));
         }
         let mut all = Vec::new();
         for (name, value) in headers {
@@ -333,7 +343,11 @@ mod tests {
     #[test]
     fn bodies_render_as_their_content_type_says() {
         let cases = [
-            (json!({"text": "{{ text }}"}), ContentType::Json, r#"{"text":"Say \"hello\" & go"}"#),
+            (
+                json!({"text": "{{ text }}"}),
+                ContentType::Json,
+                r#"{"text":"Say \"hello\" & go"}"#,
+            ),
             (
                 json!({"To": "{{ to }}", "Body": "{{ text }}", "From": "+100"}),
                 ContentType::Form,
@@ -345,9 +359,21 @@ mod tests {
                 ContentType::Json,
                 r#"{"message":{"n":1,"ok":true,"tags":["Hi"],"token":"u_1"}}"#,
             ),
-            (json!("{\"t\": {{ text | tojson }}}"), ContentType::Json, r#"{"t": "Say \"hello\" \u0026 go"}"#),
-            (json!("missing: [{{ nothing.deeper }}]"), ContentType::Json, "missing: []"),
-            (json!({"amount": "{{ data.amount }}"}), ContentType::Json, r#"{"amount":"3"}"#),
+            (
+                json!("{\"t\": {{ text | tojson }}}"),
+                ContentType::Json,
+                r#"{"t": "Say \"hello\" \u0026 go"}"#,
+            ),
+            (
+                json!("missing: [{{ nothing.deeper }}]"),
+                ContentType::Json,
+                "missing: []",
+            ),
+            (
+                json!({"amount": "{{ data.amount }}"}),
+                ContentType::Json,
+                r#"{"amount":"3"}"#,
+            ),
         ];
         for (body, ct, want) in cases {
             assert_eq!(render(body.clone(), ct), want, "{body}");
@@ -356,17 +382,26 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_refused_with_the_path() {
-        let err = BodyTemplate::compile(&json!({"a": {"b": "{{ x"}}), ContentType::Json)
-            .unwrap_err();
+        let err =
+            BodyTemplate::compile(&json!({"a": {"b": "{{ x"}}), ContentType::Json).unwrap_err();
         assert!(err.starts_with("body.a.b: does not compile"), "{err}");
         let err = BodyTemplate::compile(&json!({"a": {"b": "x"}}), ContentType::Form).unwrap_err();
         assert!(err.contains("form body"), "{err}");
     }
 
+    /// Method, headers, basic auth, content type, and the field refused.
+    type ShapeCase<'a> = (
+        Option<&'a str>,
+        Vec<(String, String)>,
+        Option<&'a str>,
+        Option<&'a str>,
+        &'a str,
+    );
+
     #[test]
     fn the_request_keys_are_validated_by_field() {
         let h = |n: &str, v: &str| vec![(n.to_string(), v.to_string())];
-        let cases: [(Option<&str>, Vec<(String, String)>, Option<&str>, Option<&str>, &str); 5] = [
+        let cases: [ShapeCase<'_>; 5] = [
             (Some("GET"), vec![], None, None, "method"),
             (None, h("bad name", "x"), None, None, "headers"),
             (None, h("x-key", "a\r\nb"), None, None, "headers"),
@@ -381,13 +416,15 @@ mod tests {
 
     #[test]
     fn basic_auth_becomes_an_authorization_header() {
-        let shape =
-            RequestShape::from_parts(Some("put"), &[], Some("AC1:tok"), None, Some("form"))
-                .unwrap();
+        let shape = RequestShape::from_parts(Some("put"), &[], Some("AC1:tok"), None, Some("form"))
+            .unwrap();
         assert_eq!(shape.method, "PUT");
         assert_eq!(
             shape.headers,
-            vec![("authorization".to_string(), "Basic QUMxOnRvaw==".to_string())]
+            vec![(
+                "authorization".to_string(),
+                "Basic QUMxOnRvaw==".to_string()
+            )]
         );
         // No body: the envelope, as JSON, whatever content_type says.
         assert_eq!(shape.content_type(), "application/json");

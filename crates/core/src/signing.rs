@@ -151,7 +151,9 @@ impl EndpointSecrets<'_> {
     ) -> Vec<WebhookSecret> {
         let overlap = chrono::Duration::from_std(overlap).unwrap_or(chrono::Duration::MAX);
         let previous = match (self.previous, self.rotated_at) {
-            (Some(previous), Some(at)) if now < at.checked_add_signed(overlap).unwrap_or(now + overlap) => {
+            (Some(previous), Some(at))
+                if now < at.checked_add_signed(overlap).unwrap_or(now + overlap) =>
+            {
                 Some(previous)
             }
             _ => None,
@@ -255,7 +257,12 @@ mod tests {
     #[test]
     fn a_rotated_secret_signs_beside_the_new_one_during_the_overlap_only() {
         use chrono::TimeZone;
-        let at = |s: i64| chrono::Utc.timestamp_opt(1_700_000_000 + s, 0).single().unwrap();
+        let at = |s: i64| {
+            chrono::Utc
+                .timestamp_opt(1_700_000_000 + s, 0)
+                .single()
+                .unwrap()
+        };
         let old = format_secret(&[1; 24]);
         let new = format_secret(&[2; 24]);
         assert!(new.starts_with("whsec_"));
@@ -267,9 +274,20 @@ mod tests {
         let overlap = std::time::Duration::from_secs(60);
         let header = |now: i64| sign_all(&stored.signing_at(overlap, at(now)), "id", 1, b"{}");
         let verifies = |secret: &str, header: &str| {
-            verify(&WebhookSecret::parse(secret).unwrap(), "id", 1, b"{}", header)
+            verify(
+                &WebhookSecret::parse(secret).unwrap(),
+                "id",
+                1,
+                b"{}",
+                header,
+            )
         };
-        let cases = [(0, true, true), (59, true, true), (60, true, false), (3600, true, false)];
+        let cases = [
+            (0, true, true),
+            (59, true, true),
+            (60, true, false),
+            (3600, true, false),
+        ];
         for (now, with_new, with_old) in cases {
             let h = header(now);
             assert_eq!(verifies(&new, &h), with_new, "{now}: {h}");

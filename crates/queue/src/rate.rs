@@ -44,7 +44,11 @@ impl RateLimits {
 
     /// Takes one of `channel`'s tokens at `per_second`: `None` when taken, else how
     /// long until the next token.
-    pub async fn take(&self, channel: &str, per_second: u32) -> Result<Option<Duration>, QueueError> {
+    pub async fn take(
+        &self,
+        channel: &str,
+        per_second: u32,
+    ) -> Result<Option<Duration>, QueueError> {
         let mut c = self.redis.conn();
         let wait_ms: i64 = Script::new(TAKE)
             .key(self.redis.keys().rate(channel))
@@ -64,9 +68,17 @@ mod tests {
     async fn a_bucket_gives_one_seconds_worth_then_says_how_long_to_wait() {
         let limits = RateLimits::new(crate::test_redis::connect(1));
         for i in 0..5 {
-            assert_eq!(limits.take("sms", 5).await.expect("redis"), None, "token {i}");
+            assert_eq!(
+                limits.take("sms", 5).await.expect("redis"),
+                None,
+                "token {i}"
+            );
         }
-        let wait = limits.take("sms", 5).await.expect("redis").expect("over the rate");
+        let wait = limits
+            .take("sms", 5)
+            .await
+            .expect("redis")
+            .expect("over the rate");
         // The next token is due within 1/5 s.
         assert!(wait <= Duration::from_millis(200), "{wait:?}");
         // Another channel has its own bucket.

@@ -55,6 +55,7 @@ use serde_json::{json, Value};
 
 use crate::receipts::{self, Outbox, Target};
 use crate::signature::{SignatureError, WebhookSecret};
+use crate::smtp::{split_mail, MailSink, ReceivedMail};
 
 /// Deliveries larger than this are refused by actix before they reach the handler
 /// (and so are not recorded). Herald's envelopes are a few KiB; the margin is for
@@ -363,11 +364,6 @@ impl SinkState {
         self.journal.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The code that ends a mail's DATA, when one is forced.
-    pub fn smtp_reply(&self) -> Option<u16> {
-        self.behaviour().smtp_reply
-    }
-
     /// Forces the code that ends a mail's DATA (`None`: 250).
     pub fn set_smtp_reply(&self, code: Option<u16>) {
         self.behaviour().smtp_reply = code;
@@ -382,11 +378,6 @@ impl SinkState {
             .collect()
     }
 
-    /// Records a received mail beside the HTTP deliveries.
-    pub fn record_mail(&self, record: Record) {
-        self.record(record);
-    }
-
     fn record(&self, mut record: Record) {
         let mut journal = self.journal();
         record.seq = journal.next_seq;
@@ -396,6 +387,47 @@ impl SinkState {
             journal.ok += 1;
         }
         journal.records.push(Arc::new(record));
+    }
+}
+
+impl MailSink for SinkState {
+    fn smtp_reply(&self) -> Option<u16> {
+        self.behaviour().smtp_reply
+    }
+
+    /// A mail is recorded beside the HTTP deliveries, under the path `/smtp`.
+    fn record_mail(&self, mail: ReceivedMail) {
+        let (headers, text) = split_mail(&mail.data);
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .cloned()
+                .map_or(Value::Null, Value::String)
+        };
+        let body = json!({
+            "mail_from": mail.mail_from,
+            "rcpt_to": mail.rcpt_to,
+            "from": header("from"),
+            "to": header("to"),
+            "reply_to": header("reply-to"),
+            "subject": header("subject"),
+            "message_id": header("message-id"),
+            "list_unsubscribe": header("list-unsubscribe"),
+            "content_type": header("content-type"),
+            "headers": headers,
+            "text": text,
+        });
+        self.record(Record {
+            seq: 0,
+            path: "/smtp".into(),
+            method: "SMTP".into(),
+            status: mail.code,
+            received_at: chrono::Utc::now().to_rfc3339(),
+            headers: RecordedHeaders::default(),
+            all_headers: std::collections::BTreeMap::new(),
+            raw: mail.data,
+            body,
+        });
     }
 }
 
@@ -450,7 +482,12 @@ pub async fn run(config: SinkConfig) -> anyhow::Result<()> {
     actix_web::rt::spawn(async move { outbox.flush_forever(client).await });
     let smtp = tokio::net::TcpListener::bind((config.host.as_str(), config.smtp_port))
         .await
-        .with_context(|| format!("binding the sink's SMTP to {}:{}", config.host, config.smtp_port))?;
+        .with_context(|| {
+            format!(
+                "binding the sink's SMTP to {}:{}",
+                config.host, config.smtp_port
+            )
+        })?;
     tracing::info!(addr = %smtp.local_addr()?, smtp_reply = ?config.smtp_reply, "sink SMTP listening");
     actix_web::rt::spawn(crate::smtp::serve(smtp, state.clone().into_inner()));
     let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(configure))

@@ -8,8 +8,6 @@
 //! permanent-failure (5xx) paths with it. It is a test sink, not a mail server:
 //! it keeps mails in memory and understands only what Herald's client sends.
 
-use crate::sink::{Record, RecordedHeaders, SinkState};
-use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -19,14 +17,32 @@ use tokio::net::{TcpListener, TcpStream};
 const MAX_LINE: usize = 4096;
 const MAX_MAIL: usize = 16 * 1024 * 1024;
 
+/// Where received mails go and what their DATA is answered (the sink's state).
+pub trait MailSink: Send + Sync + 'static {
+    /// The code that ends a mail's DATA, when one is forced (else 250).
+    fn smtp_reply(&self) -> Option<u16>;
+    /// Keeps a received mail.
+    fn record_mail(&self, mail: ReceivedMail);
+}
+
+/// One mail as received: its envelope, its data and the code it was answered.
+#[derive(Debug, Clone)]
+pub struct ReceivedMail {
+    pub mail_from: Option<String>,
+    pub rcpt_to: Vec<String>,
+    /// The message after DATA, dot-stuffing undone.
+    pub data: String,
+    pub code: u16,
+}
+
 /// Serves SMTP on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, state: Arc<SinkState>) {
+pub async fn serve<S: MailSink>(listener: TcpListener, state: Arc<S>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let state = Arc::clone(&state);
                 tokio::spawn(async move {
-                    if let Err(e) = session(stream, &state).await {
+                    if let Err(e) = session(stream, state.as_ref()).await {
                         tracing::debug!(error = %e, "SMTP session ended");
                     }
                 });
@@ -43,7 +59,7 @@ struct Envelope {
     to: Vec<String>,
 }
 
-async fn session(stream: TcpStream, state: &SinkState) -> std::io::Result<()> {
+async fn session<S: MailSink>(stream: TcpStream, state: &S) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     write.write_all(b"220 herald-sim ESMTP ready\r\n").await?;
@@ -84,7 +100,12 @@ async fn session(stream: TcpStream, state: &SinkState) -> std::io::Result<()> {
                 write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
                 let data = read_data(&mut reader).await?;
                 let code = state.smtp_reply().unwrap_or(250);
-                state.record_mail(mail_record(&envelope, &data, code));
+                state.record_mail(ReceivedMail {
+                    mail_from: envelope.from.take(),
+                    rcpt_to: std::mem::take(&mut envelope.to),
+                    data,
+                    code,
+                });
                 envelope = Envelope::default();
                 match code {
                     200..=299 => format!("{code} OK: queued"),
@@ -104,7 +125,10 @@ async fn session(stream: TcpStream, state: &SinkState) -> std::io::Result<()> {
     }
 }
 
-async fn read_line<R: AsyncBufReadExt + Unpin>(r: &mut R, line: &mut String) -> std::io::Result<usize> {
+async fn read_line<R: AsyncBufReadExt + Unpin>(
+    r: &mut R,
+    line: &mut String,
+) -> std::io::Result<usize> {
     let n = r.read_line(line).await?;
     if line.len() > MAX_LINE {
         return Err(std::io::Error::other("line too long"));
@@ -166,35 +190,6 @@ pub fn split_mail(data: &str) -> (BTreeMap<String, String>, String) {
     (headers, body.to_string())
 }
 
-fn mail_record(envelope: &Envelope, data: &str, code: u16) -> Record {
-    let (headers, body) = split_mail(data);
-    let header = |name: &str| headers.get(name).cloned().map_or(Value::Null, Value::String);
-    let body_json = json!({
-        "mail_from": envelope.from,
-        "rcpt_to": envelope.to,
-        "from": header("from"),
-        "to": header("to"),
-        "reply_to": header("reply-to"),
-        "subject": header("subject"),
-        "message_id": header("message-id"),
-        "list_unsubscribe": header("list-unsubscribe"),
-        "content_type": header("content-type"),
-        "headers": headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>(),
-        "text": body,
-    });
-    Record {
-        seq: 0,
-        path: "/smtp".into(),
-        method: "SMTP".into(),
-        status: code,
-        received_at: chrono::Utc::now().to_rfc3339(),
-        headers: RecordedHeaders::default(),
-        all_headers: BTreeMap::new(),
-        raw: data.to_string(),
-        body: body_json,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,7 +198,10 @@ mod tests {
     fn addresses_are_read_from_mail_and_rcpt_commands() {
         let cases = [
             ("MAIL FROM:<a@example.com>", "a@example.com"),
-            ("MAIL FROM:<a@example.com> SIZE=120 BODY=8BITMIME", "a@example.com"),
+            (
+                "MAIL FROM:<a@example.com> SIZE=120 BODY=8BITMIME",
+                "a@example.com",
+            ),
             ("RCPT TO: <maria@example.com>", "maria@example.com"),
             ("RCPT TO:bare@example.com", "bare@example.com"),
             ("MAIL FROM:<>", ""),

@@ -38,8 +38,8 @@ pub mod receipts;
 pub mod schema;
 pub mod stats;
 pub mod subscriptions;
-pub mod webhook_secrets;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhook_secrets;
 
 pub use pool::{connect, Conn, Pool, StoreError};

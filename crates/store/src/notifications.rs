@@ -261,8 +261,9 @@ pub async fn for_delivery(conn: &mut Conn, ids: &[Uuid]) -> Result<Vec<DeliveryR
         .inner_join(events::table)
         .left_join(users::table)
         .left_join(
-            webhook_secrets::table
-                .on(webhook_secrets::user_id.nullable().eq(notifications::user_id)),
+            webhook_secrets::table.on(webhook_secrets::user_id
+                .nullable()
+                .eq(notifications::user_id)),
         )
         .filter(notifications::id.eq_any(ids))
         .select((

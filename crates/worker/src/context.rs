@@ -5,8 +5,7 @@ use crate::http::Clients;
 use herald_core::config::Config;
 use herald_core::targets::AllowedTargets;
 use herald_queue::{
-    Changes, Circuits, FriendCounts, Heartbeats, Locks, Marks, Queue, QueueName, RateLimits,
-    Redis,
+    Changes, Circuits, FriendCounts, Heartbeats, Locks, Marks, Queue, QueueName, RateLimits, Redis,
 };
 use herald_store::Pool;
 use std::time::Duration;

@@ -11,19 +11,19 @@
 
 use crate::context::Context;
 use chrono::{DateTime, Utc};
+use herald_core::channels::ChannelKind;
 use herald_core::circuit::CircuitPolicy;
+use herald_core::delivery::Target;
 use herald_core::delivery::{
     self, AttemptVerdict, CircuitEffect, DeliveryFacts, DeliveryStep, HttpTry, Outbound,
 };
-use herald_core::channels::ChannelKind;
-use herald_core::delivery::Target;
 use herald_core::payload::{build_payload, PayloadInput};
 use herald_core::provider_request::TemplateInput;
-use herald_core::signing::{EndpointSecrets, WebhookSecret};
-use serde_json::Value;
 use herald_core::retry::AttemptOutcome;
+use herald_core::signing::{EndpointSecrets, WebhookSecret};
 use herald_queue::Job;
 use herald_store::notifications::{self, AttemptRecord, DeliveryRow};
+use serde_json::Value;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -157,12 +157,15 @@ async fn throttle<'c>(ctx: &Context, outbound: Outbound<'c>) -> anyhow::Result<D
     let Some(per_second) = channel.rate_limit_per_s else {
         return Ok(DeliveryStep::Send(outbound));
     };
-    Ok(match ctx.rate_limits.take(&channel.name, per_second).await? {
-        None => DeliveryStep::Send(outbound),
-        Some(wait) => DeliveryStep::WaitUntil(
-            Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1)),
-        ),
-    })
+    Ok(
+        match ctx.rate_limits.take(&channel.name, per_second).await? {
+            None => DeliveryStep::Send(outbound),
+            Some(wait) => DeliveryStep::WaitUntil(
+                Utc::now()
+                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1)),
+            ),
+        },
+    )
 }
 
 /// Runs a step; returns the recipient when the notification's state changed.
@@ -293,7 +296,11 @@ async fn post(ctx: &Context, row: &DeliveryRow, outbound: &Outbound<'_>) -> Http
 
 /// A person's own webhook is signed with its own secret (and, for the overlap after
 /// a rotation, the previous one too); anything else with the channel's secret.
-fn signing_secrets(ctx: &Context, row: &DeliveryRow, outbound: &Outbound<'_>) -> Vec<WebhookSecret> {
+fn signing_secrets(
+    ctx: &Context,
+    row: &DeliveryRow,
+    outbound: &Outbound<'_>,
+) -> Vec<WebhookSecret> {
     if let (Target::Personal(_), Some(current)) = (&outbound.target, &row.webhook_secret) {
         let stored = EndpointSecrets {
             current,
@@ -322,10 +329,14 @@ async fn mail(ctx: &Context, row: &DeliveryRow, outbound: &Outbound<'_>) -> Http
         to,
         subject: row.subject.as_deref().unwrap_or(&row.notification_type),
         text: &row.text,
-        html: ctx.config.render_extra(&row.notification_type, "html", &vars),
-        list_unsubscribe: ctx
+        html: ctx
             .config
-            .render_extra(&row.notification_type, "list_unsubscribe", &vars),
+            .render_extra(&row.notification_type, "html", &vars),
+        list_unsubscribe: ctx.config.render_extra(
+            &row.notification_type,
+            "list_unsubscribe",
+            &vars,
+        ),
     };
     ctx.mailers.send(&outbound.channel.name, &mail).await
 }

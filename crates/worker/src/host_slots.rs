@@ -52,7 +52,7 @@ mod tests {
             .await
             .expect("another host is free");
         drop(a1);
-        tokio::time::timeout(Duration::from_secs(5), slots.acquire("a:443", 2))
+        let _again = tokio::time::timeout(Duration::from_secs(5), slots.acquire("a:443", 2))
             .await
             .expect("a slot freed is taken");
     }

@@ -106,8 +106,8 @@ impl Clients {
                 };
             }
         };
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
-            .unwrap_or(reqwest::Method::POST);
+        let method =
+            reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let timestamp = chrono::Utc::now().timestamp();
         let mut req = client
             .request(method, url)

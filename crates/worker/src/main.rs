@@ -40,7 +40,12 @@ struct Cli {
     )]
     database_url: String,
     // `hide_env_values`: `--help` must not print a password the URL carries.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true, default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        hide_env_values = true,
+        default_value = "redis://127.0.0.1:6379"
+    )]
     redis_url: String,
     /// How long a person's rotated-out webhook secret keeps signing beside the new one.
     #[arg(long, env = "HERALD_WEBHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]

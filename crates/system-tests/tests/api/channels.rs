@@ -31,13 +31,10 @@ async fn final_notification(app: &TestApp, event_id: &str, notification_type: &s
         &format!("{notification_type} final"),
         Duration::from_secs(30),
         || async {
-            app.notifications_of(event_id)
-                .await
-                .into_iter()
-                .find(|n| {
-                    n["notification_type"] == notification_type
-                        && matches!(n["status"].as_str(), Some("sent" | "failed"))
-                })
+            app.notifications_of(event_id).await.into_iter().find(|n| {
+                n["notification_type"] == notification_type
+                    && matches!(n["status"].as_str(), Some("sent" | "failed"))
+            })
         },
     )
     .await
@@ -46,7 +43,10 @@ async fn final_notification(app: &TestApp, event_id: &str, notification_type: &s
 async fn attempts_of(app: &TestApp, id: &str) -> Vec<Value> {
     let (status, body) = app.get(&format!("/api/v1/notifications/{id}")).await;
     assert_eq!(status, 200, "{body}");
-    body["delivery_attempts"].as_array().cloned().unwrap_or_default()
+    body["delivery_attempts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 async fn ok_provider(app: &TestApp) {
@@ -95,7 +95,10 @@ impl Aiosmtpd {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "aiosmtpd did not start on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not start on {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         server
@@ -122,12 +125,10 @@ impl Drop for Aiosmtpd {
 
 /// A header's value in a raw mail.
 fn header(mail: &str, name: &str) -> Option<String> {
-    mail.lines()
-        .take_while(|l| !l.is_empty())
-        .find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
+    mail.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,7 +318,10 @@ async fn a_rotated_webhook_secret_signs_beside_the_new_one_only_during_the_overl
         )
         .await;
     assert_eq!(status, 201, "{person}");
-    let first = person["webhook_secret"].as_str().expect("issued once").to_string();
+    let first = person["webhook_secret"]
+        .as_str()
+        .expect("issued once")
+        .to_string();
     assert!(first.starts_with("whsec_"));
     // Never shown again: not on a second PUT, not on GET.
     let (_, again) = app
@@ -326,7 +330,11 @@ async fn a_rotated_webhook_secret_signs_beside_the_new_one_only_during_the_overl
     assert!(again.get("webhook_secret").is_none(), "{again}");
     let (_, shown) = app.get("/api/v1/users/ada").await;
     assert!(shown.get("webhook_secret").is_none(), "{shown}");
-    assert_eq!(shown["webhook_url"], hook.as_str(), "the admin sees the URL");
+    assert_eq!(
+        shown["webhook_url"],
+        hook.as_str(),
+        "the admin sees the URL"
+    );
 
     // A worker with the default 24 h overlap.
     app.start_worker(WorkerOptions::default());
@@ -402,11 +410,7 @@ async fn a_channel_rate_holds_across_two_workers_without_spending_attempts() {
     let mut app = spawn_app().await;
     ok_provider(&app).await;
     let shipped = std::fs::read_to_string(config_dir().join("channels.yml")).unwrap();
-    let limited = shipped.replacen(
-        "/push\"\n",
-        "/push\"\n    rate_limit_per_s: 5\n",
-        1,
-    );
+    let limited = shipped.replacen("/push\"\n", "/push\"\n    rate_limit_per_s: 5\n", 1);
     assert_ne!(limited, shipped);
     let dir = config_copy_with("channels.yml", &limited);
     let people: Vec<String> = (0..50).map(|i| format!("p{i:02}")).collect();
