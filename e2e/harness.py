@@ -568,11 +568,14 @@ class StackSpec:
 
 
 def start_sink(procs: Processes, bin_dir: Path, repo: Path, name: str, flags: list[str],
-               log_level: str = "info") -> tuple[Process, str]:
-    """Starts `herald-sim sink` on a free port; returns it and its base URL once it answers."""
+               log_level: str = "info", smtp_port: int | None = None) -> tuple[Process, str]:
+    """Starts `herald-sim sink` on a free port (and its SMTP receiver on `smtp_port`, a
+    free one when None); returns it and its base URL once it answers."""
     port = free_port()
+    smtp_port = smtp_port or free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = procs.start(name, [str(bin_dir / "herald-sim"), "sink", "--port", str(port), *flags],
+    proc = procs.start(name, [str(bin_dir / "herald-sim"), "sink", "--port", str(port),
+                              "--smtp-port", str(smtp_port), *flags],
                        os.environ | {"RUST_LOG": log_level}, repo)
     wait_http_ok(proc, url, "/healthz", timeout=30)
     return proc, url
@@ -599,10 +602,16 @@ def launch(
     spec = spec or StackSpec()
     sink_ports = {}
     sink_urls = {}
+    smtp_ports = {}
     for which, extra in spec.sinks.items():
-        _, sink_urls[which] = start_sink(procs, bin_dir, repo, f"sink-{which}", extra, spec.sink_log)
+        smtp_ports[which] = free_port()
+        _, sink_urls[which] = start_sink(procs, bin_dir, repo, f"sink-{which}", extra, spec.sink_log,
+                                         smtp_ports[which])
         sink_ports[which] = int(sink_urls[which].rsplit(":", 1)[1])
     provider = spec.provider if spec.provider in sink_urls else next(iter(sink_urls), None)
+    # The shipped `email` channel is SMTP: mails go to the provider sink's SMTP receiver.
+    provider_env = ({"HERALD_PROVIDER_URL": sink_urls[provider],
+                     "HERALD_SMTP_URL": f"smtp://127.0.0.1:{smtp_ports[provider]}"} if provider else {})
 
     api_port = free_port()
     env = os.environ | {
@@ -614,7 +623,7 @@ def launch(
         "HERALD_ALLOWED_TARGETS": "127.0.0.0/8",
         "HERALD_CONFIG_DIR": str(repo / "config"),
         "RUST_LOG": "info",
-    } | ({"HERALD_PROVIDER_URL": sink_urls[provider]} if provider else {}) | spec.env
+    } | provider_env | spec.env
     api_url = f"http://127.0.0.1:{api_port}"
     api = procs.start("api", [str(bin_dir / "herald-api")], env, repo)
     wait_http_ok(api, api_url, "/healthz/ready", timeout=spec.api_ready_timeout)

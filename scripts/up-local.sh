@@ -19,11 +19,14 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN_DIR="$TARGET_DIR/release"
 
 HERALD_SINK_PORT="${HERALD_SINK_PORT:-5000}"
+HERALD_SINK_SMTP_PORT="${HERALD_SINK_SMTP_PORT:-2525}"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/herald}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 export HERALD_BIND="${HERALD_BIND:-127.0.0.1:8000}"
 export HERALD_API_KEYS="${HERALD_API_KEYS:-dev-key}"
 export HERALD_PROVIDER_URL="${HERALD_PROVIDER_URL:-http://127.0.0.1:$HERALD_SINK_PORT}"
+# The shipped `email` channel is SMTP: to the sink's SMTP receiver.
+export HERALD_SMTP_URL="${HERALD_SMTP_URL:-smtp://127.0.0.1:$HERALD_SINK_SMTP_PORT}"
 # Loopback only: the sink runs on 127.0.0.1, and nothing else private should be reachable.
 export HERALD_ALLOWED_TARGETS="${HERALD_ALLOWED_TARGETS:-127.0.0.0/8}"
 export HERALD_CONFIG_DIR="${HERALD_CONFIG_DIR:-$ROOT/config}"
@@ -230,6 +233,8 @@ main() {
     fi
 
     if [[ ${1:-} == --services-only ]]; then
+        # The independent SMTP server one integration test sends to (Debian's aiosmtpd).
+        /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || apt_install python3-aiosmtpd
         log "PostgreSQL ($PG_HOST:$PG_PORT) and Redis ($REDIS_HOST:$REDIS_PORT) answer"
         return 0
     fi
@@ -244,7 +249,8 @@ main() {
 
     cd "$ROOT"
     log "starting sink, api, worker"
-    start sink "$BIN_DIR/herald-sim" sink --host 127.0.0.1 --port "$HERALD_SINK_PORT"
+    start sink "$BIN_DIR/herald-sim" sink --host 127.0.0.1 --port "$HERALD_SINK_PORT" \
+        --smtp-port "$HERALD_SINK_SMTP_PORT"
     # The api applies migrations at start; starting the worker after it is healthy
     # keeps the two from racing over the same migrations on a fresh database.
     start api "$BIN_DIR/herald-api"
@@ -268,7 +274,7 @@ main() {
 Herald is up (no Docker):
   api       http://$HERALD_BIND  (api key: ${HERALD_API_KEYS%%,*})
   worker    --queues critical,default --concurrency 512
-  sink      http://127.0.0.1:$HERALD_SINK_PORT  (GET /received, POST /control)
+  sink      http://127.0.0.1:$HERALD_SINK_PORT  (GET /received, POST /control), SMTP on 127.0.0.1:$HERALD_SINK_SMTP_PORT
   postgres  $PG_HOST:$PG_PORT/$PG_DB
   redis     $REDIS_HOST:$REDIS_PORT
   logs      .run/api.log .run/worker.log .run/sink.log

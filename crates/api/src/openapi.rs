@@ -51,6 +51,7 @@ impl Modify for BearerKey {
         crate::routes::people::put_user,
         crate::routes::people::get_user,
         crate::routes::people::delete_user,
+        crate::routes::webhook_secret::rotate_secret,
         crate::routes::people::get_preferences,
         crate::routes::people::put_preferences,
         crate::routes::subscriptions::list_subscriptions,

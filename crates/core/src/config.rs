@@ -154,14 +154,27 @@ struct TemplateSpec {
     #[serde(default)]
     subject: Option<String>,
     text: String,
+    /// Mail only: an HTML alternative to `text`.
+    #[serde(default)]
+    html: Option<String>,
+    /// Mail only: the `List-Unsubscribe` header (e.g. `<https://…/unsubscribe/{{ user.user_id }}>`).
+    #[serde(default)]
+    list_unsubscribe: Option<String>,
     #[serde(default)]
     private: bool,
+}
+
+/// The name under which a template's extra part (`html`, `list_unsubscribe`) is
+/// compiled beside its subject and text.
+pub fn extra_part_name(notification_type: &str, part: &str) -> String {
+    format!("{notification_type}#{part}")
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ChannelsFile {
-    channels: Vec<ChannelSpec>,
+    /// Parsed channel by channel, so that a mistake names its channel.
+    channels: Vec<serde_json::Value>,
 }
 
 /// What a template declares besides its text.
@@ -203,6 +216,25 @@ impl Config {
                 .map(|(_, v)| v.clone())
                 .or_else(|| std::env::var(k).ok())
         })
+    }
+
+    /// Renders a template's extra part (`html`, `list_unsubscribe`) over `ctx`; None
+    /// when the template has no such part or it fails to render (logged).
+    pub fn render_extra(
+        &self,
+        notification_type: &str,
+        part: &str,
+        ctx: &serde_json::Value,
+    ) -> Option<String> {
+        let name = extra_part_name(notification_type, part);
+        match self.templates.render(&name, ctx) {
+            Ok(rendered) => Some(rendered.text),
+            Err(crate::template::TemplateError::Unknown { .. }) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "template part failed to render; sent without it");
+                None
+            }
+        }
     }
 
     /// Reads and validates `bundling.yml` of `dir` alone, with the process
@@ -327,8 +359,23 @@ fn parse_bundling(
 fn build_channels(file: &str, f: ChannelsFile, errors: &mut Vec<ConfigError>) -> Channels {
     let mut seen = HashSet::new();
     let mut channels = Vec::new();
-    for spec in f.channels {
-        let name = spec.name.clone();
+    for (i, value) in f.channels.into_iter().enumerate() {
+        let name = value
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .map_or_else(|| format!("#{}", i + 1), str::to_string);
+        let spec: ChannelSpec = match serde_json::from_value(value) {
+            Ok(spec) => spec,
+            Err(e) => {
+                errors.push(ConfigError {
+                    file: file.to_string(),
+                    item: Some(format!("channel {name}")),
+                    field: None,
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
         if !seen.insert(name.clone()) {
             errors.push(item_error(
                 file,
@@ -379,6 +426,15 @@ fn build_templates(
                 private: t.private,
             },
         );
+        for (part, text) in [("html", &t.html), ("list_unsubscribe", &t.list_unsubscribe)] {
+            if let Some(text) = text {
+                sources.push(TemplateSource {
+                    name: extra_part_name(&t.name, part),
+                    subject: None,
+                    text: text.clone(),
+                });
+            }
+        }
         sources.push(TemplateSource {
             name: t.name,
             subject: t.subject,

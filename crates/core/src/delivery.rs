@@ -25,7 +25,7 @@
 //! [`after_attempt`] draws and [`next_due`] takes as a plain value so it can be
 //! tested exactly.
 
-use crate::channels::{Channel, ChannelKind};
+use crate::channels::{AddressKind, Channel, ChannelKind};
 use crate::circuit::{host_of, CircuitPolicy, CircuitState, Gate};
 use crate::retry::{classify_status, with_cap, AttemptOutcome};
 use crate::status::NotificationStatus;
@@ -51,35 +51,61 @@ pub struct DeliveryFacts<'a> {
     pub attempts: i32,
     pub due_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// When a closed-circuit hold began; None when it has never been held.
+    pub held_since: Option<DateTime<Utc>>,
     pub email: Option<&'a str>,
     pub phone: Option<&'a str>,
+    /// The person's stored traits (the events' `user_traits` merged in).
+    pub traits: &'a serde_json::Value,
+    /// The triggering event's own `user_traits`.
+    pub event_traits: &'a serde_json::Value,
     pub webhook_url: Option<&'a str>,
     /// The person's webhook answered 410 Gone and is disabled.
     pub webhook_disabled: bool,
 }
 
-/// Where a delivery is POSTed.
+/// Where a delivery goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// A channel URL from config: the operator's own.
     Channel(String),
     /// A person's own webhook URL: vetted before every connection.
     Personal(String),
+    /// An SMTP channel's server, `host:port`.
+    Mail(String),
 }
 
 impl Target {
     pub fn url(&self) -> &str {
         match self {
-            Target::Channel(u) | Target::Personal(u) => u,
+            Target::Channel(u) | Target::Personal(u) | Target::Mail(u) => u,
         }
     }
 
-    /// The host whose circuit this delivery counts against; empty for an unparsable
-    /// URL (all such deliveries then share one circuit, as before).
+    /// The host whose circuit (and in-flight limit) this delivery counts against;
+    /// empty for an unparsable URL (all such deliveries then share one circuit).
     pub fn host(&self) -> String {
-        host_of(self.url()).unwrap_or_default()
+        match self {
+            Target::Mail(server) => server.clone(),
+            _ => host_of(self.url()).unwrap_or_default(),
+        }
     }
 }
+
+impl std::fmt::Display for Target {
+    /// For logs and stored errors: a person's webhook URL is often a capability
+    /// (a secret token in its path), so only its host is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Personal(_) => write!(f, "the person's webhook at {}", self.host()),
+            other => f.write_str(other.url()),
+        }
+    }
+}
+
+/// The reason a notification fails with when its channel needs an address the
+/// person does not have.
+pub const NO_ADDRESS: &str = "no address";
 
 /// Why a notification has nowhere to go. The texts are stored as the failure reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -154,13 +180,21 @@ pub fn choose<'c>(facts: &DeliveryFacts<'_>, channel: Option<&'c Channel>) -> De
         Err(why) => DeliveryStep::Fail {
             reason: why.to_string(),
         },
-        Ok(Some(target)) => DeliveryStep::Send(Outbound {
-            channel,
-            target,
-            to: to_address(&channel.name, facts).map(str::to_string),
-            attempt: attempt_number(facts.attempts),
-            host_streak: false,
-        }),
+        Ok(Some(target)) => {
+            let to = to_address(channel, facts);
+            if to.is_none() && channel.requires_address {
+                return DeliveryStep::Fail {
+                    reason: NO_ADDRESS.to_string(),
+                };
+            }
+            DeliveryStep::Send(Outbound {
+                channel,
+                target,
+                to,
+                attempt: attempt_number(facts.attempts),
+                host_streak: false,
+            })
+        }
     }
 }
 
@@ -181,18 +215,43 @@ pub fn target_of(facts: &DeliveryFacts<'_>, channel: &Channel) -> Result<Option<
             .clone()
             .map(|url| Some(Target::Channel(url)))
             .ok_or(NoTarget::NoChannelUrl),
+        ChannelKind::Smtp => channel
+            .smtp
+            .as_ref()
+            .map(|s| Some(Target::Mail(format!("{}:{}", s.host, s.port))))
+            .ok_or(NoTarget::NoChannelUrl),
     }
 }
 
-/// The person's address on a channel, as the payload's `to`: the email address for
-/// `email`, the phone number for `sms`, the webhook URL for `webhook`.
-pub fn to_address<'a>(channel: &str, facts: &DeliveryFacts<'a>) -> Option<&'a str> {
-    match channel {
-        "email" => facts.email,
-        "sms" => facts.phone,
-        crate::channels::WEBHOOK => facts.webhook_url,
-        _ => None,
-    }
+/// The person's address on a channel, as the payload's `to` and a mail's recipient:
+/// the stored `email`/`phone` when set, else the one in the person's traits (where
+/// events' `user_traits` are merged), else the one in this event's `user_traits`;
+/// the webhook URL for `webhook`. Blank values count as none.
+pub fn to_address(channel: &Channel, facts: &DeliveryFacts<'_>) -> Option<String> {
+    let key = match channel.address? {
+        AddressKind::WebhookUrl => return facts.webhook_url.map(str::to_string),
+        AddressKind::Email => "email",
+        AddressKind::Phone => "phone",
+    };
+    let stored = match channel.address? {
+        AddressKind::Email => facts.email,
+        _ => facts.phone,
+    };
+    let from_traits = |traits: &'_ serde_json::Value| {
+        traits
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+    };
+    [
+        stored.map(str::to_string),
+        from_traits(facts.traits),
+        from_traits(facts.event_traits),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|a| a.trim().to_string())
+    .find(|a| !a.is_empty())
 }
 
 /// The number of the try after `attempts` stored ones, counting from 1.
@@ -212,8 +271,10 @@ pub fn gate<'c>(
     now: DateTime<Utc>,
     outbound: Outbound<'c>,
 ) -> DeliveryStep<'c> {
-    let due_ms = facts.created_at.timestamp_millis();
-    match policy.gate(circuit, due_ms, now.timestamp_millis(), probe_claimed) {
+    // The longest hold counts from when this notification was first held, not from
+    // its creation: a delayed or retried notification gets the full hold too.
+    let held_since = facts.held_since.unwrap_or(now).timestamp_millis();
+    match policy.gate(circuit, held_since, now.timestamp_millis(), probe_claimed) {
         Gate::Pass | Gate::Probe => DeliveryStep::Send(Outbound {
             host_streak: circuit.failures > 0,
             ..outbound
@@ -276,13 +337,64 @@ pub fn after_attempt(
     now: DateTime<Utc>,
 ) -> AttemptVerdict {
     let channel = outbound.channel;
-    let outcome = outcome_of(http, outbound.attempt, channel.max_attempts);
+    let (outcome, circuit) = if channel.kind == ChannelKind::Smtp {
+        let reply = SmtpReply::from_code(http.status);
+        let outcome = with_cap(reply.outcome(), outbound.attempt, channel.max_attempts);
+        (outcome, reply.circuit_effect(outbound.host_streak))
+    } else {
+        let outcome = outcome_of(http, outbound.attempt, channel.max_attempts);
+        (outcome, circuit_effect(outcome, http, outbound.host_streak))
+    };
     let backoff = channel.backoff.delay(outbound.attempt);
     AttemptVerdict {
         outcome,
         next_due: next_due(outcome, backoff, http.retry_after, now),
         disable_webhook: disables_webhook(&outbound.target, http.status),
-        circuit: circuit_effect(outcome, http, outbound.host_streak),
+        circuit,
+    }
+}
+
+/// What an SMTP transaction's reply means (RFC 5321 §4.2.1): the SMTP adapter
+/// records the last reply code (or none when the server could not be reached or
+/// the connection broke) and this decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpReply {
+    /// 2xx: the server took the mail.
+    Accepted(u16),
+    /// 4xx: try again later (greylisting, a full mailbox, a busy server).
+    Transient(u16),
+    /// 5xx (or anything else): the server will never take it.
+    Permanent(u16),
+    /// No reply: connection refused, timed out or broken; like a 4xx.
+    NoReply,
+}
+
+impl SmtpReply {
+    pub fn from_code(code: Option<u16>) -> SmtpReply {
+        match code {
+            None => SmtpReply::NoReply,
+            Some(c @ 200..=399) => SmtpReply::Accepted(c),
+            Some(c @ 400..=499) => SmtpReply::Transient(c),
+            Some(c) => SmtpReply::Permanent(c),
+        }
+    }
+
+    /// The outcome before the channel's attempt cap.
+    pub fn outcome(self) -> AttemptOutcome {
+        match self {
+            SmtpReply::Accepted(_) => AttemptOutcome::Success,
+            SmtpReply::Transient(_) | SmtpReply::NoReply => AttemptOutcome::Retry,
+            SmtpReply::Permanent(_) => AttemptOutcome::PermanentFailure,
+        }
+    }
+
+    /// A transient failure tells about the server; a permanent one about the mail.
+    pub fn circuit_effect(self, host_streak: bool) -> CircuitEffect {
+        match self.outcome() {
+            AttemptOutcome::Success if host_streak => CircuitEffect::Reset,
+            AttemptOutcome::Retry => CircuitEffect::CountFailure,
+            _ => CircuitEffect::Untouched,
+        }
     }
 }
 
@@ -335,7 +447,6 @@ fn to_chrono(d: Duration) -> chrono::Duration {
 mod tests {
     use super::*;
     use crate::channels::ChannelSpec;
-    use crate::retry::BackoffPolicy;
     use chrono::TimeZone;
     use AttemptOutcome::{PermanentFailure, Retry, Success};
 
@@ -350,24 +461,25 @@ mod tests {
             attempts: 0,
             due_at: at(0),
             created_at: at(0),
+            held_since: None,
             email: Some("ada@example.com"),
             phone: Some("+4930123"),
+            traits: &serde_json::Value::Null,
+            event_traits: &serde_json::Value::Null,
             webhook_url: Some("https://ada.example.com/hook"),
             webhook_disabled: false,
         }
     }
 
     fn channel(name: &str, url: Option<&str>) -> Channel {
-        Channel::from_spec(ChannelSpec {
-            name: name.into(),
-            url: url.map(str::to_string),
-            secret: None,
-            timeout: Duration::from_secs(5),
-            max_attempts: 3,
-            backoff: BackoffPolicy::default(),
-            rate_limit_per_s: None,
-        })
-        .unwrap()
+        let url = url.map_or(String::new(), |u| format!(", url: '{u}'"));
+        let spec: ChannelSpec = serde_norway::from_str(&format!("{{name: {name}{url}}}")).unwrap();
+        Channel::from_spec(spec).unwrap()
+    }
+
+    fn mail_channel() -> Channel {
+        let yaml = "{name: email, kind: smtp, url: 'smtp://127.0.0.1:2525', from: 'h@example.com'}";
+        Channel::from_spec(serde_norway::from_str(yaml).unwrap()).unwrap()
     }
 
     fn http(status: Option<u16>) -> HttpTry {
@@ -494,13 +606,128 @@ mod tests {
             ("push", None),
         ];
         for (name, want) in cases {
-            assert_eq!(to_address(name, &facts()), want, "{name}");
+            let url = (name != "in_app").then_some("http://x/");
+            assert_eq!(
+                to_address(&channel(name, url), &facts()).as_deref(),
+                want,
+                "{name}"
+            );
         }
+    }
+
+    #[test]
+    fn an_address_falls_back_to_the_traits_then_to_the_events_traits() {
+        let person = serde_json::json!({"email": "p@example.com", "phone": " "});
+        let event = serde_json::json!({"email": "maria@example.com", "phone": "+3460"});
+        let none = serde_json::Value::Null;
+        let blank = serde_json::json!({"email": "  "});
+        let cases: [(
+            Option<&str>,
+            &serde_json::Value,
+            &serde_json::Value,
+            Option<&str>,
+        ); 5] = [
+            (
+                Some("s@example.com"),
+                &person,
+                &event,
+                Some("s@example.com"),
+            ),
+            (None, &person, &event, Some("p@example.com")),
+            (None, &none, &event, Some("maria@example.com")),
+            (None, &blank, &none, None),
+            (Some(""), &none, &none, None),
+        ];
+        let email = mail_channel();
+        for (stored, traits, event_traits, want) in cases {
+            let f = DeliveryFacts {
+                email: stored,
+                traits,
+                event_traits,
+                ..facts()
+            };
+            assert_eq!(
+                to_address(&email, &f).as_deref(),
+                want,
+                "{stored:?} {traits} {event_traits}"
+            );
+        }
+        // The phone of the traits is blank, so the event's is taken.
+        let f = DeliveryFacts {
+            phone: None,
+            traits: &person,
+            event_traits: &event,
+            ..facts()
+        };
+        assert_eq!(
+            to_address(&channel("sms", Some("http://x")), &f).as_deref(),
+            Some("+3460")
+        );
+    }
+
+    #[test]
+    fn a_mail_without_an_address_fails_without_a_try() {
+        let email = mail_channel();
         let nobody = DeliveryFacts {
             email: None,
             ..facts()
         };
-        assert_eq!(to_address("email", &nobody), None);
+        match choose(&nobody, Some(&email)) {
+            DeliveryStep::Fail { reason } => assert_eq!(reason, NO_ADDRESS),
+            other => panic!("{other:?}"),
+        }
+        match choose(&facts(), Some(&email)) {
+            DeliveryStep::Send(o) => {
+                assert_eq!(o.target, Target::Mail("127.0.0.1:2525".into()));
+                assert_eq!(o.target.host(), "127.0.0.1:2525");
+                assert_eq!(o.to.as_deref(), Some("ada@example.com"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // An http channel without a required address still goes, with `to: null`.
+        let push = channel("push", Some("http://x/push"));
+        assert!(matches!(
+            choose(&nobody, Some(&push)),
+            DeliveryStep::Send(_)
+        ));
+    }
+
+    #[test]
+    fn smtp_replies_retry_on_4xx_and_no_reply_and_fail_on_5xx() {
+        use CircuitEffect::{CountFailure, Reset, Untouched};
+        let email = mail_channel();
+        let cases = [
+            (Some(250), 1, Success, Untouched),
+            (Some(451), 1, Retry, CountFailure),
+            (None, 2, Retry, CountFailure),
+            (Some(421), 3, PermanentFailure, CountFailure),
+            (Some(550), 1, PermanentFailure, Untouched),
+            (Some(554), 1, PermanentFailure, Untouched),
+        ];
+        for (code, attempt, want, circuit) in cases {
+            let outbound = Outbound {
+                channel: &email,
+                target: Target::Mail("h:25".into()),
+                to: Some("a@b".into()),
+                attempt,
+                host_streak: false,
+            };
+            let verdict = after_attempt(&outbound, &http(code), at(0));
+            assert_eq!(
+                (verdict.outcome, verdict.circuit),
+                (want, circuit),
+                "{code:?}"
+            );
+            assert_eq!(verdict.next_due.is_some(), want == Retry);
+        }
+        assert_eq!(SmtpReply::from_code(Some(250)).circuit_effect(true), Reset);
+    }
+
+    #[test]
+    fn a_personal_target_shows_only_its_host() {
+        let t = Target::Personal("https://hooks.example.com/T0/secret-token".into());
+        assert_eq!(t.to_string(), "the person's webhook at hooks.example.com");
+        assert_eq!(operator().to_string(), "http://127.0.0.1:5000/webhook");
     }
 
     #[test]
@@ -566,12 +793,18 @@ mod tests {
             (open, false, 10, "hold until 40"),
             (open, false, 15 * 60 + 1, "fail: circuit_open"),
         ];
+        // Held since its creation at 0 (an old notification first held now is not
+        // failed at once: see the next test).
+        let held = DeliveryFacts {
+            held_since: Some(at(0)),
+            ..facts()
+        };
         for (state, probe, now, want) in cases {
             let outbound = match choose(&facts(), Some(&webhook)) {
                 DeliveryStep::Send(o) => o,
                 other => panic!("{other:?}"),
             };
-            let got = match gate(&policy, &state, probe, &facts(), at(now), outbound) {
+            let got = match gate(&policy, &state, probe, &held, at(now), outbound) {
                 DeliveryStep::Send(o) if o.host_streak => "send, streak".to_string(),
                 DeliveryStep::Send(_) => "send, no streak".to_string(),
                 DeliveryStep::HoldUntil(until) => {
@@ -585,6 +818,41 @@ mod tests {
         assert!(!needs_probe_claim(&closed));
         assert!(!needs_probe_claim(&streak));
         assert!(needs_probe_claim(&open));
+    }
+
+    #[test]
+    fn the_hold_counts_from_the_first_hold_not_from_creation() {
+        let policy = CircuitPolicy::default();
+        let webhook = channel("webhook", Some("http://127.0.0.1:5000/webhook"));
+        let open = CircuitState {
+            failures: 20,
+            notifications: 5,
+            opened_at_ms: Some(at(0).timestamp_millis()),
+        };
+        let day = 24 * 3600;
+        // Created a day ago, never held: held now, not failed.
+        let cases = [
+            (None, day, "hold"),
+            (Some(at(day - 60)), day, "hold"),
+            (Some(at(0)), day, "fail"),
+        ];
+        for (held_since, now, want) in cases {
+            let f = DeliveryFacts {
+                created_at: at(-day),
+                held_since,
+                ..facts()
+            };
+            let outbound = match choose(&f, Some(&webhook)) {
+                DeliveryStep::Send(o) => o,
+                other => panic!("{other:?}"),
+            };
+            let got = match gate(&policy, &open, false, &f, at(now), outbound) {
+                DeliveryStep::HoldUntil(_) => "hold",
+                DeliveryStep::Fail { .. } => "fail",
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got, want, "{held_since:?}");
+        }
     }
 
     #[test]

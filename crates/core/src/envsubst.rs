@@ -13,7 +13,9 @@
 //! - `${NAME:-default}` is the value, or `default` when the variable is unset
 //!   **or empty**, as in the shell; the default is literal text up to the first `}`;
 //! - `$$` is a literal `$`; a `$` not followed by `{` is kept as is;
-//! - `NAME` must match `[A-Za-z_][A-Za-z0-9_]*`.
+//! - `NAME` must match `[A-Za-z_][A-Za-z0-9_]*`;
+//! - a comment line (first non-blank character `#`) is kept as it is, so commented
+//!   examples may show `${VAR}` without the variable being set.
 
 /// Why a config text could not be expanded. Positions are 1-based and count
 /// characters, as an editor shows them.
@@ -52,6 +54,13 @@ pub fn substitute(
     let bytes = input.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
+        if (i == 0 || bytes[i - 1] == b'\n') && is_comment_line(&bytes[i..]) {
+            i += bytes[i..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(bytes.len() - i, |p| p + 1);
+            continue;
+        }
         if bytes[i] != b'$' {
             i += 1;
             continue;
@@ -109,6 +118,11 @@ fn expand(
             name: name.to_owned(),
         }),
     }
+}
+
+/// Whether the line starting at `line` is a YAML comment line.
+fn is_comment_line(line: &[u8]) -> bool {
+    line.iter().find(|&&b| b != b' ' && b != b'\t') == Some(&b'#')
 }
 
 fn is_valid_name(name: &str) -> bool {
@@ -257,5 +271,15 @@ mod tests {
     fn text_without_references_is_unchanged() {
         let text = "rules:\n  - delay: 0s\n";
         assert_eq!(substitute(text, env(&[])).unwrap(), text);
+    }
+
+    #[test]
+    fn comment_lines_are_kept_as_they_are() {
+        let none = |_: &str| None;
+        let text = "# url: ${UNSET}\n  # also ${UNSET:-x}\na: ${SET:-d} # ${UNSET:-y}\n";
+        assert_eq!(
+            substitute(text, none).unwrap(),
+            "# url: ${UNSET}\n  # also ${UNSET:-x}\na: d # y\n"
+        );
     }
 }

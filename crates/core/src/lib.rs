@@ -49,6 +49,7 @@ pub mod limits;
 pub mod payload;
 pub mod person;
 pub mod preferences;
+pub mod provider_request;
 pub mod queues;
 pub mod receipt;
 pub mod retry;

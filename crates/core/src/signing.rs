@@ -154,6 +154,61 @@ pub fn verify_request(
     Ok(())
 }
 
+/// The value of `webhook-signature` signed with each secret, space-separated (as
+/// Standard Webhooks allows during a key rotation); empty without secrets.
+#[must_use]
+pub fn sign_all(secrets: &[WebhookSecret], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+    secrets
+        .iter()
+        .map(|s| sign(s, msg_id, timestamp, body))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A new endpoint secret in the Standard Webhooks format, `whsec_<base64>`, from
+/// random bytes the caller draws (core does no I/O).
+#[must_use]
+pub fn format_secret(random: &[u8; 24]) -> String {
+    format!("{SECRET_PREFIX}{}", STANDARD.encode(random))
+}
+
+/// The default time a rotated-out endpoint secret keeps signing beside the new one.
+pub const DEFAULT_ROTATION_OVERLAP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// A person's webhook secrets as stored: the current one and, after a rotation,
+/// the previous one with the rotation's time.
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointSecrets<'a> {
+    pub current: &'a str,
+    pub previous: Option<&'a str>,
+    pub rotated_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl EndpointSecrets<'_> {
+    /// The secrets a delivery is signed with at `now`: the current one, and the
+    /// previous one until `overlap` has passed since the rotation, so receivers can
+    /// roll without losing a delivery. Unparsable stored secrets are skipped.
+    pub fn signing_at(
+        &self,
+        overlap: std::time::Duration,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<WebhookSecret> {
+        let overlap = chrono::Duration::from_std(overlap).unwrap_or(chrono::Duration::MAX);
+        let previous = match (self.previous, self.rotated_at) {
+            (Some(previous), Some(at))
+                if now < at.checked_add_signed(overlap).unwrap_or(now + overlap) =>
+            {
+                Some(previous)
+            }
+            _ => None,
+        };
+        std::iter::once(self.current)
+            .chain(previous)
+            .filter_map(|s| WebhookSecret::parse(s).ok())
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +351,53 @@ mod tests {
         ] {
             assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn a_rotated_secret_signs_beside_the_new_one_during_the_overlap_only() {
+        use chrono::TimeZone;
+        let at = |s: i64| {
+            chrono::Utc
+                .timestamp_opt(1_700_000_000 + s, 0)
+                .single()
+                .unwrap()
+        };
+        let old = format_secret(&[1; 24]);
+        let new = format_secret(&[2; 24]);
+        assert!(new.starts_with("whsec_"));
+        let stored = EndpointSecrets {
+            current: &new,
+            previous: Some(&old),
+            rotated_at: Some(at(0)),
+        };
+        let overlap = std::time::Duration::from_secs(60);
+        let header = |now: i64| sign_all(&stored.signing_at(overlap, at(now)), "id", 1, b"{}");
+        let verifies = |secret: &str, header: &str| {
+            verify(
+                &WebhookSecret::parse(secret).unwrap(),
+                "id",
+                1,
+                b"{}",
+                header,
+            )
+        };
+        let cases = [
+            (0, true, true),
+            (59, true, true),
+            (60, true, false),
+            (3600, true, false),
+        ];
+        for (now, with_new, with_old) in cases {
+            let h = header(now);
+            assert_eq!(verifies(&new, &h), with_new, "{now}: {h}");
+            assert_eq!(verifies(&old, &h), with_old, "{now}: {h}");
+        }
+        assert_eq!(header(0).split(' ').count(), 2);
+        let never_rotated = EndpointSecrets {
+            current: &new,
+            previous: None,
+            rotated_at: None,
+        };
+        assert_eq!(never_rotated.signing_at(overlap, at(0)).len(), 1);
     }
 }

@@ -68,6 +68,11 @@ impl Keys {
         (base, ids)
     }
 
+    /// A channel's shared token bucket (see `RateLimits`).
+    pub fn rate(&self, channel: &str) -> String {
+        format!("{}rate:{channel}", self.prefix)
+    }
+
     /// A person's friend counters for one notification type and local day.
     pub fn friend_counts(&self, notification_type: &str, day: i64, user_id: &str) -> String {
         format!("{}friends:{notification_type}:{day}:{user_id}", self.prefix)

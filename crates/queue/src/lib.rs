@@ -77,6 +77,7 @@ mod keys;
 mod locks;
 mod marks;
 mod queue;
+mod rate;
 pub mod testing;
 
 pub use changes::Changes;
@@ -91,3 +92,4 @@ pub use keys::Keys;
 pub use locks::Locks;
 pub use marks::Marks;
 pub use queue::{Queue, QueueDepths, Received};
+pub use rate::RateLimits;

@@ -16,3 +16,4 @@ pub mod receipts;
 pub mod signature;
 pub mod simulate;
 pub mod sink;
+pub mod smtp;

@@ -35,11 +35,12 @@
 //! # HTTP surface
 //! | route | what |
 //! |---|---|
-//! | `POST /<any other path>` | a delivery, answered and recorded as above (other methods: 405) |
+//! | `POST`/`PUT`/`PATCH /<any other path>` | a delivery, answered and recorded as above, raw body and every header included (other methods: 405) |
 //! | `GET /received[?path=/email][&status=200]` | the records, oldest first, filtered by exact path and status |
 //! | `GET /received/count` | `{"total": n, "ok": n_2xx}` since the last clear |
 //! | `DELETE /received` | forget all records |
-//! | `GET /control`, `POST /control` | read or change `fail_rate`, `status`, `latency_ms`, `loss`, `open`, `receipts_url` (and `api_key`, write-only) at run time |
+//! | `GET /control`, `POST /control` | read or change `fail_rate`, `status`, `latency_ms`, `loss`, `open`, `smtp_reply`, `receipts_url` (and `api_key`, write-only) at run time |
+//! | SMTP on `--smtp-port` (2525) | mails, recorded under the path `/smtp` ([`crate::smtp`]) |
 //! | `GET /receipts` | receipts `queued`, `posted`, `dropped`, `failed_posts` |
 //! | `GET /healthz` | `200` |
 
@@ -54,6 +55,7 @@ use serde_json::{json, Value};
 
 use crate::receipts::{self, Outbox, Target};
 use crate::signature::{SignatureError, WebhookSecret};
+use crate::smtp::{split_mail, MailSink, ReceivedMail};
 
 /// Deliveries larger than this are refused by actix before they reach the handler
 /// (and so are not recorded). Herald's envelopes are a few KiB; the margin is for
@@ -101,6 +103,12 @@ pub struct SinkConfig {
     /// Herald API key for the receipts.
     #[arg(long, env = "HERALD_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Port of the SMTP receiver (mails are listed at `GET /received?path=/smtp`).
+    #[arg(long, default_value_t = 2525)]
+    pub smtp_port: u16,
+    /// Answer the end of every mail's DATA with this code (e.g. 451, 550) instead of 250.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(200..=599))]
+    pub smtp_reply: Option<u16>,
 }
 
 impl SinkConfig {
@@ -111,6 +119,7 @@ impl SinkConfig {
             status: self.status,
             loss: self.loss,
             open: self.open,
+            smtp_reply: self.smtp_reply,
         }
     }
 
@@ -154,6 +163,8 @@ pub struct Behaviour {
     pub loss: f64,
     /// Probability that a delivered message is reported opened.
     pub open: f64,
+    /// The code that ends a mail's DATA; `null`: 250.
+    pub smtp_reply: Option<u16>,
 }
 
 /// What the sink answers to one delivery, and why.
@@ -282,12 +293,21 @@ impl RecordedHeaders {
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
     pub seq: u64,
+    /// The request's path; `/smtp` for a mail.
     pub path: String,
+    /// `POST`, `PUT`, ...; `SMTP` for a mail.
+    pub method: String,
+    /// The status answered; a mail's final SMTP reply code.
     pub status: u16,
     /// When the request arrived (before the latency sleep), RFC 3339 in UTC.
     pub received_at: String,
     pub headers: RecordedHeaders,
-    /// The parsed JSON body, or `null` when it was empty or not JSON.
+    /// Every request header, names lowercase (a repeated header's values joined by `, `).
+    pub all_headers: std::collections::BTreeMap<String, String>,
+    /// The body exactly as received (lossy UTF-8); a mail's whole message.
+    pub raw: String,
+    /// The parsed JSON body, or `null` when it was empty or not JSON; for a mail, its
+    /// envelope, main headers and body.
     pub body: Value,
 }
 
@@ -344,6 +364,20 @@ impl SinkState {
         self.journal.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Forces the code that ends a mail's DATA (`None`: 250).
+    pub fn set_smtp_reply(&self, code: Option<u16>) {
+        self.behaviour().smtp_reply = code;
+    }
+
+    /// Every record so far, oldest first.
+    pub fn records(&self) -> Vec<Record> {
+        self.journal()
+            .records
+            .iter()
+            .map(|r| Record::clone(r))
+            .collect()
+    }
+
     fn record(&self, mut record: Record) {
         let mut journal = self.journal();
         record.seq = journal.next_seq;
@@ -353,6 +387,47 @@ impl SinkState {
             journal.ok += 1;
         }
         journal.records.push(Arc::new(record));
+    }
+}
+
+impl MailSink for SinkState {
+    fn smtp_reply(&self) -> Option<u16> {
+        self.behaviour().smtp_reply
+    }
+
+    /// A mail is recorded beside the HTTP deliveries, under the path `/smtp`.
+    fn record_mail(&self, mail: ReceivedMail) {
+        let (headers, text) = split_mail(&mail.data);
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .cloned()
+                .map_or(Value::Null, Value::String)
+        };
+        let body = json!({
+            "mail_from": mail.mail_from,
+            "rcpt_to": mail.rcpt_to,
+            "from": header("from"),
+            "to": header("to"),
+            "reply_to": header("reply-to"),
+            "subject": header("subject"),
+            "message_id": header("message-id"),
+            "list_unsubscribe": header("list-unsubscribe"),
+            "content_type": header("content-type"),
+            "headers": headers,
+            "text": text,
+        });
+        self.record(Record {
+            seq: 0,
+            path: "/smtp".into(),
+            method: "SMTP".into(),
+            status: mail.code,
+            received_at: chrono::Utc::now().to_rfc3339(),
+            headers: RecordedHeaders::default(),
+            all_headers: std::collections::BTreeMap::new(),
+            raw: mail.data,
+            body,
+        });
     }
 }
 
@@ -384,7 +459,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/receipts", web::get().to(receipts_counters))
         // Registered last so the sink's own routes win; any other path is a delivery.
         // A non-POST to such a path gets 405 from the resource.
-        .service(web::resource("/{path:.*}").route(web::post().to(deliver)));
+        .service(
+            web::resource("/{path:.*}")
+                .route(web::post().to(deliver))
+                .route(web::put().to(deliver))
+                .route(web::patch().to(deliver)),
+        );
 }
 
 /// Serves the sink until SIGINT/SIGTERM.
@@ -400,6 +480,16 @@ pub async fn run(config: SinkConfig) -> anyhow::Result<()> {
         .build()
         .context("building the receipts client")?;
     actix_web::rt::spawn(async move { outbox.flush_forever(client).await });
+    let smtp = tokio::net::TcpListener::bind((config.host.as_str(), config.smtp_port))
+        .await
+        .with_context(|| {
+            format!(
+                "binding the sink's SMTP to {}:{}",
+                config.host, config.smtp_port
+            )
+        })?;
+    tracing::info!(addr = %smtp.local_addr()?, smtp_reply = ?config.smtp_reply, "sink SMTP listening");
+    actix_web::rt::spawn(crate::smtp::serve(smtp, state.clone().into_inner()));
     let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(configure))
         // Long enough for latency-delayed answers to finish, short enough to beat the
         // 10 s TERM→KILL window of scripts/down-local.sh.
@@ -472,12 +562,26 @@ async fn deliver(req: HttpRequest, body: web::Bytes, state: web::Data<SinkState>
         }
     }
 
+    let mut all_headers = std::collections::BTreeMap::<String, String>::new();
+    for (name, value) in req.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        all_headers
+            .entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
     state.record(Record {
         seq: 0, // assigned under the journal lock
         path: req.path().to_owned(),
+        method: req.method().as_str().to_owned(),
         status: status.as_u16(),
         received_at,
         headers,
+        all_headers,
+        raw: String::from_utf8_lossy(&body).into_owned(),
         body: parsed.unwrap_or(Value::Null),
     });
     verdict.into_response()
@@ -533,6 +637,9 @@ struct ControlIn {
     status: Option<Option<u16>>,
     loss: Option<f64>,
     open: Option<f64>,
+    /// Absent: unchanged; `null`: answer 250 to mails; a code: answer it.
+    #[serde(default, deserialize_with = "present")]
+    smtp_reply: Option<Option<u16>>,
     /// Absent: unchanged; `null`: stop sending receipts; a URL: send them there.
     #[serde(default, deserialize_with = "present")]
     receipts_url: Option<Option<String>>,
@@ -568,6 +675,9 @@ impl ControlIn {
         }
         if let Some(open) = self.open {
             next.open = check_probability("open", open)?;
+        }
+        if let Some(reply) = self.smtp_reply {
+            next.smtp_reply = reply.map(check_status).transpose()?;
         }
         Ok(next)
     }
@@ -667,6 +777,7 @@ mod tests {
             status: None,
             loss: 0.0,
             open: 0.0,
+            smtp_reply: None,
         }
     }
 
@@ -991,7 +1102,7 @@ mod tests {
         assert_eq!(
             set,
             json!({"fail_rate": 0.0, "latency_ms": 0, "status": 503, "loss": 0.0, "open": 0.0,
-                   "receipts_url": null})
+                   "smtp_reply": null, "receipts_url": null})
         );
         let forced = actix_test::call_service(&app, post("/sms", json!({}))).await;
         assert_eq!(forced.status(), StatusCode::SERVICE_UNAVAILABLE);

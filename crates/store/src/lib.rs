@@ -44,5 +44,6 @@ pub mod stats;
 pub mod subscriptions;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhook_secrets;
 
 pub use pool::{connect, Conn, Pool, StoreError};

@@ -6,7 +6,7 @@
 //! status are written together by a single statement.
 
 use crate::pool::{Conn, StoreError};
-use crate::schema::{delivery_attempts, events, notifications, users};
+use crate::schema::{delivery_attempts, events, notifications, users, webhook_secrets};
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -259,6 +259,16 @@ pub struct DeliveryRow {
     pub created_at: DateTime<Utc>,
     /// Set on a bundle's carrier (and items): its final state spreads to the items.
     pub bundle_id: Option<Uuid>,
+    /// When an open circuit first held it.
+    pub held_at: Option<DateTime<Utc>>,
+    /// The person's stored traits (null without a person).
+    pub traits: Option<Value>,
+    /// The event's own `user_traits`.
+    pub event_traits: Value,
+    /// The person's webhook secret, the one it replaced and when (see `webhook_secrets`).
+    pub webhook_secret: Option<String>,
+    pub previous_webhook_secret: Option<String>,
+    pub webhook_secret_rotated_at: Option<DateTime<Utc>>,
 }
 
 /// The delivery rows of `ids` (those that exist), in one query.
@@ -266,6 +276,11 @@ pub async fn for_delivery(conn: &mut Conn, ids: &[Uuid]) -> Result<Vec<DeliveryR
     Ok(notifications::table
         .inner_join(events::table)
         .left_join(users::table)
+        .left_join(
+            webhook_secrets::table.on(webhook_secrets::user_id
+                .nullable()
+                .eq(notifications::user_id)),
+        )
         .filter(notifications::id.eq_any(ids))
         .select((
             notifications::id,
@@ -288,6 +303,12 @@ pub async fn for_delivery(conn: &mut Conn, ids: &[Uuid]) -> Result<Vec<DeliveryR
             users::webhook_disabled_at.nullable().is_not_null(),
             notifications::created_at,
             notifications::bundle_id,
+            notifications::held_at,
+            users::traits.nullable(),
+            events::user_traits,
+            webhook_secrets::secret.nullable(),
+            webhook_secrets::previous_secret.nullable(),
+            webhook_secrets::rotated_at.nullable(),
         ))
         .load(conn)
         .await?)
@@ -632,6 +653,22 @@ pub async fn reschedule(
     diesel::update(notifications::table.find(id))
         .filter(notifications::status.eq(NotificationStatus::Pending.as_str()))
         .set(notifications::due_at.eq(due_at))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Holds a pending notification behind an open circuit until `due_at`, remembering
+/// when the first hold began (the longest hold counts from there).
+pub async fn hold(conn: &mut Conn, id: Uuid, due_at: DateTime<Utc>) -> Result<(), StoreError> {
+    diesel::update(notifications::table.find(id))
+        .filter(notifications::status.eq(NotificationStatus::Pending.as_str()))
+        .set((
+            notifications::due_at.eq(due_at),
+            notifications::held_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >("COALESCE(held_at, now())")),
+        ))
         .execute(conn)
         .await?;
     Ok(())

@@ -78,6 +78,18 @@ diesel::table! {
         attempts -> Int4,
         last_error -> Nullable<Text>,
         bundle_id -> Nullable<Uuid>,
+        held_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    /// The signing secret of each person's webhook, and the one it replaced.
+    webhook_secrets (user_id) {
+        user_id -> Text,
+        secret -> Text,
+        previous_secret -> Nullable<Text>,
+        rotated_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -139,6 +151,7 @@ diesel::joinable!(subscriptions -> users (user_id));
 diesel::joinable!(notifications -> events (event_id));
 diesel::joinable!(notifications -> users (user_id));
 diesel::joinable!(delivery_attempts -> notifications (notification_id));
+diesel::joinable!(webhook_secrets -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     bundles,
@@ -151,4 +164,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     delivery_attempts,
     person_change_seqs,
     person_changes,
+    webhook_secrets,
 );

@@ -5,7 +5,7 @@ use crate::http::Clients;
 use herald_core::config::Config;
 use herald_core::targets::AllowedTargets;
 use herald_queue::{
-    Changes, Circuits, FriendCounts, Heartbeats, Locks, Marks, Queue, QueueName, Redis,
+    Changes, Circuits, FriendCounts, Heartbeats, Locks, Marks, Queue, QueueName, RateLimits, Redis,
 };
 use herald_store::Pool;
 use std::time::Duration;
@@ -33,6 +33,8 @@ pub struct Settings {
     pub resolve_overrides: Vec<(String, std::net::IpAddr)>,
     /// Values for `${VAR}` in config that take precedence over the environment.
     pub config_env: Vec<(String, String)>,
+    /// How long a rotated-out webhook secret keeps signing beside the new one.
+    pub webhook_secret_overlap: Duration,
 }
 
 pub struct Context {
@@ -53,6 +55,12 @@ pub struct Context {
     /// Wakes the live streams of people whose notifications changed.
     pub changes: Changes,
     pub clients: Clients,
+    /// The pooled SMTP transports of the SMTP channels.
+    pub mailers: crate::smtp::Mailers,
+    /// Channels' shared `rate_limit_per_s` buckets.
+    pub rate_limits: RateLimits,
+    /// Deliveries in flight per destination host (this process's).
+    pub host_slots: crate::host_slots::HostSlots,
     /// Batches the acknowledgement of handled jobs.
     pub acker: crate::acks::Acker,
     /// The per-job statements, batched across concurrent jobs.
@@ -91,6 +99,7 @@ impl Context {
             settings.allowed_targets.clone(),
             settings.resolve_overrides.clone(),
         )?;
+        let mailers = crate::smtp::Mailers::new(&config.channels)?;
         let bundler = crate::bundler::Bundler::new(&config.bundling);
         let worker_id = format!(
             "{}-{}",
@@ -111,8 +120,11 @@ impl Context {
             marks: Marks::new(redis.clone()),
             friends: FriendCounts::new(redis.clone()),
             heartbeats: Heartbeats::new(redis.clone()),
+            rate_limits: RateLimits::new(redis.clone()),
             changes: Changes::new(redis),
             clients,
+            mailers,
+            host_slots: crate::host_slots::HostSlots::default(),
             acker: crate::acks::Acker::default(),
             statements,
             bundler,

@@ -11,14 +11,19 @@
 
 use crate::context::Context;
 use chrono::{DateTime, Utc};
+use herald_core::channels::ChannelKind;
 use herald_core::circuit::CircuitPolicy;
+use herald_core::delivery::Target;
 use herald_core::delivery::{
     self, AttemptVerdict, CircuitEffect, DeliveryFacts, DeliveryStep, HttpTry, Outbound,
 };
 use herald_core::payload::{build_payload, PayloadInput};
+use herald_core::provider_request::TemplateInput;
 use herald_core::retry::AttemptOutcome;
+use herald_core::signing::{EndpointSecrets, WebhookSecret};
 use herald_queue::Job;
 use herald_store::notifications::{self, AttemptRecord, DeliveryRow};
+use serde_json::Value;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -89,7 +94,10 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<Option<Change
         return Ok(Some(changed(&row)));
     }
     let step = match delivery::choose(&facts, ctx.config.channels.get(&row.channel)) {
-        DeliveryStep::Send(outbound) => gate(ctx, &facts, outbound).await?,
+        DeliveryStep::Send(outbound) => match gate(ctx, &facts, outbound).await? {
+            DeliveryStep::Send(outbound) => throttle(ctx, outbound).await?,
+            other => other,
+        },
         other => other,
     };
     execute(ctx, &row, step).await
@@ -103,8 +111,11 @@ fn facts_of(row: &DeliveryRow) -> DeliveryFacts<'_> {
         attempts: row.attempts,
         due_at: row.due_at,
         created_at: row.created_at,
+        held_since: row.held_at,
         email: row.email.as_deref(),
         phone: row.phone.as_deref(),
+        traits: row.traits.as_ref().unwrap_or(&Value::Null),
+        event_traits: &row.event_traits,
         webhook_url: row.webhook_url.as_deref(),
         webhook_disabled: row.webhook_disabled,
     }
@@ -139,6 +150,24 @@ async fn gate<'c>(
     ))
 }
 
+/// The channel's shared rate (`rate_limit_per_s`): over it, the job goes back until
+/// the next token is due, without spending an attempt.
+async fn throttle<'c>(ctx: &Context, outbound: Outbound<'c>) -> anyhow::Result<DeliveryStep<'c>> {
+    let channel = outbound.channel;
+    let Some(per_second) = channel.rate_limit_per_s else {
+        return Ok(DeliveryStep::Send(outbound));
+    };
+    Ok(
+        match ctx.rate_limits.take(&channel.name, per_second).await? {
+            None => DeliveryStep::Send(outbound),
+            Some(wait) => DeliveryStep::WaitUntil(
+                Utc::now()
+                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1)),
+            ),
+        },
+    )
+}
+
 /// Runs a step; returns the recipient when the notification's state changed.
 async fn execute(
     ctx: &Context,
@@ -152,7 +181,7 @@ async fn execute(
             return Ok(None);
         }
         DeliveryStep::HoldUntil(until) => {
-            notifications::reschedule(&mut db(ctx).await?, row.id, until).await?;
+            notifications::hold(&mut db(ctx).await?, row.id, until).await?;
             schedule(ctx, row, until).await?;
             return Ok(None);
         }
@@ -190,12 +219,20 @@ async fn fail_without_trying(ctx: &Context, row: &DeliveryRow, reason: &str) -> 
 /// POSTs once and records what core makes of the result: the attempt (with the
 /// notification's new state), the host's circuit, the 410 rule and the retry.
 async fn send(ctx: &Context, row: &DeliveryRow, outbound: &Outbound<'_>) -> anyhow::Result<()> {
+    let host = outbound.target.host();
+    // Waits while the host has `max_in_flight` deliveries of this process running.
+    let _slot = ctx
+        .host_slots
+        .acquire(&host, outbound.channel.max_in_flight)
+        .await;
     let started_at = Utc::now();
     let clock = Instant::now();
-    let http = post(ctx, row, outbound).await;
+    let http = match outbound.channel.kind {
+        ChannelKind::Smtp => mail(ctx, row, outbound).await,
+        _ => post(ctx, row, outbound).await,
+    };
     let duration_ms = clock.elapsed().as_millis().min(i32::MAX as u128) as i32;
     let verdict = delivery::after_attempt(outbound, &http, Utc::now());
-    let host = outbound.target.host();
     account_to_circuit(ctx, &host, row, verdict.circuit).await;
     ctx.statements
         .record_attempt(attempt_record(
@@ -224,21 +261,118 @@ async fn send(ctx: &Context, row: &DeliveryRow, outbound: &Outbound<'_>) -> anyh
     Ok(())
 }
 
-/// The POST itself, with the channel's signature and timeout.
+/// The HTTP request itself: the channel's shape (the envelope, or its body template),
+/// its headers, the signature(s) and its timeout.
 async fn post(ctx: &Context, row: &DeliveryRow, outbound: &Outbound<'_>) -> HttpTry {
     let channel = outbound.channel;
-    let body = payload_bytes(row, outbound.to.as_deref());
+    let to = outbound.to.as_deref();
+    let body = match &channel.request.body {
+        None => payload_bytes(row, to),
+        Some(template) => match template.render(&template_input(row, to).to_json()) {
+            Ok(body) => body,
+            // The same notification renders the same way on every try: permanent.
+            Err(e) => {
+                return HttpTry {
+                    forbidden: true,
+                    error: Some(format!("channel {} body: {e}", channel.name)),
+                    ..HttpTry::default()
+                }
+            }
+        },
+    };
     let msg_id = row.id.to_string();
-    ctx.clients
-        .post(
-            &outbound.target,
-            body,
-            &msg_id,
-            channel.secret.as_ref(),
-            channel.timeout,
-        )
-        .await
-        .into()
+    let secrets = signing_secrets(ctx, row, outbound);
+    let request = crate::http::Request {
+        method: &channel.request.method,
+        headers: &channel.request.headers,
+        content_type: channel.request.content_type(),
+        body,
+        msg_id: &msg_id,
+        secrets: &secrets,
+        timeout: channel.timeout,
+    };
+    ctx.clients.send(&outbound.target, request).await.into()
+}
+
+/// A person's own webhook is signed with its own secret (and, for the overlap after
+/// a rotation, the previous one too); anything else with the channel's secret.
+fn signing_secrets(
+    ctx: &Context,
+    row: &DeliveryRow,
+    outbound: &Outbound<'_>,
+) -> Vec<WebhookSecret> {
+    if let (Target::Personal(_), Some(current)) = (&outbound.target, &row.webhook_secret) {
+        let stored = EndpointSecrets {
+            current,
+            previous: row.previous_webhook_secret.as_deref(),
+            rotated_at: row.webhook_secret_rotated_at,
+        };
+        return stored.signing_at(ctx.settings.webhook_secret_overlap, Utc::now());
+    }
+    outbound.channel.secret.iter().cloned().collect()
+}
+
+/// One SMTP transaction: the rendered subject and text, with the template's `html`
+/// and `List-Unsubscribe` when it has them.
+async fn mail(ctx: &Context, row: &DeliveryRow, outbound: &Outbound<'_>) -> HttpTry {
+    // Core sends a mail only with an address (`no address` fails before).
+    let Some(to) = outbound.to.as_deref() else {
+        return HttpTry {
+            forbidden: true,
+            error: Some(delivery::NO_ADDRESS.into()),
+            ..HttpTry::default()
+        };
+    };
+    let vars = mail_template_vars(row);
+    let mail = crate::smtp::Mail {
+        notification_id: row.id,
+        to,
+        subject: row.subject.as_deref().unwrap_or(&row.notification_type),
+        text: &row.text,
+        html: ctx
+            .config
+            .render_extra(&row.notification_type, "html", &vars),
+        list_unsubscribe: ctx.config.render_extra(
+            &row.notification_type,
+            "list_unsubscribe",
+            &vars,
+        ),
+    };
+    ctx.mailers.send(&outbound.channel.name, &mail).await
+}
+
+/// What a template's `html` and `list_unsubscribe` see at delivery: the variables
+/// its subject and text saw at routing, rebuilt from the stored rows.
+fn mail_template_vars(row: &DeliveryRow) -> Value {
+    serde_json::json!({
+        "event_id": row.event_id,
+        "event_type": row.event_type,
+        "event_timestamp": row.event_timestamp.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        "properties": row.properties,
+        "user_traits": row.event_traits,
+        "user": {"user_id": row.user_id, "email": row.email, "phone": row.phone,
+                 "traits": row.traits},
+    })
+}
+
+/// What a channel's body template sees.
+fn template_input<'a>(row: &'a DeliveryRow, to: Option<&'a str>) -> TemplateInput<'a> {
+    TemplateInput {
+        notification_id: row.id,
+        notification_type: &row.notification_type,
+        severity: &row.severity,
+        channel: &row.channel,
+        to,
+        subject: row.subject.as_deref(),
+        text: &row.text,
+        user_id: row.user_id.as_deref(),
+        email: row.email.as_deref(),
+        phone: row.phone.as_deref(),
+        event_id: row.event_id,
+        event_type: &row.event_type,
+        event_timestamp: row.event_timestamp,
+        data: &row.properties,
+    }
 }
 
 fn attempt_record(

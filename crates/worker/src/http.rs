@@ -16,7 +16,7 @@
 //! kilobyte of a response body is read, for the error text.
 
 use herald_core::delivery::{HttpTry, Target};
-use herald_core::signing::{sign, WebhookSecret};
+use herald_core::signing::{sign_all, WebhookSecret};
 use herald_core::targets::{check_webhook_url, AllowedTargets};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::{IpAddr, SocketAddr};
@@ -82,15 +82,10 @@ impl Clients {
         })
     }
 
-    /// POSTs `body` with Standard Webhooks headers (signed when `secret` is given).
-    pub async fn post(
-        &self,
-        target: &Target,
-        body: Vec<u8>,
-        msg_id: &str,
-        secret: Option<&WebhookSecret>,
-        timeout: Duration,
-    ) -> HttpResult {
+    /// Sends one request with Standard Webhooks headers (signed with every secret
+    /// given, space-separated). An error about a person's webhook never carries its
+    /// URL, which is often a capability.
+    pub async fn send(&self, target: &Target, request: Request<'_>) -> HttpResult {
         let (client, url) = match target {
             Target::Channel(url) => (&self.trusted, url.as_str()),
             Target::Personal(url) => {
@@ -103,20 +98,37 @@ impl Clients {
                 }
                 (&self.guarded, url.as_str())
             }
+            Target::Mail(_) => {
+                return HttpResult {
+                    error: Some("an SMTP target is not sent over HTTP".into()),
+                    forbidden: true,
+                    ..Default::default()
+                };
+            }
         };
+        let method =
+            reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let timestamp = chrono::Utc::now().timestamp();
         let mut req = client
-            .post(url)
-            .timeout(timeout)
-            .header("content-type", "application/json")
-            .header("webhook-id", msg_id)
+            .request(method, url)
+            .timeout(request.timeout)
+            .header("content-type", request.content_type)
+            .header("webhook-id", request.msg_id)
             .header("webhook-timestamp", timestamp.to_string());
-        if let Some(secret) = secret {
-            req = req.header("webhook-signature", sign(secret, msg_id, timestamp, &body));
+        for (name, value) in request.headers {
+            req = req.header(name.as_str(), value.as_str());
         }
-        match req.body(body).send().await {
+        if !request.secrets.is_empty() {
+            let signature = sign_all(request.secrets, request.msg_id, timestamp, &request.body);
+            req = req.header("webhook-signature", signature);
+        }
+        match req.body(request.body).send().await {
             Ok(resp) => read_response(resp).await,
             Err(e) => {
+                let e = match target {
+                    Target::Personal(_) => e.without_url(),
+                    _ => e,
+                };
                 let text = error_chain(&e);
                 HttpResult {
                     forbidden: text.contains(FORBIDDEN),
@@ -126,6 +138,20 @@ impl Clients {
             }
         }
     }
+}
+
+/// One HTTP request of a delivery.
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// The channel's extra headers (a provider's key, ...).
+    pub headers: &'a [(String, String)],
+    pub content_type: &'a str,
+    pub body: Vec<u8>,
+    /// The notification id: `webhook-id`, and part of what is signed.
+    pub msg_id: &'a str,
+    /// Sign with each (none: unsigned).
+    pub secrets: &'a [WebhookSecret],
+    pub timeout: Duration,
 }
 
 async fn read_response(mut resp: reqwest::Response) -> HttpResult {

@@ -24,10 +24,12 @@ pub mod conditions;
 pub mod consumer;
 pub mod context;
 pub mod delivery;
+pub mod host_slots;
 pub mod http;
 pub mod maintenance;
 pub mod offline;
 pub mod routing;
+pub mod smtp;
 pub mod statements;
 
 pub use context::{Context, Settings};

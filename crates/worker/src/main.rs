@@ -35,11 +35,21 @@ struct Cli {
     #[arg(
         long,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/herald"
     )]
     database_url: String,
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    // `hide_env_values`: `--help` must not print a password the URL carries.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        hide_env_values = true,
+        default_value = "redis://127.0.0.1:6379"
+    )]
     redis_url: String,
+    /// How long a person's rotated-out webhook secret keeps signing beside the new one.
+    #[arg(long, env = "HERALD_WEBHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
+    webhook_secret_overlap: Duration,
     /// Prefix of every Redis key Herald uses.
     #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald:")]
     redis_prefix: String,
@@ -145,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
         allowed_targets: cli.allowed_targets,
         resolve_overrides: Vec::new(),
         config_env: Vec::new(),
+        webhook_secret_overlap: cli.webhook_secret_overlap,
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));

@@ -35,6 +35,7 @@ async fn context(db: &TestDb, prefix: &str) -> Context {
         allowed_targets: AllowedTargets::parse("127.0.0.0/8").unwrap(),
         resolve_overrides: Vec::new(),
         config_env: Vec::new(),
+        webhook_secret_overlap: Duration::from_secs(24 * 3600),
     })
     .await
     .expect("worker context")

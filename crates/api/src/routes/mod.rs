@@ -21,6 +21,7 @@ pub mod stream;
 pub mod subscriptions;
 pub mod topics;
 pub mod ui;
+pub mod webhook_secret;
 
 use actix_web::web;
 
@@ -59,6 +60,7 @@ routes! {
     put "/api/v1/users/{user_id}" => people::put_user,
     get "/api/v1/users/{user_id}" => people::get_user,
     delete "/api/v1/users/{user_id}" => people::delete_user,
+    post "/api/v1/users/{user_id}/webhook/secret/rotate" => webhook_secret::rotate_secret,
     get "/api/v1/users/{user_id}/preferences" => people::get_preferences,
     put "/api/v1/users/{user_id}/preferences" => people::put_preferences,
     get "/api/v1/users/{user_id}/subscriptions" => subscriptions::list_subscriptions,

@@ -100,6 +100,10 @@ pub struct UserOut {
     /// `webhook_url` clears it.
     webhook_disabled_at: Option<DateTime<Utc>>,
     topics: Vec<String>,
+    /// The webhook's signing secret, only in the answer that first set a
+    /// `webhook_url` (see `POST /api/v1/users/{user_id}/webhook/secret/rotate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_secret: Option<String>,
 }
 
 impl UserOut {
@@ -115,6 +119,7 @@ impl UserOut {
             webhook_url: person.webhook_url,
             webhook_disabled_at: person.webhook_disabled_at,
             topics,
+            webhook_secret: None,
         }
     }
 }
@@ -134,8 +139,13 @@ pub async fn put_user(
     ValidatedJson(input): ValidatedJson<UserIn>,
     mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
+    let sets_webhook = input.webhook_url.as_deref().is_some_and(|u| !u.is_empty());
     let created = people::upsert(&mut conn, &user_id, &input.into()).await?;
-    let body = load_user(&mut conn, &user_id).await?;
+    let mut body = load_user(&mut conn, &user_id).await?;
+    if sets_webhook {
+        body.webhook_secret =
+            crate::routes::webhook_secret::issue_on_first_set(&mut conn, &user_id).await?;
+    }
     Ok(if created {
         HttpResponse::Created()
     } else {

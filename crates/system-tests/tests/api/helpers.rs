@@ -21,6 +21,9 @@ pub struct TestApp {
     pub circuits: Circuits,
     pub changes: Changes,
     pub provider: MockServer,
+    /// The SMTP server the shipped `email` channel sends to (the sink's receiver).
+    pub mail: std::sync::Arc<herald_sim::sink::SinkState>,
+    pub smtp_port: u16,
     workers: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
     prefix: String,
 }
@@ -85,6 +88,7 @@ async fn spawn(with_worker: bool, config_dir: PathBuf) -> TestApp {
     let server = herald_api::run(state, listener).expect("server");
     tokio::spawn(server);
     let redis = Redis::connect(&redis_url(), &prefix, 4).expect("redis");
+    let (mail, smtp_port) = start_smtp_sink().await;
     let mut app = TestApp {
         address,
         client: reqwest::Client::new(),
@@ -93,6 +97,8 @@ async fn spawn(with_worker: bool, config_dir: PathBuf) -> TestApp {
         changes: Changes::new(redis),
         db,
         provider,
+        mail,
+        smtp_port,
         workers: Vec::new(),
         prefix,
     };
@@ -100,6 +106,25 @@ async fn spawn(with_worker: bool, config_dir: PathBuf) -> TestApp {
         app.start_worker(WorkerOptions::default());
     }
     app
+}
+
+/// The sink's SMTP receiver on a free loopback port; returns its records and port.
+pub async fn start_smtp_sink() -> (std::sync::Arc<herald_sim::sink::SinkState>, u16) {
+    let behaviour = herald_sim::sink::Behaviour {
+        fail_rate: 0.0,
+        latency_ms: 0,
+        status: None,
+        loss: 0.0,
+        open: 0.0,
+        smtp_reply: None,
+    };
+    let state = std::sync::Arc::new(herald_sim::sink::SinkState::new(behaviour, None));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("free port");
+    let port = listener.local_addr().expect("bound").port();
+    tokio::spawn(herald_sim::smtp::serve(listener, state.clone()));
+    (state, port)
 }
 
 /// How a test's in-process worker runs.
@@ -113,6 +138,10 @@ pub struct WorkerOptions {
     pub bundling_yaml: Option<String>,
     /// Host names the worker's webhook client answers without DNS (testing hook).
     pub resolve_overrides: Vec<(String, std::net::IpAddr)>,
+    /// How long a rotated-out webhook secret keeps signing (24 h by default).
+    pub webhook_secret_overlap: Duration,
+    /// A config directory replacing the shipped one (e.g. a [`config_copy_with`]).
+    pub config_dir: Option<PathBuf>,
 }
 
 impl Default for WorkerOptions {
@@ -123,6 +152,8 @@ impl Default for WorkerOptions {
             config_env: Vec::new(),
             bundling_yaml: None,
             resolve_overrides: Vec::new(),
+            webhook_secret_overlap: herald_core::signing::DEFAULT_ROTATION_OVERLAP,
+            config_dir: None,
         }
     }
 }
@@ -214,18 +245,26 @@ impl TestApp {
     /// Starts an in-process worker whose providers all point at `self.provider`; call
     /// it again for more workers sharing the queues.
     pub fn start_worker(&mut self, opts: WorkerOptions) {
-        let mut config_env = vec![("HERALD_PROVIDER_URL".to_string(), self.provider.uri())];
+        let mut config_env = vec![
+            ("HERALD_PROVIDER_URL".to_string(), self.provider.uri()),
+            (
+                "HERALD_SMTP_URL".to_string(),
+                format!("smtp://127.0.0.1:{}", self.smtp_port),
+            ),
+        ];
         if let Some(secret) = opts.channel_secret {
             config_env.push(("HERALD_CHANNEL_SECRET".into(), secret));
         }
-        config_env.extend(opts.config_env);
+        // The test's own values first: the first of a name wins.
+        config_env.splice(0..0, opts.config_env);
         let settings = herald_worker::Settings {
             database_url: self.db.url.clone(),
             redis_url: redis_url(),
             redis_prefix: self.prefix.clone(),
-            config_dir: match &opts.bundling_yaml {
-                Some(yaml) => config_copy_with("bundling.yml", yaml),
-                None => config_dir(),
+            config_dir: match (&opts.config_dir, &opts.bundling_yaml) {
+                (Some(dir), _) => dir.clone(),
+                (None, Some(yaml)) => config_copy_with("bundling.yml", yaml),
+                (None, None) => config_dir(),
             },
             queues: herald_queue::QueueName::ALL.to_vec(),
             concurrency: 8,
@@ -234,6 +273,7 @@ impl TestApp {
             allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
             resolve_overrides: opts.resolve_overrides,
             config_env,
+            webhook_secret_overlap: opts.webhook_secret_overlap,
         };
         let token = CancellationToken::new();
         let stop = token.clone();

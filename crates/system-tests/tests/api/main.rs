@@ -4,6 +4,7 @@
 mod alerts;
 mod auth;
 mod bundling;
+mod channels;
 mod critical_queue;
 mod fixtures;
 mod group_commit;

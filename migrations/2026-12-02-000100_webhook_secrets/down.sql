@@ -1,0 +1,2 @@
+ALTER TABLE notifications DROP COLUMN held_at;
+DROP TABLE webhook_secrets;
