@@ -16,17 +16,19 @@ pub fn check_known_fields(obj: &Map<String, Value>, known: &[&str]) -> Result<()
 
 /// The error for `name`, which is not one of `known`.
 pub fn unknown_field(name: &str, known: &[&str]) -> FieldError {
-    // The name is client input: quote it as JSON would, so control characters stay
-    // visible, and keep the message bounded.
-    let shown: String = name.chars().take(64).collect();
+    // The name is client input: escaped, so control characters stay visible, and cut,
+    // so the message stays bounded. `field` holds the same text the message quotes.
+    let shown: String = name.chars().take(64).collect::<String>().escape_debug().to_string();
     let message = match closest(name, known) {
-        Some(meant) => format!("unknown field {shown:?}; did you mean {meant:?}?"),
+        Some(meant) => format!("unknown field \"{shown}\"; did you mean \"{meant}\"?"),
         None => format!(
-            "unknown field {shown:?}; expected one of {}",
+            "unknown field \"{shown}\"; expected one of {}",
             known.join(", ")
         ),
     };
-    FieldError::unknown(name, message)
+    // An empty key still needs a name clients can see in `field`.
+    let field = if shown.is_empty() { "\"\"" } else { &shown };
+    FieldError::unknown(field, message)
 }
 
 /// The known field closest to `name`, when it is close enough to be a slip: the same
@@ -47,15 +49,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const EVENT: &[&str] = &[
-        "event_type",
-        "event_timestamp",
-        "user_id",
-        "topic",
-        "event_id",
-        "properties",
-        "user_traits",
-    ];
+    const EVENT: &[&str] = crate::event::EVENT_FIELDS;
 
     #[test]
     fn slips_get_the_field_that_was_meant() {
@@ -108,5 +102,6 @@ mod tests {
         let message = unknown_field(&long, EVENT).to_string();
         assert!(message.contains("\\0"), "{message}");
         assert!(message.len() < 400, "{message}");
+        assert_eq!(unknown_field("", EVENT).field, "\"\"");
     }
 }
