@@ -13,6 +13,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         webhook_disabled_at -> Nullable<Timestamptz>,
+        quiet_hours -> Nullable<Jsonb>,
     }
 }
 
@@ -53,6 +54,7 @@ diesel::table! {
         status -> Text,
         routed_at -> Nullable<Timestamptz>,
         idempotency_key -> Nullable<Text>,
+        deliver_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -78,6 +80,7 @@ diesel::table! {
         attempts -> Int4,
         last_error -> Nullable<Text>,
         bundle_id -> Nullable<Uuid>,
+        hold_reason -> Nullable<Text>,
     }
 }
 
@@ -108,6 +111,7 @@ diesel::table! {
         created_at -> Timestamptz,
         sent_at -> Nullable<Timestamptz>,
         notification_id -> Nullable<Uuid>,
+        bundle_key -> Text,
     }
 }
 

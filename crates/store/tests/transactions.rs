@@ -64,6 +64,7 @@ async fn add_event(pool: &Pool, when: DateTime<Utc>) -> Uuid {
         properties: serde_json::json!({}),
         user_traits: serde_json::json!({}),
         idempotency_key: None,
+        deliver_at: None,
     };
     let mut conn = pool.get().await.expect("connection");
     events::insert_batch(&mut conn, &[event])

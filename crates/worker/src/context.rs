@@ -91,7 +91,7 @@ impl Context {
             settings.allowed_targets.clone(),
             settings.resolve_overrides.clone(),
         )?;
-        let bundler = crate::bundler::Bundler::new(&config.bundling);
+        let bundler = crate::bundler::Bundler::new(&config);
         let worker_id = format!(
             "{}-{}",
             std::process::id(),
