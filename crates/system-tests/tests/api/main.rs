@@ -2,6 +2,7 @@
 //! its own database and Redis key prefix (see `helpers`), so they run in parallel.
 
 mod alerts;
+mod bundle_defects;
 mod bundling;
 mod critical_queue;
 mod fixtures;
