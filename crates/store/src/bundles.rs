@@ -225,15 +225,18 @@ where
     .await
 }
 
-/// The items of a bundle, oldest first, with their events' fields.
+/// The items of a bundle in the order their events happened, with the events'
+/// fields (a digest's `first` is the earliest; events routed concurrently may be
+/// stored in another order).
 pub async fn items_of(
     tx: &mut AsyncPgConnection,
     bundle_id: Uuid,
 ) -> Result<Vec<ItemFacts>, StoreError> {
+    use crate::schema::events;
     Ok(notifications::table
-        .inner_join(crate::schema::events::table)
+        .inner_join(events::table)
         .filter(notifications::bundle_id.eq(bundle_id))
-        .order(notifications::id)
+        .order((events::event_timestamp, events::id, notifications::id))
         .select((
             crate::schema::events::properties,
             crate::schema::events::user_traits,

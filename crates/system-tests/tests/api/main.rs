@@ -17,6 +17,7 @@ mod pipeline;
 mod rate_limit;
 mod receipts;
 mod rules;
+mod scheduling;
 mod ssrf;
 mod stream;
 mod subscriptions;
