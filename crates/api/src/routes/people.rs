@@ -264,6 +264,9 @@ pub struct PreferencesOut {
     /// e.g. `{"email": true, "sms": false}`; a channel not named is on.
     #[schema(value_type = Object)]
     channels: Value,
+    /// `{"start", "end", "hold_critical"?, "channels"?}` or null (as on the person).
+    #[schema(value_type = Option<Object>)]
+    quiet_hours: Option<Value>,
 }
 
 /// A person's level and per-channel switches.
@@ -290,6 +293,7 @@ async fn load_preferences(
     Ok(PreferencesOut {
         level: person.level,
         channels: person.channels,
+        quiet_hours: person.quiet_hours,
     })
 }
 
@@ -302,6 +306,10 @@ pub struct PreferencesIn {
     /// e.g. `{"email": true, "sms": false}`; merged with the stored switches.
     #[schema(value_type = Option<Object>)]
     channels: Option<Map<String, Value>>,
+    /// Quiet hours, as on `PUT /api/v1/users/{id}`; `null` removes them.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    quiet_hours: Option<Value>,
 }
 
 impl FromJsonBody for PreferencesIn {
@@ -313,6 +321,7 @@ impl FromJsonBody for PreferencesIn {
             &state.config.channels,
         )?;
         input.level = change.level.map(|l| l.as_str().to_string());
+        input.quiet_hours = checked_quiet_hours(input.quiet_hours, &state.config.channels)?;
         Ok(input)
     }
 }
@@ -338,6 +347,7 @@ pub async fn put_preferences(
     let patch = PersonPatch {
         level: input.level,
         channels: input.channels.map(Value::Object),
+        quiet_hours: input.quiet_hours,
         ..Default::default()
     };
     people::upsert(&mut conn, &user_id, &patch).await?;

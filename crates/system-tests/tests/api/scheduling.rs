@@ -168,6 +168,24 @@ async fn quiet_hours_are_checked_naming_the_field_and_null_clears_them() {
         .put("/api/v1/users/q", json!({"quiet_hours": null}))
         .await;
     assert_eq!(body["quiet_hours"], Value::Null, "null clears them");
+    // The preferences route sets and shows them too.
+    let night = json!({"start": "23:00", "end": "06:30", "channels": ["push"]});
+    let (status, body) = app
+        .put("/api/v1/users/q/preferences", json!({"quiet_hours": night}))
+        .await;
+    assert_eq!((status, &body["quiet_hours"]), (200, &night), "{body}");
+    let (status, body) = app
+        .put(
+            "/api/v1/users/q/preferences",
+            json!({"quiet_hours": {"start": "23:00"}}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["details"][0]["field"]),
+        (422, &json!("quiet_hours"))
+    );
+    let (_, body) = app.get("/api/v1/users/q/preferences").await;
+    assert_eq!(body["quiet_hours"], night);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
