@@ -13,7 +13,11 @@ CRITICAL, one STANDARD), and sends at least 5,000 events:
   recipients `all`, channel `push`, so each goes over HTTP to the sink), and
 * shop alerts one by one through `POST /webhooks/alerts` (rule SHOP_ALERT, channel
   `webhook`, the critical queue for thefts; a suspicious alert is `suppressed` for the
-  CRITICAL member).
+  CRITICAL member), and
+* on every other step, a burst of `comment_created` events on two posts of one of four
+  writers (rule COMMENTS_DIGEST: bundled per post, each digest sent after 2 s without a
+  new comment, `HERALD_COMMENTS_QUIET_PER_HOUR=1800`). The writers are at level
+  CRITICAL and the comments critical, so broadcasts reach them as suppressed rows only.
 
 While sending it injects three faults, in this order, each while deliveries are in
 flight:
@@ -30,6 +34,8 @@ Then it waits until the pipeline settles and asserts, reading Postgres and the s
   row per recipient;
 * every notification is in a final state — `sent`, `failed` or `suppressed` — (stuck =
   0), and every `sent` one was answered 2xx by the sink at least once (lost = 0);
+* every bundle item (comment) ends `sent` or `failed`, no bundle stays pending, and
+  each comment counts in exactly one sent bundle;
 * duplicates (2xx deliveries beyond the first of a notification) are only allowed for
   notifications in flight at a fault: the first 2xx of every duplicated notification
   must lie in a fault's window (from the channel timeout before the fault to a moment
@@ -78,6 +84,9 @@ import harness  # noqa: E402  (needs the path above)
 API_KEY = "chaos-key"
 SHOP = "ChaosMart"
 MEMBERS = {"chaos_crit": "CRITICAL", "chaos_std": "STANDARD"}
+# Receivers of the comment digests (at level CRITICAL: broadcasts reach them suppressed).
+WRITERS = [f"chaos_writer_{i}" for i in range(4)]
+COMMENTS_PER_BURST = 6
 BATCH = 100
 CONCURRENCY = 16
 VISIBILITY_TIMEOUT_S = 12  # > channel timeout (5 s) + margin, so live deliveries are never duplicated
@@ -306,6 +315,7 @@ class Sent:
 
     broadcast_ids: set[str] = field(default_factory=set)
     alert_ids: dict[str, str] = field(default_factory=dict)  # event id -> label
+    comment_ids: set[str] = field(default_factory=set)
     requests: Counter = field(default_factory=Counter)  # HTTP status (or "error") -> count
     server_errors: list[str] = field(default_factory=list)  # 5xx other than 503
     connection_errors: list[str] = field(default_factory=list)  # the api did not answer at all
@@ -314,7 +324,7 @@ class Sent:
 
     @property
     def accepted(self) -> int:
-        return len(self.broadcast_ids) + len(self.alert_ids)
+        return len(self.broadcast_ids) + len(self.alert_ids) + len(self.comment_ids)
 
 
 class Chaos:
@@ -353,7 +363,8 @@ class Chaos:
 
         spec = harness.StackSpec(
             sinks={"flaky": ["--fail-rate", "0.2", "--latency-ms", "5"]}, provider="flaky", sink_log="warn",
-            workers=[], env={"HERALD_API_KEYS": API_KEY}, api_ready_timeout=90)
+            workers=[], env={"HERALD_API_KEYS": API_KEY, "HERALD_COMMENTS_QUIET_PER_HOUR": "1800"},
+            api_ready_timeout=90)
         stack = harness.launch(REPO, self.bin_dir, self.procs, self.pg.url, self.redis.url, "herald:",
                                self.results, spec)
         self.api_url, self.env = stack.api_url, stack.env
@@ -415,7 +426,7 @@ class Chaos:
     def setup_people(self) -> None:
         for path, body, ok in [(f"/api/v1/topics/{SHOP}", {}, (200, 201))] + [
             (f"/api/v1/users/{u}", {"topics": [SHOP]}, (200, 201)) for u in MEMBERS
-        ]:
+        ] + [(f"/api/v1/users/{w}", {"level": "critical"}, (200, 201)) for w in WRITERS]:
             resp = self.call("PUT", path, body)
             if resp.status not in ok:
                 raise harness.CheckFailed(f"PUT {path}: {resp.status} {resp.text()}")
@@ -438,6 +449,20 @@ class Chaos:
             raise harness.CheckFailed(f"batch at {start} not fully accepted: {json.dumps(answer)[:500]}")
         self.sent.broadcast_ids.update(ids)
         return True
+
+    def send_comments(self, step: int) -> None:
+        """A burst of comments on two posts of one writer: bundled items, two digests."""
+        now = utcnow().isoformat().replace("+00:00", "Z")
+        writer = WRITERS[(step // 2) % len(WRITERS)]
+        batch = [{"user_id": writer, "event_type": "comment_created", "event_timestamp": now,
+                  "event_id": f"chaos-{self.run_hex}-c{step}-{i}",
+                  "properties": {"post_id": f"{writer}-s{step}-p{i % 2}", "author": f"author{i % 3}",
+                                 "severity": "critical"}} for i in range(COMMENTS_PER_BURST)]
+        answer = self.post("/api/v1/events", batch)
+        ids = (answer or {}).get("event_ids") or []
+        if len(ids) != len(batch) or any(i is None for i in ids):
+            raise harness.CheckFailed(f"comments at step {step} not fully accepted: {json.dumps(answer)[:500]}")
+        self.sent.comment_ids.update(ids)
 
     def send_alert(self, outage: Counter | None = None) -> None:
         label = random.choice(("theft", "suspicious"))
@@ -462,6 +487,8 @@ class Chaos:
             if step in faults:
                 faults[step](step)
             self.send_broadcasts(step * BATCH)
+            if step % 2 == 0:
+                self.send_comments(step)
             for _ in range(min(alerts_per_step, alerts_total - alerts_sent)):
                 self.send_alert()
                 alerts_sent += 1
@@ -529,7 +556,7 @@ class Chaos:
 
     def our_event_ids_sql(self) -> str:
         """A subquery of the ids of every accepted event."""
-        ids = sorted(self.sent.broadcast_ids | set(self.sent.alert_ids))
+        ids = sorted(self.sent.broadcast_ids | set(self.sent.alert_ids) | self.sent.comment_ids)
         return "(select unnest(array[" + ",".join(f"'{i}'" for i in ids) + "]::uuid[]))"
 
     def stuck_counts(self) -> tuple[int, int]:
@@ -588,12 +615,29 @@ class Chaos:
         self.check(f"every accepted event is routed (not routed: {not_routed})", not_routed == 0,
                    f"{not_routed} events still `received` after {settle_s:.0f} s")
 
+        # Broadcasts reach everyone (members and writers), alerts the shop's members,
+        # comments their writer.
         members = len(MEMBERS)
         short = pg.psql(f"select e.id, e.event_type, count(n.id) from events e left join notifications n "
                         f"on n.event_id = e.id where e.id in {ours} group by e.id, e.event_type "
-                        f"having count(n.id) <> {members} limit 20")
-        self.check(f"every routed event has one notification per recipient ({members})", not short,
+                        f"having count(n.id) <> case e.event_type when 'broadcast' then {members + len(WRITERS)} "
+                        f"when 'comment_created' then 1 else {members} end limit 20")
+        self.check(f"every routed event has one notification per recipient ({members} members, "
+                   f"+{len(WRITERS)} writers for broadcasts, 1 per comment)", not short,
                    f"events with another count: {short}")
+        items_open = pg.psql("select status, count(*) from notifications where bundle_id is not null "
+                             "and status not in ('sent', 'failed') group by status")
+        items_total = pg.scalar("select count(*) from notifications where bundle_id is not null")
+        self.check(f"every bundle item ends sent or failed ({items_total} items of "
+                   f"{len(s.comment_ids)} comments)", not items_open and items_total == len(s.comment_ids),
+                   f"items not final: {items_open}; items {items_total}, comments {len(s.comment_ids)}")
+        bundles = dict((r[0], int(r[1])) for r in pg.psql("select status, count(*) from bundles group by status"))
+        miscounted = pg.psql("select b.id, b.tours, count(n.id) from bundles b left join notifications n "
+                             "on n.bundle_id = b.id group by b.id, b.tours having count(n.id) <> b.tours "
+                             "or count(n.id) = 0 limit 10")
+        self.check(f"no bundle is left pending and each counts its items once ({bundles})",
+                   bundles.get("pending", 0) == 0 and not miscounted,
+                   f"bundles: {bundles}; tours <> items: {miscounted}")
 
         by_status = dict((r[0], int(r[1])) for r in pg.psql("select status, count(*) from notifications "
                                                             "group by status"))

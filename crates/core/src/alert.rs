@@ -163,6 +163,7 @@ impl Alert {
             }),
             user_traits: json!({}),
             idempotency_key,
+            deliver_at: None,
         }
     }
 }

@@ -195,9 +195,20 @@ pub struct Config {
     pub alert_labels: AlertLabels,
     /// Bundling's ranker and cap (`bundling.yml`, else the built-in defaults).
     pub bundling: BundlingConfig,
+    /// The rules whose `bundle.ranker` block overrides `bundling.yml`, by
+    /// notification type: `bundling.yml` with the block laid over it.
+    pub rule_bundling: HashMap<String, BundlingConfig>,
 }
 
 impl Config {
+    /// The bundling settings of the rule making `notification_type`: its own
+    /// `bundle.ranker` block over `bundling.yml`, else `bundling.yml`.
+    pub fn bundling_for(&self, notification_type: &str) -> &BundlingConfig {
+        self.rule_bundling
+            .get(notification_type)
+            .unwrap_or(&self.bundling)
+    }
+
     /// Reads and validates `dir` with the process environment.
     pub fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
         Config::load_dir_with_env(dir, &[])
@@ -292,6 +303,7 @@ impl Config {
             .as_deref()
             .map(|text| parse_bundling(&path(BUNDLING_FILE), text, &env, &mut errors))
             .unwrap_or_default();
+        let rule_bundling = rule_rankers(&path(RULES_FILE), &rules, &bundling, &mut errors);
 
         match (errors.is_empty(), templates) {
             (true, Some(templates)) => Ok(Config {
@@ -301,6 +313,7 @@ impl Config {
                 template_meta,
                 alert_labels,
                 bundling,
+                rule_bundling,
             }),
             _ => Err(ConfigErrors(errors)),
         }
@@ -353,6 +366,56 @@ fn parse_bundling(
             }));
             BundlingConfig::default()
         }
+    }
+}
+
+/// Each rule's `bundle.ranker` block laid over `bundling.yml` (objects merge key by
+/// key, anything else replaces), then validated like `bundling.yml`.
+fn rule_rankers(
+    file: &str,
+    rules: &RuleSet,
+    base: &BundlingConfig,
+    errors: &mut Vec<ConfigError>,
+) -> HashMap<String, BundlingConfig> {
+    let mut out = HashMap::new();
+    for rule in rules.all() {
+        let Some(block) = rule.bundle.as_ref().and_then(|b| b.ranker.as_ref()) else {
+            continue;
+        };
+        let name = &rule.notification_type;
+        let mut merged = serde_json::to_value(base).unwrap_or_default();
+        overlay(&mut merged, block);
+        match serde_json::from_value::<BundlingConfig>(merged) {
+            Ok(cfg) => match cfg.validate() {
+                Ok(()) => {
+                    out.insert(name.clone(), cfg);
+                }
+                Err(problems) => errors.extend(problems.into_iter().map(|p| {
+                    let field = format!("bundle.ranker.{}", p.field);
+                    item_error(file, "rule", name, &field, &p.message)
+                })),
+            },
+            Err(e) => errors.push(item_error(
+                file,
+                "rule",
+                name,
+                "bundle.ranker",
+                &e.to_string(),
+            )),
+        }
+    }
+    out
+}
+
+/// Lays `over` onto `base`: objects merge key by key, anything else replaces.
+fn overlay(base: &mut serde_json::Value, over: &serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                overlay(b.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
     }
 }
 
@@ -484,6 +547,13 @@ fn parse_rules(
         if let Some(template) = text("template").filter(|t| !templates.contains_key(*t)) {
             push("template", format!("unknown template {template:?}"));
         }
+        let digest_template = value
+            .get("bundle")
+            .and_then(|b| b.get("template"))
+            .and_then(serde_json::Value::as_str);
+        if let Some(template) = digest_template.filter(|t| !templates.contains_key(*t)) {
+            push("bundle.template", format!("unknown template {template:?}"));
+        }
         match Rule::parse(value) {
             Ok(rule) => rules.push(rule),
             Err(problems) => problems
@@ -546,6 +616,45 @@ mod tests {
                 (cap, threshold),
                 "{text:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_rules_ranker_block_overrides_bundling_yml_and_is_checked() {
+        let rule = |bundle: &str| {
+            format!("rules:\n  - {{notification_type: A, event_type: x, recipients: subject, channel: email, template: A, bundle: {bundle}}}\n")
+        };
+        let src = ConfigSources {
+            bundling: Some("max_per_day: 7\nthreshold: 0.25\n".into()),
+            ..sources(&rule(
+                "{ranker: {threshold: 0.75, weights: {since_last: 2.0}}}",
+            ))
+        };
+        let cfg = Config::from_sources(&src, |_| None).expect("valid");
+        let own = cfg.bundling_for("A");
+        assert_eq!((own.max_per_day, own.threshold), (7, 0.75));
+        assert_eq!(own.weights.since_last, 2.0);
+        assert_eq!(own.weights.bias, cfg.bundling.weights.bias);
+        assert_eq!(cfg.bundling_for("B").threshold, 0.25);
+        let cases = [
+            (
+                "{ranker: {threshold: 2}}",
+                "config/rules.yml: rule A: field bundle.ranker.threshold: must lie strictly between 0 and 1",
+            ),
+            (
+                "{template: NOPE}",
+                "config/rules.yml: rule A: field bundle.template: unknown template \"NOPE\"",
+            ),
+            (
+                "{key: post_id}",
+                "config/rules.yml: rule A: field bundle.key: \"post_id\" must be a path under properties. or user_traits.",
+            ),
+        ];
+        for (bundle, want) in cases {
+            let err = Config::from_sources(&sources(&rule(bundle)), |_| None)
+                .expect_err(bundle)
+                .to_string();
+            assert!(err.contains(want), "{bundle}: {err}");
         }
     }
 

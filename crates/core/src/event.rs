@@ -19,6 +19,8 @@ use uuid::Uuid;
 pub const MAX_BATCH_ITEMS: usize = 1_000;
 /// How far in the future an event timestamp may lie; clocks drift, but not by days.
 pub const MAX_FUTURE_SKEW_HOURS: i64 = 24;
+/// How far ahead an event's `deliver_at` may schedule its notifications.
+pub const MAX_DELIVER_AHEAD_DAYS: i64 = 90;
 
 /// The fields an event item may carry; any other is refused with a suggestion.
 pub const EVENT_FIELDS: &[&str] = &[
@@ -29,6 +31,7 @@ pub const EVENT_FIELDS: &[&str] = &[
     "event_id",
     "properties",
     "user_traits",
+    "deliver_at",
 ];
 
 /// A client `event_id` may not start with this: alerts' idempotency keys are
@@ -48,6 +51,9 @@ pub struct NewEvent {
     pub user_traits: Value,
     /// The client's `event_id` (or `alert:<uuid>` for alerts): only a dedupe key.
     pub idempotency_key: Option<String>,
+    /// When the event's notifications must go (contract §3.1, `deliver_at`); they
+    /// wait in the delayed set until then.
+    pub deliver_at: Option<DateTime<Utc>>,
 }
 
 /// Why a whole body was refused before looking at its items.
@@ -98,6 +104,7 @@ pub fn parse_event(item: &Value, now: DateTime<Utc>) -> Result<NewEvent, FieldEr
     }
     let properties = optional_object(obj, "properties")?;
     let user_traits = optional_object(obj, "user_traits")?;
+    let deliver_at = optional_deliver_at(obj, now)?;
     Ok(NewEvent {
         id: Uuid::now_v7(),
         event_type: event_type.to_string(),
@@ -107,7 +114,45 @@ pub fn parse_event(item: &Value, now: DateTime<Utc>) -> Result<NewEvent, FieldEr
         properties,
         user_traits,
         idempotency_key,
+        deliver_at,
     })
+}
+
+/// `deliver_at`: an RFC 3339 instant at most [`MAX_DELIVER_AHEAD_DAYS`] ahead of
+/// `now`. One already past means "now".
+fn optional_deliver_at(
+    obj: &Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, FieldError> {
+    const FIELD: &str = "deliver_at";
+    let raw = match obj.get(FIELD) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s,
+        Some(_) => {
+            return Err(FieldError::invalid(
+                FIELD,
+                "must be an RFC 3339 timestamp string",
+            ))
+        }
+    };
+    let at = DateTime::parse_from_rfc3339(raw)
+        .map_err(|_| {
+            FieldError::invalid(
+                FIELD,
+                "must be an RFC 3339 timestamp, e.g. 2025-10-31T19:30:00Z",
+            )
+        })?
+        .with_timezone(&Utc);
+    if at < DateTime::UNIX_EPOCH {
+        return Err(FieldError::invalid(FIELD, "must not be before 1970"));
+    }
+    if at > now + Duration::days(MAX_DELIVER_AHEAD_DAYS) {
+        return Err(FieldError::invalid(
+            FIELD,
+            format!("must not be more than {MAX_DELIVER_AHEAD_DAYS} days ahead"),
+        ));
+    }
+    Ok(Some(at))
 }
 
 /// `event_type` is `[A-Za-z0-9_.:-]{1,100}`: it appears in rule files and URLs.
@@ -327,6 +372,44 @@ mod tests {
                 err.to_string().contains(expected),
                 "{item}: got {err}, wanted {expected}"
             );
+        }
+    }
+
+    #[test]
+    fn deliver_at_is_an_instant_at_most_90_days_ahead() {
+        let base = json!({"event_type": "x", "event_timestamp": "2025-10-31T19:30:00Z"});
+        let with = |v: Value| {
+            let mut item = base.clone();
+            item["deliver_at"] = v;
+            parse_event(&item, now())
+        };
+        let ok = [
+            (Value::Null, None),
+            (json!("2025-11-01T00:00:05Z"), Some("2025-11-01T00:00:05Z")),
+            (
+                json!("2025-11-01T02:00:05+02:00"),
+                Some("2025-11-01T00:00:05Z"),
+            ),
+            (json!("2026-01-30T00:00:00Z"), Some("2026-01-30T00:00:00Z")),
+            (json!("2025-10-01T00:00:00Z"), Some("2025-10-01T00:00:00Z")),
+        ];
+        for (v, want) in ok {
+            let got = with(v.clone())
+                .unwrap_or_else(|e| panic!("{v}: {e}"))
+                .deliver_at;
+            assert_eq!(got, want.map(|w| w.parse().unwrap()), "{v}");
+        }
+        assert_eq!(parse_event(&base, now()).unwrap().deliver_at, None);
+        let bad = [
+            (json!("2026-01-30T00:00:01Z"), "90 days"),
+            (json!("tomorrow"), "RFC 3339"),
+            (json!(1_762_000_000), "RFC 3339"),
+            (json!("1969-12-31T00:00:00Z"), "1970"),
+        ];
+        for (v, want) in bad {
+            let err = with(v.clone()).unwrap_err();
+            assert_eq!(err.field, "deliver_at", "{v}");
+            assert!(err.message.contains(want), "{v}: {err}");
         }
     }
 

@@ -17,6 +17,7 @@
 //! | [`person`] | the rules a person's fields follow (time zone, webhook address, topics) |
 //! | [`receipt`] | parsing provider receipts (contract §3.3) |
 //! | [`routing`] | the plan of one rule's notifications: status, reason, severity, queue, due time, text; debounce |
+//! | [`schedule`] | when a notification may go: quiet hours, send windows, `deliver_at` |
 //! | [`rules`] | notification rules from `rules.yml` and which ones an event triggers |
 //! | [`conditions`] | rule conditions: predicates, proximity, absence |
 //! | [`debounce`] | at most N per period, in the person's calendar |
@@ -55,6 +56,7 @@ pub mod receipt;
 pub mod retry;
 pub mod routing;
 pub mod rules;
+pub mod schedule;
 pub mod severity;
 pub mod signing;
 pub mod status;

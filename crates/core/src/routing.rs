@@ -10,8 +10,11 @@
 //! * whether a recipient's row is suppressed ([`crate::preferences::decide`]), with a
 //!   stored level that no longer parses counting as `standard` ([`parse_level`]);
 //! * the row's severity and the queue its delivery travels on ([`queue_for`]);
-//! * its due time (`received_at + delay`) and whether it is sent at once: an in-app
-//!   notification due now needs no HTTP call, unless its rule bundles ([`sent_at_once`]);
+//! * its due time (`received_at + delay`, or the event's `deliver_at`, moved into the
+//!   rule's send window and out of the person's quiet hours by [`crate::schedule::due`],
+//!   with the reason kept for the audit trail) and whether it is sent at once: an
+//!   in-app notification due now needs no HTTP call, unless its rule bundles
+//!   ([`sent_at_once`]);
 //! * a bundled rule's deliverable rows become bundle items (`bundled`);
 //! * the rendered subject and text, from [`template_vars`].
 //!
@@ -28,6 +31,7 @@ use crate::debounce::{timezone, Debounce};
 use crate::preferences::{decide, Decision, RecipientFacts};
 use crate::queues::{queue_for, QueueName};
 use crate::rules::{Recipients, Rule};
+use crate::schedule::{self, QuietHours, Timing};
 use crate::severity::{Level, Severity};
 use crate::status::NotificationStatus;
 use crate::template::Templates;
@@ -52,6 +56,8 @@ pub struct EventFacts<'a> {
     pub received_at: DateTime<Utc>,
     pub properties: &'a Value,
     pub user_traits: &'a Value,
+    /// The instant the event asked its notifications to go at (contract §3.1).
+    pub deliver_at: Option<DateTime<Utc>>,
 }
 
 /// A stored person as conditions and templates see them (`user.*`).
@@ -65,6 +71,9 @@ pub struct PersonFacts<'a> {
     pub traits: &'a Value,
     /// The preference level as stored (`standard`, `critical`, any case).
     pub level: &'a str,
+    /// The person's quiet hours as stored (contract §4); one that no longer parses
+    /// holds nothing.
+    pub quiet_hours: Option<&'a Value>,
 }
 
 impl PersonFacts<'_> {
@@ -123,6 +132,9 @@ pub struct PlannedNotification {
     pub subject: Option<String>,
     pub text: String,
     pub due_at: DateTime<Utc>,
+    /// Why the due time is later than the event asked for (quiet hours, the send
+    /// window, `deliver_at`), for the audit trail.
+    pub hold_reason: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
     /// The recipient's calendar, for debounce windows and bundle days. UTC for an
     /// internal row: it goes to the operators, not to the person.
@@ -171,20 +183,21 @@ pub fn plan(
     if rule.recipients == Recipients::Internal {
         // Operators hear about the subject whatever the subject chose.
         let user_id = subject.map(|p| p.user_id).or(event.user_id);
-        let row = planner.row(user_id, subject, true, &mut out.render_errors);
+        let row = planner.row(user_id, subject, true, None, &mut out.render_errors);
         out.notifications.push(row);
         return out;
     }
     let private = is_private(rule, templating.meta);
     for recipient in recipients {
         let person = &recipient.person;
+        let quiet = QuietHours::from_stored(person.quiet_hours);
         let mut row = planner.row(
             Some(person.user_id),
             Some(person),
             private,
+            quiet.as_ref(),
             &mut out.render_errors,
         );
-        row.timezone = timezone(person.timezone);
         if let Decision::Suppress(reason) = decision(event, rule, planner.severity, recipient) {
             row.suppress(reason);
         }
@@ -203,12 +216,15 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
-    /// One row before the recipient's preferences are applied.
+    /// One row before the recipient's preferences are applied, due when
+    /// [`schedule::due`] says. An internal row keeps UTC and no quiet hours: it goes
+    /// to the operators.
     fn row(
         &self,
         user_id: Option<&str>,
         person: Option<&PersonFacts<'_>>,
         private: bool,
+        quiet: Option<&QuietHours>,
         render_errors: &mut Vec<String>,
     ) -> PlannedNotification {
         let (subject, text) = self.render(person).unwrap_or_else(|e| {
@@ -216,7 +232,20 @@ impl Planner<'_> {
             (None, String::new())
         });
         let rule = self.rule;
-        let due_at = self.event.received_at + rule.delay;
+        let tz = match person {
+            Some(p) if rule.recipients != Recipients::Internal => timezone(p.timezone),
+            _ => Tz::UTC,
+        };
+        let due = schedule::due(&Timing {
+            base: self.event.received_at + rule.delay,
+            deliver_at: self.event.deliver_at,
+            send_window: rule.send_window.as_ref(),
+            quiet_hours: quiet,
+            tz,
+            channel: &rule.channel,
+            severity: self.severity,
+        });
+        let due_at = due.at;
         let sent_now = sent_at_once(rule, due_at, self.now);
         PlannedNotification {
             event_id: self.event.id,
@@ -231,8 +260,9 @@ impl Planner<'_> {
             subject,
             text,
             due_at,
+            hold_reason: due.reason,
             sent_at: sent_now.then_some(self.now),
-            timezone: Tz::UTC,
+            timezone: tz,
         }
     }
 
@@ -413,6 +443,7 @@ mod tests {
             received_at: at("2025-10-31T10:00:01Z"),
             properties,
             user_traits: &Value::Null,
+            deliver_at: None,
         }
     }
 
@@ -424,6 +455,7 @@ mod tests {
             timezone: "Europe/Paris",
             traits: &Value::Null,
             level,
+            quiet_hours: None,
         }
     }
 
@@ -607,6 +639,94 @@ mod tests {
             assert!(row.private);
             assert!(plan.render_errors.is_empty());
         }
+    }
+
+    #[test]
+    fn quiet_hours_send_windows_and_deliver_at_move_the_due_time_with_a_reason() {
+        // NOW is 2025-10-31T10:00:02Z, 11:00:02 in Paris (a Friday).
+        let quiet = json!({"start": "10:30", "end": "11:30"});
+        let holding_critical = json!({"start": "10:30", "end": "11:30", "hold_critical": true});
+        let in_quiet = |q: &'static Value| Recipient {
+            person: PersonFacts {
+                quiet_hours: Some(q),
+                ..person("q", "standard")
+            },
+            channel_enabled: true,
+            subscription_disabled: false,
+        };
+        let quiet: &'static Value = Box::leak(Box::new(quiet));
+        let holding_critical: &'static Value = Box::leak(Box::new(holding_critical));
+        let held = Some("held for quiet hours until 11:30 Europe/Paris");
+        let cases = [
+            // (rule extras, recipient, channel, due, reason)
+            (
+                ", severity: standard",
+                in_quiet(quiet),
+                "in_app",
+                "2025-10-31T10:30:00Z",
+                held,
+            ),
+            (
+                ", severity: critical",
+                in_quiet(quiet),
+                "in_app",
+                "2025-10-31T10:00:01Z",
+                None,
+            ),
+            (
+                ", severity: critical",
+                in_quiet(holding_critical),
+                "in_app",
+                "2025-10-31T10:30:00Z",
+                held,
+            ),
+            (
+                ", severity: standard",
+                recipient("u", "standard"),
+                "in_app",
+                "2025-10-31T10:00:01Z",
+                None,
+            ),
+            (
+                ", severity: standard, send_window: {start: '14:00', end: '18:00', days: [fri]}",
+                recipient("u", "standard"),
+                "webhook",
+                "2025-10-31T13:00:00Z",
+                Some("held for the send window 14:00–18:00 until 14:00 Europe/Paris"),
+            ),
+        ];
+        for (extra, r, channel, due, reason) in cases {
+            let rule = rule_on(channel, "topic", extra);
+            let row = &plan_for(&rule, &[r], false).notifications[0];
+            assert_eq!(row.due_at, at(due), "{extra}");
+            assert_eq!(row.hold_reason.as_deref(), reason, "{extra}");
+            // A held in-app row is not sent at once: it waits in the delayed set.
+            let held = row.due_at > at(NOW);
+            assert_eq!(
+                row.status == NotificationStatus::Pending,
+                held || channel != "in_app",
+                "{extra}"
+            );
+        }
+        // deliver_at.
+        let props = json!({});
+        let mut e = event(&props);
+        e.deliver_at = Some(at("2025-11-02T08:00:00Z"));
+        let (templates, meta) = (templates(), meta(false));
+        let templating = Templating {
+            templates: &templates,
+            meta: &meta,
+        };
+        let r = rule_on("webhook", "topic", "");
+        let plan = plan(
+            &e,
+            &r,
+            None,
+            &[recipient("u", "standard")],
+            &templating,
+            at(NOW),
+        );
+        assert_eq!(plan.notifications[0].due_at, at("2025-11-02T08:00:00Z"));
     }
 
     #[test]

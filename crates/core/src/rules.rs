@@ -8,6 +8,7 @@
 use crate::conditions::{parse_conditions, Condition, Facts, History, HistoryNeed};
 use crate::debounce::Debounce;
 use crate::duration::serde_duration;
+use crate::schedule::SendWindow;
 use crate::severity::Severity;
 use serde::Deserialize;
 use serde_json::Value;
@@ -59,10 +60,12 @@ struct RuleSpec {
     debounce: Option<Debounce>,
     #[serde(default)]
     bundle: Option<Value>,
+    #[serde(default)]
+    send_window: Option<Value>,
 }
 
 /// The keys a rule may have; anything else is a mistake worth reporting.
-pub const RULE_FIELDS: [&str; 12] = [
+pub const RULE_FIELDS: [&str; 13] = [
     "notification_type",
     "event_type",
     "recipients",
@@ -74,6 +77,7 @@ pub const RULE_FIELDS: [&str; 12] = [
     "debounce",
     "conditions",
     "bundle",
+    "send_window",
     "description",
 ];
 
@@ -97,19 +101,42 @@ pub struct Rule {
     pub debounce: Option<Debounce>,
     /// All must hold (an empty `All` always holds).
     pub conditions: Condition,
-    /// Bundling (contract §8): hold notifications in one pending bundle per person.
+    /// Bundling (contract §8): hold notifications in one pending bundle per person
+    /// (and key) and send them as one digest.
     pub bundle: Option<BundleSpec>,
+    /// Only send inside this local window (contract §5.3).
+    pub send_window: Option<SendWindow>,
 }
 
-/// A rule's `bundle:` block. The ranker's weights and threshold come from
-/// `bundling.yml`; a rule may override the daily cap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// A rule's `bundle:` block (contract §8). The ranker's weights and threshold come
+/// from `bundling.yml` unless the rule's `ranker:` block overrides some of them.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BundleSpec {
     /// Bundles per person per local calendar day; `bundling.yml`'s when absent.
     #[serde(default)]
     pub max_per_day: Option<u32>,
+    /// What groups items besides the person and the notification type: a path into
+    /// the event (`properties.post_id`). Absent: one bundle per person and type.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The template of the digest's message (`templates.yml`), rendered with
+    /// [`crate::bundle::digest`]'s variables. Absent: the first item's text, with
+    /// `(+N more)` when there are more.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// The path whose distinct values are the digest's `actors`
+    /// (`properties.author`).
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// Overrides of `bundling.yml` for this rule's ranker (same keys); resolved by
+    /// the config loader ([`crate::config::Config::bundling_for`]).
+    #[serde(default)]
+    pub ranker: Option<Value>,
 }
+
+/// The event paths a bundle's `key` and `actor` may name.
+const BUNDLE_PATH_ROOTS: [&str; 2] = ["properties.", "user_traits."];
 
 impl Rule {
     /// Parses one rule from its raw YAML/JSON value. Every problem is returned, each as
@@ -155,6 +182,11 @@ impl Rule {
             Some(Ok(b)) => Some(b),
             Some(Err(e)) => return Err(vec![("bundle".into(), e.to_string())]),
         };
+        let send_window = match spec.send_window.as_ref().map(SendWindow::parse) {
+            None => None,
+            Some(Ok(w)) => Some(w),
+            Some(Err(e)) => return Err(vec![(e.field, e.message)]),
+        };
         let rule = Rule {
             notification_type: spec.notification_type,
             event_type: spec.event_type,
@@ -167,6 +199,7 @@ impl Rule {
             debounce: spec.debounce,
             conditions,
             bundle,
+            send_window,
         };
         rule.check().map(|()| rule)
     }
@@ -180,8 +213,22 @@ impl Rule {
                 "needs a delay: conditions are rechecked when the delay ends".into(),
             ));
         }
-        if self.bundle.is_some_and(|b| b.max_per_day == Some(0)) {
-            errors.push(("bundle.max_per_day".into(), "must be at least 1".into()));
+        if let Some(b) = &self.bundle {
+            if b.max_per_day == Some(0) {
+                errors.push(("bundle.max_per_day".into(), "must be at least 1".into()));
+            }
+            for (field, path) in [("bundle.key", &b.key), ("bundle.actor", &b.actor)] {
+                let Some(path) = path else { continue };
+                let rooted = BUNDLE_PATH_ROOTS
+                    .iter()
+                    .any(|root| path.len() > root.len() && path.starts_with(root));
+                if !rooted {
+                    errors.push((
+                        field.into(),
+                        format!("{path:?} must be a path under properties. or user_traits."),
+                    ));
+                }
+            }
         }
         if self.debounce.is_some_and(|d| d.limit == 0) {
             errors.push(("debounce.limit".into(), "must be at least 1".into()));

@@ -30,6 +30,11 @@ pub struct AuditNotification {
     pub sent_at: Option<DateTime<Utc>>,
     pub suppression_reason: Option<String>,
     pub attempts: i32,
+    /// When it is (or was) due.
+    pub due_at: DateTime<Utc>,
+    /// Why it waited: `held for quiet hours until 07:00 Europe/Berlin`, the rule's
+    /// send window or the event's `deliver_at`.
+    pub hold_reason: Option<String>,
 }
 
 /// The person's latest `limit` events, newest (by event time) first.
@@ -75,6 +80,8 @@ pub async fn notification_history(
             notifications::sent_at,
             notifications::suppression_reason,
             notifications::attempts,
+            notifications::due_at,
+            notifications::hold_reason,
         ))
         .load(conn)
         .await?)

@@ -7,10 +7,16 @@
 //! elsewhere (the friend counters in Redis) is read before: no other I/O happens while
 //! the lock is held.
 //!
-//! A bundle collects `bundled` notification rows (its items, `bundle_id` set). When it
-//! is sent, its oldest item becomes the *carrier*: re-worded with the bundle's message
-//! and delivered like any notification; the other items then take the carrier's final
-//! status and `sent_at`. The inbox shows only the carrier.
+//! A bundle collects `bundled` notification rows (its items, `bundle_id` set); a
+//! person has one pending bundle per notification type and `bundle_key` (the value of
+//! the rule's `bundle.key`, `''` without one). When it is sent, its oldest item
+//! becomes the *carrier*: re-worded with the bundle's message and delivered like any
+//! notification; the other items then take the carrier's final status and `sent_at`
+//! ([`settle_items`] after the delivery, and [`settle_stranded`] in the recovery sweep
+//! for a worker that died in between). The inbox shows only the carrier.
+//!
+//! Routing an event again (a reclaimed job, the sweep) must not count its item twice:
+//! [`add_item`] leaves the bundles alone when the item already exists.
 
 use crate::notifications::{insert_batch, Inserted, NewNotification};
 use crate::pool::{Conn, StoreError};
@@ -35,6 +41,17 @@ pub struct BundleRow {
     pub ready_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
     pub notification_id: Option<Uuid>,
+    /// The rule's `bundle.key` value for this bundle's items (`''`: none).
+    pub bundle_key: String,
+}
+
+/// One item of a bundle as the digest reads it: its event's fields and its own text,
+/// oldest first.
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub struct ItemFacts {
+    pub properties: serde_json::Value,
+    pub user_traits: serde_json::Value,
+    pub text: String,
 }
 
 /// A person's counters for one day: bundles sent and items received.
@@ -47,34 +64,57 @@ pub struct DayCounts {
 /// A local day as an instant range `[from, to)`.
 pub type Day = (DateTime<Utc>, DateTime<Utc>);
 
-/// Adds `item` (a planned `bundled` row of one person) to that person's pending bundle,
-/// in one transaction under their lock: `decide` gets the pending bundle (if any) and
-/// the counters of `day`, and returns the bundle to save; the item is then stored as
-/// its member. Returns the item if it is new, and the saved bundle.
+/// Adds `item` (a planned `bundled` row of one person) to that person's pending bundle
+/// of `key`, in one transaction under their lock: `decide` gets the pending bundle
+/// (if any) and the counters of `day`, and returns the bundle to save; the item is
+/// then stored as its member. Returns the item and the saved bundle; nothing (and no
+/// bundle touched) when the item exists already, i.e. its event was routed before.
 pub async fn add_item<F>(
     conn: &mut AsyncPgConnection,
     mut item: NewNotification,
+    key: &str,
     day: Day,
     decide: F,
-) -> Result<(Vec<Inserted>, BundleRow), StoreError>
+) -> Result<(Vec<Inserted>, Option<BundleRow>), StoreError>
 where
     F: FnOnce(Option<&BundleRow>, DayCounts) -> BundleRow + Send,
 {
     let user_id = item.user_id.clone().unwrap_or_default();
     conn.transaction(async move |tx| {
         crate::history::lock_people(tx, &[user_id.as_str()]).await?;
+        if item_exists(tx, &item).await? {
+            return Ok((Vec::new(), None));
+        }
         let nt = item.notification_type.clone();
-        let existing = pending(tx, &user_id, &nt).await?;
+        let existing = pending(tx, &user_id, &nt, key).await?;
         let counts = day_counts(tx, &user_id, &nt, day.0, day.1).await?;
-        let bundle = decide(existing.as_ref(), counts);
+        let mut bundle = decide(existing.as_ref(), counts);
+        bundle.bundle_key = key.to_string();
         save_pending(tx, &bundle).await?;
         item.status = NotificationStatus::Bundled.as_str();
         item.sent_at = None;
         item.bundle_id = Some(bundle.id);
         let new = insert_batch(tx, std::slice::from_ref(&item)).await?;
-        Ok((new, bundle))
+        Ok((new, Some(bundle)))
     })
     .await
+}
+
+/// Whether `item`'s row (event, person, type, channel: `notifications_once`) exists.
+async fn item_exists(
+    tx: &mut AsyncPgConnection,
+    item: &NewNotification,
+) -> Result<bool, StoreError> {
+    let found: Option<Uuid> = notifications::table
+        .filter(notifications::event_id.eq(item.event_id))
+        .filter(notifications::user_id.eq(item.user_id.as_deref().unwrap_or_default()))
+        .filter(notifications::notification_type.eq(&item.notification_type))
+        .filter(notifications::channel.eq(&item.channel))
+        .select(notifications::id)
+        .first(tx)
+        .await
+        .optional()?;
+    Ok(found.is_some())
 }
 
 /// What a flush's `decide` wants done with a pending bundle.
@@ -84,8 +124,14 @@ pub enum FlushStep {
     Nothing,
     /// Not ready yet, or the day's cap is spent: look again then.
     Later(DateTime<Utc>),
-    /// Send it now with this message.
-    Send { text: String },
+    /// Send it now with this message, due at `due_at` (the flush's instant, or the
+    /// end of the person's quiet hours, `hold_reason` saying so).
+    Send {
+        subject: Option<String>,
+        text: String,
+        due_at: DateTime<Utc>,
+        hold_reason: Option<String>,
+    },
 }
 
 /// What a flush did.
@@ -95,18 +141,22 @@ pub enum Flushed {
     Nothing,
     /// Not ready yet, or the day's cap is spent: look again then.
     Later(DateTime<Utc>),
-    /// Sent at the flush's instant: the carrier notification is to be delivered.
+    /// Sent at the flush's instant: the carrier notification is to be delivered at
+    /// `due_at`.
     Sent {
         carrier: Uuid,
         severity: String,
         user_id: String,
+        due_at: DateTime<Utc>,
     },
 }
 
 /// Flushes bundle `bundle_id` of `user_id` at `at`, in one transaction under the
 /// person's lock: the bundle is re-read (another worker may have sent or grown it)
-/// and, if still pending, `decide` gets it with the counters of `day`. A bundle put
-/// off (`FlushStep::Later`) stores its new ready instant.
+/// and, if still pending, `decide` gets it with the counters of `day` and its items
+/// (oldest first). A bundle put off (`FlushStep::Later`) stores its new ready instant;
+/// a bundle without items (left by an older version that counted a re-routed event
+/// twice) is deleted rather than flushed again and again.
 pub async fn flush<F>(
     conn: &mut AsyncPgConnection,
     bundle_id: Uuid,
@@ -116,15 +166,22 @@ pub async fn flush<F>(
     decide: F,
 ) -> Result<Flushed, StoreError>
 where
-    F: FnOnce(&BundleRow, DayCounts) -> FlushStep + Send,
+    F: FnOnce(&BundleRow, DayCounts, &[ItemFacts]) -> FlushStep + Send,
 {
     conn.transaction(async move |tx| {
         crate::history::lock_people(tx, &[user_id]).await?;
         let Some(b) = find(tx, bundle_id).await?.filter(|b| b.status == "pending") else {
             return Ok(Flushed::Nothing);
         };
+        let items = items_of(tx, b.id).await?;
+        if items.is_empty() {
+            diesel::delete(bundles::table.find(b.id))
+                .execute(tx)
+                .await?;
+            return Ok(Flushed::Nothing);
+        }
         let counts = day_counts(tx, &b.user_id, &b.notification_type, day.0, day.1).await?;
-        match decide(&b, counts) {
+        match decide(&b, counts, &items) {
             FlushStep::Nothing => Ok(Flushed::Nothing),
             FlushStep::Later(when) => {
                 // The new ready instant goes to Postgres too, so the recovery sweep
@@ -135,28 +192,71 @@ where
                     .await?;
                 Ok(Flushed::Later(when))
             }
-            FlushStep::Send { text } => Ok(match send(tx, b.id, at, None, &text).await? {
-                Some((carrier, severity)) => Flushed::Sent {
-                    carrier,
-                    severity,
-                    user_id: b.user_id,
+            FlushStep::Send {
+                subject,
+                text,
+                due_at,
+                hold_reason,
+            } => Ok(
+                match send(
+                    tx,
+                    b.id,
+                    at,
+                    &Carrier {
+                        subject: subject.as_deref(),
+                        text: &text,
+                        due_at,
+                        hold_reason: hold_reason.as_deref(),
+                    },
+                )
+                .await?
+                {
+                    Some((carrier, severity)) => Flushed::Sent {
+                        carrier,
+                        severity,
+                        user_id: b.user_id,
+                        due_at,
+                    },
+                    None => Flushed::Nothing,
                 },
-                None => Flushed::Nothing,
-            }),
+            ),
         }
     })
     .await
 }
 
-/// The person's pending bundle of this type, if any.
+/// The items of a bundle in the order their events happened, with the events'
+/// fields (a digest's `first` is the earliest; events routed concurrently may be
+/// stored in another order).
+pub async fn items_of(
+    tx: &mut AsyncPgConnection,
+    bundle_id: Uuid,
+) -> Result<Vec<ItemFacts>, StoreError> {
+    use crate::schema::events;
+    Ok(notifications::table
+        .inner_join(events::table)
+        .filter(notifications::bundle_id.eq(bundle_id))
+        .order((events::event_timestamp, events::id, notifications::id))
+        .select((
+            crate::schema::events::properties,
+            crate::schema::events::user_traits,
+            notifications::text,
+        ))
+        .load(tx)
+        .await?)
+}
+
+/// The person's pending bundle of this type and key, if any.
 pub async fn pending(
     tx: &mut AsyncPgConnection,
     user_id: &str,
     notification_type: &str,
+    key: &str,
 ) -> Result<Option<BundleRow>, StoreError> {
     Ok(bundles::table
         .filter(bundles::user_id.eq(user_id))
         .filter(bundles::notification_type.eq(notification_type))
+        .filter(bundles::bundle_key.eq(key))
         .filter(bundles::status.eq("pending"))
         .select(BundleRow::as_select())
         .first(tx)
@@ -216,23 +316,31 @@ pub async fn save_pending(tx: &mut AsyncPgConnection, b: &BundleRow) -> Result<(
     Ok(())
 }
 
-/// Marks the bundle sent at `at` and turns its oldest item into the carrier, due now,
-/// with the bundle's text. Returns the carrier's id and severity.
+/// What the carrier of a sent bundle says and when it is due.
+#[derive(Debug, Clone, Copy)]
+pub struct Carrier<'a> {
+    pub subject: Option<&'a str>,
+    pub text: &'a str,
+    pub due_at: DateTime<Utc>,
+    pub hold_reason: Option<&'a str>,
+}
+
+/// Marks the bundle sent at `at` and turns its oldest item into the carrier, with the
+/// bundle's text and due time. Returns the carrier's id and severity.
 pub async fn send(
     tx: &mut AsyncPgConnection,
     bundle_id: Uuid,
     at: DateTime<Utc>,
-    subject: Option<&str>,
-    text: &str,
+    carrier: &Carrier<'_>,
 ) -> Result<Option<(Uuid, String)>, StoreError> {
-    let carrier: Option<(Uuid, String)> = notifications::table
+    let oldest: Option<(Uuid, String)> = notifications::table
         .filter(notifications::bundle_id.eq(bundle_id))
         .order(notifications::id)
         .select((notifications::id, notifications::severity))
         .first(tx)
         .await
         .optional()?;
-    let Some((carrier_id, severity)) = carrier else {
+    let Some((carrier_id, severity)) = oldest else {
         return Ok(None);
     };
     diesel::update(bundles::table.find(bundle_id))
@@ -246,9 +354,10 @@ pub async fn send(
     diesel::update(notifications::table.find(carrier_id))
         .set((
             notifications::status.eq(NotificationStatus::Pending.as_str()),
-            notifications::subject.eq(subject),
-            notifications::text.eq(text),
-            notifications::due_at.eq(at),
+            notifications::subject.eq(carrier.subject),
+            notifications::text.eq(carrier.text),
+            notifications::due_at.eq(carrier.due_at),
+            notifications::hold_reason.eq(carrier.hold_reason),
         ))
         .execute(tx)
         .await?;
@@ -265,6 +374,26 @@ pub async fn settle_items(conn: &mut Conn, carrier_id: Uuid) -> Result<usize, St
            AND carrier.status IN ('sent', 'failed')",
     )
     .bind::<diesel::sql_types::Uuid, _>(carrier_id)
+    .execute(conn)
+    .await?)
+}
+
+/// Settles the items of sent bundles whose carrier reached a final state while the
+/// items stayed `bundled`: the worker that delivered the carrier died before
+/// [`settle_items`]. At most `limit` items per call; returns how many were settled.
+pub async fn settle_stranded(conn: &mut Conn, limit: i64) -> Result<usize, StoreError> {
+    Ok(diesel::sql_query(
+        "UPDATE notifications AS item SET status = carrier.status, sent_at = carrier.sent_at
+         FROM (SELECT i.id, b.notification_id AS carrier_id
+               FROM notifications i
+               JOIN bundles b ON b.id = i.bundle_id AND b.status = 'sent'
+               JOIN notifications c ON c.id = b.notification_id
+               WHERE i.status = 'bundled' AND c.status IN ('sent', 'failed')
+               LIMIT $1) AS stranded
+         JOIN notifications AS carrier ON carrier.id = stranded.carrier_id
+         WHERE item.id = stranded.id",
+    )
+    .bind::<diesel::sql_types::Int8, _>(limit)
     .execute(conn)
     .await?)
 }

@@ -18,9 +18,9 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 /// The rows of one insert, column by column:
-/// `INSERT INTO events (...) SELECT * FROM unnest($1, ..., $8) ON CONFLICT ...`.
+/// `INSERT INTO events (...) SELECT * FROM unnest($1, ..., $9) ON CONFLICT ...`.
 ///
-/// Eight array parameters whatever the number of rows, so the SQL text never changes
+/// Nine array parameters whatever the number of rows, so the SQL text never changes
 /// and diesel-async prepares it once per connection and reuses it. (A `VALUES` list
 /// is new SQL for every row count: diesel prepares it afresh each time, which costs
 /// an extra round trip and a parse and plan of hundreds of parameters in Postgres.)
@@ -34,6 +34,7 @@ struct UnnestInsert<'a> {
     properties: Vec<&'a Value>,
     user_traits: Vec<&'a Value>,
     keys: Vec<Option<&'a str>>,
+    deliver_at: Vec<Option<DateTime<Utc>>>,
 }
 
 impl<'a> UnnestInsert<'a> {
@@ -46,6 +47,7 @@ impl<'a> UnnestInsert<'a> {
         self.properties.push(&e.properties);
         self.user_traits.push(&e.user_traits);
         self.keys.push(e.idempotency_key.as_deref());
+        self.deliver_at.push(e.deliver_at);
     }
 }
 
@@ -59,7 +61,7 @@ impl QueryFragment<Pg> for UnnestInsert<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(
             "INSERT INTO events (id, event_type, user_id, topic, event_timestamp, properties, \
-             user_traits, idempotency_key) SELECT * FROM unnest(",
+             user_traits, idempotency_key, deliver_at) SELECT * FROM unnest(",
         );
         push_binds!(out;
             Array<diesel::sql_types::Uuid> => &self.ids,
@@ -70,6 +72,7 @@ impl QueryFragment<Pg> for UnnestInsert<'_> {
             Array<Jsonb> => &self.properties,
             Array<Jsonb> => &self.user_traits,
             Array<Nullable<Text>> => &self.keys,
+            Array<Nullable<Timestamptz>> => &self.deliver_at,
         );
         out.push_sql(
             ") ON CONFLICT ON CONSTRAINT events_idempotency_key_key DO NOTHING RETURNING id",
@@ -183,6 +186,8 @@ pub struct EventRow {
     pub properties: Value,
     pub user_traits: Value,
     pub status: String,
+    /// When the event's notifications must go (its `deliver_at`).
+    pub deliver_at: Option<DateTime<Utc>>,
 }
 
 impl EventRow {
@@ -197,6 +202,7 @@ impl EventRow {
             received_at: self.received_at,
             properties: &self.properties,
             user_traits: &self.user_traits,
+            deliver_at: self.deliver_at,
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct NewNotification {
     pub sent_at: Option<DateTime<Utc>>,
     /// The pending bundle this row is an item of (contract §8).
     pub bundle_id: Option<Uuid>,
+    /// Why `due_at` is later than the event asked (quiet hours, a send window).
+    pub hold_reason: Option<String>,
 }
 
 impl From<PlannedNotification> for NewNotification {
@@ -60,6 +62,7 @@ impl From<PlannedNotification> for NewNotification {
             due_at: p.due_at,
             sent_at: p.sent_at,
             bundle_id: None,
+            hold_reason: p.hold_reason,
         }
     }
 }
@@ -74,7 +77,7 @@ pub struct Inserted {
 }
 
 /// A chunk of rows, column by column, inserted with
-/// `INSERT … SELECT * FROM unnest($1, …, $14) ON CONFLICT DO NOTHING`: the SQL is the
+/// `INSERT … SELECT * FROM unnest($1, …, $15) ON CONFLICT DO NOTHING`: the SQL is the
 /// same whatever the row count, so it is prepared once per connection (a `VALUES`
 /// list is new SQL for every count, prepared and planned afresh each time).
 #[derive(Default)]
@@ -93,6 +96,7 @@ struct UnnestNotifications<'a> {
     due_at: Vec<DateTime<Utc>>,
     sent_at: Vec<Option<DateTime<Utc>>>,
     bundle_id: Vec<Option<Uuid>>,
+    hold_reason: Vec<Option<&'a str>>,
 }
 
 impl<'a> UnnestNotifications<'a> {
@@ -112,6 +116,7 @@ impl<'a> UnnestNotifications<'a> {
         self.due_at.push(n.due_at);
         self.sent_at.push(n.sent_at);
         self.bundle_id.push(n.bundle_id);
+        self.hold_reason.push(n.hold_reason.as_deref());
     }
 }
 
@@ -126,7 +131,7 @@ impl QueryFragment<Pg> for UnnestNotifications<'_> {
         out.push_sql(
             "INSERT INTO notifications (id, event_id, user_id, notification_type, channel, \
              status, suppression_reason, severity, private, subject, text, due_at, sent_at, \
-             bundle_id) SELECT * FROM unnest(",
+             bundle_id, hold_reason) SELECT * FROM unnest(",
         );
         push_binds!(out;
             Array<SqlUuid> => &self.id,
@@ -143,6 +148,7 @@ impl QueryFragment<Pg> for UnnestNotifications<'_> {
             Array<Timestamptz> => &self.due_at,
             Array<Nullable<Timestamptz>> => &self.sent_at,
             Array<Nullable<SqlUuid>> => &self.bundle_id,
+            Array<Nullable<Text>> => &self.hold_reason,
         );
         out.push_sql(") ON CONFLICT DO NOTHING RETURNING id, status, severity, due_at");
         Ok(())
@@ -521,6 +527,9 @@ pub struct NotificationRow {
     pub attempts: i32,
     pub last_error: Option<String>,
     pub bundle_id: Option<Uuid>,
+    /// Why `due_at` is later than the event asked (quiet hours, a send window,
+    /// `deliver_at`).
+    pub hold_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]

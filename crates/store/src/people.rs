@@ -26,6 +26,8 @@ pub struct Person {
     pub webhook_url: Option<String>,
     /// Set when the webhook answered 410 Gone; a new `webhook_url` clears it.
     pub webhook_disabled_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Quiet hours as stored (`herald_core::schedule::QuietHoursSpec`), if any.
+    pub quiet_hours: Option<Value>,
 }
 
 impl Person {
@@ -38,6 +40,7 @@ impl Person {
             timezone: &self.timezone,
             traits: &self.traits,
             level: &self.level,
+            quiet_hours: self.quiet_hours.as_ref(),
         }
     }
 
@@ -63,6 +66,8 @@ pub struct PersonPatch {
     pub webhook_url: Option<String>,
     /// Replaces the memberships when given; unknown topics are created.
     pub topics: Option<Vec<String>>,
+    /// Quiet hours: `Some(null)` clears them, `None` keeps them.
+    pub quiet_hours: Option<Value>,
 }
 
 #[derive(QueryableByName)]
@@ -106,12 +111,29 @@ pub async fn upsert(
         .get_result::<Created>(conn)
         .await?
         .created;
+        if let Some(quiet) = &patch.quiet_hours {
+            set_quiet_hours(conn, &user_id, quiet).await?;
+        }
         if let Some(wanted) = &patch.topics {
             replace_memberships(conn, &user_id, wanted).await?;
         }
         Ok::<_, StoreError>(created)
     })
     .await
+}
+
+/// Sets (or, given `null`, clears) the person's quiet hours.
+async fn set_quiet_hours(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user_id: &str,
+    quiet: &Value,
+) -> Result<(), StoreError> {
+    let value = (!quiet.is_null()).then_some(quiet);
+    diesel::update(users::table.find(user_id))
+        .set(users::quiet_hours.eq(value))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 async fn replace_memberships(
@@ -319,7 +341,7 @@ impl QueryFragment<Pg> for TopicPages<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(
             "SELECT r.page, u.user_id, u.email, u.phone, u.timezone, u.traits, u.level, \
-               u.channels, u.webhook_url, u.webhook_disabled_at, \
+               u.channels, u.webhook_url, u.webhook_disabled_at, u.quiet_hours, \
                EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = u.user_id \
                        AND s.event_type = r.event_type AND NOT s.enabled) AS unsubscribed \
              FROM unnest(",

@@ -13,6 +13,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         webhook_disabled_at -> Nullable<Timestamptz>,
+        quiet_hours -> Nullable<Jsonb>,
     }
 }
 
@@ -53,6 +54,7 @@ diesel::table! {
         status -> Text,
         routed_at -> Nullable<Timestamptz>,
         idempotency_key -> Nullable<Text>,
+        deliver_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -79,6 +81,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         bundle_id -> Nullable<Uuid>,
         held_at -> Nullable<Timestamptz>,
+        hold_reason -> Nullable<Text>,
     }
 }
 
@@ -120,6 +123,7 @@ diesel::table! {
         created_at -> Timestamptz,
         sent_at -> Nullable<Timestamptz>,
         notification_id -> Nullable<Uuid>,
+        bundle_key -> Text,
     }
 }
 

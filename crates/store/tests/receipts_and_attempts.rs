@@ -43,6 +43,7 @@ async fn add_event(pool: &Pool) -> Uuid {
         properties: serde_json::json!({}),
         user_traits: serde_json::json!({}),
         idempotency_key: None,
+        deliver_at: None,
     };
     let mut conn = pool.get().await.expect("connection");
     events::insert_batch(&mut conn, &[event])
@@ -77,6 +78,7 @@ async fn pending_rows_of(pool: &Pool, people: &[&str], per_person: usize) -> Vec
                 due_at: at("2026-03-10T12:00:00Z"),
                 sent_at: None,
                 bundle_id: None,
+                hold_reason: None,
             })
         })
         .collect();

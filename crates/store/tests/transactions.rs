@@ -64,6 +64,7 @@ async fn add_event(pool: &Pool, when: DateTime<Utc>) -> Uuid {
         properties: serde_json::json!({}),
         user_traits: serde_json::json!({}),
         idempotency_key: None,
+        deliver_at: None,
     };
     let mut conn = pool.get().await.expect("connection");
     events::insert_batch(&mut conn, &[event])
@@ -87,6 +88,7 @@ fn planned(event_id: Uuid, user_id: &str, due_at: DateTime<Utc>) -> PlannedNotif
         subject: None,
         text: "Ann joined".into(),
         due_at,
+        hold_reason: None,
         sent_at: None,
         timezone: Tz::UTC,
     }
@@ -167,6 +169,7 @@ fn one_more_tour(existing: Option<&BundleRow>, _: DayCounts) -> BundleRow {
             ready_at: now + Duration::hours(1),
             sent_at: None,
             notification_id: None,
+            bundle_key: String::new(),
         },
     }
 }
@@ -174,9 +177,16 @@ fn one_more_tour(existing: Option<&BundleRow>, _: DayCounts) -> BundleRow {
 /// Adds one bundled item for ann from a new event; returns the saved bundle.
 async fn add_item_for_ann(pool: &Pool) -> BundleRow {
     let event_id = add_event(pool, at(NOON)).await;
+    add_item_of(pool, event_id)
+        .await
+        .expect("a new item saves its bundle")
+}
+
+/// Adds ann's item of `event_id` to her bundle; the saved bundle, if the item was new.
+async fn add_item_of(pool: &Pool, event_id: Uuid) -> Option<BundleRow> {
     let item = NewNotification::from(planned(event_id, "ann", at(NOON)));
     let mut conn = pool.get().await.expect("connection");
-    let (_, saved) = bundles::add_item(&mut conn, item, day(), one_more_tour)
+    let (_, saved) = bundles::add_item(&mut conn, item, "", day(), one_more_tour)
         .await
         .expect("add item");
     saved
@@ -184,9 +194,19 @@ async fn add_item_for_ann(pool: &Pool) -> BundleRow {
 
 async fn flush_ann(pool: &Pool, id: Uuid, when: DateTime<Utc>, step: FlushStep) -> Flushed {
     let mut conn = pool.get().await.expect("connection");
-    bundles::flush(&mut conn, id, "ann", day(), when, move |_, _| step)
+    bundles::flush(&mut conn, id, "ann", day(), when, move |_, _, _| step)
         .await
         .expect("flush")
+}
+
+/// Send now with `text`, due at `when`.
+fn send(text: &str, when: DateTime<Utc>) -> FlushStep {
+    FlushStep::Send {
+        subject: None,
+        text: text.into(),
+        due_at: when,
+        hold_reason: None,
+    }
 }
 
 #[tokio::test]
@@ -331,13 +351,7 @@ async fn sending_a_bundle_turns_its_oldest_item_into_the_pending_carrier() {
     let text = "Bob and 1 other joined".to_string();
 
     // Act
-    let flushed = flush_ann(
-        &pool,
-        saved.id,
-        when,
-        FlushStep::Send { text: text.clone() },
-    )
-    .await;
+    let flushed = flush_ann(&pool, saved.id, when, send(&text, when)).await;
 
     // Assert
     let items = items_of(&pool, "ann").await;
@@ -347,7 +361,8 @@ async fn sending_a_bundle_turns_its_oldest_item_into_the_pending_carrier() {
         Flushed::Sent {
             carrier: oldest.0,
             severity: "standard".into(),
-            user_id: "ann".into()
+            user_id: "ann".into(),
+            due_at: when,
         }
     );
     let sent = bundle(&pool, saved.id).await;
@@ -375,8 +390,7 @@ async fn once_the_carrier_is_sent_the_other_items_take_its_status() {
     add_item_for_ann(&pool).await;
     let saved = add_item_for_ann(&pool).await;
     let when = at("2026-03-10T13:00:00Z");
-    let Flushed::Sent { carrier, .. } =
-        flush_ann(&pool, saved.id, when, FlushStep::Send { text: "x".into() }).await
+    let Flushed::Sent { carrier, .. } = flush_ann(&pool, saved.id, when, send("x", when)).await
     else {
         panic!("the bundle was not sent");
     };
@@ -434,24 +448,102 @@ async fn flushing_an_already_sent_bundle_does_nothing() {
     add_people(&pool, &["ann"]).await;
     let saved = add_item_for_ann(&pool).await;
     let first_send = at("2026-03-10T13:00:00Z");
-    flush_ann(
-        &pool,
-        saved.id,
-        first_send,
-        FlushStep::Send { text: "x".into() },
-    )
-    .await;
+    flush_ann(&pool, saved.id, first_send, send("x", first_send)).await;
 
     // Act
     let again = flush_ann(
         &pool,
         saved.id,
         at("2026-03-10T14:00:00Z"),
-        FlushStep::Send { text: "y".into() },
+        send("y", at("2026-03-10T14:00:00Z")),
     )
     .await;
 
     // Assert
     assert_eq!(again, Flushed::Nothing);
     assert_eq!(bundle(&pool, saved.id).await.sent_at, Some(first_send));
+}
+
+#[tokio::test]
+async fn an_item_routed_again_leaves_its_bundle_alone() {
+    // Arrange
+    let (_db, pool) = database().await;
+    add_people(&pool, &["ann"]).await;
+    let event_id = add_event(&pool, at(NOON)).await;
+    let saved = add_item_of(&pool, event_id).await.expect("new item");
+
+    // Act
+    let again = add_item_of(&pool, event_id).await;
+
+    // Assert
+    assert_eq!(again, None);
+    assert_eq!(bundle(&pool, saved.id).await.tours, 1);
+    assert_eq!(items_of(&pool, "ann").await.len(), 1);
+}
+
+#[tokio::test]
+async fn flushing_a_bundle_without_items_deletes_it() {
+    // Arrange: a pending bundle whose only item went away.
+    let (_db, pool) = database().await;
+    add_people(&pool, &["ann"]).await;
+    let saved = add_item_for_ann(&pool).await;
+    let mut conn = pool.get().await.expect("connection");
+    diesel::delete(notifications_t::table.filter(notifications_t::user_id.eq("ann")))
+        .execute(&mut conn)
+        .await
+        .expect("item removed");
+
+    // Act
+    let flushed = flush_ann(&pool, saved.id, at(NOON), send("x", at(NOON))).await;
+
+    // Assert
+    assert_eq!(flushed, Flushed::Nothing);
+    let gone = bundles::find(&mut conn, saved.id).await.expect("query");
+    assert_eq!(
+        gone, None,
+        "nothing left for the sweep to flush again and again"
+    );
+}
+
+#[tokio::test]
+async fn the_sweep_settles_items_a_dead_worker_left_bundled() {
+    // Arrange: a sent bundle whose carrier was delivered, its other item not settled.
+    let (_db, pool) = database().await;
+    add_people(&pool, &["ann"]).await;
+    add_item_for_ann(&pool).await;
+    let saved = add_item_for_ann(&pool).await;
+    let when = at("2026-03-10T13:00:00Z");
+    let Flushed::Sent { carrier, .. } = flush_ann(&pool, saved.id, when, send("x", when)).await
+    else {
+        panic!("the bundle was not sent");
+    };
+    let mut conn = pool.get().await.expect("connection");
+    diesel::update(notifications_t::table.find(carrier))
+        .set((
+            notifications_t::status.eq("failed"),
+            notifications_t::sent_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("carrier failed");
+
+    // Act
+    let settled = bundles::settle_stranded(&mut conn, 100)
+        .await
+        .expect("settle");
+
+    // Assert
+    assert_eq!(settled, 1);
+    let statuses: Vec<String> = items_of(&pool, "ann")
+        .await
+        .into_iter()
+        .map(|i| i.1)
+        .collect();
+    assert_eq!(statuses, ["failed", "failed"]);
+    assert_eq!(
+        bundles::settle_stranded(&mut conn, 100)
+            .await
+            .expect("again"),
+        0
+    );
 }

@@ -100,7 +100,7 @@ impl Context {
             settings.resolve_overrides.clone(),
         )?;
         let mailers = crate::smtp::Mailers::new(&config.channels)?;
-        let bundler = crate::bundler::Bundler::new(&config.bundling);
+        let bundler = crate::bundler::Bundler::new(&config);
         let worker_id = format!(
             "{}-{}",
             std::process::id(),

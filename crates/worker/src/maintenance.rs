@@ -4,9 +4,13 @@
 //! * **reclaim**: takes over jobs a dead worker read but never acknowledged.
 //! * **sweep**: rebuilds lost work from Postgres, the source of truth: events still
 //!   `received` and pending notifications overdue by more than the visibility timeout
-//!   are enqueued again, and so are pending bundles past their ready instant. All steps are idempotent (routing inserts nothing twice;
-//!   delivery skips what is no longer pending), so overlap with a live queue costs only
-//!   a little work. One worker sweeps at a time (a Redis lock). "Overdue" counts from
+//!   are enqueued again, and so are pending bundles past their stored ready instant
+//!   (a bundle put off stores its new instant, so deferred bundles are never polled).
+//!   Items of a sent bundle still `bundled` although its carrier reached a final state
+//!   (the worker died between the delivery and settling them) take the carrier's
+//!   status. All steps are idempotent (routing inserts nothing twice and counts no
+//!   bundle item twice; delivery skips what is no longer pending), so overlap with a
+//!   live queue costs only a little work. One worker sweeps at a time (a Redis lock). "Overdue" counts from
 //!   the oldest job no worker has read yet (not from now), so a backlog is not taken
 //!   for lost work, and each item the sweep enqueues is marked in Redis so that later
 //!   passes do not enqueue it again while its copy waits in the queue.
@@ -136,6 +140,13 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
             )
         })
         .collect();
+    let settled = herald_store::bundles::settle_stranded(&mut conn, SWEEP_BATCH).await?;
+    if settled > 0 {
+        tracing::info!(
+            items = settled,
+            "recovery sweep settled the items of sent bundles"
+        );
+    }
     let bundles = herald_store::bundles::overdue(&mut conn, cutoff, SWEEP_BATCH).await?;
     let flushes: Vec<_> = bundles
         .iter()
@@ -150,11 +161,12 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
     let mark_ttl = ctx.settings.visibility_timeout * MARK_TTL_FACTOR;
     let routes = enqueue_once(ctx, "route", routes, mark_ttl).await?;
     let deliveries = enqueue_once(ctx, "deliver", deliveries, mark_ttl).await?;
-    ctx.queue.enqueue(&flushes).await?;
-    if !routes.is_empty() || !deliveries.is_empty() {
+    let flushes = enqueue_once(ctx, "flush", flushes, mark_ttl).await?;
+    if !routes.is_empty() || !deliveries.is_empty() || !flushes.is_empty() {
         tracing::info!(
             events = routes.len(),
             notifications = deliveries.len(),
+            bundles = flushes.len(),
             "recovery sweep re-enqueued work"
         );
     }
@@ -175,7 +187,7 @@ async fn enqueue_once(
         .map(|(_, job)| match job {
             Job::Route { event_id, .. } => format!("sweep:{kind}:{event_id}"),
             Job::Deliver { notification_id } => format!("sweep:{kind}:{notification_id}"),
-            other => format!("sweep:{kind}:{}", other.to_json()),
+            Job::FlushBundle { bundle_id } => format!("sweep:{kind}:{bundle_id}"),
         })
         .collect();
     let fresh = ctx.marks.mark_new(&names, ttl).await?;

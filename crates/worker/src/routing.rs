@@ -163,7 +163,7 @@ async fn store(
     rule: &Rule,
     rows: Vec<PlannedNotification>,
 ) -> anyhow::Result<Vec<Inserted>> {
-    Ok(match (rule.bundle, rule.debounce) {
+    Ok(match (&rule.bundle, rule.debounce) {
         (Some(_), _) => crate::bundling::add_items(ctx, conn, event, rule, rows).await?,
         (None, Some(debounce)) => {
             notifications::insert_debounced(conn, debounce, event.event_timestamp, rows).await?

@@ -93,6 +93,12 @@ impl PartialSchema for EventsIn {
                     false,
                     "Merged into the person's traits.",
                 ),
+                (
+                    "deliver_at",
+                    Kind::String,
+                    false,
+                    "RFC 3339, at most 90 days ahead: the event's notifications wait until then.",
+                ),
             ],
         );
         schema::batch(

@@ -42,6 +42,18 @@ pub struct UserIn {
     webhook_url: Option<String>,
     /// Replaces the person's topic memberships (unknown topics are created).
     topics: Option<Vec<String>>,
+    /// Quiet hours in the person's time zone, e.g. `{"start": "22:00", "end":
+    /// "07:00"}`; optional `hold_critical` (default false) and `channels` (only these
+    /// are held). `null` removes them.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    quiet_hours: Option<Value>,
+}
+
+/// A field that may be given as `null` to clear it: absent stays `None`, given
+/// (`null` included) becomes `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 impl FromJsonBody for UserIn {
@@ -63,8 +75,39 @@ impl FromJsonBody for UserIn {
         };
         let checked = check_person(&fields, &rules)?;
         input.level = checked.level.map(|l| l.as_str().to_string());
+        input.quiet_hours = checked_quiet_hours(input.quiet_hours, &state.config.channels)?;
         Ok(input)
     }
+}
+
+/// Quiet hours (contract §4), checked apart from the other fields: times as `HH:MM`
+/// or `HH:MM:SS`, start and end different, `channels` naming configured channels.
+/// Stored normalised; `null` stays `null` (clears them).
+fn checked_quiet_hours(
+    given: Option<Value>,
+    channels: &herald_core::channels::Channels,
+) -> Result<Option<Value>, ApiError> {
+    let Some(value) = given else {
+        return Ok(None);
+    };
+    if value.is_null() {
+        return Ok(Some(Value::Null));
+    }
+    let quiet = herald_core::schedule::QuietHours::parse(&value)
+        .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
+    if let Some(unknown) = quiet
+        .channels
+        .iter()
+        .flatten()
+        .find(|c| !channels.contains(c))
+    {
+        return Err(ApiError::invalid_field(
+            "quiet_hours.channels",
+            format!("unknown channel {unknown:?}"),
+        ));
+    }
+    // Stored in its normal form (no unknown keys: the parse refused them).
+    Ok(Some(value))
 }
 
 impl From<UserIn> for PersonPatch {
@@ -78,6 +121,7 @@ impl From<UserIn> for PersonPatch {
             channels: input.channels.map(Value::Object),
             webhook_url: input.webhook_url,
             topics: input.topics,
+            quiet_hours: input.quiet_hours,
         }
     }
 }
@@ -104,6 +148,9 @@ pub struct UserOut {
     /// `webhook_url` (see `POST /api/v1/users/{user_id}/webhook/secret/rotate`).
     #[serde(skip_serializing_if = "Option::is_none")]
     webhook_secret: Option<String>,
+    /// `{"start", "end", "hold_critical"?, "channels"?}` or null.
+    #[schema(value_type = Option<Object>)]
+    quiet_hours: Option<Value>,
 }
 
 impl UserOut {
@@ -120,6 +167,7 @@ impl UserOut {
             webhook_disabled_at: person.webhook_disabled_at,
             topics,
             webhook_secret: None,
+            quiet_hours: person.quiet_hours,
         }
     }
 }
@@ -231,6 +279,9 @@ pub struct PreferencesOut {
     /// e.g. `{"email": true, "sms": false}`; a channel not named is on.
     #[schema(value_type = Object)]
     channels: Value,
+    /// `{"start", "end", "hold_critical"?, "channels"?}` or null (as on the person).
+    #[schema(value_type = Option<Object>)]
+    quiet_hours: Option<Value>,
 }
 
 /// A person's level and per-channel switches.
@@ -257,6 +308,7 @@ async fn load_preferences(
     Ok(PreferencesOut {
         level: person.level,
         channels: person.channels,
+        quiet_hours: person.quiet_hours,
     })
 }
 
@@ -269,6 +321,10 @@ pub struct PreferencesIn {
     /// e.g. `{"email": true, "sms": false}`; merged with the stored switches.
     #[schema(value_type = Option<Object>)]
     channels: Option<Map<String, Value>>,
+    /// Quiet hours, as on `PUT /api/v1/users/{id}`; `null` removes them.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    quiet_hours: Option<Value>,
 }
 
 impl FromJsonBody for PreferencesIn {
@@ -280,6 +336,7 @@ impl FromJsonBody for PreferencesIn {
             &state.config.channels,
         )?;
         input.level = change.level.map(|l| l.as_str().to_string());
+        input.quiet_hours = checked_quiet_hours(input.quiet_hours, &state.config.channels)?;
         Ok(input)
     }
 }
@@ -305,6 +362,7 @@ pub async fn put_preferences(
     let patch = PersonPatch {
         level: input.level,
         channels: input.channels.map(Value::Object),
+        quiet_hours: input.quiet_hours,
         ..Default::default()
     };
     people::upsert(&mut conn, &user_id, &patch).await?;

@@ -22,7 +22,8 @@
 //! | [`BundleState::take`] | send now: empties the pending bundle, counts the send, refuses past the cap |
 //! | [`Ranker`] | pluggable readiness score in [0,1] + threshold; [`ranker::LogisticRanker`] is the shipped one |
 //! | [`BundlingConfig`] | `config/bundling.yml`: `max_per_day`, threshold, weights, prior, hour profile |
-//! | [`message`] | `Matthew and 2 others went on a tour` |
+//! | [`message`] | the offline replay's message column (`Matthew and 2 others went on a tour`); online the rule's digest template speaks ([`digest`]) |
+//! | [`digest`] | a rule's digests: the bundle key, the actors and the template variables |
 //!
 //! Online use, per person (the caller holds a lock or a Lua script per person so two
 //! workers never interleave):
@@ -46,6 +47,7 @@
 //! re-reads `ready_at` (or compares with the newest `on_tour` result) before sending.
 
 mod clock;
+pub mod digest;
 pub mod ranker;
 mod state;
 

@@ -24,6 +24,7 @@ pub async fn event(app: &TestApp, event_type: &str, user_id: Option<&str>) -> Uu
         properties: json!({"n": 1}),
         user_traits: json!({"email": "someone@example.com"}),
         idempotency_key: None,
+        deliver_at: None,
     };
     let stored = herald_store::events::insert_batch(&mut conn(app).await, &[e])
         .await
@@ -48,6 +49,7 @@ pub fn row(event_id: Uuid, user_id: &str, notification_type: &str) -> NewNotific
         due_at: Utc::now(),
         sent_at: Some(Utc::now()),
         bundle_id: None,
+        hold_reason: None,
     }
 }
 

@@ -285,6 +285,33 @@ impl TestApp {
         self.workers.push((token, handle));
     }
 
+    /// A worker's context on this app's database and Redis, with no loop running:
+    /// a test calls routing, flushes and the sweep itself, one step at a time.
+    pub async fn worker_context(&self, opts: WorkerOptions) -> herald_worker::Context {
+        let mut config_env = vec![("HERALD_PROVIDER_URL".to_string(), self.provider.uri())];
+        config_env.extend(opts.config_env);
+        let settings = herald_worker::Settings {
+            database_url: self.db.url.clone(),
+            redis_url: redis_url(),
+            redis_prefix: self.prefix.clone(),
+            config_dir: match &opts.bundling_yaml {
+                Some(yaml) => config_copy_with("bundling.yml", yaml),
+                None => config_dir(),
+            },
+            queues: herald_queue::QueueName::ALL.to_vec(),
+            concurrency: 8,
+            visibility_timeout: opts.visibility_timeout,
+            sweep_interval: Duration::from_millis(500),
+            allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
+            resolve_overrides: opts.resolve_overrides,
+            config_env,
+            webhook_secret_overlap: opts.webhook_secret_overlap,
+        };
+        herald_worker::Context::build(settings)
+            .await
+            .expect("worker context")
+    }
+
     /// Waits until every event in `ids` is routed (all its notification rows exist).
     pub async fn wait_routed(&self, ids: &[Value]) {
         let pool = herald_store::connect(&self.db.url, 1).expect("pool");

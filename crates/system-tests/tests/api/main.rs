@@ -3,6 +3,7 @@
 
 mod alerts;
 mod auth;
+mod bundle_defects;
 mod bundling;
 mod channels;
 mod critical_queue;
@@ -18,6 +19,7 @@ mod pipeline;
 mod rate_limit;
 mod receipts;
 mod rules;
+mod scheduling;
 mod ssrf;
 mod stream;
 mod strict_input;
