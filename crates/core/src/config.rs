@@ -370,7 +370,9 @@ fn parse_bundling(
 }
 
 /// Each rule's `bundle.ranker` block laid over `bundling.yml` (objects merge key by
-/// key, anything else replaces), then validated like `bundling.yml`.
+/// key, anything else replaces), then validated like `bundling.yml`. A rule's own
+/// `bundle.max_per_day` is its ranker's cap too: the ranker plans the day's sends
+/// around the cap the flush enforces.
 fn rule_rankers(
     file: &str,
     rules: &RuleSet,
@@ -379,12 +381,20 @@ fn rule_rankers(
 ) -> HashMap<String, BundlingConfig> {
     let mut out = HashMap::new();
     for rule in rules.all() {
-        let Some(block) = rule.bundle.as_ref().and_then(|b| b.ranker.as_ref()) else {
+        let Some(spec) = rule.bundle.as_ref() else {
             continue;
         };
+        if spec.ranker.is_none() && spec.max_per_day.is_none_or(|m| m == base.max_per_day) {
+            continue;
+        }
         let name = &rule.notification_type;
         let mut merged = serde_json::to_value(base).unwrap_or_default();
-        overlay(&mut merged, block);
+        if let Some(block) = &spec.ranker {
+            overlay(&mut merged, block);
+        }
+        if let Some(cap) = spec.max_per_day {
+            merged["max_per_day"] = cap.into();
+        }
         match serde_json::from_value::<BundlingConfig>(merged) {
             Ok(cfg) => match cfg.validate() {
                 Ok(()) => {
@@ -636,6 +646,13 @@ mod tests {
         assert_eq!(own.weights.since_last, 2.0);
         assert_eq!(own.weights.bias, cfg.bundling.weights.bias);
         assert_eq!(cfg.bundling_for("B").threshold, 0.25);
+        // The rule's own cap is its ranker's.
+        let capped = ConfigSources {
+            bundling: Some("max_per_day: 7\n".into()),
+            ..sources(&rule("{max_per_day: 24}"))
+        };
+        let cfg = Config::from_sources(&capped, |_| None).expect("valid");
+        assert_eq!(cfg.bundling_for("A").max_per_day, 24);
         let cases = [
             (
                 "{ranker: {threshold: 2}}",

@@ -363,3 +363,41 @@ async fn comments_are_digested_per_post_with_their_count_and_actors() {
     assert_eq!(items.len(), 4);
     assert!(items.iter().all(|n| n["status"] == "sent"), "{items:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_ready_inside_quiet_hours_waits_for_their_end() {
+    // Arrange: the digest is ready 3 s after the comment; quiet hours end at 6 s.
+    let app = app_with_worker(&[("HERALD_COMMENTS_QUIET_PER_HOUR", "1200".into())]).await;
+    let (end, ends_at) = (clock_in(6), Utc::now() + Span::seconds(6));
+    let quiet = json!({"start": clock_in(-60), "end": end});
+    app.put("/api/v1/users/night_writer", json!({"quiet_hours": quiet}))
+        .await;
+
+    // Act
+    app.post(
+        "/api/v1/events",
+        json!([{"user_id": "night_writer", "event_type": "comment_created", "event_timestamp": Utc::now(),
+                "properties": {"post_id": 7, "author": "Ann"}}]),
+    )
+    .await;
+
+    // Assert
+    let bodies = app
+        .wait_for("the digest after the quiet hours", WAIT, || async {
+            let d = deliveries_to(&app, "night_writer").await;
+            (!d.is_empty()).then_some(d)
+        })
+        .await;
+    assert_eq!(bodies[0]["text"], "Ann commented on your post");
+    let id = bodies[0]["notification_id"].as_str().unwrap();
+    let (_, row) = app.get(&format!("/api/v1/notifications/{id}")).await;
+    assert_eq!(
+        row["hold_reason"],
+        format!("held for quiet hours until {end} UTC")
+    );
+    let sent: DateTime<Utc> = row["sent_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        sent >= ends_at - Span::seconds(1),
+        "sent {sent} inside the quiet hours ending {ends_at}"
+    );
+}
