@@ -1,7 +1,8 @@
-"""Seed 001, the delivery simulator (contract §9): 1,000 people, 5 broadcast messages, a
-provider that loses 10% of messages and sees half of the delivered ones opened.
+"""Seed 001, the delivery simulator (contract §9): 1,000 people, 5 messages, a provider
+that loses 10% of messages and sees half of the delivered ones opened.
 
-`herald-sim simulate` registers the people, publishes the messages and reads back,
+`herald-sim simulate` registers the people in a topic of the run's own, publishes the
+messages to that topic (so a person it did not register gets none) and reads back,
 per message, sent / received / opened from `GET /api/v1/events/{id}/stats`. The
 provider is the run's `healthy` sink: simulate sets its loss, open ratio and receipts
 URL for the run through `POST /control` (and restores them afterwards), so the sink
@@ -29,10 +30,15 @@ TIMEOUT_S = 300
 
 def run(stack: Stack) -> None:
     report: dict = {}
+    # Someone who is not part of the simulation: its messages go to a topic of the
+    # run's own, so they must not reach this person.
+    bystander = f"bystander_{uuid.uuid4().hex[:8]}"
+    stack.api("PUT", f"/api/v1/users/{bystander}", {}, expect=201)
     with stack.check(f"simulate {USERS} users x {MESSAGES} messages with loss {LOSS} and open {OPEN}", fatal=True):
         report.update(simulate(stack))
-    with stack.check("every message reached every registered person and none is pending"):
+    with stack.check("every message reached exactly the registered people and none is pending"):
         for m in report["messages"]:
+            check_eq(m["recipients"], USERS, f"message {m['message']}: recipients")
             check(m["sent"] >= USERS, f"message {m['message']} was sent to {m['sent']} people, expected >= {USERS}")
             # One row per person; no receipt here is a bounce, so each row is counted once.
             check_eq(m["sent"] + m["failed"] + m["suppressed"], m["recipients"],
@@ -43,6 +49,9 @@ def run(stack: Stack) -> None:
     with stack.check(f"opened is {100 * (1 - LOSS) * OPEN:.0f}% of sent within 3 points"):
         ratio = report["opened_ratio"]
         check(abs(ratio - (1 - LOSS) * OPEN) <= TOLERANCE, f"opened/sent = {ratio:.3f}")
+    with stack.check("a person the run did not register got none of its messages"):
+        got = stack.api("GET", f"/api/v1/notifications?user_id={bystander}")
+        check_eq(got["items"], [], f"{bystander}'s notifications")
     with stack.check("the sink's settings are restored after the run"):
         resp = http_request(stack.sink_base("healthy"), "GET", "/control")
         control = json.loads(resp.body)

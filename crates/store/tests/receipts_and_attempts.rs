@@ -129,14 +129,15 @@ type Final = (
 
 async fn final_state(pool: &Pool, ids: &[Uuid]) -> Vec<(Uuid, Final)> {
     let mut conn = pool.get().await.expect("connection");
-    let rows: Vec<(
+    type Row = (
         Uuid,
         String,
         i32,
         Option<DateTime<Utc>>,
         Option<DateTime<Utc>>,
         Option<DateTime<Utc>>,
-    )> = n::table
+    );
+    let rows: Vec<Row> = n::table
         .filter(n::id.eq_any(ids))
         .order(n::id)
         .select((

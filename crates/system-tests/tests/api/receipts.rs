@@ -313,3 +313,85 @@ async fn a_bounced_bundle_fails_its_sent_items_with_it() {
     }
     assert_eq!(statuses, ["failed", "failed", "failed", "sent"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_batch_aborted_by_a_deadlock_is_retried_not_answered_5xx() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    // Arrange: two sent rows, a < b. Another transaction holds b; it will wait for
+    // a too, once the receipt batch (which locks a, then waits for b) holds a. Its
+    // own deadlock check comes late (10 s), so Postgres aborts the receipt batch's
+    // statement after the default 1 s: the api must run it again.
+    let app = spawn_app().await;
+    people(&app, &["a"]).await;
+    let ev = fixtures::event(&app, "broadcast", None).await;
+    let id = insert(&app, &[row(ev, "a", "ONE"), row(ev, "a", "TWO")]).await;
+    let mut other = AsyncPgConnection::establish(&app.db.url)
+        .await
+        .expect("connection");
+    other
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL deadlock_timeout = '10s';
+             SELECT id FROM notifications WHERE id = '{}' FOR UPDATE",
+            id[1]
+        ))
+        .await
+        .expect("b locked");
+
+    // Act: the receipts wait for b; then the other transaction waits for a.
+    let receipts = {
+        let (client, url) = (app.client.clone(), app.url("/webhooks/receipts"));
+        let body = json!([
+            {"notification_id": id[0], "status": "delivered"},
+            {"notification_id": id[1], "status": "delivered"},
+        ]);
+        tokio::spawn(async move {
+            let resp = client
+                .post(url)
+                .bearer_auth(crate::helpers::API_KEY)
+                .json(&body)
+                .send()
+                .await
+                .expect("answered");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        })
+    };
+    let mut watcher = fixtures::conn(&app).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .get_result(&mut watcher)
+        .await
+        .expect("pg_stat_activity read");
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the receipts never waited for b"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let took_a = other
+        .batch_execute(&format!(
+            "SELECT id FROM notifications WHERE id = '{}' FOR UPDATE",
+            id[0]
+        ))
+        .await;
+    other.batch_execute("COMMIT").await.expect("committed");
+
+    // Assert: the other transaction got a (so the receipts' statement was the one
+    // aborted), and the receipts were applied all the same.
+    assert!(
+        took_a.is_ok(),
+        "the other transaction was aborted: {took_a:?}"
+    );
+    let (status, body) = receipts.await.expect("the request ran");
+    assert_eq!((status, body["updated"].clone()), (200, json!(2)), "{body}");
+    for id in &id {
+        assert!(notification(&app, id).await["delivered_at"].is_string());
+    }
+}
