@@ -8,17 +8,17 @@
 //!   count_power= per_friend=  friends.* (see config/bundling.yml)
 //!   lfit=ROUNDS               refit as `herald-worker bundle --fit` does (half A),
 //!                             print the YAML, then score it
-//!   mfit=ROUNDS               refit on half A with and without the celebrity together
-//!                             (mset=noc: without only); frozen=a,b keeps parameters
-//!                             whose names start so (e.g. frozen=friends)
-//!   breakdown=1               average delays by kind of person
-//! ```
-//!
+//!   flatten=A last_send=W     mix the hour profile with a flat one (A = 1: flat);
+//!                             weights.last_send
+//!   breakdown=1               average delays by kind of person (shift=SECONDS,
+//!                             seed=N for a synthetic day, trace=USER prints one
+//!                             person's sends)
 //!   fit=ROUNDS                refit on the training splits only (half A of the
 //!                             people at −2 h, 0, +2 h, with and without the
 //!                             celebrity; synthetic days 1–4), minimising the mean
 //!                             plus the worst log ratio; frozen=a,b keeps parameters
 //!                             whose names start so (e.g. frozen=friends)
+//!                             (train=noc: only the splits without the celebrity)
 //!   training=1                list the training splits in the table too
 //!   write=DIR                 also write the synthetic days as komoot CSV files
 //! ```
@@ -68,6 +68,16 @@ fn main() -> Result<(), Box<dyn Error>> {
     if let Some(x) = num("per_friend")? {
         cfg.friends.per_friend = x;
     }
+    if let Some(a) = num("flatten")? {
+        // Mix the hour profile with a flat one: a = 1 is flat.
+        let total: f64 = cfg.hour_profile.iter().sum();
+        for x in cfg.hour_profile.iter_mut() {
+            *x = (1.0 - a) * *x / total + a / 24.0;
+        }
+    }
+    if let Some(x) = num("last_send")? {
+        cfg.weights.last_send = x;
+    }
     if let Some(x) = num("count_power")? {
         cfg.friends.count_power = x;
     }
@@ -116,6 +126,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         let sets: Vec<_> = all
             .iter()
             .filter(|s| s.role == Role::Training)
+            // train=nocelebrity: only the splits without a dominating friend.
+            .filter(|s| {
+                opts.get("train").is_none_or(|_| {
+                    s.name.contains("no celebrity") || s.name.starts_with("synthetic")
+                })
+            })
             .map(|s| s.data.clone())
             .collect();
         let frozen: Vec<&str> = opts
@@ -162,7 +178,23 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
         };
         let mut acc = BTreeMap::<String, [f64; 3]>::new();
+        let trace = opts.get("trace").cloned().unwrap_or_default();
         replay_with(&d, ranker.as_ref(), |s, rows| {
+            if *d.people[s.person as usize] == *trace {
+                let hm = |t: i64| {
+                    format!(
+                        "{:02}:{:02}",
+                        t.rem_euclid(86_400) / 3600,
+                        t.rem_euclid(3600) / 60
+                    )
+                };
+                eprintln!(
+                    "sent {} first {} tours {}",
+                    hm(s.sent_at),
+                    hm(s.first_at),
+                    s.tours
+                );
+            }
             let total: i64 = rows.map(|r| s.sent_at - d.at[r]).sum();
             acc.entry(kind(s.person as usize)).or_default()[0] += total as f64;
         });

@@ -51,7 +51,14 @@ type Param = (
     f64,
 );
 
-const PARAMS: [Param; 14] = [
+const PARAMS: [Param; 15] = [
+    (
+        "last_send",
+        |c| c.weights.last_send,
+        |c, v| c.weights.last_send = v,
+        -10.0,
+        0.0,
+    ),
     (
         "bias",
         |c| c.weights.bias,

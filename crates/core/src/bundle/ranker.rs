@@ -28,6 +28,10 @@
 //! arrival model (tried and dropped, see the README) tells the first tour at once at
 //! almost every hour.
 //!
+//! `last_send` lowers the score of the day's last send by ln(expected further tours ×
+//! hours left): after it every further tour waits for midnight. It ships at 0; see the
+//! README's Bundling section for the held-out splits it was tried on.
+//!
 //! Weights whose features move with the clock are sign-constrained so the score never
 //! falls while nothing arrives: the ready instant is then a single crossing that
 //! `BundleState::ready_at` finds by bisection, and a scheduled bundle never
@@ -191,6 +195,11 @@ pub struct Weights {
     pub sent_today: f64,
     /// × hours left in the day; ≤ 0
     pub time_left: f64,
+    /// × ln(0.05 + expected further tours × hours left in the day), only while the
+    /// bundle would be the day's last send; ≤ 0. After the last send every further
+    /// tour waits for midnight, so that send must wait until few tours are still
+    /// expected *and* little of the day is left to wait through.
+    pub last_send: f64,
     /// Added when the bundle holds the person's first tour of the day: most people get
     /// one tour a day, so the first is best told at once (what an exact plan on a Gamma–Poisson model does).
     pub first_of_day: f64,
@@ -214,6 +223,7 @@ pub const DEFAULT_WEIGHTS: Weights = Weights {
     span: 0.0,
     sent_today: 0.0,
     time_left: 0.0,
+    last_send: 0.0,
     first_of_day: 0.0,
 };
 
@@ -326,6 +336,7 @@ impl BundlingConfig {
             ("weights.span", w.span),
             ("weights.sent_today", w.sent_today),
             ("weights.time_left", w.time_left),
+            ("weights.last_send", w.last_send),
             ("weights.first_of_day", w.first_of_day),
             ("prior.shape", self.prior.shape),
             ("prior.rate", self.prior.rate),
@@ -345,6 +356,7 @@ impl BundlingConfig {
         for (field, x) in [
             ("weights.time_left", w.time_left),
             ("weights.expected_more", w.expected_more),
+            ("weights.last_send", w.last_send),
         ] {
             if x > 0.0 {
                 errs.push(FieldProblem::new(field, "must be ≤ 0"));
@@ -470,10 +482,17 @@ impl LogisticRanker {
     pub fn score(&self, f: &Features) -> f64 {
         let w = &self.w;
         const H: f64 = 3600.0;
+        let more = self.expected_more(f);
+        let last_send = if f.sends_left == 1 && w.last_send != 0.0 {
+            w.last_send * (0.05 + more * f.time_left / H).ln()
+        } else {
+            0.0
+        };
         w.bias
             + w.tours * self.ln_count(f.tours)
             + w.sends_left * self.ln_count(f.sends_left)
-            + w.expected_more * (0.05 + self.expected_more(f)).ln()
+            + w.expected_more * (0.05 + more).ln()
+            + last_send
             + w.since_first * f.since_first / H
             + w.since_last * f.since_last / H
             + w.span * f.span / H
@@ -596,6 +615,39 @@ mod tests {
             ..first
         };
         assert_eq!(r.score(&later), plain.score(&later));
+    }
+
+    #[test]
+    fn last_send_holds_only_the_days_last_send_and_never_falls_with_time() {
+        let mut cfg = BundlingConfig::default();
+        let plain = LogisticRanker::new(&cfg);
+        cfg.weights.last_send = -2.0;
+        let r = LogisticRanker::new(&cfg);
+        // (sends already made, second of day): the term acts only when one send is left,
+        // and lowers the score more the more tours are expected over more hours.
+        for (sent, sod, acts) in [
+            (0, 36_000.0, false),
+            (2, 36_000.0, false),
+            (3, 36_000.0, true),
+            (3, 80_000.0, true),
+        ] {
+            let f = feats(2, sent, sod, 600.0);
+            let (a, b) = (r.score(&f), plain.score(&f));
+            assert_eq!(a != b, acts, "sent {sent} at {sod}: {a} vs {b}");
+            if acts {
+                let more = r.expected_more(&f) * f.time_left / 3600.0;
+                assert!((a - b - -2.0 * (0.05 + more).ln()).abs() < 1e-9);
+            }
+        }
+        let mut prev = f64::NEG_INFINITY;
+        for s in (30_000..86_400).step_by(113) {
+            let z = r.score(&feats(2, 3, s as f64, (s - 30_000) as f64));
+            assert!(z >= prev - 1e-9, "score fell at {s}");
+            prev = z;
+        }
+        assert!(BundlingConfig::from_yaml("weights: {last_send: 0.5}")
+            .expect_err("positive")
+            .contains("weights.last_send"));
     }
 
     #[test]
