@@ -75,6 +75,15 @@ fn main() -> Result<(), Box<dyn Error>> {
             *x = (1.0 - a) * *x / total + a / 24.0;
         }
     }
+    if let Some(x) = num("session")? {
+        cfg.friends.session = x;
+    }
+    if let Some(x) = num("session_median")? {
+        cfg.friends.session_median_s = x;
+    }
+    if let Some(x) = num("session_spread")? {
+        cfg.friends.session_spread = x;
+    }
     if let Some(x) = num("last_send")? {
         cfg.weights.last_send = x;
     }

@@ -51,7 +51,21 @@ type Param = (
     f64,
 );
 
-const PARAMS: [Param; 15] = [
+const PARAMS: [Param; 17] = [
+    (
+        "friends.session",
+        |c| c.friends.session,
+        |c, v| c.friends.session = v,
+        0.0,
+        5.0,
+    ),
+    (
+        "spare_sends",
+        |c| c.weights.spare_sends,
+        |c, v| c.weights.spare_sends = v,
+        -10.0,
+        10.0,
+    ),
     (
         "last_send",
         |c| c.weights.last_send,

@@ -311,11 +311,13 @@ pub fn replay_with<R: Ranker + ?Sized>(
                     let (before, after) = (weight(*told), weight(told.saturating_add(1)));
                     signal.weighted_tours += after.weighted_tours - before.weighted_tours;
                     *told = told.saturating_add(1);
+                    signal.latest_told = *told;
                 }
                 None => {
                     let first = weight(1);
                     signal.friends_today += first.friends_today;
                     signal.weighted_tours += first.weighted_tours;
+                    signal.latest_told = 1;
                     p_friends[p].push((f, 1));
                 }
             }

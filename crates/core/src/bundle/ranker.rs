@@ -28,6 +28,14 @@
 //! arrival model (tried and dropped, see the README) tells the first tour at once at
 //! almost every hour.
 //!
+//! The friend of the person's latest tour may be on a session (`friends.session`):
+//! in the sample a friend who toured `k` times today tours about `0.6 k` more times,
+//! mostly within hours. The forecast adds `session × k` for that friend, fading as the
+//! log-normal survival of the time since the latest tour (median and spread of the
+//! gaps between a friend's tours, from the lab's arrival model). Repeats still count
+//! `k^count_power` towards the person's daily rate: a session says more is coming
+//! soon, not that the person gets more tours all day.
+//!
 //! `last_send` lowers the score of the day's last send by ln(expected further tours ×
 //! hours left): after it every further tour waits for midnight. It ships at 0; see the
 //! README's Bundling section for the held-out splits it was tried on.
@@ -51,6 +59,10 @@ pub struct FriendSignal {
     /// person today: the person's tours today with a friend's repeats counting less
     /// than new friends.
     pub weighted_tours: f64,
+    /// Tours the friend of the person's latest tour has told them today (0: not
+    /// known). A friend who toured `k` times today tends to tour again, about in
+    /// proportion to `k` (see [`FriendModel::session`]).
+    pub latest_told: u32,
 }
 
 /// What the ranker sees of a pending bundle at an instant (`Features::observe`, beside
@@ -79,6 +91,8 @@ pub struct Features {
     pub friends_today: u32,
     /// The person's tours today, weighted (see [`FriendSignal::weighted_tours`]).
     pub weighted_tours: f64,
+    /// See [`FriendSignal::latest_told`].
+    pub latest_told: u32,
 }
 
 /// A readiness score in [0, 1] and the threshold at which a bundle goes.
@@ -117,6 +131,15 @@ pub struct FriendModel {
     /// Added to the Gamma shape per distinct friend seen today. Must be > −1 (with
     /// the weighted count of at least one per friend the shape stays positive).
     pub per_friend: f64,
+    /// Further tours expected from the friend of the latest tour, per tour they told
+    /// the person today, while their session lasts (≥ 0; 0: none). In the sample a
+    /// friend who toured `k` times tours about `0.6 k` more times.
+    pub session: f64,
+    /// Median seconds between a friend's tours: the session fades as a log-normal
+    /// survival of the time since the latest tour, with this median and
+    /// `session_spread` (σ of the log gap).
+    pub session_median_s: f64,
+    pub session_spread: f64,
 }
 
 impl Default for FriendModel {
@@ -124,6 +147,9 @@ impl Default for FriendModel {
         Self {
             count_power: 1.0,
             per_friend: 0.0,
+            session: 0.0,
+            session_median_s: 3600.0,
+            session_spread: 1.5,
         }
     }
 }
@@ -141,6 +167,21 @@ impl FriendModel {
             errs.push(FieldProblem::new(
                 "friends.per_friend",
                 "must be a number > -1",
+            ));
+        }
+        if !(self.session.is_finite() && self.session >= 0.0) {
+            errs.push(FieldProblem::new("friends.session", "must be a number ≥ 0"));
+        }
+        if !(self.session_median_s.is_finite() && self.session_median_s > 0.0) {
+            errs.push(FieldProblem::new(
+                "friends.session_median_s",
+                "must be a number > 0",
+            ));
+        }
+        if !(self.session_spread.is_finite() && self.session_spread > 0.0) {
+            errs.push(FieldProblem::new(
+                "friends.session_spread",
+                "must be a number > 0",
             ));
         }
         errs
@@ -183,6 +224,9 @@ pub struct Weights {
     pub tours: f64,
     /// × ln(sends left today)
     pub sends_left: f64,
+    /// × ln(0.5 + sends left after this one): sending now is cheap while sends remain
+    /// for the tours still to come, and very dear when this is the last.
+    pub spare_sends: f64,
     /// × ln(0.05 + expected further tours today); ≤ 0
     pub expected_more: f64,
     /// × hours since the first tour; ≥ 0
@@ -217,6 +261,7 @@ pub const DEFAULT_WEIGHTS: Weights = Weights {
     bias: 0.0,
     tours: 1.0,
     sends_left: 1.0,
+    spare_sends: 0.0,
     expected_more: -1.0,
     since_first: 0.0,
     since_last: 0.0,
@@ -330,6 +375,7 @@ impl BundlingConfig {
             ("weights.bias", w.bias),
             ("weights.tours", w.tours),
             ("weights.sends_left", w.sends_left),
+            ("weights.spare_sends", w.spare_sends),
             ("weights.expected_more", w.expected_more),
             ("weights.since_first", w.since_first),
             ("weights.since_last", w.since_last),
@@ -475,7 +521,19 @@ impl LogisticRanker {
         };
         let shape = self.prior.shape + tours + self.friends.per_friend * f64::from(f.friends_today);
         let rate = shape.max(0.0) / (self.prior.rate + frac);
-        (rate * (1.0 - frac)).max(0.0)
+        (rate * (1.0 - frac)).max(0.0) + self.session_more(f)
+    }
+
+    /// Further tours expected from the latest tour's friend: `session × k` while the
+    /// session lasts, fading as the log-normal survival of the time since the latest
+    /// tour (it only falls as time passes, so readiness still only rises).
+    pub fn session_more(&self, f: &Features) -> f64 {
+        let m = &self.friends;
+        if m.session <= 0.0 || f.latest_told == 0 {
+            return 0.0;
+        }
+        let z = ((f.since_last.max(1.0)).ln() - m.session_median_s.ln()) / m.session_spread;
+        m.session * f64::from(f.latest_told) * 0.5 * erfc(z / std::f64::consts::SQRT_2)
     }
 
     /// The raw logistic score z; readiness is σ(z).
@@ -491,6 +549,7 @@ impl LogisticRanker {
         w.bias
             + w.tours * self.ln_count(f.tours)
             + w.sends_left * self.ln_count(f.sends_left)
+            + w.spare_sends * (0.5 + f64::from(f.sends_left.saturating_sub(1))).ln()
             + w.expected_more * (0.05 + more).ln()
             + last_send
             + w.since_first * f.since_first / H
@@ -503,6 +562,29 @@ impl LogisticRanker {
             } else {
                 0.0
             }
+    }
+}
+
+/// The complementary error function (W. J. Cody's rational approximation as in
+/// Numerical Recipes' `erfcc`, relative error below 1.2e-7): enough for a forecast.
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
     }
 }
 
@@ -550,6 +632,7 @@ mod tests {
             second_of_day: sod,
             friends_today: 0,
             weighted_tours: 0.0,
+            latest_told: 0,
         }
     }
 
@@ -648,6 +731,106 @@ mod tests {
         assert!(BundlingConfig::from_yaml("weights: {last_send: 0.5}")
             .expect_err("positive")
             .contains("weights.last_send"));
+    }
+
+    #[test]
+    fn erfc_matches_known_values() {
+        for (x, want) in [
+            (0.0, 1.0),
+            (0.5, 0.479_500_122),
+            (1.0, 0.157_299_207),
+            (2.0, 0.004_677_735),
+            (-1.0, 1.842_700_793),
+            (6.0, 2.15e-17),
+        ] {
+            assert!((erfc(x) - want).abs() < 2e-7, "erfc({x}) = {}", erfc(x));
+        }
+    }
+
+    #[test]
+    fn session_forecast_grows_with_the_friends_count_and_fades_with_the_gap() {
+        let mut cfg = BundlingConfig::default();
+        cfg.friends.session = 0.5;
+        cfg.friends.session_median_s = 3600.0;
+        cfg.friends.session_spread = 1.0;
+        let r = LogisticRanker::new(&cfg);
+        let at = |latest_told: u32, since_last: f64| Features {
+            latest_told,
+            since_last,
+            ..feats(1, 0, 40_000.0, since_last)
+        };
+        // (tours the latest friend told, seconds since the latest tour, expected more
+        // from that friend): 0.5 k at once, half of it at the median gap.
+        for (k, gap, want) in [
+            (0, 0.0, 0.0),
+            (1, 0.0, 0.5),
+            (4, 0.0, 2.0),
+            (4, 3600.0, 1.0),
+            (4, 3600.0 * 1f64.exp(), 2.0 * 0.158_655_254),
+        ] {
+            let got = r.session_more(&at(k, gap));
+            assert!(
+                (got - want).abs() < 1e-6,
+                "k {k} gap {gap}: {got} vs {want}"
+            );
+        }
+        // It adds to the forecast, and is off when session is 0.
+        let plain = LogisticRanker::new(&BundlingConfig::default());
+        let f = at(4, 600.0);
+        assert!((r.expected_more(&f) - plain.expected_more(&f) - r.session_more(&f)).abs() < 1e-12);
+        assert_eq!(plain.session_more(&f), 0.0);
+        // The score still never falls while nothing arrives.
+        let mut prev = f64::NEG_INFINITY;
+        for s in (40_000..86_400).step_by(97) {
+            let g = (s - 40_000) as f64;
+            let f = Features {
+                second_of_day: s as f64,
+                time_left: (86_400 - s) as f64,
+                since_first: g,
+                since_last: g,
+                latest_told: 6,
+                ..feats(3, 1, 40_000.0, 0.0)
+            };
+            let z = r.score(&f);
+            assert!(z >= prev - 1e-9, "score fell at {s}");
+            prev = z;
+        }
+    }
+
+    #[test]
+    fn spare_sends_weighs_the_sends_left_after_this_one() {
+        let mut cfg = BundlingConfig::default();
+        let plain = LogisticRanker::new(&cfg);
+        cfg.weights.spare_sends = 1.0;
+        let r = LogisticRanker::new(&cfg);
+        // (sends already made: sends left 4..1) → ln(0.5 + sends left − 1)
+        for (sent, want) in [
+            (0, 3.5f64.ln()),
+            (1, 2.5f64.ln()),
+            (2, 1.5f64.ln()),
+            (3, 0.5f64.ln()),
+        ] {
+            let f = feats(2, sent, 36_000.0, 600.0);
+            assert!(
+                (r.score(&f) - plain.score(&f) - want).abs() < 1e-12,
+                "sent {sent}"
+            );
+        }
+    }
+
+    #[test]
+    fn session_settings_are_validated() {
+        let err = BundlingConfig::from_yaml(
+            "friends: {session: -1, session_median_s: 0, session_spread: -2}\n",
+        )
+        .expect_err("invalid");
+        for field in [
+            "friends.session ",
+            "friends.session_median_s",
+            "friends.session_spread",
+        ] {
+            assert!(err.contains(field), "{field}: {err}");
+        }
     }
 
     #[test]
@@ -752,7 +935,7 @@ mod tests {
         assert!(err.contains("max_per_day"), "{err}");
         assert!(err.contains("friends.count_power"), "{err}");
         assert!(err.contains("friends.per_friend"), "{err}");
-        assert!(BundlingConfig::from_yaml("friends: {session: 1}").is_err());
+        assert!(BundlingConfig::from_yaml("friends: {sessions: 1}").is_err());
         let good = BundlingConfig::default().to_yaml();
         assert_eq!(
             BundlingConfig::from_yaml(&good),
