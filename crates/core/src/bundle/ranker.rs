@@ -28,17 +28,17 @@
 //! arrival model (tried and dropped, see the README) tells the first tour at once at
 //! almost every hour.
 //!
-//! The friend of the person's latest tour may be on a session (`friends.session`):
+//! The person's busiest friend today may be on a session (`friends.session`):
 //! in the sample a friend who toured `k` times today tours about `0.6 k` more times,
 //! mostly within hours. The forecast adds `session × k` for that friend, fading as the
-//! log-normal survival of the time since the latest tour (median and spread of the
+//! log-normal survival of the time since the person's latest tour (median and spread of the
 //! gaps between a friend's tours, from the lab's arrival model). Repeats still count
 //! `k^count_power` towards the person's daily rate: a session says more is coming
 //! soon, not that the person gets more tours all day.
 //!
 //! `last_send` lowers the score of the day's last send by ln(expected further tours ×
-//! hours left): after it every further tour waits for midnight. It ships at 0; see the
-//! README's Bundling section for the held-out splits it was tried on.
+//! hours left): after it every further tour waits for midnight. `spare_sends` weighs
+//! the sends left after this one (sending is cheap while some remain).
 //!
 //! Weights whose features move with the clock are sign-constrained so the score never
 //! falls while nothing arrives: the ready instant is then a single crossing that
@@ -59,10 +59,10 @@ pub struct FriendSignal {
     /// person today: the person's tours today with a friend's repeats counting less
     /// than new friends.
     pub weighted_tours: f64,
-    /// Tours the friend of the person's latest tour has told them today (0: not
+    /// Tours the person's busiest friend today told them (the largest count; 0: none
     /// known). A friend who toured `k` times today tends to tour again, about in
     /// proportion to `k` (see [`FriendModel::session`]).
-    pub latest_told: u32,
+    pub busiest_told: u32,
 }
 
 /// What the ranker sees of a pending bundle at an instant (`Features::observe`, beside
@@ -91,8 +91,8 @@ pub struct Features {
     pub friends_today: u32,
     /// The person's tours today, weighted (see [`FriendSignal::weighted_tours`]).
     pub weighted_tours: f64,
-    /// See [`FriendSignal::latest_told`].
-    pub latest_told: u32,
+    /// See [`FriendSignal::busiest_told`].
+    pub busiest_told: u32,
 }
 
 /// A readiness score in [0, 1] and the threshold at which a bundle goes.
@@ -131,8 +131,8 @@ pub struct FriendModel {
     /// Added to the Gamma shape per distinct friend seen today. Must be > −1 (with
     /// the weighted count of at least one per friend the shape stays positive).
     pub per_friend: f64,
-    /// Further tours expected from the friend of the latest tour, per tour they told
-    /// the person today, while their session lasts (≥ 0; 0: none). In the sample a
+    /// Further tours expected from the person's busiest friend today, per tour they
+    /// told the person, while their session lasts (≥ 0; 0: none). In the sample a
     /// friend who toured `k` times tours about `0.6 k` more times.
     pub session: f64,
     /// Median seconds between a friend's tours: the session fades as a log-normal
@@ -210,6 +210,7 @@ impl FriendModel {
         for k in told {
             out.friends_today = out.friends_today.saturating_add(1);
             out.weighted_tours += weight(k.max(1));
+            out.busiest_told = out.busiest_told.max(k.max(1));
         }
         out
     }
@@ -455,7 +456,14 @@ pub struct LogisticRanker {
     ln_small: [f64; 64],
     /// k^count_power for small k (the replay asks for it at every tour).
     pow_small: [f64; 64],
+    /// The session's survival at every [`SURVIVAL_STEP`] seconds of the first day
+    /// since the latest tour, interpolated between: a logarithm and an erfc at every
+    /// score halved the replay's speed. Empty when `session` is 0.
+    survival: Vec<f64>,
 }
+
+/// Seconds between the entries of [`LogisticRanker`]'s survival table.
+const SURVIVAL_STEP: f64 = 30.0;
 
 impl LogisticRanker {
     fn ln_count(&self, n: u32) -> f64 {
@@ -500,6 +508,24 @@ impl LogisticRanker {
             share,
             ln_small: std::array::from_fn(|i| (i.max(1) as f64).ln()),
             pow_small: std::array::from_fn(|i| (i as f64).powf(cfg.friends.power())),
+            survival: if cfg.friends.session > 0.0 {
+                (0..=(86_400.0 / SURVIVAL_STEP) as usize)
+                    .map(|i| session_survival(&cfg.friends, i as f64 * SURVIVAL_STEP))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// The session's survival after `gap` seconds, from the table (linear between
+    /// entries, so it still only falls as the gap grows).
+    fn survival(&self, gap: f64) -> f64 {
+        let x = gap.max(0.0) / SURVIVAL_STEP;
+        let i = x as usize;
+        match (self.survival.get(i), self.survival.get(i + 1)) {
+            (Some(a), Some(b)) => a + (b - a) * (x - i as f64),
+            _ => session_survival(&self.friends, gap),
         }
     }
 
@@ -524,16 +550,16 @@ impl LogisticRanker {
         (rate * (1.0 - frac)).max(0.0) + self.session_more(f)
     }
 
-    /// Further tours expected from the latest tour's friend: `session × k` while the
-    /// session lasts, fading as the log-normal survival of the time since the latest
-    /// tour (it only falls as time passes, so readiness still only rises).
+    /// Further tours expected from the person's busiest friend today: `session × k`
+    /// while the session lasts, fading as the log-normal survival of the time since
+    /// the person's latest tour (it only falls as time passes, so readiness still
+    /// only rises).
     pub fn session_more(&self, f: &Features) -> f64 {
         let m = &self.friends;
-        if m.session <= 0.0 || f.latest_told == 0 {
+        if m.session <= 0.0 || f.busiest_told == 0 {
             return 0.0;
         }
-        let z = ((f.since_last.max(1.0)).ln() - m.session_median_s.ln()) / m.session_spread;
-        m.session * f64::from(f.latest_told) * 0.5 * erfc(z / std::f64::consts::SQRT_2)
+        m.session * f64::from(f.busiest_told) * self.survival(f.since_last)
     }
 
     /// The raw logistic score z; readiness is σ(z).
@@ -563,6 +589,14 @@ impl LogisticRanker {
                 0.0
             }
     }
+}
+
+/// The chance that a friend's next tour comes more than `gap` seconds after their
+/// last: the survival of a log-normal gap (median `session_median_s`, σ of the log
+/// `session_spread`).
+fn session_survival(m: &FriendModel, gap: f64) -> f64 {
+    let z = (gap.max(1.0).ln() - m.session_median_s.ln()) / m.session_spread;
+    0.5 * erfc(z / std::f64::consts::SQRT_2)
 }
 
 /// The complementary error function (W. J. Cody's rational approximation as in
@@ -632,7 +666,7 @@ mod tests {
             second_of_day: sod,
             friends_today: 0,
             weighted_tours: 0.0,
-            latest_told: 0,
+            busiest_told: 0,
         }
     }
 
@@ -754,12 +788,12 @@ mod tests {
         cfg.friends.session_median_s = 3600.0;
         cfg.friends.session_spread = 1.0;
         let r = LogisticRanker::new(&cfg);
-        let at = |latest_told: u32, since_last: f64| Features {
-            latest_told,
+        let at = |busiest_told: u32, since_last: f64| Features {
+            busiest_told,
             since_last,
             ..feats(1, 0, 40_000.0, since_last)
         };
-        // (tours the latest friend told, seconds since the latest tour, expected more
+        // (tours the busiest friend told, seconds since the latest tour, expected more
         // from that friend): 0.5 k at once, half of it at the median gap.
         for (k, gap, want) in [
             (0, 0.0, 0.0),
@@ -770,9 +804,20 @@ mod tests {
         ] {
             let got = r.session_more(&at(k, gap));
             assert!(
-                (got - want).abs() < 1e-6,
+                (got - want).abs() < 1e-5,
                 "k {k} gap {gap}: {got} vs {want}"
             );
+        }
+        // The table agrees with the formula, past its end too, and only falls.
+        let mut prev = f64::INFINITY;
+        for g in (0..100_000).step_by(37) {
+            let (table, exact) = (
+                r.survival(g as f64),
+                session_survival(&cfg.friends, g as f64),
+            );
+            assert!((table - exact).abs() < 1e-4, "{g}: {table} vs {exact}");
+            assert!(table <= prev, "rose at {g}");
+            prev = table;
         }
         // It adds to the forecast, and is off when session is 0.
         let plain = LogisticRanker::new(&BundlingConfig::default());
@@ -788,7 +833,7 @@ mod tests {
                 time_left: (86_400 - s) as f64,
                 since_first: g,
                 since_last: g,
-                latest_told: 6,
+                busiest_told: 6,
                 ..feats(3, 1, 40_000.0, 0.0)
             };
             let z = r.score(&f);
@@ -838,6 +883,7 @@ mod tests {
         let mut m = FriendModel::default();
         let sig = m.signal(&mut [3u32, 1, 0].into_iter());
         assert_eq!(sig.friends_today, 3);
+        assert_eq!(sig.busiest_told, 3);
         // count_power 1: every tour once (a zero count is one tour).
         assert!((sig.weighted_tours - 5.0).abs() < 1e-12);
         m.count_power = 0.0;
@@ -855,6 +901,7 @@ mod tests {
             let a = r.friend_signal(&mut told.into_iter());
             let b = m.signal(&mut told.into_iter());
             assert_eq!(a.friends_today, b.friends_today);
+            assert_eq!(a.busiest_told, b.busiest_told);
             assert!((a.weighted_tours - b.weighted_tours).abs() < 1e-9);
         }
         assert_eq!(m.signal(&mut std::iter::empty()), FriendSignal::default());
