@@ -21,6 +21,8 @@
 //!                             (train=noc: only the splits without the celebrity)
 //!   training=1                list the training splits in the table too
 //!   write=DIR                 also write the synthetic days as komoot CSV files
+//!   fresh=N                   only score N synthetic days with seeds 1000.. (used by
+//!                             no split: a check after choosing by the table)
 //! ```
 //!
 //! Prints one table of every split (see `herald_bundle_lab::splits`): the ratio of the
@@ -222,6 +224,27 @@ fn main() -> Result<(), Box<dyn Error>> {
         return Ok(());
     }
 
+    if let (Some(n), Some(m)) = (num("fresh")?, &model) {
+        // Synthetic days with seeds no table row uses: a check after choosing by it.
+        let mut line = String::from("fresh synthetic days:");
+        let mut logs = Vec::new();
+        for seed in 1000..1000 + n as u64 {
+            let d = build(
+                &m.draw(&Draw {
+                    seed,
+                    ..Draw::default()
+                }),
+                |_| true,
+                0,
+            );
+            let sc = splits::score(&d, ranker.as_ref());
+            logs.push(sc.ratio.ln());
+            line.push_str(&format!(" {:.2}", sc.ratio));
+        }
+        let geo = (logs.iter().sum::<f64>() / logs.len().max(1) as f64).exp();
+        println!("{line} | geometric mean {geo:.3}");
+        return Ok(());
+    }
     let show_training = opts.contains_key("training");
     println!("| split | role | tours | people | ratio | cap violations |");
     println!("|---|---|---|---|---|---|");
