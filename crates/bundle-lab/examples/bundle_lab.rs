@@ -8,69 +8,38 @@
 //!   count_power= per_friend=  friends.* (see config/bundling.yml)
 //!   lfit=ROUNDS               refit as `herald-worker bundle --fit` does (half A),
 //!                             print the YAML, then score it
-//!   mfit=ROUNDS               refit on half A with and without the celebrity together
-//!                             (mset=noc: without only); frozen=a,b keeps parameters
+//!   flatten=A last_send=W     mix the hour profile with a flat one (A = 1: flat);
+//!                             weights.last_send
+//!   breakdown=1               average delays by kind of person (shift=SECONDS,
+//!                             seed=N for a synthetic day, trace=USER prints one
+//!                             person's sends)
+//!   fit=ROUNDS                refit on the training splits only (half A of the
+//!                             people at −2 h, 0, +2 h, with and without the
+//!                             celebrity; synthetic days 1–4), minimising the mean
+//!                             plus the worst log ratio; frozen=a,b keeps parameters
 //!                             whose names start so (e.g. frozen=friends)
-//!   breakdown=1               average delays by kind of person
+//!                             (train=noc: only the splits without the celebrity)
+//!   training=1                list the training splits in the table too
+//!   write=DIR                 also write the synthetic days as komoot CSV files
+//!   fresh=N                   only score N synthetic days with seeds 1000.. (used by
+//!                             no split: a check after choosing by the table)
 //! ```
 //!
-//! Variants: `full`; `half_A`/`half_B` (people split by a hash of their id); `no_celeb`
-//! (friends with more than 100 receivers removed: the sample's one friend whose 10
-//! tours go to 422 people); their halves; the day shifted by ±3 h; receivers
-//! subsampled to 1/2 and 1/4 (other hashes). Each prints the ratio of the average delay
-//! to the offline optimum's; `geo` is the geometric mean over the perturbed variants.
+//! Prints one table of every split (see `herald_bundle_lab::splits`): the ratio of the
+//! average delay to the exact offline optimum's, and the cap violations. The held-out
+//! splits are what a change is judged by; the summary line gives their worst and
+//! geometric mean.
 
-use herald_bundle_lab::komoot::{read_tours, TourRef};
+use herald_bundle_lab::komoot::read_tours;
 use herald_bundle_lab::optimum::person_optimum;
-use herald_bundle_lab::replay::{replay_with, total_delay, Dataset};
+use herald_bundle_lab::replay::replay_with;
+use herald_bundle_lab::splits::{self, build, celebrities, Role};
+use herald_bundle_lab::synth::{ArrivalModel, Draw, Tour};
 use herald_core::bundle::ranker::{BundlingConfig, LogisticRanker};
 use herald_core::bundle::Ranker;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::error::Error;
 use std::time::Instant;
-
-struct Row {
-    at: i64,
-    user: String,
-    friend: String,
-    name: String,
-}
-
-/// FNV-1a of the id, remixed by `seed` (0: the split `--fit` uses).
-fn hash(s: &str, seed: u64) -> u64 {
-    let mut h = s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    if seed != 0 {
-        h ^= seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        h = (h ^ (h >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        h ^= h >> 29;
-    }
-    h
-}
-
-fn build(rows: &[Row], keep: impl Fn(&Row) -> bool, shift: i64) -> Dataset {
-    let mut d = Dataset::new();
-    for r in rows.iter().filter(|r| keep(r)) {
-        d.push(TourRef {
-            at: r.at + shift,
-            user_id: &r.user,
-            friend_id: &r.friend,
-            friend_name: &r.name,
-        });
-    }
-    d.sort();
-    d
-}
-
-fn score(d: &Dataset, r: &dyn Ranker) -> f64 {
-    let opt: i64 = d
-        .per_person()
-        .iter()
-        .map(|ts| person_optimum(ts, r.max_per_day()).total_delay)
-        .sum();
-    total_delay(d, r) as f64 / opt.max(1) as f64
-}
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
@@ -101,6 +70,25 @@ fn main() -> Result<(), Box<dyn Error>> {
     if let Some(x) = num("per_friend")? {
         cfg.friends.per_friend = x;
     }
+    if let Some(a) = num("flatten")? {
+        // Mix the hour profile with a flat one: a = 1 is flat.
+        let total: f64 = cfg.hour_profile.iter().sum();
+        for x in cfg.hour_profile.iter_mut() {
+            *x = (1.0 - a) * *x / total + a / 24.0;
+        }
+    }
+    if let Some(x) = num("session")? {
+        cfg.friends.session = x;
+    }
+    if let Some(x) = num("session_median")? {
+        cfg.friends.session_median_s = x;
+    }
+    if let Some(x) = num("session_spread")? {
+        cfg.friends.session_spread = x;
+    }
+    if let Some(x) = num("last_send")? {
+        cfg.weights.last_send = x;
+    }
     if let Some(x) = num("count_power")? {
         cfg.friends.count_power = x;
     }
@@ -113,7 +101,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     read_tours(
         std::fs::File::open(&path)?,
         |r| {
-            rows.push(Row {
+            rows.push(Tour {
                 at: r.at,
                 user: r.user_id.into(),
                 friend: r.friend_id.into(),
@@ -122,17 +110,18 @@ fn main() -> Result<(), Box<dyn Error>> {
         },
         |_| {},
     )?;
-    let mut per_friend = HashMap::<&str, usize>::new();
-    for r in &rows {
-        *per_friend.entry(&r.friend).or_default() += 1;
-    }
-    let celeb = |r: &Row| per_friend.get(r.friend.as_str()).copied().unwrap_or(0) > 100;
+    let celebs = celebrities(&rows);
+    let celeb = |r: &Tour| celebs.contains(&r.friend);
     let celeb_receivers: HashSet<&str> = rows
         .iter()
         .filter(|r| celeb(r))
         .map(|r| r.user.as_str())
         .collect();
-    let half = |r: &Row| hash(&r.user, 0).is_multiple_of(2);
+    let model = ArrivalModel::fit(&rows, splits::CELEBRITY_FAN_OUT);
+    if let (Some(dir), Some(m)) = (opts.get("write"), &model) {
+        write_synthetic(dir, m)?;
+    }
+    let all = splits::all(&rows, model.as_ref());
 
     if let Some(rounds) = num("lfit")? {
         let d = build(&rows, |_| true, 0);
@@ -144,21 +133,23 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!("{}", f.config.to_yaml());
         cfg = f.config;
     }
-    if let Some(rounds) = num("mfit")? {
-        // Train on half A of everyone and half A without the celebrity, together.
-        let sets = if opts.get("mset").is_some_and(|v| v == "noc") {
-            vec![build(&rows, |r| !celeb(r) && half(r), 0)]
-        } else {
-            vec![
-                build(&rows, half, 0),
-                build(&rows, |r| !celeb(r) && half(r), 0),
-            ]
-        };
+    if let Some(rounds) = num("fit")? {
+        let sets: Vec<_> = all
+            .iter()
+            .filter(|s| s.role == Role::Training)
+            // train=nocelebrity: only the splits without a dominating friend.
+            .filter(|s| {
+                opts.get("train").is_none_or(|_| {
+                    s.name.contains("no celebrity") || s.name.starts_with("synthetic")
+                })
+            })
+            .map(|s| s.data.clone())
+            .collect();
         let frozen: Vec<&str> = opts
             .get("frozen")
             .map(|v| v.split(',').collect())
             .unwrap_or_default();
-        cfg = herald_bundle_lab::fit::fit_sets(&sets, &cfg, rounds as u32, &frozen);
+        cfg = herald_bundle_lab::fit::fit_ratios(&sets, &cfg, rounds as u32, &frozen);
         println!("{}", cfg.to_yaml());
     }
     let t0 = Instant::now();
@@ -166,7 +157,21 @@ fn main() -> Result<(), Box<dyn Error>> {
     let build_ms = t0.elapsed().as_secs_f64() * 1e3;
 
     if opts.contains_key("breakdown") {
-        let d = build(&rows, |_| true, 0);
+        let shift = num("shift")?.unwrap_or(0.0) as i64;
+        let d = match num("seed")? {
+            Some(seed) => match &model {
+                Some(m) => build(
+                    &m.draw(&Draw {
+                        seed: seed as u64,
+                        ..Draw::default()
+                    }),
+                    |_| true,
+                    shift,
+                ),
+                None => return Err("no arrival model".into()),
+            },
+            None => build(&rows, |_| true, shift),
+        };
         let per = d.per_person();
         let kind = |p: usize| {
             let n = per[p].len();
@@ -184,7 +189,23 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
         };
         let mut acc = BTreeMap::<String, [f64; 3]>::new();
+        let trace = opts.get("trace").cloned().unwrap_or_default();
         replay_with(&d, ranker.as_ref(), |s, rows| {
+            if *d.people[s.person as usize] == *trace {
+                let hm = |t: i64| {
+                    format!(
+                        "{:02}:{:02}",
+                        t.rem_euclid(86_400) / 3600,
+                        t.rem_euclid(3600) / 60
+                    )
+                };
+                eprintln!(
+                    "sent {} first {} tours {}",
+                    hm(s.sent_at),
+                    hm(s.first_at),
+                    s.tours
+                );
+            }
             let total: i64 = rows.map(|r| s.sent_at - d.at[r]).sum();
             acc.entry(kind(s.person as usize)).or_default()[0] += total as f64;
         });
@@ -203,36 +224,76 @@ fn main() -> Result<(), Box<dyn Error>> {
         return Ok(());
     }
 
-    let variants: Vec<(&str, Dataset)> = vec![
-        ("full", build(&rows, |_| true, 0)),
-        ("half_A", build(&rows, half, 0)),
-        ("half_B", build(&rows, |r| !half(r), 0)),
-        ("no_celeb", build(&rows, |r| !celeb(r), 0)),
-        ("noc_A", build(&rows, |r| !celeb(r) && half(r), 0)),
-        ("noc_B", build(&rows, |r| !celeb(r) && !half(r), 0)),
-        ("shift+3h", build(&rows, |_| true, 3 * 3600)),
-        ("shift-3h", build(&rows, |_| true, -3 * 3600)),
-        ("noc+3h", build(&rows, |r| !celeb(r), 3 * 3600)),
-        ("noc-3h", build(&rows, |r| !celeb(r), -3 * 3600)),
-        (
-            "sub1/2",
-            build(&rows, |r| hash(&r.user, 7).is_multiple_of(2), 0),
-        ),
-        (
-            "sub1/4",
-            build(&rows, |r| hash(&r.user, 9).is_multiple_of(4), 0),
-        ),
-    ];
-    let mut line = String::new();
-    let mut log_sum = 0.0;
-    for (name, d) in &variants {
-        let s = score(d, ranker.as_ref());
-        if *name != "full" {
-            log_sum += s.ln();
+    if let (Some(n), Some(m)) = (num("fresh")?, &model) {
+        // Synthetic days with seeds no table row uses: a check after choosing by it.
+        let mut line = String::from("fresh synthetic days:");
+        let mut logs = Vec::new();
+        for seed in 1000..1000 + n as u64 {
+            let d = build(
+                &m.draw(&Draw {
+                    seed,
+                    ..Draw::default()
+                }),
+                |_| true,
+                0,
+            );
+            let sc = splits::score(&d, ranker.as_ref());
+            logs.push(sc.ratio.ln());
+            line.push_str(&format!(" {:.2}", sc.ratio));
         }
-        line.push_str(&format!("{name}={s:.3} "));
+        let geo = (logs.iter().sum::<f64>() / logs.len().max(1) as f64).exp();
+        println!("{line} | geometric mean {geo:.3}");
+        return Ok(());
     }
-    let geo = (log_sum / (variants.len() - 1) as f64).exp();
-    println!("{line}| geo={geo:.3} build={build_ms:.0}ms");
+    let show_training = opts.contains_key("training");
+    println!("| split | role | tours | people | ratio | cap violations |");
+    println!("|---|---|---|---|---|---|");
+    let mut held = Vec::new();
+    for sp in all
+        .iter()
+        .filter(|s| show_training || s.role != Role::Training)
+    {
+        let sc = splits::score(&sp.data, ranker.as_ref());
+        if sp.role == Role::HeldOut {
+            held.push(sc.ratio);
+        }
+        println!(
+            "| {} | {} | {} | {} | {:.2} | {} |",
+            sp.name,
+            sp.role.label(),
+            sp.data.len(),
+            sp.data.people.len(),
+            sc.ratio,
+            sc.cap_violations
+        );
+    }
+    let worst = held.iter().copied().fold(0.0, f64::max);
+    let geo = (held.iter().map(|x| x.ln()).sum::<f64>() / held.len().max(1) as f64).exp();
+    println!(
+        "held out: worst {worst:.3}, geometric mean {geo:.3} over {} splits (build {build_ms:.0} ms, {:.0} ms in all)",
+        held.len(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// Writes the held-out synthetic days (seeds 101–103) as komoot files, to replay them
+/// with `herald-worker bundle`.
+fn write_synthetic(dir: &str, m: &ArrivalModel) -> Result<(), Box<dyn Error>> {
+    std::fs::create_dir_all(dir)?;
+    for seed in [101, 102, 103] {
+        let path = std::path::Path::new(dir).join(format!("synthetic_{seed}.csv"));
+        let mut w = csv::Writer::from_path(&path)?;
+        w.write_record(["timestamp", "user_id", "friend_id", "friend_name"])?;
+        for t in m.draw(&Draw {
+            seed,
+            ..Draw::default()
+        }) {
+            let at = herald_bundle_lab::komoot::format_timestamp(t.at);
+            w.write_record([at.as_str(), &t.user, &t.friend, &t.name])?;
+        }
+        w.flush()?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(())
 }

@@ -51,7 +51,28 @@ type Param = (
     f64,
 );
 
-const PARAMS: [Param; 14] = [
+const PARAMS: [Param; 17] = [
+    (
+        "friends.session",
+        |c| c.friends.session,
+        |c, v| c.friends.session = v,
+        0.0,
+        5.0,
+    ),
+    (
+        "spare_sends",
+        |c| c.weights.spare_sends,
+        |c, v| c.weights.spare_sends = v,
+        -10.0,
+        10.0,
+    ),
+    (
+        "last_send",
+        |c| c.weights.last_send,
+        |c, v| c.weights.last_send = v,
+        -10.0,
+        0.0,
+    ),
     (
         "bias",
         |c| c.weights.bias,
@@ -282,4 +303,31 @@ fn search(
     }
     descend(&mut best, &mut best_val, rounds, frozen, &mut eval);
     best
+}
+
+/// Fits from `start` on several training sets at once, judged by the ratio to each
+/// set's optimum: the objective is the mean of ln(ratio) plus the largest ln(ratio),
+/// so a rule that is good on every set beats one that is best on most of them.
+/// Parameters whose name starts with one of `frozen` keep their starting value.
+pub fn fit_ratios(
+    sets: &[Dataset],
+    start: &BundlingConfig,
+    rounds: u32,
+    frozen: &[&str],
+) -> BundlingConfig {
+    let optima: Vec<f64> = sets
+        .iter()
+        .map(|d| crate::splits::optimum_total(d, start.max_per_day).max(1) as f64)
+        .collect();
+    let mut evaluations = 0;
+    search(start, rounds, frozen, &mut evaluations, &mut |c| {
+        let r = LogisticRanker::new(c);
+        let logs: Vec<f64> = sets
+            .iter()
+            .zip(&optima)
+            .map(|(d, opt)| (total_delay(d, &r).max(1) as f64 / opt).ln())
+            .collect();
+        let worst = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        logs.iter().sum::<f64>() / logs.len().max(1) as f64 + worst
+    })
 }

@@ -16,6 +16,8 @@
 //! | [`optimum`] | the exact offline optimum (per-person dynamic programme) |
 //! | [`stats`] | delay and cap statistics of a replay |
 //! | [`fit`] | learns ranker weights from a file by direct search on the replay |
+//! | [`synth`] | an arrival model fitted to a file, and synthetic days drawn from it |
+//! | [`splits`] | the training and held-out splits a ranker is fitted and judged on |
 //! | [`commands`] | `herald-worker bundle FILE` and `herald-worker users FILE` |
 //!
 //! The research program `bundle_lab` (scores a ranker on a file and on perturbed
@@ -27,4 +29,6 @@ pub mod fit;
 pub mod komoot;
 pub mod optimum;
 pub mod replay;
+pub mod splits;
 pub mod stats;
+pub mod synth;

@@ -311,11 +311,13 @@ pub fn replay_with<R: Ranker + ?Sized>(
                     let (before, after) = (weight(*told), weight(told.saturating_add(1)));
                     signal.weighted_tours += after.weighted_tours - before.weighted_tours;
                     *told = told.saturating_add(1);
+                    signal.busiest_told = signal.busiest_told.max(*told);
                 }
                 None => {
                     let first = weight(1);
                     signal.friends_today += first.friends_today;
                     signal.weighted_tours += first.weighted_tours;
+                    signal.busiest_told = signal.busiest_told.max(1);
                     p_friends[p].push((f, 1));
                 }
             }
@@ -470,6 +472,29 @@ mod tests {
         let one = total_delay(&rows(false), &r);
         let many = total_delay(&rows(true), &r);
         assert!(one <= many, "{one} vs {many}");
+    }
+
+    #[test]
+    fn a_friends_session_holds_their_burst_longer() {
+        // One friend tours every 15 minutes: with a session forecast the replay (which
+        // tracks the busiest friend's count) expects more from them and waits longer.
+        let mut cfg = BundlingConfig::default();
+        cfg.friends.count_power = 0.0;
+        cfg.weights.since_last = 0.3;
+        let plain = LogisticRanker::new(&cfg);
+        cfg.friends.session = 2.0;
+        let session = LogisticRanker::new(&cfg);
+        let mut d = Dataset::new();
+        for i in 0..8i64 {
+            d.push(TourRef {
+                at: 1_501_578_000 + i * 900,
+                user_id: "u",
+                friend_id: "f",
+                friend_name: "N",
+            });
+        }
+        let (with, without) = (total_delay(&d, &session), total_delay(&d, &plain));
+        assert!(with > without, "{with} vs {without}");
     }
 
     #[test]

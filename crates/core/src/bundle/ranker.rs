@@ -28,6 +28,18 @@
 //! arrival model (tried and dropped, see the README) tells the first tour at once at
 //! almost every hour.
 //!
+//! The person's busiest friend today may be on a session (`friends.session`):
+//! in the sample a friend who toured `k` times today tours about `0.6 k` more times,
+//! mostly within hours. The forecast adds `session × k` for that friend, fading as the
+//! log-normal survival of the time since the person's latest tour (median and spread of the
+//! gaps between a friend's tours, from the lab's arrival model). Repeats still count
+//! `k^count_power` towards the person's daily rate: a session says more is coming
+//! soon, not that the person gets more tours all day.
+//!
+//! `last_send` lowers the score of the day's last send by ln(expected further tours ×
+//! hours left): after it every further tour waits for midnight. `spare_sends` weighs
+//! the sends left after this one (sending is cheap while some remain).
+//!
 //! Weights whose features move with the clock are sign-constrained so the score never
 //! falls while nothing arrives: the ready instant is then a single crossing that
 //! `BundleState::ready_at` finds by bisection, and a scheduled bundle never
@@ -47,6 +59,10 @@ pub struct FriendSignal {
     /// person today: the person's tours today with a friend's repeats counting less
     /// than new friends.
     pub weighted_tours: f64,
+    /// Tours the person's busiest friend today told them (the largest count; 0: none
+    /// known). A friend who toured `k` times today tends to tour again, about in
+    /// proportion to `k` (see [`FriendModel::session`]).
+    pub busiest_told: u32,
 }
 
 /// What the ranker sees of a pending bundle at an instant (`Features::observe`, beside
@@ -75,6 +91,8 @@ pub struct Features {
     pub friends_today: u32,
     /// The person's tours today, weighted (see [`FriendSignal::weighted_tours`]).
     pub weighted_tours: f64,
+    /// See [`FriendSignal::busiest_told`].
+    pub busiest_told: u32,
 }
 
 /// A readiness score in [0, 1] and the threshold at which a bundle goes.
@@ -113,6 +131,15 @@ pub struct FriendModel {
     /// Added to the Gamma shape per distinct friend seen today. Must be > −1 (with
     /// the weighted count of at least one per friend the shape stays positive).
     pub per_friend: f64,
+    /// Further tours expected from the person's busiest friend today, per tour they
+    /// told the person, while their session lasts (≥ 0; 0: none). In the sample a
+    /// friend who toured `k` times tours about `0.6 k` more times.
+    pub session: f64,
+    /// Median seconds between a friend's tours: the session fades as a log-normal
+    /// survival of the time since the latest tour, with this median and
+    /// `session_spread` (σ of the log gap).
+    pub session_median_s: f64,
+    pub session_spread: f64,
 }
 
 impl Default for FriendModel {
@@ -120,6 +147,9 @@ impl Default for FriendModel {
         Self {
             count_power: 1.0,
             per_friend: 0.0,
+            session: 0.0,
+            session_median_s: 3600.0,
+            session_spread: 1.5,
         }
     }
 }
@@ -137,6 +167,21 @@ impl FriendModel {
             errs.push(FieldProblem::new(
                 "friends.per_friend",
                 "must be a number > -1",
+            ));
+        }
+        if !(self.session.is_finite() && self.session >= 0.0) {
+            errs.push(FieldProblem::new("friends.session", "must be a number ≥ 0"));
+        }
+        if !(self.session_median_s.is_finite() && self.session_median_s > 0.0) {
+            errs.push(FieldProblem::new(
+                "friends.session_median_s",
+                "must be a number > 0",
+            ));
+        }
+        if !(self.session_spread.is_finite() && self.session_spread > 0.0) {
+            errs.push(FieldProblem::new(
+                "friends.session_spread",
+                "must be a number > 0",
             ));
         }
         errs
@@ -165,6 +210,7 @@ impl FriendModel {
         for k in told {
             out.friends_today = out.friends_today.saturating_add(1);
             out.weighted_tours += weight(k.max(1));
+            out.busiest_told = out.busiest_told.max(k.max(1));
         }
         out
     }
@@ -179,6 +225,9 @@ pub struct Weights {
     pub tours: f64,
     /// × ln(sends left today)
     pub sends_left: f64,
+    /// × ln(0.5 + sends left after this one): sending now is cheap while sends remain
+    /// for the tours still to come, and very dear when this is the last.
+    pub spare_sends: f64,
     /// × ln(0.05 + expected further tours today); ≤ 0
     pub expected_more: f64,
     /// × hours since the first tour; ≥ 0
@@ -191,6 +240,11 @@ pub struct Weights {
     pub sent_today: f64,
     /// × hours left in the day; ≤ 0
     pub time_left: f64,
+    /// × ln(0.05 + expected further tours × hours left in the day), only while the
+    /// bundle would be the day's last send; ≤ 0. After the last send every further
+    /// tour waits for midnight, so that send must wait until few tours are still
+    /// expected *and* little of the day is left to wait through.
+    pub last_send: f64,
     /// Added when the bundle holds the person's first tour of the day: most people get
     /// one tour a day, so the first is best told at once (what an exact plan on a Gamma–Poisson model does).
     pub first_of_day: f64,
@@ -208,12 +262,14 @@ pub const DEFAULT_WEIGHTS: Weights = Weights {
     bias: 0.0,
     tours: 1.0,
     sends_left: 1.0,
+    spare_sends: 0.0,
     expected_more: -1.0,
     since_first: 0.0,
     since_last: 0.0,
     span: 0.0,
     sent_today: 0.0,
     time_left: 0.0,
+    last_send: 0.0,
     first_of_day: 0.0,
 };
 
@@ -320,12 +376,14 @@ impl BundlingConfig {
             ("weights.bias", w.bias),
             ("weights.tours", w.tours),
             ("weights.sends_left", w.sends_left),
+            ("weights.spare_sends", w.spare_sends),
             ("weights.expected_more", w.expected_more),
             ("weights.since_first", w.since_first),
             ("weights.since_last", w.since_last),
             ("weights.span", w.span),
             ("weights.sent_today", w.sent_today),
             ("weights.time_left", w.time_left),
+            ("weights.last_send", w.last_send),
             ("weights.first_of_day", w.first_of_day),
             ("prior.shape", self.prior.shape),
             ("prior.rate", self.prior.rate),
@@ -345,6 +403,7 @@ impl BundlingConfig {
         for (field, x) in [
             ("weights.time_left", w.time_left),
             ("weights.expected_more", w.expected_more),
+            ("weights.last_send", w.last_send),
         ] {
             if x > 0.0 {
                 errs.push(FieldProblem::new(field, "must be ≤ 0"));
@@ -397,7 +456,14 @@ pub struct LogisticRanker {
     ln_small: [f64; 64],
     /// k^count_power for small k (the replay asks for it at every tour).
     pow_small: [f64; 64],
+    /// The session's survival at every [`SURVIVAL_STEP`] seconds of the first day
+    /// since the latest tour, interpolated between: a logarithm and an erfc at every
+    /// score halved the replay's speed. Empty when `session` is 0.
+    survival: Vec<f64>,
 }
+
+/// Seconds between the entries of [`LogisticRanker`]'s survival table.
+const SURVIVAL_STEP: f64 = 30.0;
 
 impl LogisticRanker {
     fn ln_count(&self, n: u32) -> f64 {
@@ -442,6 +508,24 @@ impl LogisticRanker {
             share,
             ln_small: std::array::from_fn(|i| (i.max(1) as f64).ln()),
             pow_small: std::array::from_fn(|i| (i as f64).powf(cfg.friends.power())),
+            survival: if cfg.friends.session > 0.0 {
+                (0..=(86_400.0 / SURVIVAL_STEP) as usize)
+                    .map(|i| session_survival(&cfg.friends, i as f64 * SURVIVAL_STEP))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// The session's survival after `gap` seconds, from the table (linear between
+    /// entries, so it still only falls as the gap grows).
+    fn survival(&self, gap: f64) -> f64 {
+        let x = gap.max(0.0) / SURVIVAL_STEP;
+        let i = x as usize;
+        match (self.survival.get(i), self.survival.get(i + 1)) {
+            (Some(a), Some(b)) => a + (b - a) * (x - i as f64),
+            _ => session_survival(&self.friends, gap),
         }
     }
 
@@ -463,17 +547,37 @@ impl LogisticRanker {
         };
         let shape = self.prior.shape + tours + self.friends.per_friend * f64::from(f.friends_today);
         let rate = shape.max(0.0) / (self.prior.rate + frac);
-        (rate * (1.0 - frac)).max(0.0)
+        (rate * (1.0 - frac)).max(0.0) + self.session_more(f)
+    }
+
+    /// Further tours expected from the person's busiest friend today: `session × k`
+    /// while the session lasts, fading as the log-normal survival of the time since
+    /// the person's latest tour (it only falls as time passes, so readiness still
+    /// only rises).
+    pub fn session_more(&self, f: &Features) -> f64 {
+        let m = &self.friends;
+        if m.session <= 0.0 || f.busiest_told == 0 {
+            return 0.0;
+        }
+        m.session * f64::from(f.busiest_told) * self.survival(f.since_last)
     }
 
     /// The raw logistic score z; readiness is σ(z).
     pub fn score(&self, f: &Features) -> f64 {
         let w = &self.w;
         const H: f64 = 3600.0;
+        let more = self.expected_more(f);
+        let last_send = if f.sends_left == 1 && w.last_send != 0.0 {
+            w.last_send * (0.05 + more * f.time_left / H).ln()
+        } else {
+            0.0
+        };
         w.bias
             + w.tours * self.ln_count(f.tours)
             + w.sends_left * self.ln_count(f.sends_left)
-            + w.expected_more * (0.05 + self.expected_more(f)).ln()
+            + w.spare_sends * (0.5 + f64::from(f.sends_left.saturating_sub(1))).ln()
+            + w.expected_more * (0.05 + more).ln()
+            + last_send
             + w.since_first * f.since_first / H
             + w.since_last * f.since_last / H
             + w.span * f.span / H
@@ -484,6 +588,37 @@ impl LogisticRanker {
             } else {
                 0.0
             }
+    }
+}
+
+/// The chance that a friend's next tour comes more than `gap` seconds after their
+/// last: the survival of a log-normal gap (median `session_median_s`, σ of the log
+/// `session_spread`).
+fn session_survival(m: &FriendModel, gap: f64) -> f64 {
+    let z = (gap.max(1.0).ln() - m.session_median_s.ln()) / m.session_spread;
+    0.5 * erfc(z / std::f64::consts::SQRT_2)
+}
+
+/// The complementary error function (W. J. Cody's rational approximation as in
+/// Numerical Recipes' `erfcc`, relative error below 1.2e-7): enough for a forecast.
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
     }
 }
 
@@ -531,6 +666,7 @@ mod tests {
             second_of_day: sod,
             friends_today: 0,
             weighted_tours: 0.0,
+            busiest_told: 0,
         }
     }
 
@@ -599,10 +735,155 @@ mod tests {
     }
 
     #[test]
+    fn last_send_holds_only_the_days_last_send_and_never_falls_with_time() {
+        let mut cfg = BundlingConfig::default();
+        let plain = LogisticRanker::new(&cfg);
+        cfg.weights.last_send = -2.0;
+        let r = LogisticRanker::new(&cfg);
+        // (sends already made, second of day): the term acts only when one send is left,
+        // and lowers the score more the more tours are expected over more hours.
+        for (sent, sod, acts) in [
+            (0, 36_000.0, false),
+            (2, 36_000.0, false),
+            (3, 36_000.0, true),
+            (3, 80_000.0, true),
+        ] {
+            let f = feats(2, sent, sod, 600.0);
+            let (a, b) = (r.score(&f), plain.score(&f));
+            assert_eq!(a != b, acts, "sent {sent} at {sod}: {a} vs {b}");
+            if acts {
+                let more = r.expected_more(&f) * f.time_left / 3600.0;
+                assert!((a - b - -2.0 * (0.05 + more).ln()).abs() < 1e-9);
+            }
+        }
+        let mut prev = f64::NEG_INFINITY;
+        for s in (30_000..86_400).step_by(113) {
+            let z = r.score(&feats(2, 3, s as f64, (s - 30_000) as f64));
+            assert!(z >= prev - 1e-9, "score fell at {s}");
+            prev = z;
+        }
+        assert!(BundlingConfig::from_yaml("weights: {last_send: 0.5}")
+            .expect_err("positive")
+            .contains("weights.last_send"));
+    }
+
+    #[test]
+    fn erfc_matches_known_values() {
+        for (x, want) in [
+            (0.0, 1.0),
+            (0.5, 0.479_500_122),
+            (1.0, 0.157_299_207),
+            (2.0, 0.004_677_735),
+            (-1.0, 1.842_700_793),
+            (6.0, 2.15e-17),
+        ] {
+            assert!((erfc(x) - want).abs() < 2e-7, "erfc({x}) = {}", erfc(x));
+        }
+    }
+
+    #[test]
+    fn session_forecast_grows_with_the_friends_count_and_fades_with_the_gap() {
+        let mut cfg = BundlingConfig::default();
+        cfg.friends.session = 0.5;
+        cfg.friends.session_median_s = 3600.0;
+        cfg.friends.session_spread = 1.0;
+        let r = LogisticRanker::new(&cfg);
+        let at = |busiest_told: u32, since_last: f64| Features {
+            busiest_told,
+            since_last,
+            ..feats(1, 0, 40_000.0, since_last)
+        };
+        // (tours the busiest friend told, seconds since the latest tour, expected more
+        // from that friend): 0.5 k at once, half of it at the median gap.
+        for (k, gap, want) in [
+            (0, 0.0, 0.0),
+            (1, 0.0, 0.5),
+            (4, 0.0, 2.0),
+            (4, 3600.0, 1.0),
+            (4, 3600.0 * 1f64.exp(), 2.0 * 0.158_655_254),
+        ] {
+            let got = r.session_more(&at(k, gap));
+            assert!(
+                (got - want).abs() < 1e-5,
+                "k {k} gap {gap}: {got} vs {want}"
+            );
+        }
+        // The table agrees with the formula, past its end too, and only falls.
+        let mut prev = f64::INFINITY;
+        for g in (0..100_000).step_by(37) {
+            let (table, exact) = (
+                r.survival(g as f64),
+                session_survival(&cfg.friends, g as f64),
+            );
+            assert!((table - exact).abs() < 1e-4, "{g}: {table} vs {exact}");
+            assert!(table <= prev, "rose at {g}");
+            prev = table;
+        }
+        // It adds to the forecast, and is off when session is 0.
+        let plain = LogisticRanker::new(&BundlingConfig::default());
+        let f = at(4, 600.0);
+        assert!((r.expected_more(&f) - plain.expected_more(&f) - r.session_more(&f)).abs() < 1e-12);
+        assert_eq!(plain.session_more(&f), 0.0);
+        // The score still never falls while nothing arrives.
+        let mut prev = f64::NEG_INFINITY;
+        for s in (40_000..86_400).step_by(97) {
+            let g = (s - 40_000) as f64;
+            let f = Features {
+                second_of_day: s as f64,
+                time_left: (86_400 - s) as f64,
+                since_first: g,
+                since_last: g,
+                busiest_told: 6,
+                ..feats(3, 1, 40_000.0, 0.0)
+            };
+            let z = r.score(&f);
+            assert!(z >= prev - 1e-9, "score fell at {s}");
+            prev = z;
+        }
+    }
+
+    #[test]
+    fn spare_sends_weighs_the_sends_left_after_this_one() {
+        let mut cfg = BundlingConfig::default();
+        let plain = LogisticRanker::new(&cfg);
+        cfg.weights.spare_sends = 1.0;
+        let r = LogisticRanker::new(&cfg);
+        // (sends already made: sends left 4..1) → ln(0.5 + sends left − 1)
+        for (sent, want) in [
+            (0, 3.5f64.ln()),
+            (1, 2.5f64.ln()),
+            (2, 1.5f64.ln()),
+            (3, 0.5f64.ln()),
+        ] {
+            let f = feats(2, sent, 36_000.0, 600.0);
+            assert!(
+                (r.score(&f) - plain.score(&f) - want).abs() < 1e-12,
+                "sent {sent}"
+            );
+        }
+    }
+
+    #[test]
+    fn session_settings_are_validated() {
+        let err = BundlingConfig::from_yaml(
+            "friends: {session: -1, session_median_s: 0, session_spread: -2}\n",
+        )
+        .expect_err("invalid");
+        for field in [
+            "friends.session ",
+            "friends.session_median_s",
+            "friends.session_spread",
+        ] {
+            assert!(err.contains(field), "{field}: {err}");
+        }
+    }
+
+    #[test]
     fn friend_signal_counts_friends_and_weighs_repeats() {
         let mut m = FriendModel::default();
         let sig = m.signal(&mut [3u32, 1, 0].into_iter());
         assert_eq!(sig.friends_today, 3);
+        assert_eq!(sig.busiest_told, 3);
         // count_power 1: every tour once (a zero count is one tour).
         assert!((sig.weighted_tours - 5.0).abs() < 1e-12);
         m.count_power = 0.0;
@@ -620,6 +901,7 @@ mod tests {
             let a = r.friend_signal(&mut told.into_iter());
             let b = m.signal(&mut told.into_iter());
             assert_eq!(a.friends_today, b.friends_today);
+            assert_eq!(a.busiest_told, b.busiest_told);
             assert!((a.weighted_tours - b.weighted_tours).abs() < 1e-9);
         }
         assert_eq!(m.signal(&mut std::iter::empty()), FriendSignal::default());
@@ -700,7 +982,7 @@ mod tests {
         assert!(err.contains("max_per_day"), "{err}");
         assert!(err.contains("friends.count_power"), "{err}");
         assert!(err.contains("friends.per_friend"), "{err}");
-        assert!(BundlingConfig::from_yaml("friends: {session: 1}").is_err());
+        assert!(BundlingConfig::from_yaml("friends: {sessions: 1}").is_err());
         let good = BundlingConfig::default().to_yaml();
         assert_eq!(
             BundlingConfig::from_yaml(&good),

@@ -145,6 +145,7 @@ impl Features {
             second_of_day: (now - (eod - DAY)) as f64,
             friends_today: friends.friends_today,
             weighted_tours: friends.weighted_tours,
+            busiest_told: friends.busiest_told,
         }
     }
 }
@@ -386,6 +387,7 @@ mod tests {
         let sig = FriendSignal {
             friends_today: 2,
             weighted_tours: 2.5,
+            busiest_told: 1,
         };
         st.set_friends(T0 + 3600, sig);
         st.on_tour(T0 + 3600, T0 + 3600, "A", &r);
