@@ -25,6 +25,7 @@ use herald_queue::Job;
 use herald_store::notifications::{self, AttemptRecord, DeliveryRow};
 use serde_json::Value;
 use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 /// Margin added to the channel timeout for the delivery lock's lifetime.
@@ -94,11 +95,13 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<Option<Change
         return Ok(Some(changed(&row)));
     }
     let step = match delivery::choose(&facts, ctx.config.channels.get(&row.channel)) {
-        DeliveryStep::Send(outbound) => match gate(ctx, &facts, outbound).await? {
-            DeliveryStep::Send(outbound) => throttle(ctx, outbound).await?,
-            other => other,
-        },
+        DeliveryStep::Send(outbound) => gate(ctx, &facts, outbound).await?,
         other => other,
+    };
+    // The host's slot is held until the try is recorded.
+    let (step, _slot) = match step {
+        DeliveryStep::Send(outbound) => throttle(ctx, outbound).await?,
+        other => (other, None),
     };
     execute(ctx, &row, step).await
 }
@@ -150,22 +153,31 @@ async fn gate<'c>(
     ))
 }
 
-/// The channel's shared rate (`rate_limit_per_s`): over it, the job goes back until
-/// the next token is due, without spending an attempt.
-async fn throttle<'c>(ctx: &Context, outbound: Outbound<'c>) -> anyhow::Result<DeliveryStep<'c>> {
+/// The host's in-flight limit (`max_in_flight`), then the channel's shared rate
+/// (`rate_limit_per_s`): over either, the job goes back to the delayed set (until the
+/// next token, or for a moment when the host is busy) without spending an attempt.
+/// A send keeps the host's slot.
+async fn throttle<'c>(
+    ctx: &Context,
+    outbound: Outbound<'c>,
+) -> anyhow::Result<(DeliveryStep<'c>, Option<OwnedSemaphorePermit>)> {
     let channel = outbound.channel;
-    let Some(per_second) = channel.rate_limit_per_s else {
-        return Ok(DeliveryStep::Send(outbound));
+    let later = |wait: Duration| {
+        let wait = chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1));
+        (DeliveryStep::WaitUntil(Utc::now() + wait), None)
     };
-    Ok(
-        match ctx.rate_limits.take(&channel.name, per_second).await? {
-            None => DeliveryStep::Send(outbound),
-            Some(wait) => DeliveryStep::WaitUntil(
-                Utc::now()
-                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1)),
-            ),
-        },
-    )
+    let Some(slot) = ctx
+        .host_slots
+        .try_acquire(&outbound.target.host(), channel.max_in_flight)
+    else {
+        return Ok(later(crate::host_slots::HOST_BUSY_WAIT));
+    };
+    if let Some(per_second) = channel.rate_limit_per_s {
+        if let Some(wait) = ctx.rate_limits.take(&channel.name, per_second).await? {
+            return Ok(later(wait));
+        }
+    }
+    Ok((DeliveryStep::Send(outbound), Some(slot)))
 }
 
 /// Runs a step; returns the recipient when the notification's state changed.
@@ -220,11 +232,6 @@ async fn fail_without_trying(ctx: &Context, row: &DeliveryRow, reason: &str) -> 
 /// notification's new state), the host's circuit, the 410 rule and the retry.
 async fn send(ctx: &Context, row: &DeliveryRow, outbound: &Outbound<'_>) -> anyhow::Result<()> {
     let host = outbound.target.host();
-    // Waits while the host has `max_in_flight` deliveries of this process running.
-    let _slot = ctx
-        .host_slots
-        .acquire(&host, outbound.channel.max_in_flight)
-        .await;
     let started_at = Utc::now();
     let clock = Instant::now();
     let http = match outbound.channel.kind {

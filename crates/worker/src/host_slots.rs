@@ -1,11 +1,18 @@
 //! At most `max_in_flight` deliveries at once per destination host (contract §6), so
-//! one slow host cannot take every one of the worker's job slots. The limit holds per
-//! worker process: each process keeps a semaphore per host it delivers to. With `n`
-//! workers a host sees at most `n × max_in_flight` deliveries at once.
+//! one slow host cannot take every one of the worker's job slots: a delivery that
+//! finds its host's slots taken does not wait in its job slot but goes back to the
+//! delayed set for a moment ([`HOST_BUSY_WAIT`]), without spending an attempt.
+//!
+//! The limit holds per worker process: each process keeps a semaphore per host it
+//! delivers to. With `n` workers a host sees at most `n × max_in_flight` at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long a delivery whose host is busy waits before it is looked at again.
+pub const HOST_BUSY_WAIT: Duration = Duration::from_millis(250);
 
 #[derive(Default)]
 pub struct HostSlots {
@@ -13,10 +20,10 @@ pub struct HostSlots {
 }
 
 impl HostSlots {
-    /// Waits for one of `host`'s `limit` slots; the slot is freed when the permit is
+    /// One of `host`'s `limit` slots if one is free; it is freed when the permit is
     /// dropped. The first caller for a host sets its limit (channels sharing a host
     /// share its slots).
-    pub async fn acquire(&self, host: &str, limit: u32) -> OwnedSemaphorePermit {
+    pub fn try_acquire(&self, host: &str, limit: u32) -> Option<OwnedSemaphorePermit> {
         let semaphore = {
             let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
             hosts
@@ -24,36 +31,31 @@ impl HostSlots {
                 .or_insert_with(|| Arc::new(Semaphore::new(limit.max(1) as usize)))
                 .clone()
         };
-        // The semaphore is never closed, so acquiring cannot fail; should it ever,
-        // a fresh single permit keeps the delivery going rather than dropping it.
-        match semaphore.acquire_owned().await {
-            Ok(permit) => permit,
-            Err(_) => Arc::new(Semaphore::new(1))
-                .acquire_owned()
-                .await
-                .unwrap_or_else(|_| unreachable!("a new semaphore is open")),
-        }
+        semaphore.try_acquire_owned().ok()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
-    #[tokio::test(start_paused = true)]
-    async fn a_host_runs_at_most_its_limit_at_once_and_others_are_free() {
+    #[test]
+    fn a_host_runs_at_most_its_limit_at_once_and_others_are_free() {
         let slots = HostSlots::default();
-        let a1 = slots.acquire("a:443", 2).await;
-        let _a2 = slots.acquire("a:443", 2).await;
-        let third = tokio::time::timeout(Duration::from_secs(5), slots.acquire("a:443", 2)).await;
-        assert!(third.is_err(), "a third delivery to a waits");
-        let _b = tokio::time::timeout(Duration::from_secs(5), slots.acquire("b:443", 2))
-            .await
-            .expect("another host is free");
+        let a1 = slots.try_acquire("a:443", 2).expect("a first slot");
+        let _a2 = slots.try_acquire("a:443", 2).expect("a second slot");
+        assert!(
+            slots.try_acquire("a:443", 2).is_none(),
+            "a third delivery to a waits"
+        );
+        assert!(
+            slots.try_acquire("b:443", 2).is_some(),
+            "another host is free"
+        );
         drop(a1);
-        let _again = tokio::time::timeout(Duration::from_secs(5), slots.acquire("a:443", 2))
-            .await
-            .expect("a slot freed is taken");
+        assert!(
+            slots.try_acquire("a:443", 2).is_some(),
+            "a freed slot is taken"
+        );
     }
 }

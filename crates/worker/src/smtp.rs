@@ -149,3 +149,81 @@ impl Mailer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::channels::ChannelSpec;
+
+    fn mailer() -> Mailer {
+        let yaml = "{name: email, kind: smtp, url: 'smtp://127.0.0.1:2525', tls: none, \
+                    from: 'Herald <no-reply@example.com>', reply_to: help@example.com}";
+        let spec: ChannelSpec = serde_norway::from_str(yaml).expect("valid yaml");
+        let channel = Channel::from_spec(spec).expect("valid channel");
+        let settings = channel.smtp.clone().expect("an smtp channel");
+        Mailer::new(&channel, &settings).expect("a transport")
+    }
+
+    fn mail(html: Option<&str>, unsubscribe: Option<&str>) -> Mail<'static> {
+        Mail {
+            notification_id: Uuid::nil(),
+            to: "maria@example.com",
+            subject: "Welcome to the family!",
+            text: "Thanks for signing up.",
+            html: html.map(str::to_string),
+            list_unsubscribe: unsubscribe.map(str::to_string),
+        }
+    }
+
+    fn formatted(mail: &Mail<'_>) -> String {
+        let message = mailer().message(mail).expect("a message");
+        String::from_utf8(message.formatted()).expect("ASCII mail")
+    }
+
+    #[tokio::test]
+    async fn a_mail_carries_its_headers_and_an_html_alternative_when_given() {
+        let plain = formatted(&mail(None, None));
+        let id = format!("Message-ID: <{}@example.com>", Uuid::nil());
+        for want in [
+            "From: Herald <no-reply@example.com>",
+            "Reply-To: help@example.com",
+            "To: maria@example.com",
+            "Subject: Welcome to the family!",
+            id.as_str(),
+            "Content-Type: text/plain",
+            "Thanks for signing up.",
+        ] {
+            assert!(plain.contains(want), "{want:?} missing from\n{plain}");
+        }
+        assert!(!plain.contains("List-Unsubscribe"), "{plain}");
+        assert!(!plain.contains("multipart"), "{plain}");
+
+        let rich = formatted(&mail(
+            Some("<p>Thanks</p>"),
+            Some("<mailto:unsubscribe@example.com>"),
+        ));
+        for want in [
+            "List-Unsubscribe: <mailto:unsubscribe@example.com>",
+            "Content-Type: multipart/alternative",
+            "Content-Type: text/html",
+            "<p>Thanks</p>",
+            "Thanks for signing up.",
+        ] {
+            assert!(rich.contains(want), "{want:?} missing from\n{rich}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unusable_recipient_is_refused_as_permanent_without_a_connection() {
+        let mailers = Mailers {
+            transports: [("email".to_string(), mailer())].into_iter().collect(),
+        };
+        let bad = Mail {
+            to: "not an address",
+            ..mail(None, None)
+        };
+        let got = mailers.send("email", &bad).await;
+        assert_eq!(got.status, Some(553));
+        assert!(got.error.is_some());
+    }
+}

@@ -441,3 +441,40 @@ async fn a_channel_rate_holds_across_two_workers_without_spending_attempts() {
     assert!(elapsed >= Duration::from_secs(9), "{elapsed:?}");
     assert_eq!(app.provider.received_requests().await.unwrap().len(), 50);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_gets_at_most_max_in_flight_deliveries_at_once() {
+    let mut app = spawn_app().await;
+    // Each answer takes 300 ms: six deliveries one at a time take 1.8 s at least,
+    // six at once (the worker runs 8 jobs at a time) about 0.3 s.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(300)))
+        .mount(&app.provider)
+        .await;
+    let shipped = std::fs::read_to_string(config_dir().join("channels.yml")).unwrap();
+    let one_at_a_time = shipped.replacen("/push\"\n", "/push\"\n    max_in_flight: 1\n", 1);
+    assert_ne!(one_at_a_time, shipped);
+    let dir = config_copy_with("channels.yml", &one_at_a_time);
+    for i in 0..6 {
+        app.put(&format!("/api/v1/users/q{i}"), json!({})).await;
+    }
+    app.start_worker(WorkerOptions {
+        config_dir: Some(dir),
+        ..Default::default()
+    });
+    let started = Instant::now();
+    let event = post_events(
+        &app,
+        json!([{"event_type": "broadcast", "event_timestamp": "2025-10-31T19:00:00Z",
+                "properties": {"text": "one by one"}}]),
+    )
+    .await;
+    let items = app.wait_final(&event, 6, Duration::from_secs(30)).await;
+    let elapsed = started.elapsed();
+    assert!(items.iter().all(|n| n["status"] == "sent"), "{items:?}");
+    assert!(
+        items.iter().all(|n| n["attempts"] == 1),
+        "waiting for a slot spends no attempt"
+    );
+    assert!(elapsed >= Duration::from_millis(1800), "{elapsed:?}");
+}
