@@ -76,7 +76,9 @@ class Pair:
     def deliveries_to(self, user: str) -> list[dict]:
         """What the provider sink got for `user`: HTTP deliveries naming them, and mails
         to their address (the `email` channel speaks SMTP to the sink)."""
-        email = (self.call("GET", f"/api/v1/users/{user}") or {}).get("email") or "\0"
+        resp = http_request(self.api_url, "GET", f"/api/v1/users/{user}", None,
+                            {"Authorization": f"Bearer {API_KEY}"})
+        email = ((resp.json() or {}).get("email") if resp.status == 200 else None) or "\0"
         return [r["body"] for r in self.stack.sink_received("healthy")
                 if isinstance(r.get("body"), dict)
                 and (r["body"].get("user_id") == user or email in str(r["body"].get("to") or ""))]
