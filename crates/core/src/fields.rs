@@ -18,7 +18,12 @@ pub fn check_known_fields(obj: &Map<String, Value>, known: &[&str]) -> Result<()
 pub fn unknown_field(name: &str, known: &[&str]) -> FieldError {
     // The name is client input: escaped, so control characters stay visible, and cut,
     // so the message stays bounded. `field` holds the same text the message quotes.
-    let shown: String = name.chars().take(64).collect::<String>().escape_debug().to_string();
+    let shown: String = name
+        .chars()
+        .take(64)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
     let message = match closest(name, known) {
         Some(meant) => format!("unknown field \"{shown}\"; did you mean \"{meant}\"?"),
         None => format!(

@@ -141,7 +141,10 @@ async fn quiet_hours_hold_a_notification_until_they_end_and_others_get_it_at_onc
         (!deliveries_to(&app, "sleeper").await.is_empty()).then_some(())
     })
     .await;
-    let id = held["notification_id"].as_str().unwrap_or_default().to_string();
+    let id = held["notification_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let sent = sent_at(&app, &id).await;
     assert!(sent >= due, "sent {sent} before due {due}");
 }
@@ -258,7 +261,10 @@ async fn a_scheduled_send_survives_a_worker_restart_and_an_emptied_redis() {
         (!deliveries_to(&app, "later").await.is_empty()).then_some(())
     })
     .await;
-    let id = row["notification_id"].as_str().unwrap_or_default().to_string();
+    let id = row["notification_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let sent = sent_at(&app, &id).await;
     assert!(
         sent >= deliver_at,
@@ -304,8 +310,14 @@ async fn a_rules_send_window_holds_its_notification_until_it_opens() {
             (!d.is_empty()).then_some(d)
         })
         .await;
-    assert_eq!(bodies[0]["text"].as_str().map(str::trim_end), Some("Q3 is ready."));
-    let id = row["notification_id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        bodies[0]["text"].as_str().map(str::trim_end),
+        Some("Q3 is ready.")
+    );
+    let id = row["notification_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let sent = sent_at(&app, &id).await;
     assert!(
         sent >= opens,
