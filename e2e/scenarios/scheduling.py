@@ -83,6 +83,14 @@ class Pair:
                 if isinstance(r.get("body"), dict)
                 and (r["body"].get("user_id") == user or email in str(r["body"].get("to") or ""))]
 
+    def sent_at(self, notification_id: str) -> datetime:
+        """When the notification was recorded sent: a provider may have the message a
+        moment before the worker records the attempt, so this waits for it."""
+        def recorded():
+            at = self.call("GET", f"/api/v1/notifications/{notification_id}").get("sent_at")
+            return parse_time(at) if at else None
+        return wait_until(recorded, TIMEOUT_S, f"the attempt of {notification_id} recorded")
+
     def history(self, user: str) -> list[dict]:
         return self.call("GET", f"/audit/{user}?limit=100")["notification_history"]
 
@@ -174,7 +182,7 @@ def quiet_hours(p: Pair, sleeper: str, awake: str) -> None:
     if now() < due:
         check_eq(p.deliveries_to(sleeper), [], "deliveries inside the quiet hours")
     wait_until(lambda: p.deliveries_to(sleeper), TIMEOUT_S, f"the email of {sleeper} after the quiet hours")
-    sent = parse_time(p.call("GET", f"/api/v1/notifications/{held['notification_id']}")["sent_at"])
+    sent = p.sent_at(held["notification_id"])
     check(sent >= due, f"sent {sent} before its due time {due}")
 
 
@@ -187,7 +195,7 @@ def deliver_at(p: Pair, user: str) -> None:
     if now() < at:
         check_eq(p.deliveries_to(user), [], "deliveries before deliver_at")
     wait_until(lambda: p.deliveries_to(user), TIMEOUT_S, f"the email of {user} at its deliver_at")
-    sent = parse_time(p.call("GET", f"/api/v1/notifications/{held['notification_id']}")["sent_at"])
+    sent = p.sent_at(held["notification_id"])
     check(sent >= at, f"sent {sent} before deliver_at {at}")
     far = iso(now() + timedelta(days=91))
     answer = p.call("POST", "/api/v1/events", [payment_failed(user, {"deliver_at": far})], expect=202)
@@ -211,5 +219,5 @@ def hold_report(p: Pair, user: str, opens: datetime) -> dict:
 def report_sent_in_window(p: Pair, user: str, held: dict, opens: datetime) -> None:
     bodies = wait_until(lambda: p.deliveries_to(user), TIMEOUT_S + WINDOW_OPENS_IN_S, f"the report of {user}")
     check_eq(bodies[0]["text"].rstrip(), "Q3 is ready.", "report text")
-    sent = parse_time(p.call("GET", f"/api/v1/notifications/{held['notification_id']}")["sent_at"])
+    sent = p.sent_at(held["notification_id"])
     check(sent >= opens, f"sent {sent} before the window opened {opens}")

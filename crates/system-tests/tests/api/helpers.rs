@@ -245,6 +245,28 @@ impl TestApp {
     /// Starts an in-process worker whose providers all point at `self.provider`; call
     /// it again for more workers sharing the queues.
     pub fn start_worker(&mut self, opts: WorkerOptions) {
+        let settings = self.worker_settings(opts);
+        let token = CancellationToken::new();
+        let stop = token.clone();
+        let handle = tokio::spawn(async move {
+            herald_worker::run(settings, stop)
+                .await
+                .expect("worker runs");
+        });
+        self.workers.push((token, handle));
+    }
+
+    /// A worker's context on this app's database and Redis, with no loop running:
+    /// a test calls routing, flushes and the sweep itself, one step at a time.
+    pub async fn worker_context(&self, opts: WorkerOptions) -> herald_worker::Context {
+        herald_worker::Context::build(self.worker_settings(opts))
+            .await
+            .expect("worker context")
+    }
+
+    /// A worker on this app's database and Redis, its HTTP channels pointing at
+    /// `self.provider` and its SMTP channel at `self.smtp_port`.
+    fn worker_settings(&self, opts: WorkerOptions) -> herald_worker::Settings {
         let mut config_env = vec![
             ("HERALD_PROVIDER_URL".to_string(), self.provider.uri()),
             (
@@ -257,7 +279,7 @@ impl TestApp {
         }
         // The test's own values first: the first of a name wins.
         config_env.splice(0..0, opts.config_env);
-        let settings = herald_worker::Settings {
+        herald_worker::Settings {
             database_url: self.db.url.clone(),
             redis_url: redis_url(),
             redis_prefix: self.prefix.clone(),
@@ -274,42 +296,7 @@ impl TestApp {
             resolve_overrides: opts.resolve_overrides,
             config_env,
             webhook_secret_overlap: opts.webhook_secret_overlap,
-        };
-        let token = CancellationToken::new();
-        let stop = token.clone();
-        let handle = tokio::spawn(async move {
-            herald_worker::run(settings, stop)
-                .await
-                .expect("worker runs");
-        });
-        self.workers.push((token, handle));
-    }
-
-    /// A worker's context on this app's database and Redis, with no loop running:
-    /// a test calls routing, flushes and the sweep itself, one step at a time.
-    pub async fn worker_context(&self, opts: WorkerOptions) -> herald_worker::Context {
-        let mut config_env = vec![("HERALD_PROVIDER_URL".to_string(), self.provider.uri())];
-        config_env.extend(opts.config_env);
-        let settings = herald_worker::Settings {
-            database_url: self.db.url.clone(),
-            redis_url: redis_url(),
-            redis_prefix: self.prefix.clone(),
-            config_dir: match &opts.bundling_yaml {
-                Some(yaml) => config_copy_with("bundling.yml", yaml),
-                None => config_dir(),
-            },
-            queues: herald_queue::QueueName::ALL.to_vec(),
-            concurrency: 8,
-            visibility_timeout: opts.visibility_timeout,
-            sweep_interval: Duration::from_millis(500),
-            allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
-            resolve_overrides: opts.resolve_overrides,
-            config_env,
-            webhook_secret_overlap: opts.webhook_secret_overlap,
-        };
-        herald_worker::Context::build(settings)
-            .await
-            .expect("worker context")
+        }
     }
 
     /// Waits until every event in `ids` is routed (all its notification rows exist).

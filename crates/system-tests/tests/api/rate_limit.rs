@@ -61,7 +61,9 @@ async fn at_window_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_limit_a_key_gets_429_with_retry_after_and_other_keys_do_not() {
     let db = TestDb::create().await.expect("db");
-    let prefix = format!("herald_test_{}:", uuid::Uuid::new_v4().simple());
+    // The guard deletes the run's counters when the test ends.
+    let redis = herald_queue::testing::TestRedis::connect(1);
+    let prefix = redis.prefix().to_string();
     // Two api processes on the same Redis share each key's count.
     let first = serve(&db, redis_url(), &prefix, Some(5)).await;
     let second = serve(&db, redis_url(), &prefix, Some(5)).await;
@@ -117,7 +119,9 @@ async fn over_the_limit_a_key_gets_429_with_retry_after_and_other_keys_do_not() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_limit_or_without_redis_nothing_is_refused() {
     let db = TestDb::create().await.expect("db");
-    let prefix = format!("herald_test_{}:", uuid::Uuid::new_v4().simple());
+    // The guard deletes the run's counters when the test ends.
+    let redis = herald_queue::testing::TestRedis::connect(1);
+    let prefix = redis.prefix().to_string();
     let client = reqwest::Client::new();
     // Off by default.
     let unlimited = serve(&db, redis_url(), &prefix, None).await;
