@@ -225,9 +225,9 @@ export function renderPerson(main, userId, show) {
           n.opened_at && [h('dt', {}, 'Opened'), h('dd', {}, time(n.opened_at))],
           n.last_error && [h('dt', {}, 'Last error'), h('dd', { class: 'reason' }, n.last_error)]),
         n.delivery_attempts.length === 0
-          ? h('p', { class: 'muted' }, 'No delivery attempts (no HTTP call: inbox, suppressed, or not due yet).')
+          ? h('p', { class: 'muted' }, 'No delivery attempts (nothing sent: inbox, suppressed, or not due yet).')
           : table(`Delivery attempts of ${n.notification_type}`,
-            ['#', 'Started', 'Duration', 'HTTP', 'Outcome', 'Error'],
+            ['#', 'Started', 'Duration', 'Reply', 'Outcome', 'Error'],
             n.delivery_attempts.map((a) => h('tr', {},
               h('td', { class: 'num' }, String(a.attempt)),
               h('td', {}, time(a.started_at)),
