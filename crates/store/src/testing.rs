@@ -98,6 +98,31 @@ impl Drop for TestDb {
     }
 }
 
+/// Stores an event of `event_type` at `when`, about nobody and with no properties, and
+/// returns its id: the minimal parent row that notification tests need.
+pub async fn insert_event(
+    pool: &crate::Pool,
+    event_type: &str,
+    when: chrono::DateTime<chrono::Utc>,
+) -> uuid::Uuid {
+    let event = herald_core::event::NewEvent {
+        id: uuid::Uuid::now_v7(),
+        event_type: event_type.into(),
+        user_id: None,
+        topic: None,
+        event_timestamp: when,
+        properties: serde_json::json!({}),
+        user_traits: serde_json::json!({}),
+        idempotency_key: None,
+        deliver_at: None,
+    };
+    let mut conn = pool.get().await.expect("a test connection");
+    crate::events::insert_batch(&mut conn, &[event])
+        .await
+        .expect("the test event")[0]
+        .id
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -11,14 +11,13 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use herald_core::event::NewEvent;
 use herald_core::retry::AttemptOutcome;
 use herald_store::notifications::{self, AttemptRecord, NewNotification};
 use herald_store::people::{self, PersonPatch};
 use herald_store::receipts::{self, Receipt, ReceiptKind};
 use herald_store::schema::notifications as n;
-use herald_store::testing::TestDb;
-use herald_store::{events, Pool};
+use herald_store::testing::{insert_event, TestDb};
+use herald_store::Pool;
 use rand::seq::SliceRandom;
 use std::sync::Arc;
 use tokio::sync::Barrier;
@@ -34,22 +33,7 @@ fn at(s: &str) -> DateTime<Utc> {
 }
 
 async fn add_event(pool: &Pool) -> Uuid {
-    let event = NewEvent {
-        id: Uuid::now_v7(),
-        event_type: "broadcast".into(),
-        user_id: None,
-        topic: None,
-        event_timestamp: at("2026-03-10T12:00:00Z"),
-        properties: serde_json::json!({}),
-        user_traits: serde_json::json!({}),
-        idempotency_key: None,
-        deliver_at: None,
-    };
-    let mut conn = pool.get().await.expect("connection");
-    events::insert_batch(&mut conn, &[event])
-        .await
-        .expect("event")[0]
-        .id
+    insert_event(pool, "broadcast", at("2026-03-10T12:00:00Z")).await
 }
 
 /// `PER_PERSON` pending push rows for each of [`PEOPLE`] from one new event.

@@ -10,7 +10,6 @@ use chrono_tz::Tz;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use herald_core::debounce::{Debounce, Period};
-use herald_core::event::NewEvent;
 use herald_core::queues::QueueName;
 use herald_core::routing::PlannedNotification;
 use herald_core::severity::Severity;
@@ -19,8 +18,8 @@ use herald_store::bundles::{self, BundleRow, Day, DayCounts, FlushStep, Flushed}
 use herald_store::notifications::{self, NewNotification};
 use herald_store::people::{self, PersonPatch};
 use herald_store::schema::notifications as notifications_t;
-use herald_store::testing::TestDb;
-use herald_store::{events, Pool};
+use herald_store::testing::{insert_event, TestDb};
+use herald_store::Pool;
 use uuid::Uuid;
 
 const TYPE: &str = "digest";
@@ -55,22 +54,7 @@ async fn add_people(pool: &Pool, ids: &[&str]) {
 
 /// Stores an event that happened at `when`; returns its id.
 async fn add_event(pool: &Pool, when: DateTime<Utc>) -> Uuid {
-    let event = NewEvent {
-        id: Uuid::now_v7(),
-        event_type: "friend_joined".into(),
-        user_id: None,
-        topic: None,
-        event_timestamp: when,
-        properties: serde_json::json!({}),
-        user_traits: serde_json::json!({}),
-        idempotency_key: None,
-        deliver_at: None,
-    };
-    let mut conn = pool.get().await.expect("connection");
-    events::insert_batch(&mut conn, &[event])
-        .await
-        .expect("event")[0]
-        .id
+    insert_event(pool, "friend_joined", when).await
 }
 
 /// The row routing plans for `user_id` from `event_id`: pending, in-app, due at once.
@@ -382,18 +366,24 @@ async fn sending_a_bundle_turns_its_oldest_item_into_the_pending_carrier() {
     assert_eq!((carrier_text, due_at), (text, when));
 }
 
+/// ann's bundle of two items, flushed and sent: its carrier and when it was sent.
+async fn sent_bundle_of_two(pool: &Pool) -> (Uuid, DateTime<Utc>) {
+    add_people(pool, &["ann"]).await;
+    add_item_for_ann(pool).await;
+    let saved = add_item_for_ann(pool).await;
+    let when = at("2026-03-10T13:00:00Z");
+    let Flushed::Sent { carrier, .. } = flush_ann(pool, saved.id, when, send("x", when)).await
+    else {
+        panic!("the bundle was not sent");
+    };
+    (carrier, when)
+}
+
 #[tokio::test]
 async fn once_the_carrier_is_sent_the_other_items_take_its_status() {
     // Arrange
     let (_db, pool) = database().await;
-    add_people(&pool, &["ann"]).await;
-    add_item_for_ann(&pool).await;
-    let saved = add_item_for_ann(&pool).await;
-    let when = at("2026-03-10T13:00:00Z");
-    let Flushed::Sent { carrier, .. } = flush_ann(&pool, saved.id, when, send("x", when)).await
-    else {
-        panic!("the bundle was not sent");
-    };
+    let (carrier, when) = sent_bundle_of_two(&pool).await;
     let mut conn = pool.get().await.expect("connection");
     diesel::update(notifications_t::table.find(carrier))
         .set((
@@ -509,14 +499,7 @@ async fn flushing_a_bundle_without_items_deletes_it() {
 async fn the_sweep_settles_items_a_dead_worker_left_bundled() {
     // Arrange: a sent bundle whose carrier was delivered, its other item not settled.
     let (_db, pool) = database().await;
-    add_people(&pool, &["ann"]).await;
-    add_item_for_ann(&pool).await;
-    let saved = add_item_for_ann(&pool).await;
-    let when = at("2026-03-10T13:00:00Z");
-    let Flushed::Sent { carrier, .. } = flush_ann(&pool, saved.id, when, send("x", when)).await
-    else {
-        panic!("the bundle was not sent");
-    };
+    let (carrier, _) = sent_bundle_of_two(&pool).await;
     let mut conn = pool.get().await.expect("connection");
     diesel::update(notifications_t::table.find(carrier))
         .set((

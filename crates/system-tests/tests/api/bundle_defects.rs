@@ -3,6 +3,7 @@
 //! when the test says (a reclaimed job or a sweep routing an event again, a worker
 //! dying between a carrier's delivery and settling its items).
 
+use crate::bundling::ALWAYS_READY;
 use crate::helpers::{spawn_app, TestApp, WorkerOptions};
 use diesel::sql_types::{Integer, Text, Uuid as SqlUuid};
 use diesel::QueryableByName;
@@ -14,13 +15,6 @@ use uuid::Uuid;
 const NEVER_READY: &str = "max_per_day: 4
 threshold: 0.99
 weights: {bias: -20.0, tours: 0.0, sends_left: 0.0, expected_more: 0.0, since_first: 0.0,
-          since_last: 0.0, span: 0.0, sent_today: 0.0, time_left: 0.0}
-";
-
-/// Always ready: every tour is sent at once, until the cap stops it.
-const ALWAYS_READY: &str = "max_per_day: 4
-threshold: 0.01
-weights: {bias: 10.0, tours: 0.0, sends_left: 0.0, expected_more: 0.0, since_first: 0.0,
           since_last: 0.0, span: 0.0, sent_today: 0.0, time_left: 0.0}
 ";
 

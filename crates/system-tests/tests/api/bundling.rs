@@ -16,7 +16,7 @@ weights: {bias: -2.0, tours: 0.0, sends_left: 0.0, expected_more: 0.0, since_fir
 ";
 
 /// Always ready: every tour is sent at once, until the cap stops it.
-const ALWAYS_READY: &str = "max_per_day: 4
+pub const ALWAYS_READY: &str = "max_per_day: 4
 threshold: 0.01
 weights: {bias: 10.0, tours: 0.0, sends_left: 0.0, expected_more: 0.0, since_first: 0.0,
           since_last: 0.0, span: 0.0, sent_today: 0.0, time_left: 0.0}

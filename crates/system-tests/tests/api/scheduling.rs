@@ -53,9 +53,10 @@ async fn deliveries_to(app: &TestApp, user: &str) -> Vec<Value> {
     received
 }
 
-/// When notification `id` was recorded sent; waits for it, since a provider may
-/// have the message a moment before the worker records its attempt.
-async fn sent_at(app: &TestApp, id: &str) -> DateTime<Utc> {
+/// When the notification of an audit `row` was recorded sent; waits for it, since a
+/// provider may have the message a moment before the worker records its attempt.
+async fn sent_at(app: &TestApp, row: &Value) -> DateTime<Utc> {
+    let id = row["notification_id"].as_str().unwrap_or_default();
     app.wait_for("the attempt recorded", WAIT, || async {
         let (_, row) = app.get(&format!("/api/v1/notifications/{id}")).await;
         row["sent_at"].as_str()?.parse().ok()
@@ -141,11 +142,7 @@ async fn quiet_hours_hold_a_notification_until_they_end_and_others_get_it_at_onc
         (!deliveries_to(&app, "sleeper").await.is_empty()).then_some(())
     })
     .await;
-    let id = held["notification_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let sent = sent_at(&app, &id).await;
+    let sent = sent_at(&app, &held).await;
     assert!(sent >= due, "sent {sent} before due {due}");
 }
 
@@ -261,11 +258,7 @@ async fn a_scheduled_send_survives_a_worker_restart_and_an_emptied_redis() {
         (!deliveries_to(&app, "later").await.is_empty()).then_some(())
     })
     .await;
-    let id = row["notification_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let sent = sent_at(&app, &id).await;
+    let sent = sent_at(&app, &row).await;
     assert!(
         sent >= deliver_at,
         "sent {sent} before deliver_at {deliver_at}"
@@ -314,11 +307,7 @@ async fn a_rules_send_window_holds_its_notification_until_it_opens() {
         bodies[0]["text"].as_str().map(str::trim_end),
         Some("Q3 is ready.")
     );
-    let id = row["notification_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let sent = sent_at(&app, &id).await;
+    let sent = sent_at(&app, &row).await;
     assert!(
         sent >= opens,
         "sent {sent} before the window opened {opens}"
