@@ -22,12 +22,14 @@ down:
 services:
 	@scripts/up-local.sh --services-only
 
-## test: unit and integration tests against the real Postgres and Redis, then a check
+## test: unit and integration tests against the real Postgres and Redis (and a private
+##       primary with a streaming replica, scripts/pg-replica.sh), then a check
 ##       that they left no Redis keys and no databases behind (scripts/test-leftovers.sh;
 ##       HERALD_TEST_RUN, fresh per run, names the run's keys and databases)
 test: services
 	@export HERALD_TEST_RUN=$${HERALD_TEST_RUN:-$$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')}; \
 	echo "test run $$HERALD_TEST_RUN: keys and databases herald_test_$${HERALD_TEST_RUN}_*"; \
+	eval "$$(scripts/pg-replica.sh start)"; \
 	echo "$(CARGO) test --workspace"; \
 	$(CARGO) test --workspace && scripts/test-leftovers.sh "$$HERALD_TEST_RUN"
 

@@ -11,7 +11,8 @@
 //!   nobody, 404), [`NewUserId`] and [`NewTopic`] (ids about to be stored: 422 naming
 //!   the field), [`PathEventType`], [`PathNotificationId`] and [`PathEventId`] (a
 //!   malformed UUID names nothing: 404).
-//! * [`Db`]: a pooled connection; an unreachable database is a 503 with `Retry-After`.
+//! * [`Db`]: a pooled connection to the primary, [`ReadDb`] one for reads that may go
+//!   to a replica; an unreachable database is a 503 with `Retry-After`.
 //!
 //! Extractors run before the handler, in parallel; path checks answer at once, so a
 //! bad id is reported before the body is even read.
@@ -64,23 +65,34 @@ impl<T: FromJsonBody + 'static> FromRequest for ValidatedJson<T> {
 }
 
 /// A database connection from the pool, returned to it when dropped (drop it early
-/// when the handler goes on to other slow work).
-pub struct Db(pub herald_store::Conn);
+/// when the handler goes on to other slow work). `Db` is the primary's; [`ReadDb`]
+/// the read replica's when one is set.
+pub struct Db<Server = Primary>(pub herald_store::Conn, std::marker::PhantomData<Server>);
 
-impl std::ops::Deref for Db {
+/// The primary: every write, and every read that decides something.
+pub struct Primary;
+
+/// Where the reads that decide nothing and concern no one person go (stats, lists,
+/// the operations summary): the read replica when one is set (see [`crate::reads`]).
+/// Reads of what one person sees use `Reads::conn_for` instead (read-your-writes).
+pub struct Replica;
+
+pub type ReadDb = Db<Replica>;
+
+impl<S> std::ops::Deref for Db<S> {
     type Target = herald_store::Conn;
     fn deref(&self) -> &herald_store::Conn {
         &self.0
     }
 }
 
-impl std::ops::DerefMut for Db {
+impl<S> std::ops::DerefMut for Db<S> {
     fn deref_mut(&mut self) -> &mut herald_store::Conn {
         &mut self.0
     }
 }
 
-impl FromRequest for Db {
+impl FromRequest for Db<Primary> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
@@ -88,8 +100,19 @@ impl FromRequest for Db {
         let state = app_state(req);
         Box::pin(async move {
             let state = state?;
-            Ok(Db(herald_store::pool::get(&state.pool).await?))
+            let conn = herald_store::pool::get(&state.pool).await?;
+            Ok(Db(conn, std::marker::PhantomData))
         })
+    }
+}
+
+impl FromRequest for Db<Replica> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = app_state(req);
+        Box::pin(async move { Ok(Db(state?.reads.conn().await?, std::marker::PhantomData)) })
     }
 }
 

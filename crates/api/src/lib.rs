@@ -13,6 +13,7 @@
 //! | [`metrics`] | Prometheus counters |
 //! | [`openapi`] | the OpenAPI document of every route (`/openapi.json`) |
 //! | [`schema`] | OpenAPI schemas of the bodies core parses field by field |
+//! | [`reads`] | which reads may go to a read replica, and read-your-writes |
 //! | [`rate_limit`] | the optional rate limit per API key (`HERALD_RATE_LIMIT_PER_S`) |
 //! | [`state`] | settings and shared state |
 
@@ -25,6 +26,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
+pub mod reads;
 pub mod routes;
 pub mod schema;
 pub mod state;
@@ -45,12 +47,25 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
     let config = herald_core::config::Config::load_dir(&settings.config_dir)?;
     herald_store::migrate::run(&settings.database_url).await?;
     let pool = herald_store::connect(&settings.database_url, settings.db_pool_size)?;
+    let replica = match &settings.database_read_url {
+        Some(url) => Some(herald_store::connect(url, settings.db_pool_size)?),
+        None => None,
+    };
     let redis = herald_queue::Redis::connect(&settings.redis_url, &settings.redis_prefix, 4)?;
+    let reads = reads::Reads::new(
+        pool.clone(),
+        replica,
+        herald_queue::RecentWrites::new(redis.clone()),
+    );
     let queue = herald_queue::Queue::new(redis.clone());
     if let Err(e) = queue.ensure_groups().await {
         tracing::warn!(error = %e, "redis unavailable at start; events will wait in Postgres");
     }
     let metrics = metrics::Metrics::new();
+    reads.sample_lag(
+        metrics.replica_lag_bytes.clone(),
+        metrics.replica_lag_seconds.clone(),
+    );
     // Group commit runs on the runtime that builds the state, next to the server.
     let ingestor = ingest::Ingestor::start(
         pool.clone(),
@@ -65,6 +80,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         inner: Arc::new(state::Inner {
             config,
             pool,
+            reads,
             queue,
             changes: herald_queue::Changes::new(redis.clone()),
             heartbeats: herald_queue::Heartbeats::new(redis.clone()),

@@ -23,6 +23,10 @@ struct Cli {
         default_value = "postgres://postgres@127.0.0.1:5432/herald"
     )]
     database_url: String,
+    /// A read replica of the database, for the reads that decide nothing (inbox,
+    /// audit, stats, lists, operations summary); unset: everything reads the primary.
+    #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
+    database_read_url: Option<String>,
     #[arg(
         long,
         env = "REDIS_URL",
@@ -115,6 +119,7 @@ fn check_config(dir: &std::path::Path) -> anyhow::Result<()> {
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings {
         database_url: cli.database_url,
+        database_read_url: cli.database_read_url.filter(|u| !u.is_empty()),
         redis_url: cli.redis_url,
         redis_prefix: cli.redis_prefix,
         config_dir: cli.config_dir,

@@ -5,7 +5,9 @@
 //! are read at most once per [`SHARED_MAX_AGE`] whatever the scrape rate
 //! ([`SharedFigures`]): `/metrics` is open, and must not be a way to load Postgres.
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 use std::time::{Duration, Instant};
 
 pub struct Metrics {
@@ -16,6 +18,10 @@ pub struct Metrics {
     pub events_unrouted: IntCounter,
     /// Live streams open in this process (each holds a Redis connection).
     pub sse_streams: IntGauge,
+    /// WAL the primary wrote that the read replica has not replayed (0 without one).
+    pub replica_lag_bytes: Gauge,
+    /// Age of the replica's last replayed transaction while it has WAL to replay.
+    pub replica_lag_seconds: Gauge,
 }
 
 impl Metrics {
@@ -46,6 +52,22 @@ impl Metrics {
             "Live notification streams open in this process",
         )
         .expect("valid metric definition");
+        let replica_lag_bytes = Gauge::new(
+            "herald_db_replica_lag_bytes",
+            "WAL the primary wrote that the read replica has not replayed",
+        )
+        .expect("valid metric definition");
+        let replica_lag_seconds = Gauge::new(
+            "herald_db_replica_lag_seconds",
+            "Age of the read replica's last replayed transaction while it has WAL to replay",
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(replica_lag_bytes.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(replica_lag_seconds.clone()))
+            .expect("registered once");
         registry
             .register(Box::new(sse_streams.clone()))
             .expect("registered once");
@@ -64,6 +86,8 @@ impl Metrics {
             events_accepted,
             events_unrouted,
             sse_streams,
+            replica_lag_bytes,
+            replica_lag_seconds,
         }
     }
 

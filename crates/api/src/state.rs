@@ -16,6 +16,8 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Settings {
     pub database_url: String,
+    /// A read replica (`DATABASE_READ_URL`); None: every read goes to the primary.
+    pub database_read_url: Option<String>,
     pub redis_url: String,
     pub redis_prefix: String,
     pub config_dir: std::path::PathBuf,
@@ -37,6 +39,7 @@ pub struct Settings {
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
+            .field("read_replica", &self.database_read_url.is_some())
             .field("redis_prefix", &self.redis_prefix)
             .field("config_dir", &self.config_dir)
             .field(
@@ -59,7 +62,10 @@ pub struct AppState {
 
 pub struct Inner {
     pub config: Config,
+    /// The primary: every write, and every read that decides something.
     pub pool: Pool,
+    /// Where the reads that decide nothing go (a replica when one is set).
+    pub reads: crate::reads::Reads,
     pub queue: Queue,
     /// Announces people's changes, and opens the live streams' Redis subscriptions
     /// (one connection each).

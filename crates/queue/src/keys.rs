@@ -78,6 +78,11 @@ impl Keys {
         format!("{}friends:{notification_type}:{day}:{user_id}", self.prefix)
     }
 
+    /// A person's last write position (see `RecentWrites`).
+    pub fn recent_write(&self, user_id: &str) -> String {
+        format!("{}wrote:{user_id}", self.prefix)
+    }
+
     /// The pub/sub channel announcing changes to a person's notifications.
     pub fn changes(&self, user_id: &str) -> String {
         format!("{}changes:{user_id}", self.prefix)

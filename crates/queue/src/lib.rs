@@ -13,6 +13,7 @@
 //! | `marks`           | [`Marks`]                   | the recovery sweep's "already re-enqueued" marks         |
 //! | `counters`        | [`Counters`]                | expiring hit counters (the api's rate limit)             |
 //! | `friend_activity` | [`FriendCounts`]            | tours per friend, person and day (the bundling ranker)   |
+//! | `recent_writes`   | [`RecentWrites`]            | each person's last write position (read-your-writes)     |
 //! | `heartbeats`      | [`Heartbeats`]              | the live workers and what they serve                     |
 //! | `changes`         | [`Changes`]                 | pub/sub wake-ups of the live streams: one `announce`     |
 //! | `keys`            | [`Keys`]                    | the name of every key above, under one prefix            |
@@ -78,6 +79,7 @@ mod locks;
 mod marks;
 mod queue;
 mod rate;
+mod recent_writes;
 pub mod testing;
 
 pub use changes::Changes;
@@ -93,3 +95,4 @@ pub use locks::Locks;
 pub use marks::Marks;
 pub use queue::{Queue, QueueDepths, Received};
 pub use rate::RateLimits;
+pub use recent_writes::RecentWrites;

@@ -20,6 +20,7 @@
 //! | [`retry`] | running a statement again after a deadlock or serialization failure |
 //! | [`changes`] | each person's numbered change log, for the console's live stream |
 //! | [`receipts`] | provider receipts: delivered, opened, bounced (seed 001) |
+//! | [`replication`] | a replica's position and lag against its primary (read-your-writes) |
 //! | [`testing`] | a throw-away database per test (feature `testing`) |
 
 pub mod audit;
@@ -38,6 +39,7 @@ pub mod notifications;
 pub mod people;
 pub mod pool;
 pub mod receipts;
+pub mod replication;
 pub mod retry;
 pub mod schema;
 pub mod stats;

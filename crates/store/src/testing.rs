@@ -20,6 +20,12 @@ impl TestDb {
     pub async fn create() -> anyhow::Result<TestDb> {
         let admin_url =
             std::env::var("HERALD_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into());
+        TestDb::create_on(&admin_url).await
+    }
+
+    /// Creates and migrates a fresh database on the server of `admin_url`.
+    pub async fn create_on(admin_url: &str) -> anyhow::Result<TestDb> {
+        let admin_url = admin_url.to_string();
         let name = database_name();
         let mut admin = AsyncPgConnection::establish(&admin_url).await?;
         admin
@@ -36,6 +42,12 @@ impl TestDb {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The URL of this database on another server reached by `server_url` (its
+    /// replica, say): `server_url` with this database's name.
+    pub fn url_on(&self, server_url: &str) -> String {
+        with_database(server_url, &self.name)
     }
 }
 

@@ -1,7 +1,7 @@
 //! `GET /audit/{user_id}` (seed 004): what happened for a person, newest first.
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::Db;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use herald_store::audit::{self, AuditEvent, AuditNotification};
 use serde::{Deserialize, Serialize};
@@ -37,11 +37,12 @@ pub struct AuditOut {
 /// reason, failed); an unknown person has empty lists. The id is taken as given (not
 /// checked like the other person routes'): an id no person can have has an empty audit.
 pub async fn get_audit(
+    state: web::Data<AppState>,
     path: web::Path<String>,
     query: web::Query<AuditQuery>,
-    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = path.into_inner();
+    let mut conn = state.reads.conn_for(&user_id).await?;
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
     let recent_events = audit::recent_events(&mut conn, &user_id, limit).await?;
     let notification_history = audit::notification_history(&mut conn, &user_id, limit).await?;

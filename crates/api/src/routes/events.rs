@@ -1,7 +1,7 @@
 //! `POST /api/v1/events` (contract §3.1) and one event's notification counts.
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Db, FromJsonBody, PathEventId, ValidatedJson};
+use crate::extract::{FromJsonBody, PathEventId, ReadDb, ValidatedJson};
 use crate::schema::{self, Kind};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
@@ -209,7 +209,7 @@ pub async fn post_events(
     ))]
 pub async fn get_event_stats(
     PathEventId(event_id): PathEventId,
-    mut conn: Db,
+    mut conn: ReadDb,
 ) -> Result<HttpResponse, ApiError> {
     let s = herald_store::stats::event_stats(&mut conn, event_id)
         .await?

@@ -83,9 +83,9 @@ pub struct Marked {
         (status = 404, description = "unknown person", body = ErrorBody),
     ))]
 pub async fn list_inbox(
+    state: web::Data<AppState>,
     PathUserId(user_id): PathUserId,
     query: web::Query<InboxQuery>,
-    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let limit = match q.limit {
@@ -97,6 +97,7 @@ pub async fn list_inbox(
             )))
         }
     };
+    let mut conn = state.reads.conn_for(&user_id).await?;
     require_user(&mut conn, &user_id).await?;
     // One more than asked tells whether another page follows.
     let mut rows = inbox::page(&mut conn, &user_id, q.unread, q.cursor, limit + 1).await?;
@@ -132,6 +133,7 @@ pub async fn mark_read(
                 id.to_string()
             ))
         })?;
+    state.reads.wrote(&mut conn, &user_id).await;
     drop(conn);
     state.changes.announce(&[&user_id]);
     Ok(HttpResponse::Ok().json(InboxItem::from(item)))
@@ -151,6 +153,9 @@ pub async fn mark_all_read(
 ) -> Result<HttpResponse, ApiError> {
     require_user(&mut conn, &user_id).await?;
     let marked = inbox::mark_all_read(&mut conn, &user_id).await?;
+    if marked > 0 {
+        state.reads.wrote(&mut conn, &user_id).await;
+    }
     drop(conn);
     if marked > 0 {
         state.changes.announce(&[&user_id]);

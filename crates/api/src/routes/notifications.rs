@@ -2,7 +2,7 @@
 //! lists filtered by status (the dead letters are `status=failed`), event or person.
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Db, PathNotificationId};
+use crate::extract::{Db, PathNotificationId, ReadDb};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use herald_core::status::NotificationStatus;
@@ -77,7 +77,7 @@ pub struct ListQuery {
     ))]
 pub async fn list_notifications(
     query: web::Query<ListQuery>,
-    mut conn: Db,
+    mut conn: ReadDb,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     if let Some(s) = &q.status {

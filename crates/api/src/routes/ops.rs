@@ -2,7 +2,7 @@
 //! workers come from Redis; when it is down they are null and `redis` says so.
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::Db;
+use crate::extract::ReadDb;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
@@ -40,7 +40,10 @@ pub struct OpsSummary {
         (status = 200, description = "the overview", body = OpsSummary),
         (status = 503, description = "the database is unavailable", body = ErrorBody),
     ))]
-pub async fn summary(state: web::Data<AppState>, mut conn: Db) -> Result<HttpResponse, ApiError> {
+pub async fn summary(
+    state: web::Data<AppState>,
+    mut conn: ReadDb,
+) -> Result<HttpResponse, ApiError> {
     let mut by_status: BTreeMap<String, i64> = herald_core::status::NotificationStatus::ALL
         .into_iter()
         .map(|s| (s.as_str().to_string(), 0))

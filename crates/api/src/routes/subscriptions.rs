@@ -9,7 +9,7 @@ use crate::extract::{
     unknown_user, Db, FromJsonBody, NewUserId, PathEventType, PathUserId, ValidatedJson,
 };
 use crate::state::AppState;
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
 use herald_store::{subscriptions, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -44,9 +44,10 @@ impl FromJsonBody for SubscriptionIn {
         (status = 404, description = "unknown person", body = ErrorBody),
     ))]
 pub async fn list_subscriptions(
+    state: web::Data<AppState>,
     PathUserId(user_id): PathUserId,
-    mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.reads.conn_for(&user_id).await?;
     require_user(&mut conn, &user_id).await?;
     let rows = subscriptions::list(&mut conn, &user_id).await?;
     let body: Vec<Subscription> = rows
@@ -73,6 +74,7 @@ pub async fn put_subscription(
     NewUserId(user_id): NewUserId,
     PathEventType(event_type): PathEventType,
     ValidatedJson(input): ValidatedJson<SubscriptionIn>,
+    state: web::Data<AppState>,
     mut conn: Db,
 ) -> Result<HttpResponse, ApiError> {
     let created = match subscriptions::set(&mut conn, &user_id, &event_type, input.enabled).await {
@@ -80,6 +82,7 @@ pub async fn put_subscription(
         Err(StoreError::NotFound) => return Err(unknown_user(&user_id)),
         Err(e) => return Err(e.into()),
     };
+    state.reads.wrote(&mut conn, &user_id).await;
     let body = Subscription {
         event_type,
         enabled: input.enabled,

@@ -3,7 +3,7 @@
 
 use crate::body::parse_body;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Db, FromJsonBody, NewTopic, ValidatedJson};
+use crate::extract::{Db, FromJsonBody, NewTopic, ReadDb, ValidatedJson};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use herald_core::event::MAX_BATCH_ITEMS;
@@ -144,7 +144,7 @@ pub struct MembersPage {
 pub async fn list_members(
     path: web::Path<String>,
     page: web::Query<Page>,
-    mut conn: Db,
+    mut conn: ReadDb,
 ) -> Result<HttpResponse, ApiError> {
     let topic = path.into_inner();
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);

@@ -24,6 +24,7 @@ async fn serve(keys: &[&str], client_ip_header: Option<&str>) -> Api {
     let redis = herald_queue::testing::TestRedis::connect(1);
     let settings = herald_api::Settings {
         database_url: db.url.clone(),
+        database_read_url: None,
         redis_url: redis_url(),
         redis_prefix: redis.prefix().to_string(),
         config_dir: config_dir(),

@@ -68,10 +68,65 @@ pub async fn spawn_app_with_config(dir: PathBuf) -> TestApp {
 
 async fn spawn(with_worker: bool, config_dir: PathBuf) -> TestApp {
     let db = TestDb::create().await.expect("test database");
+    spawn_on(with_worker, config_dir, db, None).await
+}
+
+/// The api alone on a database of the private primary that `scripts/pg-replica.sh`
+/// starts (`make test` does), reading from its streaming replica; returns the app
+/// and the replica's URL of the test's database.
+pub async fn spawn_app_with_replica() -> (TestApp, String) {
+    let (primary, replica) = match (
+        std::env::var("HERALD_TEST_PRIMARY_URL"),
+        std::env::var("HERALD_TEST_REPLICA_URL"),
+    ) {
+        (Ok(p), Ok(r)) => (p, r),
+        _ => panic!(
+            "HERALD_TEST_PRIMARY_URL and HERALD_TEST_REPLICA_URL are not set: run the tests \
+             with `make test`, or `eval $(scripts/pg-replica.sh start)` first"
+        ),
+    };
+    let db = TestDb::create_on(&primary)
+        .await
+        .expect("test database on the primary");
+    let read_url = db.url_on(&replica);
+    wait_for_replica(&read_url).await;
+    let app = spawn_on(false, config_dir(), db, Some(read_url.clone())).await;
+    (app, read_url)
+}
+
+/// Waits until the replica has replayed the creation and migration of the database.
+async fn wait_for_replica(read_url: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(pool) = herald_store::connect(read_url, 1) {
+            if let Ok(mut conn) = herald_store::pool::get(&pool).await {
+                if herald_store::people::topic_exists(&mut conn, "any")
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica has not caught up within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn spawn_on(
+    with_worker: bool,
+    config_dir: PathBuf,
+    db: TestDb,
+    database_read_url: Option<String>,
+) -> TestApp {
     let prefix = herald_queue::testing::prefix();
     let provider = MockServer::start().await;
     let settings = herald_api::Settings {
         database_url: db.url.clone(),
+        database_read_url,
         redis_url: redis_url(),
         redis_prefix: prefix.clone(),
         config_dir,

@@ -18,6 +18,7 @@ mod people;
 mod pipeline;
 mod rate_limit;
 mod receipts;
+mod replica;
 mod rules;
 mod scheduling;
 mod ssrf;

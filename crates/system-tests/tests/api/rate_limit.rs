@@ -12,6 +12,7 @@ const KEYS: [&str; 2] = ["rate-key-a", "rate-key-b"];
 async fn serve(db: &TestDb, redis_url: String, prefix: &str, limit: Option<u32>) -> String {
     let settings = herald_api::Settings {
         database_url: db.url.clone(),
+        database_read_url: None,
         redis_url,
         redis_prefix: prefix.to_string(),
         config_dir: config_dir(),

@@ -344,6 +344,7 @@ async fn a_second_api_process_streams_what_the_first_one_changed() {
     let ids = fixtures::insert(&app, &[fixtures::row(event, "hal", "SHARED")]).await;
     let settings = herald_api::Settings {
         database_url: app.db.url.clone(),
+        database_read_url: None,
         redis_url: redis_url(),
         redis_prefix: app.queue.keys().prefix().to_string(),
         config_dir: crate::helpers::config_dir(),
