@@ -24,6 +24,8 @@ pub struct TestApp {
     /// The SMTP server the shipped `email` channel sends to (the sink's receiver).
     pub mail: std::sync::Arc<herald_sim::sink::SinkState>,
     pub smtp_port: u16,
+    /// The api's shared state, for tests that look inside the process.
+    pub state: herald_api::AppState,
     workers: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
     prefix: String,
 }
@@ -66,11 +68,24 @@ pub async fn spawn_app_with_config(dir: PathBuf) -> TestApp {
     spawn(false, dir).await
 }
 
+/// The api alone, with its settings changed by `change` first.
+pub async fn spawn_app_with_settings(change: impl FnOnce(&mut herald_api::Settings)) -> TestApp {
+    spawn_with(false, config_dir(), change).await
+}
+
 async fn spawn(with_worker: bool, config_dir: PathBuf) -> TestApp {
+    spawn_with(with_worker, config_dir, |_| {}).await
+}
+
+async fn spawn_with(
+    with_worker: bool,
+    config_dir: PathBuf,
+    change: impl FnOnce(&mut herald_api::Settings),
+) -> TestApp {
     let db = TestDb::create().await.expect("test database");
     let prefix = herald_queue::testing::prefix();
     let provider = MockServer::start().await;
-    let settings = herald_api::Settings {
+    let mut settings = herald_api::Settings {
         database_url: db.url.clone(),
         redis_url: redis_url(),
         redis_prefix: prefix.clone(),
@@ -81,11 +96,13 @@ async fn spawn(with_worker: bool, config_dir: PathBuf) -> TestApp {
         rate_limit_per_s: None,
         receipts_secret: None,
         client_ip_header: None,
+        streams: Default::default(),
     };
+    change(&mut settings);
     let state = herald_api::build_state(&settings).await.expect("api state");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
     let address = format!("http://{}", listener.local_addr().expect("bound"));
-    let server = herald_api::run(state, listener).expect("server");
+    let server = herald_api::run(state.clone(), listener).expect("server");
     tokio::spawn(server);
     let redis = Redis::connect(&redis_url(), &prefix, 4).expect("redis");
     let (mail, smtp_port) = start_smtp_sink().await;
@@ -99,6 +116,7 @@ async fn spawn(with_worker: bool, config_dir: PathBuf) -> TestApp {
         provider,
         mail,
         smtp_port,
+        state,
         workers: Vec::new(),
         prefix,
     };
