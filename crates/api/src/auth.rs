@@ -15,8 +15,11 @@
 //!   cannot send headers.
 //! * With `HERALD_RATE_LIMIT_PER_S` set, each key's requests are counted too (see
 //!   [`crate::rate_limit`]).
+//! * A request with a valid key carries a [`CallerKey`] for the handlers that limit
+//!   something per key (the live streams, [`crate::stream_slots`]).
 
 use crate::body::read_limited;
+use crate::caller::CallerKey;
 use crate::error::ApiError;
 use crate::failed_keys::Standing;
 use crate::rate_limit::Verdict;
@@ -24,7 +27,7 @@ use crate::state::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{web, Error};
+use actix_web::{web, Error, HttpMessage};
 use herald_core::access::{required_scope, Scope};
 use herald_core::signing::{self, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use std::net::{IpAddr, Ipv4Addr};
@@ -94,7 +97,9 @@ pub async fn require_key(
     match key.as_deref().and_then(|k| state.api_keys.scope_of(k)) {
         Some(scope) => {
             check_scope(scope, &req)?;
-            rate_limit(&state, key.as_deref().unwrap_or("")).await?;
+            let key = key.as_deref().unwrap_or("");
+            rate_limit(&state, key).await?;
+            req.extensions_mut().insert(CallerKey::of(key));
             next.call(req).await
         }
         None if key.is_none() && is_signed_receipt(&req, &state) => {

@@ -88,6 +88,10 @@ pub enum ApiError {
     /// seconds.
     #[error("rate limit exceeded: at most {per_second} requests per second per API key; retry in {retry_after_s} s")]
     RateLimited { per_second: u64, retry_after_s: u64 },
+    /// Over the open live streams allowed per key in this api process
+    /// (`HERALD_MAX_STREAMS_PER_KEY`).
+    #[error("too many open streams: at most {max} per API key in each api process (HERALD_MAX_STREAMS_PER_KEY); close one first")]
+    TooManyStreams { max: usize },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -132,6 +136,7 @@ impl ApiError {
             ApiError::Invalid { .. } => "invalid_request",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::TooManyStreams { .. } => "too_many_streams",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -153,6 +158,7 @@ impl ResponseError for ApiError {
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`routes`] | one file per resource, mounted by `routes::configure` |
 //! | [`ingest`] | the commit-then-enqueue path shared by events and alerts |
+//! | [`caller`] | which API key made a request, for limits per key |
 //! | [`body`] | reading JSON bodies within the size limit |
 //! | [`extract`] | extractors: validated JSON bodies, validated path ids, a database connection |
 //! | [`auth`] | bearer keys with scopes, signed receipts |
@@ -15,10 +16,12 @@
 //! | [`schema`] | OpenAPI schemas of the bodies core parses field by field |
 //! | [`reads`] | which reads may go to a read replica, and read-your-writes |
 //! | [`rate_limit`] | the optional rate limit per API key (`HERALD_RATE_LIMIT_PER_S`) |
+//! | [`stream_slots`] | the limit on open live streams per API key (`HERALD_MAX_STREAMS_PER_KEY`) |
 //! | [`state`] | settings and shared state |
 
 pub mod auth;
 pub mod body;
+pub mod caller;
 pub mod error;
 pub mod extract;
 pub mod failed_keys;
@@ -30,6 +33,7 @@ pub mod reads;
 pub mod routes;
 pub mod schema;
 pub mod state;
+pub mod stream_slots;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
@@ -37,7 +41,7 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use error::{extractor_error, ApiError};
 use herald_core::access::ApiKeys;
-pub use state::{AppState, Settings};
+pub use state::{AppState, Settings, StreamSettings};
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -83,6 +87,11 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
             reads,
             queue,
             changes: herald_queue::Changes::new(redis.clone()),
+            // Subscribes at once, so the first stream does not wait for it.
+            hub: herald_queue::ChangeHub::start(redis.clone()),
+            stream_slots: stream_slots::StreamSlots::new(settings.streams.max_per_key),
+            stream_recheck: settings.streams.recheck,
+            stream_reads: Default::default(),
             heartbeats: herald_queue::Heartbeats::new(redis.clone()),
             api_keys: ApiKeys::parse(settings.api_keys.iter().map(String::as_str)),
             failed_keys: failed_keys::FailedKeys::new(herald_queue::Counters::new(redis.clone())),
@@ -112,8 +121,8 @@ pub fn run(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
             .default_service(web::to(not_found))
     })
     // A client closing its connection ends the request at once, instead of at the next
-    // failed write: a live stream (which never finishes by itself) then drops its
-    // Redis subscription and stops polling as soon as its browser tab closes. Clients
+    // failed write: a live stream (which never finishes by itself) then gives back its
+    // slot and stops watching as soon as its browser tab closes. Clients
     // that half-close after their request are not supported (no HTTP client does).
     .h1_allow_half_closed(false)
     .listen(listener)?

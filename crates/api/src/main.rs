@@ -6,6 +6,7 @@ use herald_core::config::Config;
 use herald_core::signing::WebhookSecret;
 use herald_core::targets::AllowedTargets;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Herald's HTTP API: validates, stores and enqueues events; serves queries.
 #[derive(Parser, Debug)]
@@ -65,6 +66,24 @@ struct Cli {
     /// used), e.g. X-Forwarded-For; without it, the peer address is the client's.
     #[arg(long, env = "HERALD_CLIENT_IP_HEADER")]
     client_ip_header: Option<String>,
+    /// Live streams one API key may hold open in this api process (over it: 429); 0
+    /// means no limit.
+    #[arg(long, env = "HERALD_MAX_STREAMS_PER_KEY", default_value_t = herald_api::stream_slots::DEFAULT_MAX_PER_KEY)]
+    max_streams_per_key: usize,
+    /// How often an idle live stream re-reads its person's changes although no Redis
+    /// announcement woke it (one lost on the way arrives this late at worst).
+    #[arg(long, env = "HERALD_STREAM_RECHECK", default_value = "30s", value_parser = parse_recheck)]
+    stream_recheck: Duration,
+}
+
+/// A duration of at least a second: a shorter re-check would be the per-second poll
+/// the announcements replace.
+fn parse_recheck(s: &str) -> Result<Duration, String> {
+    let d = herald_core::duration::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("{s:?} is under a second"));
+    }
+    Ok(d)
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,6 +154,10 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         rate_limit_per_s: Some(cli.rate_limit_per_s).filter(|n| *n > 0),
         receipts_secret: cli.receipts_secret,
         client_ip_header: cli.client_ip_header,
+        streams: herald_api::StreamSettings {
+            max_per_key: cli.max_streams_per_key,
+            recheck: cli.stream_recheck,
+        },
     };
     if settings.api_keys.is_empty() {
         tracing::warn!("HERALD_API_KEYS is empty: the API accepts requests without a key");

@@ -7,9 +7,11 @@ use herald_core::access::ApiKeys;
 use herald_core::config::Config;
 use herald_core::signing::WebhookSecret;
 use herald_core::targets::AllowedTargets;
-use herald_queue::{Changes, Heartbeats, Queue};
+use herald_queue::{ChangeHub, Changes, Heartbeats, Queue};
 use herald_store::Pool;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How the api runs; from the command line and environment. Its `Debug` output
 /// shows how many API keys there are, never the keys.
@@ -34,6 +36,28 @@ pub struct Settings {
     /// The header a trusted proxy puts the client's address in
     /// (`HERALD_CLIENT_IP_HEADER`); None: the peer address is the client's.
     pub client_ip_header: Option<String>,
+    /// The live streams' limits and timing.
+    pub streams: StreamSettings,
+}
+
+/// How the live streams (`GET /api/v1/users/{id}/stream`) run.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// Streams one API key may hold open in this api process
+    /// (`HERALD_MAX_STREAMS_PER_KEY`); 0: no limit.
+    pub max_per_key: usize,
+    /// How often a stream re-reads its person's change log although no announcement
+    /// woke it (`HERALD_STREAM_RECHECK`), for announcements lost on the way.
+    pub recheck: Duration,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings {
+            max_per_key: crate::stream_slots::DEFAULT_MAX_PER_KEY,
+            recheck: Duration::from_secs(30),
+        }
+    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -51,6 +75,7 @@ impl std::fmt::Debug for Settings {
             .field("rate_limit_per_s", &self.rate_limit_per_s)
             .field("receipts_secret", &self.receipts_secret)
             .field("client_ip_header", &self.client_ip_header)
+            .field("streams", &self.streams)
             .finish_non_exhaustive()
     }
 }
@@ -67,9 +92,18 @@ pub struct Inner {
     /// Where the reads that decide nothing go (a replica when one is set).
     pub reads: crate::reads::Reads,
     pub queue: Queue,
-    /// Announces people's changes, and opens the live streams' Redis subscriptions
-    /// (one connection each).
+    /// Announces people's changes.
     pub changes: Changes,
+    /// This process's one Redis subscription to change announcements, which wakes its
+    /// live streams.
+    pub hub: ChangeHub,
+    /// The open live streams per API key.
+    pub stream_slots: crate::stream_slots::StreamSlots,
+    /// See [`StreamSettings::recheck`].
+    pub stream_recheck: Duration,
+    /// Change-log reads made by live streams (a test hook: an idle stream reads
+    /// nothing until its re-check).
+    pub stream_reads: AtomicU64,
     /// The live workers, for the operations view.
     pub heartbeats: Heartbeats,
     pub api_keys: ApiKeys,

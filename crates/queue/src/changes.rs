@@ -1,27 +1,18 @@
 //! Change announcements: the wake-up signals of the console's live streams (issue 8).
 //!
 //! Whoever changes a person's notifications (the api or a worker, in any process)
-//! calls [`Changes::announce`], which publishes on `{prefix}changes:{user_id}`; every
-//! live stream of that person, in whichever api process, [`Changes::subscribe`]s to
-//! the channel and reads what changed from Postgres.
+//! calls [`Changes::announce`], which publishes on `{prefix}changes:{user_id}`; each
+//! api process hears every channel through its one [`crate::ChangeHub`], which wakes
+//! that person's live streams, and they read what changed from Postgres.
 //!
-//! * A signal carries no data (the change log is in Postgres), so one lost while Redis
-//!   restarts costs latency (the streams' poll catches up), never a change. That is
-//!   why `announce` sends in the background and only logs a failure: a slow or absent
-//!   Redis must never delay an api answer or a job, and no caller has anything better
-//!   to do with the error.
-//! * A subscribed connection can do nothing else, so it cannot be the shared one: each
-//!   subscription opens its own connection, which closes when the returned stream is
-//!   dropped.
+//! A signal carries no data (the change log is in Postgres), so one lost while Redis
+//! restarts costs latency (the streams' slow re-check catches up), never a change.
+//! That is why `announce` sends in the background and only logs a failure: a slow or
+//! absent Redis must never delay an api answer or a job, and no caller has anything
+//! better to do with the error.
 
 use crate::connection::Redis;
 use crate::error::QueueError;
-use futures::{Stream, StreamExt};
-use std::time::Duration;
-
-/// How long connecting and subscribing may take before the caller falls back to
-/// polling Postgres.
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Both ends of the change signals; cheap to clone.
 #[derive(Clone)]
@@ -60,24 +51,6 @@ impl Changes {
             }
         });
     }
-
-    /// A stream yielding `()` for each signal on `user_id`'s channel; it ends when the
-    /// connection breaks. The subscription is confirmed by Redis before this returns,
-    /// so a change committed afterwards is signalled.
-    pub async fn subscribe(
-        &self,
-        user_id: &str,
-    ) -> Result<impl Stream<Item = ()> + Send + Unpin + 'static, QueueError> {
-        let channel = self.channel(user_id);
-        let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
-            let mut pubsub = self.redis.client().get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, QueueError>(pubsub)
-        })
-        .await
-        .map_err(|_| QueueError::Unavailable("subscribing timed out".into()))??;
-        Ok(subscribed.into_on_message().map(|_| ()))
-    }
 }
 
 /// Publishes one signal on each channel, in one pipelined round trip.
@@ -96,19 +69,26 @@ mod tests {
 
     /// Needs the Redis of `make test`.
     #[tokio::test]
-    async fn an_announcement_reaches_that_persons_subscribers_only() {
+    async fn an_announcement_is_published_on_that_persons_channel() {
         let handle = crate::testing::TestRedis::connect(1);
         let changes = Changes::new(handle.clone());
-        let mut ann = changes.subscribe("ann").await.expect("redis answers");
-        let mut bob = changes.subscribe("bob").await.expect("redis answered once");
+        let mut pubsub = handle
+            .client()
+            .get_async_pubsub()
+            .await
+            .expect("redis answers");
+        pubsub
+            .subscribe(changes.channel("ann"))
+            .await
+            .expect("subscribed");
+        let mut messages = pubsub.into_on_message();
 
-        changes.announce(&["ann"]);
+        changes.announce(&["bob", "ann"]);
 
-        let wait = Duration::from_secs(5);
-        let got = tokio::time::timeout(wait, ann.next()).await;
-        assert_eq!(got.ok().flatten(), Some(()), "ann's stream is woken");
-        let quiet = tokio::time::timeout(Duration::from_millis(300), bob.next()).await;
-        assert!(quiet.is_err(), "bob's stream is not");
+        let wait = std::time::Duration::from_secs(5);
+        let got = tokio::time::timeout(wait, futures::StreamExt::next(&mut messages)).await;
+        let channel = got.ok().flatten().map(|m| m.get_channel_name().to_string());
+        assert_eq!(channel, Some(format!("{}changes:ann", handle.prefix())));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!   checkout costs an UNWATCH + PING round trip, as much as the command itself). It
 //!   reconnects by itself after Redis restarts;
 //! * a small pool for blocking reads, which would stall the multiplexed connection;
-//! * the client, to open a pub/sub connection per subscription (a subscribed
+//! * the client, to open the change hub's pub/sub connection (a subscribed
 //!   connection can do nothing else).
 
 use crate::error::QueueError;

@@ -16,6 +16,7 @@
 //! | `recent_writes`   | [`RecentWrites`]            | each person's last write position (read-your-writes)     |
 //! | `heartbeats`      | [`Heartbeats`]              | the live workers and what they serve                     |
 //! | `changes`         | [`Changes`]                 | pub/sub wake-ups of the live streams: one `announce`     |
+//! | `change_hub`      | [`ChangeHub`]               | nothing: one pub/sub connection hearing them per process |
 //! | `keys`            | [`Keys`]                    | the name of every key above, under one prefix            |
 //! | `error`           | [`QueueError`]              | —                                                        |
 //! | `testing`         | [`testing::TestRedis`]      | tests' keys, under a prefix of their own, deleted after   |
@@ -44,8 +45,8 @@
 //! * **Self-healing.** Redis here keeps nothing on disk. Reading from a stream whose
 //!   group vanished (`NOGROUP`) recreates the groups and carries on.
 //! * **Connections.** Every command that answers at once shares one multiplexed
-//!   connection; blocking reads take pooled connections of their own, and each
-//!   pub/sub subscription opens one (see `connection`).
+//!   connection; blocking reads take pooled connections of their own, and an api
+//!   process's one pub/sub subscription (its `ChangeHub`) opens one (see `connection`).
 //! * **Locks.** Short `SET NX PX` locks with a random token keep two workers from
 //!   delivering the same notification at once (see `locks`).
 //! * **Circuits.** Per destination host, shared failure streaks; the policy lives in
@@ -61,11 +62,14 @@
 //! * **Change announcements.** `PUBLISH {prefix}changes:{user_id}` tells the console's
 //!   live streams (in any api process) that a person's notifications changed; what
 //!   changed is read from Postgres. The api and the workers both announce with
-//!   [`Changes::announce`], which never waits and never fails (see `changes`).
+//!   [`Changes::announce`], which never waits and never fails (see `changes`). Each
+//!   api process hears them all with one `PSUBSCRIBE {prefix}changes:*` and wakes its
+//!   own streams of that person in memory (see `change_hub`).
 //!
 //! Nothing here is the record: Postgres is. Losing Redis's data costs latency (the
-//! sweep re-enqueues, the streams poll), never a notification.
+//! sweep re-enqueues, the streams re-check), never a notification.
 
+mod change_hub;
 mod changes;
 mod circuit;
 mod connection;
@@ -82,6 +86,7 @@ mod rate;
 mod recent_writes;
 pub mod testing;
 
+pub use change_hub::{ChangeHub, PersonWatch};
 pub use changes::Changes;
 pub use circuit::Circuits;
 pub use connection::Redis;

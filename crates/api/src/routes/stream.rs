@@ -7,38 +7,48 @@
 //!   reconnects with `Last-Event-ID: n` (browsers do it by themselves) gets exactly
 //!   what it missed; without one it gets only what happens from now on.
 //! * Redis pub/sub only wakes the stream up: whoever changes a notification (worker or
-//!   api, in any process) publishes on the person's channel, and every stream of that
-//!   person, in whichever process, reads the log after its last number. A 1 s poll
-//!   backs the signal up (a signal lost while Redis restarts costs a second, not a
-//!   change), and when Redis is down the stream polls until it can subscribe again.
-//! * Nothing lives in process memory but the stream's own position, and nothing is
-//!   held between reads: no database connection, one Redis connection (pub/sub cannot
-//!   share pooled ones). A client that disconnects drops the response body, which drops
-//!   the subscription and closes its connection.
+//!   api, in any process) announces it on the person's channel. Each api process hears
+//!   every announcement through its one subscription (`herald_queue::ChangeHub`,
+//!   whatever the number of streams), which wakes this process's streams of that
+//!   person in memory; each reads the log after its last number, once per wake-up.
+//!   An idle stream sends no query.
+//! * A slow re-check (`HERALD_STREAM_RECHECK`, 30 s) backs the signal up: an
+//!   announcement is sent after the commit and at most once, so one is lost when its
+//!   publisher dies in between or Redis fails over, and a change made outside Herald
+//!   (psql) is announced by nobody. While the hub has no subscription (Redis down) the
+//!   stream polls every few seconds instead, and reads once when it is back.
+//! * Nothing lives in process memory but the stream's own position, its place in the
+//!   hub and its slot in the per-key limit (`crate::stream_slots`); nothing is held
+//!   between reads, not even a database connection. A client that disconnects drops
+//!   the response body, which gives all three back.
 
+use crate::caller::CallerKey;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{unknown_user, PathUserId};
 use crate::state::AppState;
+use crate::stream_slots::Slot;
 use actix_web::web::Bytes;
-use actix_web::{web, HttpRequest, HttpResponse};
-use futures::stream::BoxStream;
-use futures::{FutureExt, StreamExt};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use herald_queue::PersonWatch;
 use herald_store::changes::{self, Change};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio::time::Instant;
 use utoipa::IntoParams;
 
-/// The safety-net poll: the longest a change waits when its signal was lost.
-const POLL_EVERY: Duration = Duration::from_secs(1);
+/// The poll while the hub has no subscription (Redis down): announcements are not
+/// heard then, and changes still happen (read marks go through the api).
+const POLL_WHILE_UNSUBSCRIBED: Duration = Duration::from_secs(5);
+/// How soon a read that failed (database unavailable) is tried again.
+const RETRY_READ_AFTER: Duration = Duration::from_secs(2);
+/// The shortest re-check, whatever the settings say: a guard against a busy loop.
+const MIN_RECHECK: Duration = Duration::from_millis(100);
 /// A comment line this often keeps proxies and load balancers from closing an idle
 /// stream, and lets a dead client be noticed (the write fails).
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
-/// How long to wait before subscribing again after the Redis connection broke.
-const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(5);
 /// Changes read per query; a longer backlog is read in several.
 const BATCH: i64 = 200;
 /// How long browsers wait before reconnecting (the SSE `retry:` field).
@@ -67,7 +77,8 @@ pub struct StreamQuery {
 /// first; without, only new changes are sent. `event: reset` means changes were lost
 /// (pruned, or the person was deleted and created again): reload what you show. A
 /// comment line every 15 s keeps the connection alive. Browsers may pass the key as
-/// `?access_token=`.
+/// `?access_token=`. One API key may hold `HERALD_MAX_STREAMS_PER_KEY` (100) streams
+/// open in each api process; beyond, 429.
 #[utoipa::path(get, path = "/api/v1/users/{user_id}/stream", tag = "inbox",
     params(
         ("user_id" = String, Path),
@@ -79,12 +90,13 @@ pub struct StreamQuery {
         (status = 400, description = "a malformed Last-Event-ID", body = ErrorBody),
         (status = 401, description = "missing or wrong key", body = ErrorBody),
         (status = 404, description = "unknown person", body = ErrorBody),
+        (status = 429, description = "the key holds as many open streams as allowed", body = ErrorBody),
     ))]
 pub async fn stream(
     state: web::Data<AppState>,
     req: HttpRequest,
     // An id no person can have (too long, control characters) names nobody: the
-    // extractor answers 404 before a Redis connection is opened.
+    // extractor answers 404 before a slot is taken.
     PathUserId(user_id): PathUserId,
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -94,24 +106,19 @@ pub async fn stream(
         .map(|v| v.to_str().unwrap_or("?"));
     let resume = parse_resume(header.or(query.last_event_id.as_deref()))?;
 
-    // Subscribe before reading where the log stands: a change committed in between is
+    let key = req.extensions().get::<CallerKey>().copied();
+    let slot = state.stream_slots.take(key)?;
+    // Watch before reading where the log stands: a change committed in between is
     // then both signalled and read, never lost between the two.
-    let signals = match state.changes.subscribe(&user_id).await {
-        Ok(s) => Some(s.boxed()),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot subscribe to change signals; the stream polls");
-            None
-        }
-    };
-    // The connection is taken here, not by an extractor: it is not held while the
-    // subscription waits on Redis.
+    let watch = state.hub.watch(&user_id);
+    // The connection is taken here, not by an extractor: it is not held by the stream.
     let mut conn = herald_store::pool::get(&state.pool).await?;
     let position = changes::position(&mut conn, &user_id)
         .await?
         .ok_or_else(|| unknown_user(&user_id))?;
     drop(conn);
 
-    let mut feed = Feed::new(state.get_ref().clone(), user_id, signals);
+    let mut feed = Feed::new(state.get_ref().clone(), user_id, watch, slot);
     feed.out.push_back(Bytes::from(format!(
         "retry: {RECONNECT_MS}\n: herald stream\n\n"
     )));
@@ -178,10 +185,10 @@ struct Feed {
     user_id: String,
     /// The last change number sent (or the starting point).
     last: i64,
-    /// Redis signals; None while Redis is unreachable (the stream then polls).
-    signals: Option<BoxStream<'static, ()>>,
-    resubscribe_at: Instant,
-    poll: Interval,
+    /// Woken by announcements of this person's changes.
+    watch: PersonWatch,
+    /// When to read although nothing woke the stream (see the module docs).
+    recheck_at: Instant,
     keep_alive_at: Instant,
     /// Chunks ready to send.
     out: VecDeque<Bytes>,
@@ -190,21 +197,20 @@ struct Feed {
     /// Whether the last read failed, so a database outage is logged once per stream.
     failing: bool,
     _open: OpenStream,
+    _slot: Slot,
 }
 
 impl Feed {
-    fn new(state: AppState, user_id: String, signals: Option<BoxStream<'static, ()>>) -> Feed {
-        let mut poll = tokio::time::interval(POLL_EVERY);
-        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    fn new(state: AppState, user_id: String, watch: PersonWatch, slot: Slot) -> Feed {
         let now = Instant::now();
         Feed {
             _open: OpenStream::new(&state),
+            _slot: slot,
             state,
             user_id,
             last: 0,
-            signals,
-            resubscribe_at: now + RESUBSCRIBE_AFTER,
-            poll,
+            watch,
+            recheck_at: now,
             keep_alive_at: now + KEEP_ALIVE_EVERY,
             out: VecDeque::new(),
             read_now: true,
@@ -227,71 +233,50 @@ impl Feed {
         }
     }
 
-    /// Waits for a signal or the poll tick (true: read the log) or the keep-alive
-    /// deadline (false).
+    /// Waits for a wake-up or the re-check (true: read the log) or the keep-alive
+    /// deadline (false). A burst of announcements wakes it once.
     async fn wait(&mut self) -> bool {
         tokio::select! {
-            signal = next_signal(&mut self.signals) => {
-                match signal {
-                    // A burst of signals needs one read: take those already here.
-                    Some(()) => self.drain_signals(),
-                    None => self.lost_signals(),
-                }
-                true
-            }
-            _ = self.poll.tick() => {
-                if self.signals.is_none() && Instant::now() >= self.resubscribe_at {
-                    self.resubscribe().await;
-                }
-                true
-            }
+            _ = self.watch.changed() => true,
+            _ = tokio::time::sleep_until(self.recheck_at) => true,
             _ = tokio::time::sleep_until(self.keep_alive_at) => false,
         }
     }
 
-    fn drain_signals(&mut self) {
-        while let Some(s) = self.signals.as_mut() {
-            match s.next().now_or_never() {
-                Some(Some(())) => continue,
-                Some(None) => self.lost_signals(),
-                None => break,
-            }
-        }
-    }
-
-    fn lost_signals(&mut self) {
-        tracing::warn!("change signals lost (Redis connection closed); polling until resubscribed");
-        self.signals = None;
-        self.resubscribe_at = Instant::now() + RESUBSCRIBE_AFTER;
-    }
-
-    async fn resubscribe(&mut self) {
-        match self.state.changes.subscribe(&self.user_id).await {
-            Ok(s) => self.signals = Some(s.boxed()),
-            Err(e) => {
-                tracing::debug!(error = %e, "still cannot subscribe to change signals");
-                self.resubscribe_at = Instant::now() + RESUBSCRIBE_AFTER;
-            }
+    /// How long until the next read that nothing woke: the re-check while the hub is
+    /// subscribed, spread a little so that streams opened together do not read
+    /// together; a short poll while it is not (the hub wakes every stream when that
+    /// changes, so this is chosen afresh).
+    fn next_recheck(&self) -> Duration {
+        let recheck = self.state.stream_recheck.max(MIN_RECHECK);
+        if self.watch.is_live() {
+            recheck.mul_f64(rand::random_range(0.9..1.1))
+        } else {
+            recheck.min(POLL_WHILE_UNSUBSCRIBED)
         }
     }
 
     /// Reads the changes after `last` and queues their events.
     async fn read(&mut self) {
         self.read_now = false;
-        // The safety-net poll counts from the last read: while signals keep coming,
-        // it never adds a query of its own.
-        self.poll.reset();
+        // Counted from the last read: while announcements keep coming, the re-check
+        // never adds a query of its own.
+        self.recheck_at = Instant::now() + self.next_recheck();
+        self.state
+            .stream_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let rows = match self.read_rows().await {
             Ok(rows) => {
                 self.failing = false;
                 rows
             }
             Err(e) => {
-                // The next tick tries again; the client just waits a little longer.
+                // Tried again soon; the client just waits a little longer.
                 if !self.failing {
                     tracing::warn!(error = %e, "stream cannot read the change log");
                 }
                 self.failing = true;
+                self.recheck_at = Instant::now() + RETRY_READ_AFTER;
                 return;
             }
         };
@@ -314,13 +299,6 @@ impl Feed {
     async fn read_rows(&self) -> Result<Vec<Change>, ApiError> {
         let mut conn = herald_store::pool::get(&self.state.pool).await?;
         Ok(changes::after(&mut conn, &self.user_id, self.last, BATCH).await?)
-    }
-}
-
-async fn next_signal(signals: &mut Option<BoxStream<'static, ()>>) -> Option<()> {
-    match signals {
-        Some(s) => s.next().await,
-        None => std::future::pending().await,
     }
 }
 

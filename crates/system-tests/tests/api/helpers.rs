@@ -24,6 +24,8 @@ pub struct TestApp {
     /// The SMTP server the shipped `email` channel sends to (the sink's receiver).
     pub mail: std::sync::Arc<herald_sim::sink::SinkState>,
     pub smtp_port: u16,
+    /// The api's shared state, for tests that look inside the process.
+    pub state: herald_api::AppState,
     workers: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
     prefix: String,
 }
@@ -66,7 +68,20 @@ pub async fn spawn_app_with_config(dir: PathBuf) -> TestApp {
     spawn(false, dir).await
 }
 
+/// The api alone, with its settings changed by `change` first.
+pub async fn spawn_app_with_settings(change: impl FnOnce(&mut herald_api::Settings)) -> TestApp {
+    spawn_with(false, config_dir(), change).await
+}
+
 async fn spawn(with_worker: bool, config_dir: PathBuf) -> TestApp {
+    spawn_with(with_worker, config_dir, |_| {}).await
+}
+
+async fn spawn_with(
+    with_worker: bool,
+    config_dir: PathBuf,
+    change: impl FnOnce(&mut herald_api::Settings),
+) -> TestApp {
     let db = TestDb::create().await.expect("test database");
     spawn_on(with_worker, config_dir, db, None).await
 }
@@ -124,7 +139,7 @@ async fn spawn_on(
 ) -> TestApp {
     let prefix = herald_queue::testing::prefix();
     let provider = MockServer::start().await;
-    let settings = herald_api::Settings {
+    let mut settings = herald_api::Settings {
         database_url: db.url.clone(),
         database_read_url,
         redis_url: redis_url(),
@@ -136,11 +151,13 @@ async fn spawn_on(
         rate_limit_per_s: None,
         receipts_secret: None,
         client_ip_header: None,
+        streams: Default::default(),
     };
+    change(&mut settings);
     let state = herald_api::build_state(&settings).await.expect("api state");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
     let address = format!("http://{}", listener.local_addr().expect("bound"));
-    let server = herald_api::run(state, listener).expect("server");
+    let server = herald_api::run(state.clone(), listener).expect("server");
     tokio::spawn(server);
     let redis = Redis::connect(&redis_url(), &prefix, 4).expect("redis");
     let (mail, smtp_port) = start_smtp_sink().await;
@@ -154,6 +171,7 @@ async fn spawn_on(
         provider,
         mail,
         smtp_port,
+        state,
         workers: Vec::new(),
         prefix,
     };

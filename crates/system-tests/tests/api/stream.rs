@@ -2,7 +2,9 @@
 //! as Server-Sent Events, numbered per person, resumable with `Last-Event-ID`.
 
 use crate::fixtures;
-use crate::helpers::{redis_url, spawn_app, spawn_app_with_worker, TestApp, API_KEY};
+use crate::helpers::{
+    redis_url, spawn_app, spawn_app_with_settings, spawn_app_with_worker, TestApp, API_KEY,
+};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
@@ -320,18 +322,156 @@ async fn another_persons_changes_do_not_leak_and_private_ones_are_not_streamed()
 }
 
 #[tokio::test]
-async fn changes_made_behind_the_apis_back_arrive_by_the_poll() {
-    // No signal at all (a psql session, or a publish lost while Redis restarted): the
-    // stream's one-second poll still finds the change.
-    let app = spawn_app().await;
+async fn changes_made_behind_the_apis_back_arrive_by_the_slow_recheck() {
+    // No announcement at all (a psql session, or one lost while Redis restarted): the
+    // stream's re-check (30 s by default, 1 s here) still finds the change.
+    let app = spawn_app_with_settings(|s| s.streams.recheck = Duration::from_secs(1)).await;
     fixtures::people(&app, &["gus"]).await;
     let mut sse = open(&app, "gus", None).await;
     let event = fixtures::event(&app, "x", Some("gus")).await;
     fixtures::insert(&app, &[fixtures::row(event, "gus", "QUIET")]).await;
     let got = sse
-        .expect(Duration::from_secs(3), "the unsignalled change")
+        .expect(Duration::from_secs(3), "the unannounced change")
         .await;
     assert_eq!(got.data["notification_type"], "QUIET");
+}
+
+/// Waits until the api's change hub has its Redis subscription.
+async fn hub_live(app: &TestApp) {
+    app.wait_for("the change hub subscribed", WAIT, || async {
+        app.state.hub.is_live().then_some(())
+    })
+    .await;
+}
+
+fn stream_reads(app: &TestApp) -> u64 {
+    app.state
+        .stream_reads
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_streams_share_one_subscription_and_idle_streams_send_no_query() {
+    // Arrange: ten streams, six of kim's and four of lou's, on one api process.
+    let app = spawn_app().await;
+    fixtures::people(&app, &["kim", "lou"]).await;
+    let event = fixtures::event(&app, "x", Some("kim")).await;
+    hub_live(&app).await;
+    let mut kims = Vec::new();
+    for _ in 0..6 {
+        kims.push(open(&app, "kim", None).await);
+    }
+    let mut lous = Vec::new();
+    for _ in 0..4 {
+        lous.push(open(&app, "lou", None).await);
+    }
+    // Each stream reads the log once as it starts.
+    app.wait_for("the first reads", WAIT, || async {
+        (stream_reads(&app) == 10).then_some(())
+    })
+    .await;
+
+    // Assert: one subscription serves them all. PUBLISH answers how many connections
+    // received the message: the api's one hub (one per stream before issue 15), and
+    // nobody subscribes to the person's own channel.
+    let mut redis = redis::Client::open(redis_url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let receivers: i64 = redis::cmd("PUBLISH")
+        .arg(app.changes.channel("nobody-watches"))
+        .arg("1")
+        .query_async(&mut redis)
+        .await
+        .expect("PUBLISH");
+    assert_eq!(receivers, 1, "one pub/sub connection for ten streams");
+    let (_, per_channel): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(app.changes.channel("kim"))
+        .query_async(&mut redis)
+        .await
+        .expect("NUMSUB");
+    assert_eq!(per_channel, 0);
+    assert_eq!(app.state.hub.watched_people(), 2);
+
+    // Assert: idle streams send no query (the re-check is 30 s away).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(stream_reads(&app), 10, "idle streams read nothing");
+
+    // Act: a notification written behind the api's back (not announced), then read
+    // through the api (announced).
+    let ids = fixtures::insert(&app, &[fixtures::row(event, "kim", "FOR_KIM")]).await;
+    let started = tokio::time::Instant::now();
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/users/kim/notifications/{}/read", ids[0]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Assert: every stream of kim's gets both changes at once, by one read each; lou's
+    // streams read nothing.
+    for sse in &mut kims {
+        let created = sse.expect(WAIT, "the creation").await;
+        let read = sse.expect(WAIT, "the read mark").await;
+        assert_eq!((created.id, read.id), (Some(1), Some(2)));
+        assert_eq!(read.data["kind"], "read");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    for sse in &mut lous {
+        assert!(sse.next(Duration::from_millis(200)).await.is_none());
+    }
+    assert_eq!(stream_reads(&app), 16, "one read per stream of kim's");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_may_hold_a_hundred_streams_and_the_next_gets_429() {
+    // Arrange: the default limit; a second key with the read scope.
+    let other_key = "other-read-key";
+    let app = spawn_app_with_settings(|s| s.api_keys.push(format!("read:{other_key}"))).await;
+    fixtures::people(&app, &["max"]).await;
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        held.push(open(&app, "max", None).await);
+    }
+    let try_open = |key: &'static str| {
+        let req = app
+            .client
+            .get(app.url("/api/v1/users/max/stream"))
+            .bearer_auth(key);
+        async move { req.send().await.expect("sent") }
+    };
+
+    // Act + Assert: the 101st of this key is refused, naming the limit.
+    let refused = try_open(API_KEY).await;
+    assert_eq!(refused.status().as_u16(), 429);
+    let body: Value = refused.json().await.expect("a JSON error");
+    assert_eq!(body["error"]["code"], "too_many_streams", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("100") && message.contains("HERALD_MAX_STREAMS_PER_KEY"),
+        "{message}"
+    );
+
+    // Another key has slots of its own.
+    let other = try_open(other_key).await;
+    assert_eq!(other.status().as_u16(), 200);
+    drop(other);
+
+    // A stream that closes gives its slot back.
+    held.pop();
+    app.wait_for("the slot given back", WAIT, || async {
+        (app.state.stream_slots.open_streams() == 99).then_some(())
+    })
+    .await;
+    let again = try_open(API_KEY).await;
+    assert_eq!(again.status().as_u16(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,6 +495,7 @@ async fn a_second_api_process_streams_what_the_first_one_changed() {
         rate_limit_per_s: None,
         receipts_secret: None,
         client_ip_header: None,
+        streams: Default::default(),
     };
     let state = herald_api::build_state(&settings).await.expect("state");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
@@ -387,42 +528,25 @@ async fn a_second_api_process_streams_what_the_first_one_changed() {
 }
 
 #[tokio::test]
-async fn a_client_that_disconnects_releases_its_redis_subscription() {
+async fn a_client_that_disconnects_releases_its_watch_and_slot() {
     let app = spawn_app().await;
     fixtures::people(&app, &["ivy"]).await;
-    let channel = app.changes.channel("ivy");
-    let client = redis::Client::open(redis_url()).expect("redis url");
-    let mut redis = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let subscribers = |mut c: redis::aio::MultiplexedConnection, channel: String| async move {
-        let reply: (String, i64) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(&channel)
-            .query_async(&mut c)
-            .await
-            .expect("NUMSUB");
-        reply.1
-    };
 
     let sse = open(&app, "ivy", None).await;
-    assert_eq!(subscribers(redis.clone(), channel.clone()).await, 1);
+    assert_eq!(app.state.hub.watched_people(), 1);
+    assert_eq!(app.state.stream_slots.open_streams(), 1);
     let metrics = metrics_text(&app).await;
     assert!(metrics.contains("herald_sse_streams 1"), "{metrics}");
 
     drop(sse);
-    app.wait_for("the subscription released", Duration::from_secs(20), || {
-        let (c, ch) = (redis.clone(), channel.clone());
-        async move { (subscribers(c, ch).await == 0).then_some(()) }
+    app.wait_for("the stream released", Duration::from_secs(20), || async {
+        let released =
+            app.state.hub.watched_people() == 0 && app.state.stream_slots.open_streams() == 0;
+        released.then_some(())
     })
     .await;
     let metrics = metrics_text(&app).await;
     assert!(metrics.contains("herald_sse_streams 0"), "{metrics}");
-    let _: () = redis::cmd("PING")
-        .query_async(&mut redis)
-        .await
-        .expect("ping");
 }
 
 async fn metrics_text(app: &TestApp) -> String {
