@@ -10,7 +10,9 @@
 //!                             print the YAML, then score it
 //!   flatten=A last_send=W     mix the hour profile with a flat one (A = 1: flat);
 //!                             weights.last_send
-//!   breakdown=1               average delays by kind of person (shift=SECONDS,
+//!   bias=                     weights.bias
+//!   breakdown=1               average delays by kind of person, and the part of
+//!                             them spent waiting for midnight (shift=SECONDS,
 //!                             seed=N for a synthetic day, trace=USER prints one
 //!                             person's sends)
 //!   fit=ROUNDS                refit on the training splits only (half A of the
@@ -19,7 +21,12 @@
 //!                             plus the worst log ratio; frozen=a,b keeps parameters
 //!                             whose names start so (e.g. frozen=friends)
 //!                             (train=noc: only the splits without the celebrity)
+//!                             seeds=N adds synthetic training days 5..=N
 //!   training=1                list the training splits in the table too
+//!   oracle=1                  add a column: the same rule told each person's true
+//!                             number of further tours today (a perfect forecast);
+//!                             ofit=ROUNDS first refits its weights for that forecast
+//!                             on the training splits (mean plus worst log ratio)
 //!   write=DIR                 also write the synthetic days as komoot CSV files
 //!   fresh=N                   only score N synthetic days with seeds 1000.. (used by
 //!                             no split: a check after choosing by the table)
@@ -32,7 +39,8 @@
 
 use herald_bundle_lab::komoot::read_tours;
 use herald_bundle_lab::optimum::person_optimum;
-use herald_bundle_lab::replay::replay_with;
+use herald_bundle_lab::oracle;
+use herald_bundle_lab::replay::{replay_with, Dataset};
 use herald_bundle_lab::splits::{self, build, celebrities, Role};
 use herald_bundle_lab::synth::{ArrivalModel, Draw, Tour};
 use herald_core::bundle::ranker::{BundlingConfig, LogisticRanker};
@@ -89,6 +97,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     if let Some(x) = num("last_send")? {
         cfg.weights.last_send = x;
     }
+    if let Some(x) = num("bias")? {
+        cfg.weights.bias = x;
+    }
     if let Some(x) = num("count_power")? {
         cfg.friends.count_power = x;
     }
@@ -134,7 +145,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         cfg = f.config;
     }
     if let Some(rounds) = num("fit")? {
-        let sets: Vec<_> = all
+        let mut sets: Vec<_> = all
             .iter()
             .filter(|s| s.role == Role::Training)
             // train=nocelebrity: only the splits without a dominating friend.
@@ -145,6 +156,20 @@ fn main() -> Result<(), Box<dyn Error>> {
             })
             .map(|s| s.data.clone())
             .collect();
+        // seeds=N: synthetic training days 5..=N besides 1–4 (all below the
+        // held-out seeds, which start at 101).
+        if let (Some(n), Some(m)) = (num("seeds")?, &model) {
+            for seed in 5..=(n as u64).min(100) {
+                sets.push(build(
+                    &m.draw(&Draw {
+                        seed,
+                        ..Draw::default()
+                    }),
+                    |_| true,
+                    0,
+                ));
+            }
+        }
         let frozen: Vec<&str> = opts
             .get("frozen")
             .map(|v| v.split(',').collect())
@@ -189,6 +214,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
         };
         let mut acc = BTreeMap::<String, [f64; 3]>::new();
+        let mut midnight = BTreeMap::<String, f64>::new();
         let trace = opts.get("trace").cloned().unwrap_or_default();
         replay_with(&d, ranker.as_ref(), |s, rows| {
             if *d.people[s.person as usize] == *trace {
@@ -208,6 +234,10 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
             let total: i64 = rows.map(|r| s.sent_at - d.at[r]).sum();
             acc.entry(kind(s.person as usize)).or_default()[0] += total as f64;
+            // The part that waited for midnight because the day's sends were spent.
+            if s.sent_at.rem_euclid(86_400) == 0 {
+                *midnight.entry(kind(s.person as usize)).or_default() += total as f64;
+            }
         });
         for (p, ts) in per.iter().enumerate() {
             let e = acc.entry(kind(p)).or_default();
@@ -215,11 +245,17 @@ fn main() -> Result<(), Box<dyn Error>> {
             e[2] += ts.len() as f64;
         }
         println!(
-            "{:<20} {:>6} {:>8} {:>8}",
-            "people", "tours", "avg (s)", "optimum"
+            "{:<20} {:>6} {:>8} {:>10} {:>8}",
+            "people", "tours", "avg (s)", "midnight", "optimum"
         );
         for (k, [ours, opt, n]) in &acc {
-            println!("{k:<20} {n:>6} {:>8.0} {:>8.0}", ours / n, opt / n);
+            let mid = midnight.get(k).copied().unwrap_or(0.0);
+            println!(
+                "{k:<20} {n:>6} {:>8.0} {:>10.0} {:>8.0}",
+                ours / n,
+                mid / n,
+                opt / n
+            );
         }
         return Ok(());
     }
@@ -246,9 +282,28 @@ fn main() -> Result<(), Box<dyn Error>> {
         return Ok(());
     }
     let show_training = opts.contains_key("training");
-    println!("| split | role | tours | people | ratio | cap violations |");
-    println!("|---|---|---|---|---|---|");
+    let oracle = opts.contains_key("oracle");
+    println!(
+        "| split | role | tours | people | ratio | cap violations |{}",
+        if oracle { " oracle |" } else { "" }
+    );
+    println!(
+        "|---|---|---|---|---|---|{}",
+        if oracle { "---|" } else { "" }
+    );
     let mut held = Vec::new();
+    let mut held_oracle = Vec::new();
+    let mut oracle_cfg = cfg.clone();
+    if let Some(rounds) = num("ofit")? {
+        let training: Vec<&Dataset> = all
+            .iter()
+            .filter(|s| s.role == Role::Training)
+            .map(|s| &s.data)
+            .collect();
+        oracle_cfg = oracle::fit(&training, &cfg, rounds as u32);
+        println!("{}", oracle_cfg.to_yaml());
+    }
+    let rule = LogisticRanker::new(&oracle_cfg);
     for sp in all
         .iter()
         .filter(|s| show_training || s.role != Role::Training)
@@ -257,8 +312,17 @@ fn main() -> Result<(), Box<dyn Error>> {
         if sp.role == Role::HeldOut {
             held.push(sc.ratio);
         }
+        let with_oracle = if oracle {
+            let r = oracle::ratio(&sp.data, &rule);
+            if sp.role == Role::HeldOut {
+                held_oracle.push(r);
+            }
+            format!(" {r:.2} |")
+        } else {
+            String::new()
+        };
         println!(
-            "| {} | {} | {} | {} | {:.2} | {} |",
+            "| {} | {} | {} | {} | {:.2} | {} |{with_oracle}",
             sp.name,
             sp.role.label(),
             sp.data.len(),
@@ -266,6 +330,13 @@ fn main() -> Result<(), Box<dyn Error>> {
             sc.ratio,
             sc.cap_violations
         );
+    }
+    if oracle {
+        let worst = held_oracle.iter().copied().fold(0.0, f64::max);
+        let geo = (held_oracle.iter().map(|x| x.ln()).sum::<f64>()
+            / held_oracle.len().max(1) as f64)
+            .exp();
+        println!("held out with the oracle: worst {worst:.3}, geometric mean {geo:.3}");
     }
     let worst = held.iter().copied().fold(0.0, f64::max);
     let geo = (held.iter().map(|x| x.ln()).sum::<f64>() / held.len().max(1) as f64).exp();

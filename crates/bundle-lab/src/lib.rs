@@ -18,6 +18,7 @@
 //! | [`fit`] | learns ranker weights from a file by direct search on the replay |
 //! | [`synth`] | an arrival model fitted to a file, and synthetic days drawn from it |
 //! | [`splits`] | the training and held-out splits a ranker is fitted and judged on |
+//! | [`oracle`] | the rule with a perfect forecast of each person's further tours |
 //! | [`commands`] | `herald-worker bundle FILE` and `herald-worker users FILE` |
 //!
 //! The research program `bundle_lab` (scores a ranker on a file and on perturbed
@@ -28,6 +29,7 @@ pub mod commands;
 pub mod fit;
 pub mod komoot;
 pub mod optimum;
+pub mod oracle;
 pub mod replay;
 pub mod splits;
 pub mod stats;

@@ -564,9 +564,15 @@ impl LogisticRanker {
 
     /// The raw logistic score z; readiness is σ(z).
     pub fn score(&self, f: &Features) -> f64 {
+        self.score_with(f, self.expected_more(f))
+    }
+
+    /// The raw score given the further tours `more` expected today instead of the
+    /// ranker's own forecast: the lab scores the rule with the true count (an oracle)
+    /// to tell the forecast's error from the rule's.
+    pub fn score_with(&self, f: &Features, more: f64) -> f64 {
         let w = &self.w;
         const H: f64 = 3600.0;
-        let more = self.expected_more(f);
         let last_send = if f.sends_left == 1 && w.last_send != 0.0 {
             w.last_send * (0.05 + more * f.time_left / H).ln()
         } else {
@@ -954,6 +960,29 @@ mod tests {
             let z = r.score(&f);
             assert!(z >= prev - 1e-9);
             prev = z;
+        }
+    }
+
+    #[test]
+    fn score_is_score_with_the_ranker_s_own_forecast() {
+        let mut cfg = BundlingConfig::default();
+        cfg.weights.last_send = -1.0;
+        cfg.friends.session = 0.4;
+        let r = LogisticRanker::new(&cfg);
+        // (tours pending, sends made, second of day, busiest friend's count)
+        for (tours, sent, sod, busiest) in [
+            (1, 0, 3_600.0, 0),
+            (3, 1, 40_000.0, 2),
+            (2, 3, 70_000.0, 5),
+            (9, 3, 86_000.0, 1),
+        ] {
+            let f = Features {
+                busiest_told: busiest,
+                ..feats(tours, sent, sod, 900.0)
+            };
+            assert_eq!(r.score(&f), r.score_with(&f, r.expected_more(&f)));
+            // More tours to come never makes a bundle readier.
+            assert!(r.score_with(&f, 0.5) >= r.score_with(&f, 5.0));
         }
     }
 
