@@ -32,6 +32,10 @@ Then it waits until the pipeline settles and asserts, reading Postgres and the s
 
 * every accepted event is in Postgres (lost = 0) and `routed`, with one notification
   row per recipient;
+* no job was dead-lettered: the faults alone must not use up a job's deliveries
+  (`HERALD_MAX_DELIVERIES`). A dead-lettered event (`failed_routing`) or notification
+  (`failed`) is final, so it counts neither as stuck nor as lost (its row in
+  `dead_letters` says why), but it fails this check;
 * every notification is in a final state — `sent`, `failed` or `suppressed` — (stuck =
   0), and every `sent` one was answered 2xx by the sink at least once (lost = 0);
 * every bundle item (comment) ends `sent` or `failed`, no bundle stays pending, and
@@ -560,7 +564,8 @@ class Chaos:
         return "(select unnest(array[" + ",".join(f"'{i}'" for i in ids) + "]::uuid[]))"
 
     def stuck_counts(self) -> tuple[int, int]:
-        events = self.pg.scalar("select count(*) from events where status <> 'routed'")
+        # `failed_routing` is final: a dead-lettered route job (counted apart, see verify).
+        events = self.pg.scalar("select count(*) from events where status not in ('routed', 'failed_routing')")
         notifications = self.pg.scalar("select count(*) from notifications where status not in "
                                        "('sent', 'failed', 'suppressed')")
         return events, notifications
@@ -610,16 +615,21 @@ class Chaos:
         in_db = pg.scalar(f"select count(*) from events where id in {ours}")
         missing_events = s.accepted - in_db
         not_routed = pg.scalar(f"select count(*) from events where id in {ours} and status <> 'routed'")
+        dead_letters = dict((r[0], int(r[1])) for r in pg.psql("select kind, count(*) from dead_letters group by kind"))
+        dead_reasons = pg.psql("select kind, left(reason, 200) from dead_letters order by id limit 5")
         self.check(f"every accepted event is in Postgres ({in_db}/{s.accepted})", missing_events == 0,
                    f"{missing_events} accepted events are missing")
         self.check(f"every accepted event is routed (not routed: {not_routed})", not_routed == 0,
-                   f"{not_routed} events still `received` after {settle_s:.0f} s")
+                   f"{not_routed} events not `routed` (`received` or `failed_routing`) after {settle_s:.0f} s")
+        self.check(f"no job was dead-lettered ({dead_letters or 'none'})", not dead_letters,
+                   f"dead letters by kind: {dead_letters}; first reasons: {dead_reasons}")
 
         # Broadcasts reach everyone (members and writers), alerts the shop's members,
         # comments their writer.
         members = len(MEMBERS)
         short = pg.psql(f"select e.id, e.event_type, count(n.id) from events e left join notifications n "
-                        f"on n.event_id = e.id where e.id in {ours} group by e.id, e.event_type "
+                        f"on n.event_id = e.id where e.id in {ours} and e.status <> 'failed_routing' "
+                        f"group by e.id, e.event_type "
                         f"having count(n.id) <> case e.event_type when 'broadcast' then {members + len(WRITERS)} "
                         f"when 'comment_created' then 1 else {members} end limit 20")
         self.check(f"every routed event has one notification per recipient ({members} members, "
@@ -700,6 +710,7 @@ class Chaos:
             "accepted_by_sink_but_recorded_failed": len(accepted_but_not_sent),
             "stuck": stuck,
             "lost": lost,
+            "dead_letters": sum(dead_letters.values()),
             "requests": dict(s.requests),
             "settle_s": round(settle_s, 1),
             "failed_reasons": {r[0]: int(r[1]) for r in failed_reasons},

@@ -1,6 +1,7 @@
 // The operations page: queue depths, notifications by status over the last hour (a
-// small inline SVG chart), the latest failures with a retry button, and the live
-// workers' heartbeats. Refreshed every 5 s while the tab is visible.
+// small inline SVG chart), the latest failures with a retry button, the latest dead
+// letters (jobs given up on after too many deliveries), and the live workers'
+// heartbeats. Refreshed every 5 s while the tab is visible.
 
 import { api, enc } from './api.js';
 import { announce, h, replace, scroll, svg, table, time } from './dom.js';
@@ -16,6 +17,7 @@ export function renderOps(main, show) {
   const queues = h('div', { id: 'ops-queues' });
   const chart = h('div', { id: 'ops-chart' });
   const failures = h('div', { id: 'ops-failures' });
+  const deadLetters = h('div', { id: 'ops-dead-letters' });
   const workers = h('div', { id: 'ops-workers' });
   const note = h('p', { class: 'error', role: 'alert' });
   const retried = new Map(); // id -> what the retry answered, shown until the list moves on
@@ -32,6 +34,8 @@ export function renderOps(main, show) {
         h('h2', { id: 'chart-h' }, 'Notifications, last hour'), chart)),
     h('section', { class: 'card', 'aria-labelledby': 'failures-h' },
       h('h2', { id: 'failures-h' }, 'Latest failures'), failures),
+    h('section', { class: 'card', 'aria-labelledby': 'dead-letters-h' },
+      h('h2', { id: 'dead-letters-h' }, 'Dead letters'), deadLetters),
     h('section', { class: 'card', 'aria-labelledby': 'workers-h' },
       h('h2', { id: 'workers-h' }, 'Workers'), workers));
 
@@ -40,10 +44,12 @@ export function renderOps(main, show) {
     const mine = ++gen;
     let summary;
     let failed;
+    let dead;
     try {
-      [summary, failed] = await Promise.all([
+      [summary, failed, dead] = await Promise.all([
         api('GET', '/api/v1/ops/summary'),
         api('GET', `/api/v1/notifications?status=failed&limit=${FAILURES}`),
+        api('GET', `/api/v1/dead-letters?limit=${FAILURES}`),
       ]);
     } catch (e) {
       if (alive && mine === gen) note.textContent = `Cannot load the overview: ${e.message}`;
@@ -55,6 +61,7 @@ export function renderOps(main, show) {
     renderQueues(summary);
     replace(chart, statusChart(summary.notifications_last_hour));
     renderFailures(failed.items);
+    renderDeadLetters(dead.items);
     renderWorkers(summary.workers);
   }
 
@@ -89,6 +96,23 @@ export function renderOps(main, show) {
         h('td', { class: 'reason' }, n.last_error ?? n.suppression_reason ?? ''),
         h('td', {}, retryCell(n)))),
       { hiddenCaption: true }), 'Failed notifications'));
+  }
+
+  function renderDeadLetters(items) {
+    if (items.length === 0) {
+      replace(deadLetters, h('p', { class: 'muted' }, 'No job was given up on.'));
+      return;
+    }
+    replace(deadLetters, scroll(table('Dead letters, newest first',
+      ['When', 'Job', 'Event', 'Notification', 'Deliveries', 'Reason'],
+      items.map((d) => h('tr', { dataset: { id: String(d.id) } },
+        h('td', {}, time(d.created_at)),
+        h('td', {}, d.kind),
+        h('td', {}, d.event_id ? h('code', {}, d.event_id) : h('span', { class: 'muted' }, '—')),
+        h('td', {}, d.notification_id ? h('code', {}, d.notification_id) : h('span', { class: 'muted' }, '—')),
+        h('td', { class: 'num' }, String(d.deliveries)),
+        h('td', { class: 'reason' }, d.reason))),
+      { hiddenCaption: true }), 'Dead letters'));
   }
 
   function retryCell(n) {

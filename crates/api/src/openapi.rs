@@ -69,6 +69,7 @@ impl Modify for BearerKey {
         crate::routes::notifications::get_notification,
         crate::routes::notifications::retry_notification,
         crate::routes::ops::summary,
+        crate::routes::dead_letters::list_dead_letters,
         crate::routes::audit::get_audit,
         crate::routes::ui::redirect,
         crate::routes::ui::index,

@@ -32,6 +32,27 @@ impl Job {
         }
     }
 
+    /// The serde tag: `route`, `deliver` or `flush_bundle`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Job::Route { .. } => "route",
+            Job::Deliver { .. } => "deliver",
+            Job::FlushBundle { .. } => "flush_bundle",
+        }
+    }
+
+    /// What the job is about: `{kind}:{id}`, the same for every copy and every fan-out
+    /// page of one event. Names the job's "queued" counter (see `Queue::enqueue`); the
+    /// scheduler's Lua script builds the same name from the job's JSON.
+    pub fn marker(&self) -> String {
+        let id = match self {
+            Job::Route { event_id, .. } => event_id,
+            Job::Deliver { notification_id } => notification_id,
+            Job::FlushBundle { bundle_id } => bundle_id,
+        };
+        format!("{}:{id}", self.kind())
+    }
+
     pub fn to_json(&self) -> String {
         // A Job is plain data (ids and strings); serializing it cannot fail.
         serde_json::to_string(self).unwrap_or_default()
@@ -63,5 +84,30 @@ mod tests {
             Job::route(Uuid::nil()).to_json(),
             r#"{"kind":"route","event_id":"00000000-0000-0000-0000-000000000000"}"#
         );
+    }
+
+    /// The Lua side names markers from the JSON's `kind` and id fields.
+    #[test]
+    fn a_marker_is_the_json_kind_and_id() {
+        let id = Uuid::now_v7();
+        let continuation = Job::Route {
+            event_id: id,
+            rule: Some("R".into()),
+            after: Some("u".into()),
+        };
+        assert_eq!(continuation.marker(), Job::route(id).marker());
+        for job in [
+            Job::route(id),
+            Job::Deliver {
+                notification_id: id,
+            },
+            Job::FlushBundle { bundle_id: id },
+        ] {
+            let json: serde_json::Value = serde_json::from_str(&job.to_json()).unwrap();
+            assert_eq!(
+                job.marker(),
+                format!("{}:{id}", json["kind"].as_str().unwrap())
+            );
+        }
     }
 }

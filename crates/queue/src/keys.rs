@@ -49,9 +49,20 @@ impl Keys {
         format!("{}worker:*", self.prefix)
     }
 
-    /// A recovery sweep mark (see `Marks`).
-    pub fn mark(&self, name: &str) -> String {
-        format!("{}mark:{name}", self.prefix)
+    /// The prefix of the per-job "copies queued" counters; the scripts append the
+    /// job's marker (`Job::marker`).
+    pub fn queued_prefix(&self) -> String {
+        format!("{}queued:", self.prefix)
+    }
+
+    /// How many copies of the job named `marker` are on a stream (see `Queue`).
+    pub fn queued(&self, marker: &str) -> String {
+        format!("{}queued:{marker}", self.prefix)
+    }
+
+    /// The last error of a stream entry's failed run, for its dead letter.
+    pub fn failure(&self, queue: QueueName, entry_id: &str) -> String {
+        format!("{}failure:{}:{entry_id}", self.prefix, queue.as_str())
     }
 
     /// A hit counter (see `Counters`); the caller's name is used as given.
@@ -106,7 +117,12 @@ mod tests {
             (k.lock("sweep"), "h:lock:sweep"),
             (k.heartbeat("w1"), "h:worker:w1"),
             (k.heartbeat_pattern(), "h:worker:*"),
-            (k.mark("deliver:1"), "h:mark:deliver:1"),
+            (k.queued("deliver:1"), "h:queued:deliver:1"),
+            (k.queued_prefix(), "h:queued:"),
+            (
+                k.failure(QueueName::Default, "1-0"),
+                "h:failure:default:1-0",
+            ),
             (k.counter("rate:ab:7"), "h:rate:ab:7"),
             (circuit, "h:lock:circuit:example.com"),
             (circuit_ids, "h:lock:circuit:example.com:ids"),

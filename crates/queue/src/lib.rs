@@ -6,11 +6,10 @@
 //! | module            | type                        | what it keeps in Redis                                  |
 //! |-------------------|-----------------------------|---------------------------------------------------------|
 //! | `connection`      | [`Redis`]                   | nothing: the one handle every type below is built from  |
-//! | `queue`           | [`Queue`]                   | job streams, the delayed set, acknowledgements           |
+//! | `queue`           | [`Queue`]                   | job streams, the delayed set, acknowledgements, the "queued" counters, failed runs' errors |
 //! | `job`             | [`Job`], [`QueueName`]      | the jobs' JSON, in the stream entries                    |
 //! | `locks`           | [`Locks`]                   | short `SET NX PX` locks with a holder token              |
 //! | `circuit`         | [`Circuits`]                | failure streaks per destination host                     |
-//! | `marks`           | [`Marks`]                   | the recovery sweep's "already re-enqueued" marks         |
 //! | `counters`        | [`Counters`]                | expiring hit counters (the api's rate limit)             |
 //! | `friend_activity` | [`FriendCounts`]            | tours per friend, person and day (the bundling ranker)   |
 //! | `recent_writes`   | [`RecentWrites`]            | each person's last write position (read-your-writes)     |
@@ -51,8 +50,16 @@
 //!   delivering the same notification at once (see `locks`).
 //! * **Circuits.** Per destination host, shared failure streaks; the policy lives in
 //!   `herald_core::circuit` (see `circuit`).
-//! * **Sweep marks.** The recovery sweep marks what it re-enqueues, so a lost job is
-//!   enqueued again once, not on every pass (see `marks`).
+//! * **Queued counters.** Every enqueue (api, worker, scheduler script) counts the job
+//!   in `{prefix}queued:{kind}:{id}` and its first acknowledgement takes it back, so a
+//!   positive counter means a copy is on a stream, read or not. The recovery sweep
+//!   enqueues only where there is none, in one script: it never adds a second copy of
+//!   queued work, however long it waits or fails.
+//! * **Delivery counts.** A reclaimed job carries the stream's delivery count
+//!   (`XPENDING`), by which the worker dead-letters a job that keeps failing; a failed
+//!   run's error is kept a while (`{prefix}failure:…`) to say why. A running job
+//!   resets its idle time (`XCLAIM … JUSTID`, only while its consumer still holds it)
+//!   so that a slow but live job is not taken over.
 //! * **Counters.** `INCR` with an expiry set on the first hit, in one script; the
 //!   api's rate limit per key (see `counters`).
 //! * **Friend counters.** Per person and local day, the tours each friend told them
@@ -80,7 +87,6 @@ mod heartbeats;
 mod job;
 mod keys;
 mod locks;
-mod marks;
 mod queue;
 mod rate;
 mod recent_writes;
@@ -97,7 +103,6 @@ pub use heartbeats::Heartbeats;
 pub use job::{Job, QueueName};
 pub use keys::Keys;
 pub use locks::Locks;
-pub use marks::Marks;
-pub use queue::{Queue, QueueDepths, Received};
+pub use queue::{Queue, QueueDepths, Received, QUEUED_TTL};
 pub use rate::RateLimits;
 pub use recent_writes::RecentWrites;

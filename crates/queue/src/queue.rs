@@ -16,21 +16,95 @@ pub struct Received {
     pub entry_id: String,
     /// `None` when the entry could not be decoded; it should be acknowledged and dropped.
     pub job: Option<Job>,
+    /// How many times the group handed this entry to a consumer, this time included:
+    /// 1 when read, more when reclaimed (the stream's delivery count).
+    pub deliveries: u64,
 }
+
+impl Received {
+    /// The job's "queued" counter name, to hand back with the acknowledgement.
+    pub fn marker(&self) -> Option<String> {
+        self.job.as_ref().map(Job::marker)
+    }
+}
+
+/// How long a job's "queued" counter outlives its last enqueue. Only a safety net: the
+/// counter goes when the last copy is acknowledged; should one ever be left behind,
+/// the sweep trusts it for this long at most.
+pub const QUEUED_TTL: Duration = Duration::from_secs(3600);
 
 /// Moves due members of the delayed set onto their streams. Members are
 /// `{queue}|{job json}`; doing it in one script makes the move atomic, so a job is
-/// never in both places or in neither.
+/// never in both places or in neither. Each job moved counts in its "queued" counter
+/// (ARGV[4] prefix, ARGV[5] ttl ms), named from the JSON as `Job::marker` names it.
 const PROMOTE_DUE: &str = r#"
 local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, member in ipairs(items) do
   local sep = string.find(member, '|', 1, true)
   if sep then
-    redis.call('XADD', ARGV[3] .. string.sub(member, 1, sep - 1), '*', 'job', string.sub(member, sep + 1))
+    local body = string.sub(member, sep + 1)
+    redis.call('XADD', ARGV[3] .. string.sub(member, 1, sep - 1), '*', 'job', body)
+    local ok, job = pcall(cjson.decode, body)
+    if ok and type(job) == 'table' and type(job.kind) == 'string' then
+      local id = job.event_id or job.notification_id or job.bundle_id
+      if type(id) == 'string' then
+        local key = ARGV[4] .. job.kind .. ':' .. id
+        redis.call('INCR', key)
+        redis.call('PEXPIRE', key, ARGV[5])
+      end
+    end
   end
   redis.call('ZREM', KEYS[1], member)
 end
 return #items
+"#;
+
+/// Enqueues each job whose "queued" counter is not positive (no copy on any stream)
+/// and counts it; answers 1 per job enqueued, 0 per job skipped. ARGV: the counters'
+/// prefix, the streams' prefix, the counters' ttl (ms), then (queue, marker, json)
+/// triples.
+const ENQUEUE_ABSENT: &str = r#"
+local out = {}
+for i = 4, #ARGV, 3 do
+  local key = ARGV[1] .. ARGV[i + 1]
+  if (tonumber(redis.call('GET', key)) or 0) > 0 then
+    out[#out + 1] = 0
+  else
+    redis.call('XADD', ARGV[2] .. ARGV[i], '*', 'job', ARGV[i + 2])
+    redis.call('INCR', key)
+    redis.call('PEXPIRE', key, ARGV[3])
+    out[#out + 1] = 1
+  end
+end
+return out
+"#;
+
+/// Acknowledges and deletes entries of the stream KEYS[1] (group ARGV[1]); each one
+/// acknowledged for the first time takes one off its job's "queued" counter (prefix
+/// ARGV[2]), deleted at zero. ARGV from 3: (entry id, marker or '') pairs. A second
+/// acknowledgement of one entry (two workers ran it) counts nothing.
+const ACK: &str = r#"
+local done = 0
+for i = 3, #ARGV, 2 do
+  local n = redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+  redis.call('XDEL', KEYS[1], ARGV[i])
+  if n == 1 and ARGV[i + 1] ~= '' then
+    local key = ARGV[2] .. ARGV[i + 1]
+    if redis.call('DECR', key) <= 0 then redis.call('DEL', key) end
+  end
+  done = done + n
+end
+return done
+"#;
+
+/// Resets the idle time of entry ARGV[3] of stream KEYS[1] (group ARGV[1]) if the
+/// consumer ARGV[2] still holds it, without counting a delivery (JUSTID); 1 if it did.
+/// A job another worker has taken over meanwhile is left to it.
+const KEEP_CLAIM: &str = r#"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return 1
 "#;
 
 /// The enqueue time (epoch ms, from the entry id) of the oldest entry of KEYS that the
@@ -102,18 +176,30 @@ impl Queue {
         Ok(())
     }
 
-    /// Appends jobs to their streams in one pipelined round trip.
+    /// Appends jobs to their streams in one pipelined round trip. Each job also counts
+    /// in its "queued" counter (`{prefix}queued:{marker}`), which its acknowledgement
+    /// takes back: while it is positive a copy is on a stream, read or not, and the
+    /// recovery sweep adds none ([`Queue::enqueue_absent`]).
     pub async fn enqueue(&self, jobs: &[(QueueName, Job)]) -> Result<(), QueueError> {
         if jobs.is_empty() {
             return Ok(());
         }
+        let ttl = QUEUED_TTL.as_millis() as u64;
         let mut pipe = redis::pipe();
         for (q, job) in jobs {
+            let queued = self.keys().queued(&job.marker());
             pipe.cmd("XADD")
                 .arg(self.keys().stream(*q))
                 .arg("*")
                 .arg("job")
                 .arg(job.to_json())
+                .ignore()
+                .cmd("INCR")
+                .arg(&queued)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&queued)
+                .arg(ttl)
                 .ignore();
         }
         let mut c = self.redis.conn();
@@ -140,6 +226,30 @@ impl Queue {
         Ok(())
     }
 
+    /// Enqueues those of `jobs` with no copy on a stream (read or not), in one atomic
+    /// step; returns, in order, whether each was enqueued. The recovery sweep's way
+    /// in: it never adds a second copy of work already queued.
+    pub async fn enqueue_absent(&self, jobs: &[(QueueName, Job)]) -> Result<Vec<bool>, QueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let script = Script::new(ENQUEUE_ABSENT);
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .arg(self.keys().queued_prefix())
+            .arg(self.keys().stream_prefix())
+            .arg(QUEUED_TTL.as_millis() as u64);
+        for (q, job) in jobs {
+            invocation
+                .arg(q.as_str())
+                .arg(job.marker())
+                .arg(job.to_json());
+        }
+        let mut c = self.redis.conn();
+        let added: Vec<i64> = invocation.invoke_async(&mut c).await?;
+        Ok(added.into_iter().map(|a| a == 1).collect())
+    }
+
     /// Moves up to `limit` jobs due at or before `now_ms` onto their streams.
     pub async fn promote_due(&self, now_ms: i64, limit: usize) -> Result<usize, QueueError> {
         let mut c = self.redis.conn();
@@ -148,6 +258,8 @@ impl Queue {
             .arg(now_ms)
             .arg(limit)
             .arg(self.keys().stream_prefix())
+            .arg(self.keys().queued_prefix())
+            .arg(QUEUED_TTL.as_millis() as u64)
             .invoke_async(&mut c)
             .await?;
         Ok(moved)
@@ -219,7 +331,7 @@ impl Queue {
             let Some(queue) = self.queue_of(&key.key) else {
                 continue;
             };
-            out.extend(key.ids.into_iter().map(|entry| decode(queue, entry)));
+            out.extend(key.ids.into_iter().map(|entry| decode(queue, entry, 1)));
         }
         Ok(out)
     }
@@ -231,7 +343,7 @@ impl Queue {
     }
 
     /// Takes over up to `count` jobs per stream that another consumer read but has not
-    /// acknowledged for `min_idle` (it probably died).
+    /// acknowledged for `min_idle` (it probably died), each with its delivery count.
     pub async fn reclaim(
         &self,
         consumer: &str,
@@ -251,31 +363,125 @@ impl Queue {
                 .arg(count)
                 .query_async(&mut c)
                 .await;
-            match reply {
-                Ok(reply) => out.extend(reply.claimed.into_iter().map(|e| decode(q, e))),
-                Err(e) if e.code() == Some("NOGROUP") => {}
+            let claimed = match reply {
+                Ok(reply) => reply.claimed,
+                Err(e) if e.code() == Some("NOGROUP") => continue,
                 Err(e) => return Err(e.into()),
-            }
+            };
+            let counts = self.delivery_counts(q, &claimed).await?;
+            out.extend(
+                claimed
+                    .into_iter()
+                    .zip(counts)
+                    .map(|(entry, n)| decode(q, entry, n)),
+            );
         }
         Ok(out)
     }
 
-    /// Acknowledges and deletes handled entries of one stream.
-    pub async fn ack(&self, queue: QueueName, entry_ids: &[String]) -> Result<(), QueueError> {
-        if entry_ids.is_empty() {
-            return Ok(());
+    /// The delivery count of each entry (XPENDING per id, pipelined); 1 for an entry
+    /// no longer pending.
+    async fn delivery_counts(
+        &self,
+        queue: QueueName,
+        entries: &[StreamId],
+    ) -> Result<Vec<u64>, QueueError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
         }
         let stream = self.keys().stream(queue);
         let mut pipe = redis::pipe();
-        pipe.cmd("XACK")
-            .arg(&stream)
-            .arg(GROUP)
-            .arg(entry_ids)
-            .ignore();
-        pipe.cmd("XDEL").arg(&stream).arg(entry_ids).ignore();
+        for e in entries {
+            pipe.cmd("XPENDING")
+                .arg(&stream)
+                .arg(GROUP)
+                .arg(&e.id)
+                .arg(&e.id)
+                .arg(1);
+        }
         let mut c = self.redis.conn();
-        pipe.query_async::<()>(&mut c).await?;
+        let replies: Vec<Vec<(String, String, u64, u64)>> = pipe.query_async(&mut c).await?;
+        Ok(replies
+            .into_iter()
+            .map(|r| r.first().map_or(1, |(_, _, _, n)| *n))
+            .collect())
+    }
+
+    /// Resets the idle time of an entry `consumer` is still running, so that no other
+    /// worker takes it over (`XCLAIM … JUSTID`, which counts no delivery). Returns false
+    /// when `consumer` no longer holds it (acknowledged, or taken over already).
+    pub async fn keep_claim(
+        &self,
+        queue: QueueName,
+        consumer: &str,
+        entry_id: &str,
+    ) -> Result<bool, QueueError> {
+        let mut c = self.redis.conn();
+        let kept: i64 = Script::new(KEEP_CLAIM)
+            .key(self.keys().stream(queue))
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(entry_id)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(kept == 1)
+    }
+
+    /// Acknowledges and deletes handled entries of one stream: (entry id, the job's
+    /// marker) pairs, the marker `None` for an undecodable entry. Each entry
+    /// acknowledged the first time takes one off its job's "queued" counter.
+    pub async fn ack(
+        &self,
+        queue: QueueName,
+        entries: &[(String, Option<String>)],
+    ) -> Result<(), QueueError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let script = Script::new(ACK);
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(self.keys().stream(queue))
+            .arg(GROUP)
+            .arg(self.keys().queued_prefix());
+        for (id, marker) in entries {
+            invocation.arg(id).arg(marker.as_deref().unwrap_or(""));
+        }
+        let mut c = self.redis.conn();
+        invocation.invoke_async::<i64>(&mut c).await?;
         Ok(())
+    }
+
+    /// Remembers why an entry's run failed, for its dead letter should it come to that.
+    pub async fn record_failure(
+        &self,
+        queue: QueueName,
+        entry_id: &str,
+        error: &str,
+        ttl: Duration,
+    ) -> Result<(), QueueError> {
+        let mut c = self.redis.conn();
+        redis::cmd("SET")
+            .arg(self.keys().failure(queue, entry_id))
+            .arg(error)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async::<()>(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// The error [`Queue::record_failure`] kept for an entry, if it still has one.
+    pub async fn last_failure(
+        &self,
+        queue: QueueName,
+        entry_id: &str,
+    ) -> Result<Option<String>, QueueError> {
+        let mut c = self.redis.conn();
+        Ok(redis::cmd("GET")
+            .arg(self.keys().failure(queue, entry_id))
+            .query_async(&mut c)
+            .await?)
     }
 
     /// When the oldest job that no worker has read yet was enqueued (epoch ms), over
@@ -336,7 +542,7 @@ pub struct QueueDepths {
     pub delayed: u64,
 }
 
-fn decode(queue: QueueName, entry: StreamId) -> Received {
+fn decode(queue: QueueName, entry: StreamId, deliveries: u64) -> Received {
     let job = match entry.map.get("job") {
         Some(Value::BulkString(bytes)) => serde_json::from_slice(bytes).ok(),
         Some(Value::SimpleString(s)) => serde_json::from_str(s).ok(),
@@ -346,5 +552,6 @@ fn decode(queue: QueueName, entry: StreamId) -> Received {
         queue,
         entry_id: entry.id,
         job,
+        deliveries,
     }
 }

@@ -9,6 +9,7 @@
 //! | [`migrate`] | embedded migrations, applied under an advisory lock |
 //! | [`audit`] | a person's audit trail: recent events and notification history |
 //! | [`bundles`] | pending and sent bundles (contract §8) |
+//! | [`dead_letters`] | jobs given up on after too many deliveries, and what they settled |
 //! | [`events`] | storing accepted events (one multi-row insert), the outbox scan |
 //! | [`history`] | a person's other events and sent notifications, for conditions and debounce |
 //! | [`people`] | users, preference levels, topics and memberships |
@@ -27,6 +28,7 @@ pub mod audit;
 pub mod batch;
 pub mod bundles;
 pub mod changes;
+pub mod dead_letters;
 #[macro_use]
 mod prepared;
 

@@ -149,6 +149,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Jobs taken off their stream after too many deliveries, with the reason.
+    dead_letters (id) {
+        id -> Int8,
+        kind -> Text,
+        stream -> Text,
+        entry_id -> Text,
+        job -> Jsonb,
+        event_id -> Nullable<Uuid>,
+        notification_id -> Nullable<Uuid>,
+        reason -> Text,
+        deliveries -> Int4,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(topic_members -> topics (topic));
 diesel::joinable!(topic_members -> users (user_id));
 diesel::joinable!(subscriptions -> users (user_id));
@@ -169,4 +185,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     person_change_seqs,
     person_changes,
     webhook_secrets,
+    dead_letters,
 );

@@ -5,6 +5,10 @@
 //! the job is delivered again later, which at-least-once delivery already allows.
 
 use herald_queue::{Queue, QueueName};
+
+/// One acknowledgement: the stream, the entry id and the job's marker (which names
+/// its "queued" counter; `None` for an undecodable entry).
+type Ack = (QueueName, String, Option<String>);
 use std::sync::Mutex;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -13,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 const BATCH: usize = 512;
 
 pub struct Acker {
-    tx: mpsc::UnboundedSender<(QueueName, String)>,
+    tx: mpsc::UnboundedSender<Ack>,
     /// Taken once by [`Acker::run`].
-    rx: Mutex<Option<mpsc::UnboundedReceiver<(QueueName, String)>>>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<Ack>>>,
 }
 
 impl Default for Acker {
@@ -30,10 +34,10 @@ impl Default for Acker {
 
 impl Acker {
     /// Queues an acknowledgement for the next flush.
-    pub fn ack(&self, queue: QueueName, entry_id: String) {
+    pub fn ack(&self, queue: QueueName, entry_id: String, marker: Option<String>) {
         // The receiver only goes away after shutdown has drained everything; a send
         // after that has nothing to acknowledge into anyway.
-        let _ = self.tx.send((queue, entry_id));
+        let _ = self.tx.send((queue, entry_id, marker));
     }
 
     /// Flushes acknowledgements as they come, until shutdown; then flushes the rest.
@@ -45,7 +49,7 @@ impl Acker {
                 item = rx.recv() => item,
                 _ = shutdown.cancelled() => None,
             };
-            let mut batch: Vec<(QueueName, String)> = first.into_iter().collect();
+            let mut batch: Vec<Ack> = first.into_iter().collect();
             while batch.len() < BATCH {
                 match rx.try_recv() {
                     Ok(item) => batch.push(item),
@@ -60,12 +64,12 @@ impl Acker {
     }
 }
 
-async fn flush(queue: &Queue, batch: Vec<(QueueName, String)>) {
+async fn flush(queue: &Queue, batch: Vec<Ack>) {
     for q in QueueName::ALL {
-        let ids: Vec<String> = batch
+        let ids: Vec<(String, Option<String>)> = batch
             .iter()
-            .filter(|(b, _)| *b == q)
-            .map(|(_, id)| id.clone())
+            .filter(|(b, _, _)| *b == q)
+            .map(|(_, id, marker)| (id.clone(), marker.clone()))
             .collect();
         if let Err(e) = queue.ack(q, &ids).await {
             tracing::warn!(error = %e, count = ids.len(), "ack failed; those jobs may run again");

@@ -5,8 +5,10 @@
 //! permit to come back, i.e. for in-flight jobs to finish.
 
 use crate::context::Context;
-use crate::{bundling, delivery, routing};
+use crate::{bundling, claims, delivery, routing};
+use futures::FutureExt;
 use herald_queue::{Job, Received};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,10 +92,48 @@ pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
 }
 
 /// Runs one received job and acknowledges it unless its handler asked for a retry
-/// through the stream (an infrastructure error: the job stays pending and is
-/// reclaimed after the visibility timeout). Returns false in that case.
+/// through the stream (an infrastructure error, or a panic: the job stays pending and
+/// is reclaimed after the visibility timeout, and its error is kept for a dead letter
+/// should it fail every time). Returns false in that case. While it runs, its claim is
+/// kept (see `claims`).
 pub async fn handle(ctx: &Context, received: Received) -> bool {
-    let outcome = match &received.job {
+    let _claim = claims::keep(
+        ctx.queue.clone(),
+        received.queue,
+        ctx.worker_id.clone(),
+        received.entry_id.clone(),
+        claims::interval(ctx.settings.visibility_timeout),
+    );
+    let outcome = match AssertUnwindSafe(run(ctx, &received)).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => Err(anyhow::anyhow!("panicked: {}", panic_message(&*panic))),
+    };
+    match outcome {
+        Ok(()) => {
+            let marker = received.marker();
+            ctx.acker.ack(received.queue, received.entry_id, marker);
+            true
+        }
+        Err(e) => {
+            tracing::warn!(job = ?received.job, deliveries = received.deliveries, error = %e,
+                "job failed; left pending for another try after the visibility timeout");
+            // Kept until the job can have been reclaimed past its last delivery.
+            let ttl = ctx.settings.visibility_timeout * (ctx.settings.max_deliveries + 2);
+            let error = format!("{e:#}");
+            if let Err(e) = ctx
+                .queue
+                .record_failure(received.queue, &received.entry_id, &error, ttl)
+                .await
+            {
+                tracing::debug!(error = %e, "could not keep the job's error");
+            }
+            false
+        }
+    }
+}
+
+async fn run(ctx: &Context, received: &Received) -> anyhow::Result<()> {
+    match &received.job {
         None => {
             tracing::error!(entry = %received.entry_id, "undecodable job dropped");
             Ok(())
@@ -112,18 +152,15 @@ pub async fn handle(ctx: &Context, received: Received) -> bool {
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         },
-    };
-    match outcome {
-        Ok(()) => {
-            ctx.acker.ack(received.queue, received.entry_id);
-            true
-        }
-        Err(e) => {
-            tracing::warn!(job = ?received.job, error = %e,
-                "job failed; left pending for another try after the visibility timeout");
-            false
-        }
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// 100 ms doubling to 5 s: infrastructure outages are retried patiently.

@@ -5,7 +5,7 @@ use crate::http::Clients;
 use herald_core::config::Config;
 use herald_core::targets::AllowedTargets;
 use herald_queue::{
-    Changes, Circuits, FriendCounts, Heartbeats, Locks, Marks, Queue, QueueName, RateLimits, Redis,
+    Changes, Circuits, FriendCounts, Heartbeats, Locks, Queue, QueueName, RateLimits, Redis,
 };
 use herald_store::Pool;
 use std::time::Duration;
@@ -27,6 +27,9 @@ pub struct Settings {
     pub visibility_timeout: Duration,
     /// How often the recovery sweep looks for work Redis lost.
     pub sweep_interval: Duration,
+    /// A job handed to workers this many times without being acknowledged is
+    /// dead-lettered at its next reclaim instead of run again.
+    pub max_deliveries: u32,
     pub allowed_targets: AllowedTargets,
     /// Testing hook: host names the webhook client answers from this list instead of
     /// DNS (the answers are still vetted). Empty in production.
@@ -47,8 +50,6 @@ pub struct Context {
     pub locks: Locks,
     /// Failure streaks per destination host.
     pub circuits: Circuits,
-    /// What the recovery sweep already re-enqueued.
-    pub marks: Marks,
     /// Bundling's per-person friend counters.
     pub friends: FriendCounts,
     pub heartbeats: Heartbeats,
@@ -117,7 +118,6 @@ impl Context {
             queue: Queue::new(redis.clone()),
             locks: Locks::new(redis.clone()),
             circuits: Circuits::new(redis.clone()),
-            marks: Marks::new(redis.clone()),
             friends: FriendCounts::new(redis.clone()),
             heartbeats: Heartbeats::new(redis.clone()),
             rate_limits: RateLimits::new(redis.clone()),

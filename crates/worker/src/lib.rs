@@ -4,6 +4,8 @@
 //! |---|---|
 //! | [`context`] | what every job handler shares: config, pools, HTTP clients |
 //! | [`acks`] | acknowledging handled jobs in batches |
+//! | [`claims`] | keeping a running job's claim, so no other worker takes it over |
+//! | [`dead_letters`] | giving up on a job delivered too many times, with the reason |
 //! | [`bundler`] | the bundling ranker and settings, built once from `bundling.yml` |
 //! | [`bundling`] | online bundles: items, ready instants, flushes under the cap |
 //! | [`conditions`] | answering a rule's conditions from the person's history |
@@ -12,7 +14,7 @@
 //! | [`delivery`] | one try of one notification: POST, record, retry or give up |
 //! | [`http`] | the HTTP clients, signing headers, and vetting of people's webhooks |
 //! | [`offline`] | `bundle` and `users` subcommands: replay a komoot file (contract §8) |
-//! | [`maintenance`] | the scheduler, reclaim, recovery sweep and heartbeat loops |
+//! | [`maintenance`] | the scheduler, reclaim (and dead letters), recovery sweep and heartbeat loops |
 //!
 //! A worker is stateless: Postgres holds the truth and Redis the work, so any number
 //! of workers may run, and any of them may die at any time.
@@ -20,9 +22,11 @@
 pub mod acks;
 pub mod bundler;
 pub mod bundling;
+pub mod claims;
 pub mod conditions;
 pub mod consumer;
 pub mod context;
+pub mod dead_letters;
 pub mod delivery;
 pub mod host_slots;
 pub mod http;

@@ -32,6 +32,10 @@ struct Cli {
     /// How often the recovery sweep rebuilds lost work from Postgres.
     #[arg(long, env = "HERALD_SWEEP_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     sweep_interval: Duration,
+    /// Times a job may be handed to workers without being acknowledged; at the next
+    /// reclaim it is dead-lettered (recorded with its reason, taken off the stream).
+    #[arg(long, env = "HERALD_MAX_DELIVERIES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_deliveries: u32,
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -152,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
         concurrency: usize::from(cli.concurrency),
         visibility_timeout: cli.visibility_timeout,
         sweep_interval: cli.sweep_interval,
+        max_deliveries: cli.max_deliveries,
         allowed_targets: cli.allowed_targets,
         resolve_overrides: Vec::new(),
         config_env: Vec::new(),

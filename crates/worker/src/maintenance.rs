@@ -1,7 +1,10 @@
 //! The loops beside the consumer:
 //!
 //! * **scheduler**: moves due delayed jobs (retries, rule delays) onto the streams.
-//! * **reclaim**: takes over jobs a dead worker read but never acknowledged.
+//! * **reclaim**: takes over jobs a dead worker read but never acknowledged; one
+//!   delivered more than `max_deliveries` times is dead-lettered instead of run again
+//!   (see `dead_letters`). It claims nothing while Postgres does not answer, so an
+//!   outage does not use up the deliveries of the jobs it held up.
 //! * **sweep**: rebuilds lost work from Postgres, the source of truth: events still
 //!   `received` and pending notifications overdue by more than the visibility timeout
 //!   are enqueued again, and so are pending bundles past their stored ready instant
@@ -12,14 +15,15 @@
 //!   bundle item twice; delivery skips what is no longer pending), so overlap with a
 //!   live queue costs only a little work. One worker sweeps at a time (a Redis lock). "Overdue" counts from
 //!   the oldest job no worker has read yet (not from now), so a backlog is not taken
-//!   for lost work, and each item the sweep enqueues is marked in Redis so that later
-//!   passes do not enqueue it again while its copy waits in the queue.
+//!   for lost work, and the sweep enqueues only jobs with no copy on a stream (read or
+//!   not: `Queue::enqueue_absent`), so it never adds a second copy of queued work.
 //! * **heartbeat**: tells operators which workers are alive.
 //! * **prune**: drops the per-person change log (live console streams) older than a
 //!   week, hourly, one worker at a time; the notifications themselves are kept.
 
 use crate::consumer::{backoff, handle};
 use crate::context::Context;
+use crate::dead_letters;
 use chrono::Utc;
 use herald_core::queues::{queue_for, queue_for_stored};
 use herald_queue::Job;
@@ -32,9 +36,6 @@ const SCHEDULER_TICK: Duration = Duration::from_millis(100);
 const PROMOTE_BATCH: usize = 1000;
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 const SWEEP_BATCH: i64 = 1000;
-/// How long, in visibility timeouts, the sweep trusts that a job it re-enqueued is
-/// still queued before enqueuing it again.
-const MARK_TTL_FACTOR: u32 = 10;
 
 /// Sleeps for `d` unless shutdown comes first; returns false on shutdown.
 async fn pause(d: Duration, shutdown: &CancellationToken) -> bool {
@@ -73,18 +74,48 @@ pub async fn reclaim_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     let visibility = ctx.settings.visibility_timeout;
     let every = (visibility / 4).max(Duration::from_millis(250));
     while pause(every, &shutdown).await {
+        // Every claim counts a delivery: while Postgres is down the jobs would fail
+        // anyway, and claiming them would spend their deliveries on the outage.
+        if !postgres_answers(&ctx).await {
+            continue;
+        }
         match ctx.queue.reclaim(&ctx.worker_id, visibility, 100).await {
-            Ok(jobs) if !jobs.is_empty() => {
-                tracing::info!(
-                    count = jobs.len(),
-                    "reclaimed jobs from an unresponsive worker"
-                );
-                futures::future::join_all(jobs.into_iter().map(|job| handle(&ctx, job))).await;
-            }
+            Ok(jobs) if !jobs.is_empty() => run_reclaimed(&ctx, jobs).await,
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reclaiming jobs failed"),
         }
     }
+}
+
+async fn postgres_answers(ctx: &Context) -> bool {
+    match herald_store::pool::get(&ctx.pool).await {
+        Ok(mut conn) => herald_store::stats::ping(&mut conn).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Buries the reclaimed jobs that had their deliveries and runs the others, each in a
+/// task of its own.
+async fn run_reclaimed(ctx: &Arc<Context>, jobs: Vec<herald_queue::Received>) {
+    let (spent, live): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .partition(|j| dead_letters::exhausted(j, ctx.settings.max_deliveries));
+    for job in &spent {
+        if let Err(e) = dead_letters::bury(ctx, job).await {
+            tracing::warn!(error = %e, entry = %job.entry_id, "dead-lettering a job failed");
+        }
+    }
+    if !live.is_empty() {
+        tracing::info!(
+            count = live.len(),
+            "reclaimed jobs from an unresponsive worker"
+        );
+    }
+    let tasks = live.into_iter().map(|job| {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { handle(&ctx, job).await })
+    });
+    futures::future::join_all(tasks).await;
 }
 
 pub async fn sweep_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
@@ -157,11 +188,11 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
             )
         })
         .collect();
-    // Once per lost item: its copy may wait in the backlog through many passes.
-    let mark_ttl = ctx.settings.visibility_timeout * MARK_TTL_FACTOR;
-    let routes = enqueue_once(ctx, "route", routes, mark_ttl).await?;
-    let deliveries = enqueue_once(ctx, "deliver", deliveries, mark_ttl).await?;
-    let flushes = enqueue_once(ctx, "flush", flushes, mark_ttl).await?;
+    // Only where no copy is on a stream: a copy may wait in the backlog, or keep
+    // failing and be reclaimed, through many passes.
+    let routes = enqueue_absent(ctx, routes).await?;
+    let deliveries = enqueue_absent(ctx, deliveries).await?;
+    let flushes = enqueue_absent(ctx, flushes).await?;
     if !routes.is_empty() || !deliveries.is_empty() || !flushes.is_empty() {
         tracing::info!(
             events = routes.len(),
@@ -173,35 +204,18 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
     Ok((routes.len(), deliveries.len()))
 }
 
-/// Enqueues the jobs the sweep found, except those it enqueued already in a pass less
-/// than `ttl` ago (their copy is still queued, unless Redis lost it, and then the
-/// mark went with it). Returns the jobs enqueued.
-async fn enqueue_once(
+/// Enqueues the jobs the sweep found that have no copy on a stream; returns those
+/// enqueued.
+async fn enqueue_absent(
     ctx: &Context,
-    kind: &str,
     jobs: Vec<(herald_queue::QueueName, Job)>,
-    ttl: Duration,
 ) -> anyhow::Result<Vec<(herald_queue::QueueName, Job)>> {
-    let names: Vec<String> = jobs
-        .iter()
-        .map(|(_, job)| match job {
-            Job::Route { event_id, .. } => format!("sweep:{kind}:{event_id}"),
-            Job::Deliver { notification_id } => format!("sweep:{kind}:{notification_id}"),
-            Job::FlushBundle { bundle_id } => format!("sweep:{kind}:{bundle_id}"),
-        })
-        .collect();
-    let fresh = ctx.marks.mark_new(&names, ttl).await?;
-    let (jobs, names): (Vec<_>, Vec<_>) = jobs
+    let added = ctx.queue.enqueue_absent(&jobs).await?;
+    Ok(jobs
         .into_iter()
-        .zip(names)
-        .zip(fresh)
-        .filter_map(|(pair, new)| new.then_some(pair))
-        .unzip();
-    if let Err(e) = ctx.queue.enqueue(&jobs).await {
-        let _ = ctx.marks.unmark(&names).await;
-        return Err(e.into());
-    }
-    Ok(jobs)
+        .zip(added)
+        .filter_map(|(job, added)| added.then_some(job))
+        .collect())
 }
 
 /// How long the per-person change log (what console streams replay) is kept.

@@ -3,7 +3,7 @@
 //! * jobs merely waiting in a backlog are not copied, however long they wait (the sweep
 //!   measures "overdue" from the oldest unread job, not from now);
 //! * after Redis lost everything, each lost item is enqueued once, not once per pass
-//!   while its copy waits behind others (the sweep marks what it enqueued).
+//!   while its copy waits behind others (every enqueue counts the job as queued).
 //!
 //! Without either, a backlog longer than the visibility timeout fed itself: every pass
 //! added up to 1,000 copies of what was already queued (seen in `make chaos`).
@@ -32,6 +32,7 @@ async fn context(db: &TestDb, prefix: &str) -> Context {
         concurrency: 4,
         visibility_timeout: VISIBILITY,
         sweep_interval: Duration::from_secs(1),
+        max_deliveries: 5,
         allowed_targets: AllowedTargets::parse("127.0.0.0/8").unwrap(),
         resolve_overrides: Vec::new(),
         config_env: Vec::new(),
@@ -88,7 +89,8 @@ async fn the_sweep_copies_neither_a_backlog_nor_its_own_copies() {
     assert_eq!(stream_len(&ctx.queue).await, EVENTS as u64);
 
     // Once read (by a worker that then died), the copies no longer hold the horizon
-    // back, and the marks keep the sweep from copying them again: the reclaimer's job.
+    // back, and their queued counters keep the sweep from copying them again: the
+    // reclaimer's job.
     let read = ctx
         .queue
         .read("dead-worker", &[QueueName::Default], 100, VISIBILITY)

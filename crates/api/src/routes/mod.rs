@@ -9,6 +9,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod dead_letters;
 pub mod events;
 pub mod health;
 pub mod inbox;
@@ -78,6 +79,7 @@ routes! {
     get "/api/v1/notifications/{id}" => notifications::get_notification,
     post "/api/v1/notifications/{id}/retry" => notifications::retry_notification,
     get "/api/v1/ops/summary" => ops::summary,
+    get "/api/v1/dead-letters" => dead_letters::list_dead_letters,
     get "/audit/{user_id}" => audit::get_audit,
     get "/ui" => ui::redirect,
     get "/ui/" => ui::index,

@@ -365,6 +365,7 @@ impl TestApp {
             concurrency: 8,
             visibility_timeout: opts.visibility_timeout,
             sweep_interval: Duration::from_millis(500),
+            max_deliveries: 5,
             allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
             resolve_overrides: opts.resolve_overrides,
             config_env,

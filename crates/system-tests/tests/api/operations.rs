@@ -233,3 +233,62 @@ async fn bulk_membership_refuses_an_unknown_topic_bad_ids_and_over_1000_ids() {
     let (status, body) = app.put(path, json!({"user_ids": []})).await;
     assert_eq!((status, body["added"].clone()), (200, json!(0)));
 }
+
+#[tokio::test]
+async fn dead_letters_are_listed_newest_first_a_page_at_a_time() {
+    let app = spawn_app().await;
+    let (status, body) = app.get("/api/v1/dead-letters").await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"items": [], "next_cursor": null}))
+    );
+    let ev = fixtures::event(&app, "broadcast", None).await;
+    let mut conn = fixtures::conn(&app).await;
+    for n in 1..=3 {
+        let letter = herald_store::dead_letters::NewDeadLetter {
+            kind: "route".into(),
+            stream: "herald:queue:default".into(),
+            entry_id: format!("{n}-0"),
+            job: json!({"kind": "route", "event_id": ev}),
+            event_id: Some(ev),
+            notification_id: None,
+            reason: format!("dead-lettered after 5 deliveries: boom {n}"),
+            deliveries: 5,
+        };
+        herald_store::dead_letters::bury(&mut conn, &letter)
+            .await
+            .expect("buried");
+    }
+
+    let (status, first) = app.get("/api/v1/dead-letters?limit=2").await;
+    assert_eq!(status, 200, "{first}");
+    let entries: Vec<&str> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["entry_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(entries, ["3-0", "2-0"]);
+    assert_eq!(first["items"][0]["event_id"], json!(ev));
+    assert_eq!(first["items"][0]["deliveries"], 5);
+    let cursor = first["next_cursor"].as_i64().expect("a next page");
+    let (_, rest) = app
+        .get(&format!("/api/v1/dead-letters?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        rest["items"][0]["reason"],
+        "dead-lettered after 5 deliveries: boom 1"
+    );
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let status: String = events::table
+        .find(ev)
+        .select(events::status)
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(status, "failed_routing");
+
+    let (status, body) = app.get("/api/v1/dead-letters?limit=ten").await;
+    assert_eq!(status, 400, "{body}");
+}
