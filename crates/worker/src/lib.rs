@@ -13,6 +13,7 @@
 //! | [`http`] | the HTTP clients, signing headers, and vetting of people's webhooks |
 //! | [`offline`] | `bundle` and `users` subcommands: replay a komoot file (contract §8) |
 //! | [`maintenance`] | the scheduler, reclaim, recovery sweep and heartbeat loops |
+//! | [`partitions`] | history partitions created ahead and dropped past the retention |
 //!
 //! A worker is stateless: Postgres holds the truth and Redis the work, so any number
 //! of workers may run, and any of them may die at any time.
@@ -28,6 +29,7 @@ pub mod host_slots;
 pub mod http;
 pub mod maintenance;
 pub mod offline;
+pub mod partitions;
 pub mod routing;
 pub mod smtp;
 pub mod statements;
