@@ -479,7 +479,7 @@ async fn deleting_a_person_still_deletes_their_attempts() {
         .expect("event")[0]
         .id;
     let n = row(event_id, "ann", "in_app", "pending");
-    notifications::insert_batch(&mut conn, &[n.clone()])
+    notifications::insert_batch(&mut conn, std::slice::from_ref(&n))
         .await
         .expect("notification");
     drop(conn);
