@@ -904,8 +904,8 @@ impl ToSql for PgJsonb {
 /// The api's statement, with the same columns, conflict clause and RETURNING.
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
-        "INSERT INTO events (id, event_type, user_id, topic, event_timestamp, properties, \
-         user_traits, idempotency_key) VALUES ",
+        "WITH input (id, event_type, user_id, topic, event_timestamp, properties, user_traits, \
+         idempotency_key) AS (VALUES ",
     );
     for r in 0..rows {
         let b = r * 8;
@@ -913,7 +913,7 @@ fn insert_sql(rows: usize) -> String {
             sql.push(',');
         }
         sql.push_str(&format!(
-            "(${},${},${},${},${},${},${},${})",
+            "(${}::uuid,${}::text,${}::text,${}::text,${}::timestamptz,${}::jsonb,${}::jsonb,${}::text)",
             b + 1,
             b + 2,
             b + 3,
@@ -924,15 +924,29 @@ fn insert_sql(rows: usize) -> String {
             b + 8
         ));
     }
-    sql.push_str(" ON CONFLICT ON CONSTRAINT events_idempotency_key_key DO NOTHING RETURNING id");
+    sql.push(')');
+    sql.push_str(KEYED_INSERT);
     sql
 }
 
+/// After the rows (`input`): claim the keys in `event_keys`, store the events whose key
+/// was new, as the api does (events are partitioned, so the keys have a table of their own).
+const KEYED_INSERT: &str = ", keyed AS (INSERT INTO event_keys (key, event_id) \
+     SELECT idempotency_key, id FROM input WHERE idempotency_key IS NOT NULL \
+     ORDER BY idempotency_key ON CONFLICT (key) DO NOTHING RETURNING event_id) \
+     INSERT INTO events (id, event_type, user_id, topic, event_timestamp, properties, \
+     user_traits, idempotency_key) SELECT * FROM input \
+     WHERE idempotency_key IS NULL OR id IN (SELECT event_id FROM keyed) RETURNING id";
+
 /// The api's statement: eight arrays, whatever the row count.
-const UNNEST_SQL: &str = "INSERT INTO events (id, event_type, user_id, topic, event_timestamp, \
-     properties, user_traits, idempotency_key) SELECT * FROM unnest($1::uuid[], $2::text[], \
-     $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], $7::jsonb[], $8::text[]) \
-     ON CONFLICT ON CONSTRAINT events_idempotency_key_key DO NOTHING RETURNING id";
+fn unnest_sql() -> String {
+    format!(
+        "WITH input AS MATERIALIZED (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], \
+         $4::text[], $5::timestamptz[], $6::jsonb[], $7::jsonb[], $8::text[]) AS i(id, \
+         event_type, user_id, topic, event_timestamp, properties, user_traits, \
+         idempotency_key)){KEYED_INSERT}"
+    )
+}
 
 struct CeilingLoop {
     pg: tokio_postgres::Client,
@@ -946,7 +960,7 @@ async fn ceiling(args: CeilingArgs) -> anyhow::Result<Value> {
     let redis_client = redis::Client::open(args.redis_url.as_str())?;
     let unnest = args.unnest;
     let sql = if unnest {
-        UNNEST_SQL.to_string()
+        unnest_sql()
     } else {
         insert_sql(args.batch)
     };

@@ -65,7 +65,7 @@ pub async fn notification_history(
     limit: i64,
 ) -> Result<Vec<AuditNotification>, StoreError> {
     Ok(notifications::table
-        .inner_join(events::table)
+        .inner_join(events::table.on(crate::partitions::event_of_notification()))
         .filter(notifications::user_id.eq(user_id))
         .order(notifications::id.desc())
         .limit(limit)

@@ -234,7 +234,7 @@ pub async fn items_of(
 ) -> Result<Vec<ItemFacts>, StoreError> {
     use crate::schema::events;
     Ok(notifications::table
-        .inner_join(events::table)
+        .inner_join(events::table.on(crate::partitions::event_of_notification()))
         .filter(notifications::bundle_id.eq(bundle_id))
         .order((events::event_timestamp, events::id, notifications::id))
         .select((

@@ -106,8 +106,11 @@ pub async fn prune(
     batch: i64,
 ) -> Result<usize, StoreError> {
     Ok(diesel::sql_query(
-        "DELETE FROM person_changes WHERE ctid = ANY (ARRAY(
-           SELECT ctid FROM person_changes WHERE at < $1 LIMIT $2))",
+        // By key, not ctid: the log is partitioned and a ctid is only unique within
+        // one partition. Retention drops whole partitions; this trims the days before.
+        "DELETE FROM person_changes d USING (
+           SELECT user_id, seq, at FROM person_changes WHERE at < $1 LIMIT $2) o
+         WHERE d.user_id = o.user_id AND d.seq = o.seq AND d.at = o.at",
     )
     .bind::<diesel::sql_types::Timestamptz, _>(before)
     .bind::<diesel::sql_types::BigInt, _>(batch)

@@ -4,7 +4,7 @@
 //! table the outbox the recovery sweep scans when Redis lost the route jobs.
 
 use crate::pool::{Conn, StoreError};
-use crate::schema::events;
+use crate::schema::{event_keys, events};
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -17,8 +17,12 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use uuid::Uuid;
 
-/// The rows of one insert, column by column:
-/// `INSERT INTO events (...) SELECT * FROM unnest($1, ..., $9) ON CONFLICT ...`.
+/// The rows of one insert, column by column: `WITH input AS (SELECT * FROM unnest($1,
+/// ..., $9)), keyed AS (INSERT INTO event_keys ... ON CONFLICT DO NOTHING) INSERT INTO
+/// events ...`. `events` is partitioned by time, so no index there can keep a key
+/// unique across partitions: the keys live in `event_keys` (one row per key, pruned with
+/// the retention), and an event with a key is stored only when its key was new. Keys
+/// are claimed in key order, so two batches sharing keys queue rather than deadlock.
 ///
 /// Nine array parameters whatever the number of rows, so the SQL text never changes
 /// and diesel-async prepares it once per connection and reuses it. (A `VALUES` list
@@ -51,6 +55,21 @@ impl<'a> UnnestInsert<'a> {
     }
 }
 
+/// What follows the arrays of [`UnnestInsert`]: claim the keys, store the events
+/// whose key was claimed (or that have none).
+const INSERT_TAIL: &str = ") AS i(id, event_type, user_id, topic, event_timestamp, properties, \
+     user_traits, idempotency_key, deliver_at)),
+     keyed AS (
+       INSERT INTO event_keys (key, event_id)
+       SELECT idempotency_key, id FROM input WHERE idempotency_key IS NOT NULL
+       ORDER BY idempotency_key
+       ON CONFLICT (key) DO NOTHING RETURNING event_id)
+     INSERT INTO events (id, event_type, user_id, topic, event_timestamp, properties, \
+       user_traits, idempotency_key, deliver_at)
+     SELECT * FROM input
+     WHERE idempotency_key IS NULL OR id IN (SELECT event_id FROM keyed)
+     RETURNING id";
+
 cacheable_statement!(UnnestInsert);
 
 impl Query for UnnestInsert<'_> {
@@ -59,10 +78,7 @@ impl Query for UnnestInsert<'_> {
 
 impl QueryFragment<Pg> for UnnestInsert<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql(
-            "INSERT INTO events (id, event_type, user_id, topic, event_timestamp, properties, \
-             user_traits, idempotency_key, deliver_at) SELECT * FROM unnest(",
-        );
+        out.push_sql("WITH input AS MATERIALIZED (SELECT * FROM unnest(");
         push_binds!(out;
             Array<diesel::sql_types::Uuid> => &self.ids,
             Array<Text> => &self.event_types,
@@ -74,9 +90,7 @@ impl QueryFragment<Pg> for UnnestInsert<'_> {
             Array<Nullable<Text>> => &self.keys,
             Array<Nullable<Timestamptz>> => &self.deliver_at,
         );
-        out.push_sql(
-            ") ON CONFLICT ON CONSTRAINT events_idempotency_key_key DO NOTHING RETURNING id",
-        );
+        out.push_sql(INSERT_TAIL);
         Ok(())
     }
 }
@@ -126,7 +140,7 @@ pub async fn insert_batch<E: Borrow<NewEvent>>(
     };
     let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
 
-    // Keys whose row already existed: look up the original ids.
+    // Keys already claimed (by an earlier event within the retention): the originals.
     let clashing: Vec<&str> = batch
         .iter()
         .zip(&twin_of)
@@ -136,9 +150,9 @@ pub async fn insert_batch<E: Borrow<NewEvent>>(
     let originals: HashMap<String, Uuid> = if clashing.is_empty() {
         HashMap::new()
     } else {
-        events::table
-            .filter(events::idempotency_key.eq_any(&clashing))
-            .select((events::idempotency_key.assume_not_null(), events::id))
+        event_keys::table
+            .filter(event_keys::key.eq_any(&clashing))
+            .select((event_keys::key, event_keys::event_id))
             .load::<(String, Uuid)>(conn)
             .await?
             .into_iter()

@@ -7,6 +7,7 @@
 //! | [`pool`] | the connection pool and error classification |
 //! | [`batch`] | group commit: one statement for many concurrent callers |
 //! | [`migrate`] | embedded migrations, applied under an advisory lock |
+//! | [`partitions`] | time partitions of the history tables: created ahead, dropped past the retention |
 //! | [`audit`] | a person's audit trail: recent events and notification history |
 //! | [`bundles`] | pending and sent bundles (contract §8) |
 //! | [`dead_letters`] | jobs given up on after too many deliveries, and what they settled |
@@ -38,6 +39,7 @@ pub mod inbox;
 pub mod locking;
 pub mod migrate;
 pub mod notifications;
+pub mod partitions;
 pub mod people;
 pub mod pool;
 pub mod receipts;

@@ -120,6 +120,31 @@ impl<'a> UnnestNotifications<'a> {
     }
 }
 
+/// What follows the arrays of [`UnnestNotifications`]. A row's `created_at` is its
+/// event's `received_at`, looked up once per event (an index probe per partition of
+/// `events`): the same value however often the event is routed, so the unique index
+/// `notifications_once`, which must contain the partition key `created_at`, still
+/// refuses a second row, and an event and its notifications share a partition range
+/// (retention drops them together). `now()` if the event is gone. Rows go in in the
+/// arrays' order ([`in_key_order`]).
+const INSERT_TAIL: &str =
+    ") WITH ORDINALITY AS u(id, event_id, user_id, notification_type, channel, \
+     status, suppression_reason, severity, private, subject, text, due_at, sent_at, \
+     bundle_id, hold_reason, n)),
+     received AS MATERIALIZED (
+       SELECT d.event_id,
+              (SELECT e.received_at FROM events e WHERE e.id = d.event_id LIMIT 1) AS at
+       FROM (SELECT DISTINCT event_id FROM u) d)
+     INSERT INTO notifications (id, event_id, user_id, notification_type, channel, status, \
+       suppression_reason, severity, private, subject, text, due_at, sent_at, bundle_id, \
+       hold_reason, created_at)
+     SELECT u.id, u.event_id, u.user_id, u.notification_type, u.channel, u.status, \
+       u.suppression_reason, u.severity, u.private, u.subject, u.text, u.due_at, u.sent_at, \
+       u.bundle_id, u.hold_reason, COALESCE(r.at, now())
+     FROM u JOIN received r ON r.event_id = u.event_id
+     ORDER BY u.n
+     ON CONFLICT DO NOTHING RETURNING id, status, severity, due_at";
+
 cacheable_statement!(UnnestNotifications);
 
 impl Query for UnnestNotifications<'_> {
@@ -128,11 +153,7 @@ impl Query for UnnestNotifications<'_> {
 
 impl QueryFragment<Pg> for UnnestNotifications<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql(
-            "INSERT INTO notifications (id, event_id, user_id, notification_type, channel, \
-             status, suppression_reason, severity, private, subject, text, due_at, sent_at, \
-             bundle_id, hold_reason) SELECT * FROM unnest(",
-        );
+        out.push_sql("WITH u AS MATERIALIZED (SELECT * FROM unnest(");
         push_binds!(out;
             Array<SqlUuid> => &self.id,
             Array<SqlUuid> => &self.event_id,
@@ -150,7 +171,7 @@ impl QueryFragment<Pg> for UnnestNotifications<'_> {
             Array<Nullable<SqlUuid>> => &self.bundle_id,
             Array<Nullable<Text>> => &self.hold_reason,
         );
-        out.push_sql(") ON CONFLICT DO NOTHING RETURNING id, status, severity, due_at");
+        out.push_sql(INSERT_TAIL);
         Ok(())
     }
 }
@@ -280,7 +301,7 @@ pub struct DeliveryRow {
 /// The delivery rows of `ids` (those that exist), in one query.
 pub async fn for_delivery(conn: &mut Conn, ids: &[Uuid]) -> Result<Vec<DeliveryRow>, StoreError> {
     Ok(notifications::table
-        .inner_join(events::table)
+        .inner_join(events::table.on(crate::partitions::event_of_notification()))
         .left_join(users::table)
         .left_join(
             webhook_secrets::table.on(webhook_secrets::user_id

@@ -59,6 +59,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// Client keys (`event_id`, `alert_uuid`) of events within the retention: `events`
+    /// is partitioned by time, so its own rows cannot hold a key unique.
+    event_keys (key) {
+        key -> Text,
+        event_id -> Uuid,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     notifications (id) {
         id -> Uuid,
         event_id -> Uuid,
@@ -180,6 +190,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     topic_members,
     subscriptions,
     events,
+    event_keys,
     notifications,
     delivery_attempts,
     person_change_seqs,

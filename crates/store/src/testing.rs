@@ -18,6 +18,47 @@ pub struct TestDb {
 impl TestDb {
     /// Creates and migrates a fresh database.
     pub async fn create() -> anyhow::Result<TestDb> {
+        let db = TestDb::create_empty().await?;
+        crate::migrate::run(&db.url).await?;
+        Ok(db)
+    }
+
+    /// Creates a fresh database with only the migrations older than `version` (e.g.
+    /// `2026-12-02-000400`) applied: the schema an upgrade starts from.
+    /// [`crate::migrate::run`] then applies the rest.
+    pub async fn create_migrated_before(version: &str) -> anyhow::Result<TestDb> {
+        use diesel::migration::MigrationSource;
+        use diesel::Connection;
+        use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+        use diesel_migrations::MigrationHarness;
+        let db = TestDb::create_empty().await?;
+        let digits = |v: &str| -> String { v.chars().filter(char::is_ascii_digit).collect() };
+        let before = digits(version);
+        let url = db.url.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut conn =
+                <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url)?;
+            let mut migrations =
+                MigrationSource::<diesel::pg::Pg>::migrations(&crate::migrate::MIGRATIONS)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // Creates diesel's bookkeeping table, as a full run would.
+            conn.applied_migrations()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            migrations.sort_by_key(|m| digits(&m.name().version().to_string()));
+            for m in migrations {
+                if digits(&m.name().version().to_string()) < before {
+                    conn.run_migration(&m)
+                        .map_err(|e| anyhow::anyhow!("migration {} failed: {e}", m.name()))?;
+                }
+            }
+            Ok(())
+        })
+        .await??;
+        Ok(db)
+    }
+
+    /// Creates an empty database (no migrations).
+    async fn create_empty() -> anyhow::Result<TestDb> {
         let admin_url =
             std::env::var("HERALD_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into());
         TestDb::create_on(&admin_url).await
@@ -32,7 +73,6 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await?;
         let url = with_database(&admin_url, &name);
-        crate::migrate::run(&url).await?;
         Ok(TestDb {
             url,
             name,

@@ -15,6 +15,7 @@
 //! | [`http`] | the HTTP clients, signing headers, and vetting of people's webhooks |
 //! | [`offline`] | `bundle` and `users` subcommands: replay a komoot file (contract §8) |
 //! | [`maintenance`] | the scheduler, reclaim (and dead letters), recovery sweep and heartbeat loops |
+//! | [`partitions`] | history partitions created ahead and dropped past the retention |
 //!
 //! A worker is stateless: Postgres holds the truth and Redis the work, so any number
 //! of workers may run, and any of them may die at any time.
@@ -32,6 +33,7 @@ pub mod host_slots;
 pub mod http;
 pub mod maintenance;
 pub mod offline;
+pub mod partitions;
 pub mod routing;
 pub mod smtp;
 pub mod statements;

@@ -59,6 +59,12 @@ struct Cli {
     redis_prefix: String,
     #[arg(long, env = "HERALD_CONFIG_DIR", default_value = "config")]
     config_dir: PathBuf,
+    /// The span of one time partition of the history tables.
+    #[arg(long, env = "HERALD_PARTITION_INTERVAL", default_value = "1d", value_parser = parse_duration)]
+    partition_interval: Duration,
+    /// History older than this is dropped, a whole partition at a time.
+    #[arg(long, env = "HERALD_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    retention: Duration,
     /// CIDRs people's webhooks may reach although private or loopback.
     #[arg(long, env = "HERALD_ALLOWED_TARGETS", default_value = "", value_parser = AllowedTargets::parse)]
     allowed_targets: AllowedTargets,
@@ -147,8 +153,10 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    let partitions = herald_worker::partitions::Policy::new(cli.partition_interval, cli.retention)
+        .map_err(anyhow::Error::msg)?;
     let settings = Settings {
-        database_url: cli.database_url,
+        database_url: cli.database_url.clone(),
         redis_url: cli.redis_url,
         redis_prefix: cli.redis_prefix,
         config_dir: cli.config_dir,
@@ -164,6 +172,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(herald_worker::partitions::run(
+        cli.database_url,
+        partitions,
+        shutdown.clone(),
+    ));
     herald_worker::run(settings, shutdown).await.map_err(|e| {
         tracing::error!(error = %format!("{e:#}"), "worker stopped with an error");
         e

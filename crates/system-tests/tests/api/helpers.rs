@@ -83,7 +83,7 @@ async fn spawn_with(
     change: impl FnOnce(&mut herald_api::Settings),
 ) -> TestApp {
     let db = TestDb::create().await.expect("test database");
-    spawn_on(with_worker, config_dir, db, None).await
+    spawn_on(with_worker, config_dir, db, change).await
 }
 
 /// The api alone on a database of the private primary that `scripts/pg-replica.sh`
@@ -105,7 +105,11 @@ pub async fn spawn_app_with_replica() -> (TestApp, String) {
         .expect("test database on the primary");
     let read_url = db.url_on(&replica);
     wait_for_replica(&read_url).await;
-    let app = spawn_on(false, config_dir(), db, Some(read_url.clone())).await;
+    let replica_url = read_url.clone();
+    let app = spawn_on(false, config_dir(), db, move |s| {
+        s.database_read_url = Some(replica_url)
+    })
+    .await;
     (app, read_url)
 }
 
@@ -135,13 +139,13 @@ async fn spawn_on(
     with_worker: bool,
     config_dir: PathBuf,
     db: TestDb,
-    database_read_url: Option<String>,
+    change: impl FnOnce(&mut herald_api::Settings),
 ) -> TestApp {
     let prefix = herald_queue::testing::prefix();
     let provider = MockServer::start().await;
     let mut settings = herald_api::Settings {
         database_url: db.url.clone(),
-        database_read_url,
+        database_read_url: None,
         redis_url: redis_url(),
         redis_prefix: prefix.clone(),
         config_dir,
