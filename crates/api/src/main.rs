@@ -61,6 +61,9 @@ struct Cli {
     /// used), e.g. X-Forwarded-For; without it, the peer address is the client's.
     #[arg(long, env = "HERALD_CLIENT_IP_HEADER")]
     client_ip_header: Option<String>,
+    /// The key `/metrics` asks for (`Authorization: Bearer <key>`); unset: open.
+    #[arg(long, env = "HERALD_METRICS_KEY", hide_env_values = true)]
+    metrics_key: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,6 +133,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         rate_limit_per_s: Some(cli.rate_limit_per_s).filter(|n| *n > 0),
         receipts_secret: cli.receipts_secret,
         client_ip_header: cli.client_ip_header,
+        metrics_key: cli.metrics_key,
     };
     if settings.api_keys.is_empty() {
         tracing::warn!("HERALD_API_KEYS is empty: the API accepts requests without a key");

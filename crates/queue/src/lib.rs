@@ -9,6 +9,7 @@
 //! | `queue`           | [`Queue`]                   | job streams, the delayed set, acknowledgements           |
 //! | `job`             | [`Job`], [`QueueName`]      | the jobs' JSON, in the stream entries                    |
 //! | `locks`           | [`Locks`]                   | short `SET NX PX` locks with a holder token              |
+//! | `backlog`         | [`Backlogs`]                | nothing: samples the streams and delayed set for metrics |
 //! | `circuit`         | [`Circuits`]                | failure streaks per destination host                     |
 //! | `marks`           | [`Marks`]                   | the recovery sweep's "already re-enqueued" marks         |
 //! | `counters`        | [`Counters`]                | expiring hit counters (the api's rate limit)             |
@@ -65,6 +66,7 @@
 //! Nothing here is the record: Postgres is. Losing Redis's data costs latency (the
 //! sweep re-enqueues, the streams poll), never a notification.
 
+mod backlog;
 mod changes;
 mod circuit;
 mod connection;
@@ -80,6 +82,7 @@ mod queue;
 mod rate;
 pub mod testing;
 
+pub use backlog::{Backlog, Backlogs, StreamBacklog};
 pub use changes::Changes;
 pub use circuit::Circuits;
 pub use connection::Redis;

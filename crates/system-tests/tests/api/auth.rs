@@ -33,6 +33,7 @@ async fn serve(keys: &[&str], client_ip_header: Option<&str>) -> Api {
         rate_limit_per_s: None,
         receipts_secret: Some(WebhookSecret::parse(RECEIPTS_SECRET).expect("secret")),
         client_ip_header: client_ip_header.map(String::from),
+        metrics_key: None,
     };
     let state = herald_api::build_state(&settings).await.expect("api state");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");

@@ -81,6 +81,7 @@ async fn spawn(with_worker: bool, config_dir: PathBuf) -> TestApp {
         rate_limit_per_s: None,
         receipts_secret: None,
         client_ip_header: None,
+        metrics_key: None,
     };
     let state = herald_api::build_state(&settings).await.expect("api state");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
@@ -142,6 +143,10 @@ pub struct WorkerOptions {
     pub webhook_secret_overlap: Duration,
     /// A config directory replacing the shipped one (e.g. a [`config_copy_with`]).
     pub config_dir: Option<PathBuf>,
+    /// Where the worker serves `/metrics` (not served by default).
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    /// The key its `/metrics` asks for.
+    pub metrics_key: Option<String>,
 }
 
 impl Default for WorkerOptions {
@@ -154,6 +159,8 @@ impl Default for WorkerOptions {
             resolve_overrides: Vec::new(),
             webhook_secret_overlap: herald_core::signing::DEFAULT_ROTATION_OVERLAP,
             config_dir: None,
+            metrics_bind: None,
+            metrics_key: None,
         }
     }
 }
@@ -296,6 +303,8 @@ impl TestApp {
             resolve_overrides: opts.resolve_overrides,
             config_env,
             webhook_secret_overlap: opts.webhook_secret_overlap,
+            metrics_bind: opts.metrics_bind,
+            metrics_key: opts.metrics_key,
         }
     }
 
