@@ -23,6 +23,7 @@
 //! request's bad data never fails another's.
 
 use crate::error::ApiError;
+use crate::metrics::IngestFigures;
 use herald_core::event::NewEvent;
 use herald_core::queues::queue_for;
 use herald_core::rules::RuleSet;
@@ -30,8 +31,8 @@ use herald_queue::{Job, Queue, QueueName};
 use herald_store::batch::{BatchError, Batcher, Options};
 use herald_store::events::{self, Stored};
 use herald_store::Pool;
-use prometheus::IntCounter;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Rows in one insert at most (8 bind parameters each; Postgres allows 65,535).
 pub const MAX_ROWS: usize = 2000;
@@ -51,18 +52,18 @@ pub struct Ingestor {
 struct Sinks {
     pool: Pool,
     queue: Queue,
-    accepted: IntCounter,
+    metrics: IngestFigures,
     /// The rules decide which queue each new event's route job takes.
     rules: RuleSet,
 }
 
 impl Ingestor {
     /// Starts the ingestor on the current Tokio runtime.
-    pub fn start(pool: Pool, queue: Queue, accepted: IntCounter, rules: RuleSet) -> Ingestor {
+    pub fn start(pool: Pool, queue: Queue, metrics: IngestFigures, rules: RuleSet) -> Ingestor {
         let sinks = Arc::new(Sinks {
             pool,
             queue,
-            accepted,
+            metrics,
             rules,
         });
         let options = Options {
@@ -109,9 +110,15 @@ async fn write_group(
     requests: Arc<Vec<Vec<NewEvent>>>,
 ) -> Result<Vec<Vec<Stored>>, BatchError> {
     let events: Vec<&NewEvent> = requests.iter().flatten().collect();
+    let started = Instant::now();
     let mut conn = herald_store::pool::get(&sinks.pool).await?;
     let stored = events::insert_batch(&mut conn, &events).await?;
     drop(conn); // back to the pool before the XADD
+    sinks
+        .metrics
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    sinks.metrics.batch_size.observe(events.len() as f64);
     if stored.len() != events.len() {
         return Err(BatchError::Miscounted {
             items: events.len(),
@@ -135,7 +142,11 @@ async fn enqueue(sinks: &Sinks, events: &[&NewEvent], stored: &[Stored]) {
         .filter(|(_, s)| !s.duplicate)
         .map(|(e, s)| (route_queue(&sinks.rules, e), Job::route(s.id)))
         .collect();
-    sinks.accepted.inc_by(jobs.len() as u64);
+    sinks.metrics.accepted.inc_by(jobs.len() as u64);
+    sinks
+        .metrics
+        .duplicate
+        .inc_by((stored.len() - jobs.len()) as u64);
     if let Err(e) = sinks.queue.enqueue(&jobs).await {
         tracing::warn!(error = %e, events = jobs.len(),
             "could not enqueue; the events are committed and the recovery sweep will route them");

@@ -11,7 +11,7 @@
 //! | [`auth`] | bearer keys with scopes, signed receipts |
 //! | [`failed_keys`] | the limit on requests without a valid key, per client address |
 //! | [`error`] | the JSON error type, its body and its HTTP mapping |
-//! | [`metrics`] | Prometheus counters |
+//! | [`metrics`] | Prometheus metrics: every definition, the queue sampler, the scrape's key |
 //! | [`openapi`] | the OpenAPI document of every route (`/openapi.json`) |
 //! | [`schema`] | OpenAPI schemas of the bodies core parses field by field |
 //! | [`reads`] | which reads may go to a read replica, and read-your-writes |
@@ -74,9 +74,14 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
     let ingestor = ingest::Ingestor::start(
         pool.clone(),
         queue.clone(),
-        metrics.events_accepted.clone(),
+        metrics.ingest(),
         config.rules.clone(),
     );
+    tokio::spawn(metrics::sample_queues(
+        herald_queue::Backlogs::new(redis.clone()),
+        metrics.queue_depth.clone(),
+        metrics.queue_pending.clone(),
+    ));
     let rate_limiter = settings
         .rate_limit_per_s
         .and_then(|n| rate_limit::RateLimiter::new(n, herald_queue::Counters::new(redis.clone())));
@@ -97,7 +102,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
             failed_keys: failed_keys::FailedKeys::new(herald_queue::Counters::new(redis.clone())),
             receipts_secret: settings.receipts_secret.clone(),
             client_ip_header: settings.client_ip_header.clone(),
-            shared_metrics: metrics::SharedFigures::default(),
+            metrics_key: herald_core::access::MetricsKey::new(settings.metrics_key.as_deref()),
             allowed_targets: settings.allowed_targets.clone(),
             metrics,
             ingestor,

@@ -66,6 +66,9 @@ struct Cli {
     /// used), e.g. X-Forwarded-For; without it, the peer address is the client's.
     #[arg(long, env = "HERALD_CLIENT_IP_HEADER")]
     client_ip_header: Option<String>,
+    /// The key `/metrics` asks for (`Authorization: Bearer <key>`); unset: open.
+    #[arg(long, env = "HERALD_METRICS_KEY", hide_env_values = true)]
+    metrics_key: Option<String>,
     /// Live streams one API key may hold open in this api process (over it: 429); 0
     /// means no limit.
     #[arg(long, env = "HERALD_MAX_STREAMS_PER_KEY", default_value_t = herald_api::stream_slots::DEFAULT_MAX_PER_KEY)]
@@ -154,6 +157,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         rate_limit_per_s: Some(cli.rate_limit_per_s).filter(|n| *n > 0),
         receipts_secret: cli.receipts_secret,
         client_ip_header: cli.client_ip_header,
+        metrics_key: cli.metrics_key,
         streams: herald_api::StreamSettings {
             max_per_key: cli.max_streams_per_key,
             recheck: cli.stream_recheck,

@@ -3,7 +3,7 @@
 use crate::failed_keys::FailedKeys;
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
-use herald_core::access::ApiKeys;
+use herald_core::access::{ApiKeys, MetricsKey};
 use herald_core::config::Config;
 use herald_core::signing::WebhookSecret;
 use herald_core::targets::AllowedTargets;
@@ -36,6 +36,8 @@ pub struct Settings {
     /// The header a trusted proxy puts the client's address in
     /// (`HERALD_CLIENT_IP_HEADER`); None: the peer address is the client's.
     pub client_ip_header: Option<String>,
+    /// The key `/metrics` asks for (`HERALD_METRICS_KEY`); None: open.
+    pub metrics_key: Option<String>,
     /// The live streams' limits and timing.
     pub streams: StreamSettings,
 }
@@ -75,6 +77,10 @@ impl std::fmt::Debug for Settings {
             .field("rate_limit_per_s", &self.rate_limit_per_s)
             .field("receipts_secret", &self.receipts_secret)
             .field("client_ip_header", &self.client_ip_header)
+            .field(
+                "metrics_key",
+                &self.metrics_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("streams", &self.streams)
             .finish_non_exhaustive()
     }
@@ -113,9 +119,8 @@ pub struct Inner {
     pub failed_keys: FailedKeys,
     pub receipts_secret: Option<WebhookSecret>,
     pub client_ip_header: Option<String>,
-    /// The figures `/metrics` reads from Postgres and Redis, kept a few seconds so
-    /// that an open route cannot be made to query the database at will.
-    pub shared_metrics: crate::metrics::SharedFigures,
+    /// What `/metrics` asks for, when anything.
+    pub metrics_key: MetricsKey,
     /// The rate limit per API key, when one is set.
     pub rate_limiter: Option<crate::rate_limit::RateLimiter>,
     /// Group commit of ingested events (see [`crate::ingest`]).

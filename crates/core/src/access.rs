@@ -112,6 +112,50 @@ impl std::fmt::Debug for ApiKeys {
     }
 }
 
+/// The key `/metrics` asks for (`HERALD_METRICS_KEY`), on the api and on the worker
+/// alike; without one, `/metrics` is open. Held and compared like the API keys.
+#[derive(Clone, Default)]
+pub struct MetricsKey {
+    key: Option<[u8; 32]>,
+}
+
+impl MetricsKey {
+    /// `None` or an empty (or blank) value: no key, `/metrics` is open.
+    pub fn new(key: Option<&str>) -> MetricsKey {
+        MetricsKey {
+            key: key.map(str::trim).filter(|k| !k.is_empty()).map(digest),
+        }
+    }
+
+    /// Whether a request with this `Authorization` header may read the metrics:
+    /// always without a key, else only with `Bearer <key>`.
+    pub fn allows(&self, authorization: Option<&str>) -> bool {
+        let Some(key) = &self.key else {
+            return true;
+        };
+        let presented = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or_default();
+        key.ct_eq(&digest(presented)).into()
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.key.is_some()
+    }
+}
+
+impl std::fmt::Debug for MetricsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = if self.key.is_some() {
+            "<redacted>"
+        } else {
+            "none"
+        };
+        write!(f, "MetricsKey({shown})")
+    }
+}
+
 fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
@@ -149,6 +193,28 @@ mod tests {
             assert_eq!(keys.scope_of(presented), scope, "{presented:?}");
         }
         assert_eq!(ApiKeys::parse([]).scope_of("x"), None);
+    }
+
+    #[test]
+    fn the_metrics_key_is_asked_only_when_set() {
+        let open = MetricsKey::new(None);
+        assert!(open.allows(None));
+        assert!(
+            MetricsKey::new(Some("  ")).allows(None),
+            "a blank key is no key"
+        );
+        let key = MetricsKey::new(Some("m-key"));
+        assert!(key.allows(Some("Bearer m-key")));
+        for refused in [
+            None,
+            Some("m-key"),
+            Some("Bearer m-ke"),
+            Some("Bearer "),
+            Some("Basic m-key"),
+        ] {
+            assert!(!key.allows(refused), "{refused:?}");
+        }
+        assert_eq!(format!("{key:?}"), "MetricsKey(<redacted>)");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | `queue`           | [`Queue`]                   | job streams, the delayed set, acknowledgements, the "queued" counters, failed runs' errors |
 //! | `job`             | [`Job`], [`QueueName`]      | the jobs' JSON, in the stream entries                    |
 //! | `locks`           | [`Locks`]                   | short `SET NX PX` locks with a holder token              |
+//! | `backlog`         | [`Backlogs`]                | nothing: samples the streams and delayed set for metrics |
 //! | `circuit`         | [`Circuits`]                | failure streaks per destination host                     |
 //! | `counters`        | [`Counters`]                | expiring hit counters (the api's rate limit)             |
 //! | `friend_activity` | [`FriendCounts`]            | tours per friend, person and day (the bundling ranker)   |
@@ -77,6 +78,7 @@
 //! sweep re-enqueues, the streams re-check), never a notification.
 
 mod change_hub;
+mod backlog;
 mod changes;
 mod circuit;
 mod connection;
@@ -93,6 +95,7 @@ mod recent_writes;
 pub mod testing;
 
 pub use change_hub::{ChangeHub, PersonWatch};
+pub use backlog::{Backlog, Backlogs, StreamBacklog};
 pub use changes::Changes;
 pub use circuit::Circuits;
 pub use connection::Redis;

@@ -296,6 +296,8 @@ pub struct DeliveryRow {
     pub webhook_secret: Option<String>,
     pub previous_webhook_secret: Option<String>,
     pub webhook_secret_rotated_at: Option<DateTime<Utc>>,
+    /// When the api accepted the event (the start of the delivery latency metric).
+    pub received_at: DateTime<Utc>,
 }
 
 /// The delivery rows of `ids` (those that exist), in one query.
@@ -336,6 +338,7 @@ pub async fn for_delivery(conn: &mut Conn, ids: &[Uuid]) -> Result<Vec<DeliveryR
             webhook_secrets::secret.nullable(),
             webhook_secrets::previous_secret.nullable(),
             webhook_secrets::rotated_at.nullable(),
+            events::received_at,
         ))
         .load(conn)
         .await?)

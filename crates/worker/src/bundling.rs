@@ -336,6 +336,9 @@ pub async fn flush(ctx: &Context, bundle_id: Uuid) -> anyhow::Result<Option<Stri
             let job = Job::Deliver {
                 notification_id: carrier,
             };
+            if let Some(rule) = rule {
+                ctx.metrics.notification(&rule.channel, "pending");
+            }
             let queue = herald_core::queues::queue_for_stored(&severity);
             if due_at > now {
                 ctx.queue

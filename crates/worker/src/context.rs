@@ -38,6 +38,10 @@ pub struct Settings {
     pub config_env: Vec<(String, String)>,
     /// How long a rotated-out webhook secret keeps signing beside the new one.
     pub webhook_secret_overlap: Duration,
+    /// Where `/metrics` is served (`--metrics-bind`); None: not served.
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    /// The key `/metrics` asks for (`HERALD_METRICS_KEY`); None: open.
+    pub metrics_key: Option<String>,
 }
 
 pub struct Context {
@@ -70,6 +74,10 @@ pub struct Context {
     pub bundler: crate::bundler::Bundler,
     /// This process's consumer name in the group; also its heartbeat key.
     pub worker_id: String,
+    /// Counters and histograms, recorded as things happen (see `crate::metrics`).
+    pub metrics: crate::metrics::Metrics,
+    /// Samples the queues' backlog for the metrics.
+    pub backlogs: herald_queue::Backlogs,
 }
 
 impl Context {
@@ -84,11 +92,15 @@ impl Context {
         herald_store::migrate::run(&settings.database_url).await?;
         let pool =
             herald_store::connect(&settings.database_url, settings.concurrency.clamp(4, 32))?;
-        let statements =
-            crate::statements::Statements::start(herald_store::pool::connect_for_batches(
+        let metrics = crate::metrics::Metrics::new();
+        metrics.start_at_zero(config.channels.iter().map(|c| c.name.as_str()));
+        let statements = crate::statements::Statements::start(
+            herald_store::pool::connect_for_batches(
                 &settings.database_url,
                 crate::statements::POOL_SIZE,
-            )?);
+            )?,
+            metrics.clone(),
+        );
         let redis = Redis::connect(
             &settings.redis_url,
             &settings.redis_prefix,
@@ -115,6 +127,7 @@ impl Context {
             settings,
             config,
             pool,
+            backlogs: herald_queue::Backlogs::new(redis.clone()),
             queue: Queue::new(redis.clone()),
             locks: Locks::new(redis.clone()),
             circuits: Circuits::new(redis.clone()),
@@ -129,6 +142,7 @@ impl Context {
             statements,
             bundler,
             worker_id,
+            metrics,
         })
     }
 }

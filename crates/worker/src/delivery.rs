@@ -92,6 +92,7 @@ async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<Option<Change
     if let Some(why) = recheck_failure(ctx, &row).await? {
         let reason = delivery::recheck_reason(&row.notification_type, &why);
         notifications::mark_suppressed(&mut db(ctx).await?, id, &reason).await?;
+        ctx.metrics.notification(&row.channel, "suppressed");
         return Ok(Some(changed(&row)));
     }
     let step = match delivery::choose(&facts, ctx.config.channels.get(&row.channel)) {
@@ -194,10 +195,14 @@ async fn execute(
         }
         DeliveryStep::HoldUntil(until) => {
             notifications::hold(&mut db(ctx).await?, row.id, until).await?;
+            ctx.metrics.notification(&row.channel, "held");
             schedule(ctx, row, until).await?;
             return Ok(None);
         }
-        DeliveryStep::MarkSent => notifications::mark_sent(&mut db(ctx).await?, row.id).await?,
+        DeliveryStep::MarkSent => {
+            notifications::mark_sent(&mut db(ctx).await?, row.id).await?;
+            ctx.metrics.notification(&row.channel, "sent");
+        }
         DeliveryStep::Fail { reason } => fail_without_trying(ctx, row, &reason).await?,
         DeliveryStep::Send(outbound) => send(ctx, row, &outbound).await?,
     }
@@ -225,6 +230,7 @@ async fn fail_without_trying(ctx: &Context, row: &DeliveryRow, reason: &str) -> 
     tracing::error!(notification_id = %row.id, notification_type = %row.notification_type,
         reason, "delivery failed");
     notifications::mark_failed(&mut db(ctx).await?, row.id, reason).await?;
+    ctx.metrics.notification(&row.channel, "failed");
     Ok(())
 }
 
@@ -250,6 +256,8 @@ async fn send(ctx: &Context, row: &DeliveryRow, outbound: &Outbound<'_>) -> anyh
             &verdict,
         ))
         .await?;
+    ctx.metrics
+        .attempt(&row.channel, &http, &verdict, row.received_at);
     if verdict.disable_webhook {
         if let Some(user_id) = &row.user_id {
             tracing::warn!(%user_id, "webhook answered 410 Gone: disabling it");
@@ -416,6 +424,7 @@ async fn account_to_circuit(ctx: &Context, host: &str, row: &DeliveryRow, effect
             {
                 Ok(true) => {
                     tracing::warn!(%host, "circuit opened: the host keeps failing");
+                    ctx.metrics.circuit_opened(&row.channel);
                     Ok(())
                 }
                 other => other.map(|_| ()),

@@ -15,6 +15,7 @@
 //! | [`http`] | the HTTP clients, signing headers, and vetting of people's webhooks |
 //! | [`offline`] | `bundle` and `users` subcommands: replay a komoot file (contract §8) |
 //! | [`maintenance`] | the scheduler, reclaim (and dead letters), recovery sweep and heartbeat loops |
+//! | [`metrics`] | every Prometheus metric, the queue sampler and the `/metrics` server |
 //! | [`partitions`] | history partitions created ahead and dropped past the retention |
 //!
 //! A worker is stateless: Postgres holds the truth and Redis the work, so any number
@@ -32,6 +33,7 @@ pub mod delivery;
 pub mod host_slots;
 pub mod http;
 pub mod maintenance;
+pub mod metrics;
 pub mod offline;
 pub mod partitions;
 pub mod routing;
@@ -51,6 +53,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     }
     tracing::info!(worker = %ctx.worker_id, queues = ?ctx.settings.queues,
         concurrency = ctx.settings.concurrency, "worker started");
+    let metrics_server = serve_metrics(&ctx)?;
     // Stopped last: it flushes the acknowledgements of the jobs drained at shutdown.
     let acks_done = CancellationToken::new();
     let acker = {
@@ -63,6 +66,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         tokio::spawn(maintenance::sweep_loop(ctx.clone(), shutdown.clone())),
         tokio::spawn(maintenance::heartbeat_loop(ctx.clone(), shutdown.clone())),
         tokio::spawn(maintenance::prune_loop(ctx.clone(), shutdown.clone())),
+        tokio::spawn({
+            let (ctx, stop) = (ctx.clone(), shutdown.clone());
+            async move { ctx.metrics.sample_queues(ctx.backlogs.clone(), stop).await }
+        }),
     ];
     consumer::consume_loop(ctx.clone(), shutdown.clone()).await;
     shutdown.cancel();
@@ -71,6 +78,25 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     }
     acks_done.cancel();
     let _ = acker.await;
+    if let Some(server) = metrics_server {
+        server.stop(true).await;
+    }
     tracing::info!(worker = %ctx.worker_id, "worker stopped");
     Ok(())
+}
+
+/// Starts `/metrics` on `--metrics-bind`, when set; a port that cannot be bound stops
+/// the worker at start rather than leaving it unobservable.
+fn serve_metrics(ctx: &Context) -> anyhow::Result<Option<actix_web::dev::ServerHandle>> {
+    let Some(bind) = ctx.settings.metrics_bind else {
+        return Ok(None);
+    };
+    let listener = std::net::TcpListener::bind(bind)
+        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {bind}: {e}"))?;
+    let key = herald_core::access::MetricsKey::new(ctx.settings.metrics_key.as_deref());
+    let server = metrics::serve(listener, ctx.metrics.clone(), key)?;
+    let handle = server.handle();
+    tokio::spawn(server);
+    tracing::info!(%bind, "metrics served on /metrics");
+    Ok(Some(handle))
 }

@@ -68,6 +68,13 @@ struct Cli {
     /// CIDRs people's webhooks may reach although private or loopback.
     #[arg(long, env = "HERALD_ALLOWED_TARGETS", default_value = "", value_parser = AllowedTargets::parse)]
     allowed_targets: AllowedTargets,
+    /// Serve Prometheus metrics on this address (`GET /metrics`), e.g. 127.0.0.1:9100;
+    /// unset: not served.
+    #[arg(long, env = "HERALD_WORKER_METRICS_BIND")]
+    metrics_bind: Option<std::net::SocketAddr>,
+    /// The key `/metrics` asks for (`Authorization: Bearer <key>`); unset: open.
+    #[arg(long, env = "HERALD_METRICS_KEY", hide_env_values = true)]
+    metrics_key: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -169,6 +176,8 @@ async fn main() -> anyhow::Result<()> {
         resolve_overrides: Vec::new(),
         config_env: Vec::new(),
         webhook_secret_overlap: cli.webhook_secret_overlap,
+        metrics_bind: cli.metrics_bind,
+        metrics_key: cli.metrics_key,
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));

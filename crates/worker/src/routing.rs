@@ -112,6 +112,7 @@ async fn route_rule(
     let rows = plan_rows(ctx, event, subject, rule, &page, &unsubscribed);
     let announced: Vec<String> = rows.iter().filter_map(|r| r.user_id.clone()).collect();
     let inserted = store(ctx, conn, event, rule, rows).await?;
+    ctx.metrics.created(&rule.channel, &inserted);
     dispatch(ctx, &inserted).await?;
     let people: Vec<&str> = announced.iter().map(String::as_str).collect();
     ctx.changes.announce(&people);

@@ -8,6 +8,7 @@
 //! while they wait on a batch; if the batches drew from the same pool, jobs holding
 //! every connection would wait forever on a batch that cannot get one.
 
+use crate::metrics::Metrics;
 use herald_core::routing::FAN_OUT_CHUNK;
 use herald_store::batch::{BatchError, Batcher, Options};
 use herald_store::events::{self, EventRow};
@@ -17,6 +18,7 @@ use herald_store::Pool;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
+use std::time::Instant;
 use uuid::Uuid;
 
 /// Rows per batch at most: far below Postgres's limits, large enough that one
@@ -42,8 +44,10 @@ pub struct Statements {
 }
 
 impl Statements {
-    /// Starts the batchers on the current runtime.
-    pub fn start(pool: Pool) -> Statements {
+    /// Starts the batchers on the current runtime; each batch's size and time go to
+    /// `metrics` under the batcher's name.
+    pub fn start(pool: Pool, metrics: Metrics) -> Statements {
+        let pool = (pool, metrics);
         Statements {
             events: batcher(
                 &pool,
@@ -132,16 +136,20 @@ impl Statements {
     }
 }
 
-/// A batcher (named `name` in logs) whose batch function runs on a connection from
-/// `pool`.
-fn batcher<I, O, F, Fut>(pool: &Pool, name: &'static str, run: F) -> Batcher<I, O>
+/// A batcher (named `name` in logs and metrics) whose batch function runs on a
+/// connection from the pool.
+fn batcher<I, O, F, Fut>(
+    (pool, metrics): &(Pool, Metrics),
+    name: &'static str,
+    run: F,
+) -> Batcher<I, O>
 where
     I: Send + Sync + 'static,
     O: Send + 'static,
     F: Fn(herald_store::Conn, Arc<Vec<I>>) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<Vec<O>, BatchError>> + Send + 'static,
 {
-    let pool = pool.clone();
+    let (pool, metrics) = (pool.clone(), metrics.clone());
     let options = Options {
         name,
         max_weight: MAX_ITEMS,
@@ -149,10 +157,13 @@ where
         waiting: WAITING,
     };
     Batcher::start(options, move |items| {
-        let (pool, run) = (pool.clone(), run.clone());
+        let (pool, run, metrics) = (pool.clone(), run.clone(), metrics.clone());
         async move {
+            let (started, count) = (Instant::now(), items.len());
             let conn = herald_store::pool::get(&pool).await?;
-            run(conn, items).await
+            let answers = run(conn, items).await;
+            metrics.batch(name, count, started.elapsed());
+            answers
         }
     })
 }

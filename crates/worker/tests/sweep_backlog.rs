@@ -37,6 +37,8 @@ async fn context(db: &TestDb, prefix: &str) -> Context {
         resolve_overrides: Vec::new(),
         config_env: Vec::new(),
         webhook_secret_overlap: Duration::from_secs(24 * 3600),
+        metrics_bind: None,
+        metrics_key: None,
     })
     .await
     .expect("worker context")

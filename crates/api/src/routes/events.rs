@@ -190,6 +190,10 @@ pub async fn post_events(
         .metrics
         .events_unrouted
         .inc_by(batch.unrouted.len() as u64);
+    state
+        .metrics
+        .events_rejected
+        .inc_by(batch.rejected.len() as u64);
     Ok(HttpResponse::Accepted().json(EventsAccepted {
         accepted: stored.len() - duplicates,
         duplicates,

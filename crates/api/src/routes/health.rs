@@ -1,7 +1,8 @@
 //! Liveness, readiness and metrics (contract §4).
 
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 /// The process is up.
@@ -31,17 +32,24 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Prometheus text: this process's counters plus the shared picture from Postgres
-/// (notifications by status over the last hour, delivery latency) and Redis (queue
-/// depths), the latter read at most every 5 seconds.
+/// Prometheus text: this process's counters, histograms and gauges, all kept in
+/// memory (see `crate::metrics`): a scrape runs no SQL. With `HERALD_METRICS_KEY`
+/// set, it needs `Authorization: Bearer <that key>`.
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let mut text = state.metrics.render_local();
-    text.push_str(&state.shared_metrics.render(&state.pool, &state.queue).await);
-    HttpResponse::Ok()
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "HERALD_METRICS_KEY is set and was not sent", body = ErrorBody),
+    ))]
+pub async fn metrics(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    if !crate::metrics::scrape_allowed(&state.metrics_key, &req) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(text)
+        .body(state.metrics.render()))
 }
 
 async fn ping_database(state: &AppState) -> Result<(), herald_store::StoreError> {

@@ -35,6 +35,7 @@ async fn serve(keys: &[&str], client_ip_header: Option<&str>) -> Api {
         receipts_secret: Some(WebhookSecret::parse(RECEIPTS_SECRET).expect("secret")),
         client_ip_header: client_ip_header.map(String::from),
         streams: Default::default(),
+        metrics_key: None,
     };
     let state = herald_api::build_state(&settings).await.expect("api state");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");

@@ -156,6 +156,7 @@ async fn spawn_on(
         receipts_secret: None,
         client_ip_header: None,
         streams: Default::default(),
+        metrics_key: None,
     };
     change(&mut settings);
     let state = herald_api::build_state(&settings).await.expect("api state");
@@ -219,6 +220,10 @@ pub struct WorkerOptions {
     pub webhook_secret_overlap: Duration,
     /// A config directory replacing the shipped one (e.g. a [`config_copy_with`]).
     pub config_dir: Option<PathBuf>,
+    /// Where the worker serves `/metrics` (not served by default).
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    /// The key its `/metrics` asks for.
+    pub metrics_key: Option<String>,
 }
 
 impl Default for WorkerOptions {
@@ -231,6 +236,8 @@ impl Default for WorkerOptions {
             resolve_overrides: Vec::new(),
             webhook_secret_overlap: herald_core::signing::DEFAULT_ROTATION_OVERLAP,
             config_dir: None,
+            metrics_bind: None,
+            metrics_key: None,
         }
     }
 }
@@ -374,6 +381,8 @@ impl TestApp {
             resolve_overrides: opts.resolve_overrides,
             config_env,
             webhook_secret_overlap: opts.webhook_secret_overlap,
+            metrics_bind: opts.metrics_bind,
+            metrics_key: opts.metrics_key,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use crate::helpers::{spawn_app, API_KEY};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 fn event(id: Option<&str>) -> Value {
     let mut e = json!({"user_id": "u_1", "event_type": "payment_failed",
@@ -184,20 +185,23 @@ async fn metrics_count_accepted_events_and_show_queue_depths() {
         json!([event(None), event(None), event(None)]),
     )
     .await;
+    // The depths are sampled from Redis every few seconds, not read per scrape.
     let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .wait_for("the queue sample", Duration::from_secs(15), || async {
+            let text = app
+                .client
+                .get(app.url("/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.contains("herald_queue_depth{queue=\"default\"} 3")
+                .then_some(text)
+        })
+        .await;
     assert!(text.contains("herald_events_accepted_total 3"), "{text}");
-    assert!(
-        text.contains("herald_queue_depth{queue=\"default\"} 3"),
-        "{text}"
-    );
     assert!(
         text.contains("herald_http_requests_total{method=\"POST\",status=\"202\"} 1"),
         "{text}"

@@ -12,6 +12,7 @@ mod group_commit;
 mod helpers;
 mod inbox;
 mod ingestion;
+mod metrics;
 mod openapi;
 mod operations;
 mod people;

@@ -23,6 +23,7 @@ async fn serve(db: &TestDb, redis_url: String, prefix: &str, limit: Option<u32>)
         receipts_secret: None,
         client_ip_header: None,
         streams: Default::default(),
+        metrics_key: None,
     };
     let state = herald_api::build_state(&settings).await.expect("api state");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");

@@ -496,6 +496,7 @@ async fn a_second_api_process_streams_what_the_first_one_changed() {
         receipts_secret: None,
         client_ip_header: None,
         streams: Default::default(),
+        metrics_key: None,
     };
     let state = herald_api::build_state(&settings).await.expect("state");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
