@@ -77,8 +77,8 @@
 //! Nothing here is the record: Postgres is. Losing Redis's data costs latency (the
 //! sweep re-enqueues, the streams re-check), never a notification.
 
-mod change_hub;
 mod backlog;
+mod change_hub;
 mod changes;
 mod circuit;
 mod connection;
@@ -94,8 +94,8 @@ mod rate;
 mod recent_writes;
 pub mod testing;
 
-pub use change_hub::{ChangeHub, PersonWatch};
 pub use backlog::{Backlog, Backlogs, StreamBacklog};
+pub use change_hub::{ChangeHub, PersonWatch};
 pub use changes::Changes;
 pub use circuit::Circuits;
 pub use connection::Redis;

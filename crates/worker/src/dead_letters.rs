@@ -51,6 +51,7 @@ pub async fn bury(ctx: &Context, received: &Received) -> anyhow::Result<()> {
     drop(conn);
     tracing::error!(job = ?received.job, entry = %received.entry_id, runs, reason = %letter.reason,
         "job dead-lettered");
+    ctx.metrics.dead_lettered(&letter.kind);
     if let Some(user_id) = person {
         ctx.changes.announce(&[user_id.as_str()]);
     }

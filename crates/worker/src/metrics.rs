@@ -14,6 +14,7 @@
 //! | `herald_delivery_retries_total` | counter | `channel` |
 //! | `herald_delivery_latency_seconds` | histogram | `channel` |
 //! | `herald_circuit_opens_total` | counter | `channel` |
+//! | `herald_dead_letters_total` | counter | `kind` (`route`, `deliver`, `flush_bundle`) |
 //! | `herald_group_commit_batch_size` | histogram | `batcher` |
 //! | `herald_group_commit_seconds` | histogram | `batcher` |
 //! | `herald_queue_depth` | gauge | `queue` (`critical`, `default`, `delayed`) |
@@ -64,6 +65,7 @@ pub struct Metrics {
     retries: IntCounterVec,
     latency: HistogramVec,
     circuit_opens: IntCounterVec,
+    dead_letters: IntCounterVec,
     batch_size: HistogramVec,
     commit_seconds: HistogramVec,
     queue_depth: IntGaugeVec,
@@ -113,6 +115,11 @@ impl Metrics {
                 "Circuits opened on a failing destination host, by channel",
                 &["channel"],
             ),
+            dead_letters: counter(
+                "herald_dead_letters_total",
+                "Jobs dead-lettered after HERALD_MAX_DELIVERIES deliveries, by kind of job",
+                &["kind"],
+            ),
             batch_size: histogram(
                 "herald_group_commit_batch_size",
                 "Items written or read by one group commit, by batcher",
@@ -145,6 +152,11 @@ impl Metrics {
             self.circuit_opens.with_label_values(&[channel]);
             self.latency.with_label_values(&[channel]);
         }
+    }
+
+    /// A job of `kind` was dead-lettered.
+    pub fn dead_lettered(&self, kind: &str) {
+        self.dead_letters.with_label_values(&[kind]).inc();
     }
 
     /// A notification entered `status` on `channel`.

@@ -39,6 +39,8 @@ fn settings(db: &TestDb, prefix: &str) -> Settings {
         resolve_overrides: Vec::new(),
         config_env: Vec::new(),
         webhook_secret_overlap: Duration::from_secs(24 * 3600),
+        metrics_bind: None,
+        metrics_key: None,
     }
 }
 

@@ -68,6 +68,27 @@ pub async fn spawn_app_with_config(dir: PathBuf) -> TestApp {
     spawn(false, dir).await
 }
 
+/// The api's settings for a test: its database and key prefix, the test key, loopback
+/// targets allowed, every option at its default. Tests change what they need with
+/// `Settings { field: …, ..api_settings(url, prefix) }`.
+pub fn api_settings(database_url: &str, redis_prefix: &str) -> herald_api::Settings {
+    herald_api::Settings {
+        database_url: database_url.to_string(),
+        database_read_url: None,
+        redis_url: redis_url(),
+        redis_prefix: redis_prefix.to_string(),
+        config_dir: config_dir(),
+        api_keys: vec![API_KEY.to_string()],
+        allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
+        db_pool_size: 4,
+        rate_limit_per_s: None,
+        receipts_secret: None,
+        client_ip_header: None,
+        metrics_key: None,
+        streams: Default::default(),
+    }
+}
+
 /// The api alone, with its settings changed by `change` first.
 pub async fn spawn_app_with_settings(change: impl FnOnce(&mut herald_api::Settings)) -> TestApp {
     spawn_with(false, config_dir(), change).await
@@ -144,19 +165,8 @@ async fn spawn_on(
     let prefix = herald_queue::testing::prefix();
     let provider = MockServer::start().await;
     let mut settings = herald_api::Settings {
-        database_url: db.url.clone(),
-        database_read_url: None,
-        redis_url: redis_url(),
-        redis_prefix: prefix.clone(),
         config_dir,
-        api_keys: vec![API_KEY.to_string()],
-        allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
-        db_pool_size: 4,
-        rate_limit_per_s: None,
-        receipts_secret: None,
-        client_ip_header: None,
-        streams: Default::default(),
-        metrics_key: None,
+        ..api_settings(&db.url, &prefix)
     };
     change(&mut settings);
     let state = herald_api::build_state(&settings).await.expect("api state");

@@ -1,8 +1,7 @@
 //! `/metrics` on the api and the worker: figures counted in process as things happen,
 //! a scrape that sends Postgres nothing at all, and the optional `HERALD_METRICS_KEY`.
 
-use crate::helpers::{alert, redis_url, spawn_app, TestApp, WorkerOptions};
-use herald_core::targets::AllowedTargets;
+use crate::helpers::{alert, spawn_app, TestApp, WorkerOptions};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -165,19 +164,7 @@ async fn a_scrape_sends_postgres_nothing() {
     let relay = CountingRelay::start(upstream).await;
     let (relayed_url, _) = through(&db.url, relay.addr);
     let prefix = herald_queue::testing::prefix();
-    let settings = herald_api::Settings {
-        database_url: relayed_url,
-        redis_url: redis_url(),
-        redis_prefix: prefix.clone(),
-        config_dir: crate::helpers::config_dir(),
-        api_keys: vec![crate::helpers::API_KEY.into()],
-        allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
-        db_pool_size: 4,
-        rate_limit_per_s: None,
-        receipts_secret: None,
-        client_ip_header: None,
-        metrics_key: None,
-    };
+    let settings = crate::helpers::api_settings(&relayed_url, &prefix);
     let state = herald_api::build_state(&settings).await.expect("api state");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
     let base = format!("http://{}", listener.local_addr().expect("bound"));
@@ -225,17 +212,8 @@ async fn the_api_asks_for_the_metrics_key_when_one_is_set() {
         .expect("test database");
     let prefix = herald_queue::testing::prefix();
     let settings = herald_api::Settings {
-        database_url: db.url.clone(),
-        redis_url: redis_url(),
-        redis_prefix: prefix.clone(),
-        config_dir: crate::helpers::config_dir(),
-        api_keys: vec![crate::helpers::API_KEY.into()],
-        allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
-        db_pool_size: 2,
-        rate_limit_per_s: None,
-        receipts_secret: None,
-        client_ip_header: None,
         metrics_key: Some(METRICS_KEY.into()),
+        ..crate::helpers::api_settings(&db.url, &prefix)
     };
     let state = herald_api::build_state(&settings).await.expect("api state");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
