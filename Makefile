@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: up down test e2e lint fmt check-config services build simulate bundle e2e-ui chaos fuzz schemathesis bench
+.PHONY: up down test e2e lint fmt check-config services build simulate bundle e2e-ui chaos fuzz schemathesis bench soak
 
 ## up: run postgres, redis, api, worker and a sink (Docker when an engine answers,
 ##     otherwise local processes against local Postgres and Redis)
@@ -59,6 +59,13 @@ schemathesis: services
 ## bench: the performance figures (docs/contract.md §11) on free ports (release build); see BENCHMARKS.md
 bench: services
 	python3 bench/run.py
+
+## soak: the same steady load on an empty database and on ~21 million preloaded events
+##       while retention drops the oldest day; throughput, latency, sizes, RSS (release
+##       build; SOAK_ARGS="--events-per-day 20000" for a quick run). See BENCHMARKS.md
+SOAK_ARGS ?=
+soak: services
+	python3 bench/soak.py $(SOAK_ARGS)
 
 ## lint: the structure check (images copy every crate, no module cycles, nothing points
 ##       outside the repository), formatting and clippy, as CI checks them

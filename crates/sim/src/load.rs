@@ -1161,7 +1161,17 @@ mod tests {
     #[test]
     fn the_ceiling_statement_numbers_every_parameter() {
         let sql = insert_sql(2);
-        assert!(sql.contains("($1,$2,$3,$4,$5,$6,$7,$8),($9,$10,$11,$12,$13,$14,$15,$16) ON"));
+        let row = |b: usize| {
+            format!(
+                "(${}::uuid,${}::text,${}::text,${}::text,${}::timestamptz,${}::jsonb,${}::jsonb,${}::text)",
+                b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
+            )
+        };
+        assert!(
+            sql.contains(&format!("(VALUES {},{})", row(0), row(8))),
+            "{sql}"
+        );
+        assert!(!sql.contains("$17"), "{sql}");
     }
 
     #[test]
