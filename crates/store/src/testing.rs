@@ -18,7 +18,13 @@ pub struct TestDb {
 impl TestDb {
     /// Creates and migrates a fresh database.
     pub async fn create() -> anyhow::Result<TestDb> {
-        let db = TestDb::create_empty().await?;
+        TestDb::create_on(&admin_url()).await
+    }
+
+    /// Creates and migrates a fresh database on the server of `admin_url` (the private
+    /// primary of the replica tests, say).
+    pub async fn create_on(admin_url: &str) -> anyhow::Result<TestDb> {
+        let db = TestDb::create_empty_on(admin_url).await?;
         crate::migrate::run(&db.url).await?;
         Ok(db)
     }
@@ -31,7 +37,7 @@ impl TestDb {
         use diesel::Connection;
         use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
         use diesel_migrations::MigrationHarness;
-        let db = TestDb::create_empty().await?;
+        let db = TestDb::create_empty_on(&admin_url()).await?;
         let digits = |v: &str| -> String { v.chars().filter(char::is_ascii_digit).collect() };
         let before = digits(version);
         let url = db.url.clone();
@@ -57,15 +63,8 @@ impl TestDb {
         Ok(db)
     }
 
-    /// Creates an empty database (no migrations).
-    async fn create_empty() -> anyhow::Result<TestDb> {
-        let admin_url =
-            std::env::var("HERALD_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into());
-        TestDb::create_on(&admin_url).await
-    }
-
-    /// Creates and migrates a fresh database on the server of `admin_url`.
-    pub async fn create_on(admin_url: &str) -> anyhow::Result<TestDb> {
+    /// Creates an empty database (no migrations) on the server of `admin_url`.
+    async fn create_empty_on(admin_url: &str) -> anyhow::Result<TestDb> {
         let admin_url = admin_url.to_string();
         let name = database_name();
         let mut admin = AsyncPgConnection::establish(&admin_url).await?;
@@ -89,6 +88,11 @@ impl TestDb {
     pub fn url_on(&self, server_url: &str) -> String {
         with_database(server_url, &self.name)
     }
+}
+
+/// The test server's admin URL: `HERALD_TEST_DATABASE_URL`, else the local server.
+fn admin_url() -> String {
+    std::env::var("HERALD_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into())
 }
 
 /// A fresh database name: `herald_test_[<HERALD_TEST_RUN>_]<uuid>`. `make test` sets
