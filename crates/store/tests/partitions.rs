@@ -92,6 +92,17 @@ fn event(key: Option<&str>) -> NewEvent {
     }
 }
 
+/// Stores the person `ann` and one event (about nobody); returns the event's id.
+async fn ann_with_an_event(conn: &mut herald_store::Conn) -> Uuid {
+    people::upsert(conn, "ann", &PersonPatch::default())
+        .await
+        .expect("person");
+    events::insert_batch(conn, &[event(None)])
+        .await
+        .expect("event")[0]
+        .id
+}
+
 fn row(event_id: Uuid, user_id: &str, channel: &str, status: &'static str) -> NewNotification {
     NewNotification {
         id: Uuid::now_v7(),
@@ -388,13 +399,7 @@ async fn a_duplicate_client_key_is_refused_across_a_partition_boundary() {
 async fn routing_an_event_twice_stores_its_notifications_once() {
     let (_db, pool) = database().await;
     let mut conn = pool.get().await.expect("connection");
-    people::upsert(&mut conn, "ann", &PersonPatch::default())
-        .await
-        .expect("person");
-    let event_id = events::insert_batch(&mut conn, &[event(None)])
-        .await
-        .expect("event")[0]
-        .id;
+    let event_id = ann_with_an_event(&mut conn).await;
     let first =
         notifications::insert_batch(&mut conn, &[row(event_id, "ann", "in_app", "pending")])
             .await
@@ -471,13 +476,7 @@ async fn creating_partitions_is_idempotent_and_safe_under_concurrent_callers() {
 async fn deleting_a_person_still_deletes_their_attempts() {
     let (_db, pool) = database().await;
     let mut conn = pool.get().await.expect("connection");
-    people::upsert(&mut conn, "ann", &PersonPatch::default())
-        .await
-        .expect("person");
-    let event_id = events::insert_batch(&mut conn, &[event(None)])
-        .await
-        .expect("event")[0]
-        .id;
+    let event_id = ann_with_an_event(&mut conn).await;
     let n = row(event_id, "ann", "in_app", "pending");
     notifications::insert_batch(&mut conn, std::slice::from_ref(&n))
         .await

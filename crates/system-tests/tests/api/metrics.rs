@@ -17,7 +17,7 @@ fn event(id: &str) -> Value {
 }
 
 /// The sum of the samples of `metric` whose labels contain every one of `labels`.
-fn sum(text: &str, metric: &str, labels: &[&str]) -> f64 {
+pub(crate) fn sum(text: &str, metric: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' '))
@@ -29,7 +29,11 @@ fn sum(text: &str, metric: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-async fn scrape(client: &reqwest::Client, url: &str, key: Option<&str>) -> (u16, String) {
+pub(crate) async fn scrape(
+    client: &reqwest::Client,
+    url: &str,
+    key: Option<&str>,
+) -> (u16, String) {
     let mut req = client.get(url);
     if let Some(key) = key {
         req = req.bearer_auth(key);

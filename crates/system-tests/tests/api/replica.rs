@@ -4,6 +4,7 @@
 
 use crate::fixtures::{self, insert, people, row};
 use crate::helpers::{spawn_app_with_replica, TestApp};
+use crate::metrics::{scrape, sum};
 use diesel_async::SimpleAsyncConnection;
 use serde_json::Value;
 use std::time::Duration;
@@ -66,19 +67,12 @@ async fn inbox(app: &TestApp, user: &str) -> Value {
 }
 
 async fn lag_bytes(app: &TestApp) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|l| l.strip_prefix("herald_db_replica_lag_bytes "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the replica lag gauge is exported")
+    let (_, text) = scrape(&app.client, &app.url("/metrics"), None).await;
+    assert!(
+        text.contains("herald_db_replica_lag_bytes "),
+        "the replica lag gauge is exported"
+    );
+    sum(&text, "herald_db_replica_lag_bytes", &[])
 }
 
 #[tokio::test]
