@@ -270,18 +270,26 @@ pub async fn unrouted_before(
     conn: &mut Conn,
     cutoff: DateTime<Utc>,
     limit: i64,
-) -> Result<Vec<(Uuid, String, Value, Value)>, StoreError> {
+) -> Result<Vec<UnroutedEvent>, StoreError> {
     Ok(events::table
         .filter(events::status.eq("received"))
         .filter(events::received_at.lt(cutoff))
         .order(events::received_at)
         .limit(limit)
-        .select((
-            events::id,
-            events::event_type,
-            events::properties,
-            events::user_traits,
-        ))
+        .select(UnroutedEvent::as_select())
         .load(conn)
         .await?)
+}
+
+/// What the recovery sweep needs of an unrouted event to enqueue its route job: its
+/// severity's inputs (the queue) and its addressee (the partition).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = events)]
+pub struct UnroutedEvent {
+    pub id: Uuid,
+    pub event_type: String,
+    pub properties: Value,
+    pub user_traits: Value,
+    pub user_id: Option<String>,
+    pub topic: Option<String>,
 }

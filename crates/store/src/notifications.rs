@@ -74,6 +74,8 @@ pub struct Inserted {
     pub status: String,
     pub severity: String,
     pub due_at: DateTime<Utc>,
+    /// Whose it is: its delivery job's partition follows the person.
+    pub user_id: Option<String>,
 }
 
 /// A chunk of rows, column by column, inserted with
@@ -143,12 +145,12 @@ const INSERT_TAIL: &str =
        u.bundle_id, u.hold_reason, COALESCE(r.at, now())
      FROM u JOIN received r ON r.event_id = u.event_id
      ORDER BY u.n
-     ON CONFLICT DO NOTHING RETURNING id, status, severity, due_at";
+     ON CONFLICT DO NOTHING RETURNING id, status, severity, due_at, user_id";
 
 cacheable_statement!(UnnestNotifications);
 
 impl Query for UnnestNotifications<'_> {
-    type SqlType = (SqlUuid, Text, Text, Timestamptz);
+    type SqlType = (SqlUuid, Text, Text, Timestamptz, Nullable<Text>);
 }
 
 impl QueryFragment<Pg> for UnnestNotifications<'_> {
@@ -516,13 +518,17 @@ pub async fn pending_due_before(
     conn: &mut Conn,
     cutoff: DateTime<Utc>,
     limit: i64,
-) -> Result<Vec<(Uuid, String)>, StoreError> {
+) -> Result<Vec<(Uuid, String, Option<String>)>, StoreError> {
     Ok(notifications::table
         .filter(notifications::status.eq(NotificationStatus::Pending.as_str()))
         .filter(notifications::due_at.lt(cutoff))
         .order(notifications::due_at)
         .limit(limit)
-        .select((notifications::id, notifications::severity))
+        .select((
+            notifications::id,
+            notifications::severity,
+            notifications::user_id,
+        ))
         .load(conn)
         .await?)
 }
