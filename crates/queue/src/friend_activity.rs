@@ -141,7 +141,7 @@ mod tests {
         let mut again = q.tours("FRIEND_TOUR", 17_000, "u1").await.expect("read");
         again.sort_unstable();
         assert_eq!(again, vec![1, 2]);
-        let mut c = handle.conn();
+        let mut c = handle.conn().await.expect("redis answers");
         let ttl: i64 = redis::cmd("PTTL")
             .arg(handle.keys().friend_counts("FRIEND_TOUR", 17_000, "u1"))
             .query_async(&mut c)

@@ -3,7 +3,7 @@
 //! Redis of `make test` (HERALD_TEST_REDIS_URL, default redis://127.0.0.1:6379).
 
 use herald_queue::testing::lane;
-use herald_queue::{Job, Queue, QueueName, Redis};
+use herald_queue::{Job, Partitions, Queue, QueueName, Redis};
 use std::time::Duration;
 
 fn redis_url() -> String {

@@ -156,11 +156,17 @@ async fn every_queue_operation_works_on_a_redis_cluster() {
 
     // Read, hold and acknowledge one job per partition; reclaim another worker's.
     for p in partitions.all() {
-        let read = queue
-            .reader(p)
-            .read("w2", &QueueName::ALL, 1000, Duration::from_millis(10))
-            .await
-            .expect("read");
+        // Critical first: a second read takes the default queue's jobs.
+        let mut reader = queue.reader(p);
+        let mut read = Vec::new();
+        for _ in 0..2 {
+            read.extend(
+                reader
+                    .read("w2", &QueueName::ALL, 1000, Duration::from_millis(10))
+                    .await
+                    .expect("read"),
+            );
+        }
         let Some((first, rest)) = read.split_first() else {
             continue;
         };

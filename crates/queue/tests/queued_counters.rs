@@ -7,7 +7,7 @@ use herald_queue::{Job, Queue, QueueName};
 use std::time::Duration;
 use uuid::Uuid;
 
-fn absent(job: &Job) -> [(QueueName, Job); 1] {
+fn absent(job: &Job) -> [(herald_queue::Lane, Job); 1] {
     [(lane(QueueName::Default), job.clone())]
 }
 

@@ -1,7 +1,8 @@
 //! The read loops, one per partition the worker serves (a Redis Cluster takes no read
 //! across partitions, which live in different slots). Each reads as many jobs as there
 //! are free slots, runs each in its own task holding a semaphore permit shared by all
-//! of them (so at most `concurrency` run at once), and
+//! of them (`concurrency` slots, plus one per reader for the slot it holds while it
+//! waits for jobs), and
 //! acknowledges a job only after its handler finished: a worker killed mid-job leaves
 //! it pending for another to reclaim. On shutdown it stops reading and waits for every
 //! permit to come back, i.e. for in-flight jobs to finish.
@@ -24,7 +25,12 @@ const MAX_READ: usize = 500;
 const READ_BLOCK: Duration = Duration::from_millis(1000);
 
 pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(ctx.settings.concurrency));
+    // Each reader holds a slot while it waits for jobs (that slot runs the first job it
+    // reads). A slot per reader on top of `concurrency` keeps idle readers from holding
+    // every slot: a job read by one reader would otherwise wait for another reader's
+    // read to time out, and a later critical job of the same person could overtake it.
+    let total = ctx.settings.concurrency + ctx.settings.served.len();
+    let slots = Arc::new(Semaphore::new(total));
     // Jobs failing one after another (Postgres down, say): each failed job waits in the
     // pending list for the visibility timeout, so reading on at full speed would move
     // the whole backlog there in seconds. Instead, back off and probe one job at a
@@ -42,7 +48,7 @@ pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     });
     futures::future::join_all(readers).await;
     // Drain: every permit back means every spawned job finished.
-    let _ = slots.acquire_many(ctx.settings.concurrency as u32).await;
+    let _ = slots.acquire_many(total as u32).await;
 }
 
 /// Reads one partition's streams, handing each job to a task of its own. The

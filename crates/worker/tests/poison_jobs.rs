@@ -187,7 +187,7 @@ async fn the_sweep_adds_no_copy_of_a_job_read_and_not_acknowledged() {
     // next pass enqueues it again, once.
     let entry = &read[0];
     ctx.queue
-        .ack(entry.queue, &[(entry.entry_id.clone(), entry.marker())])
+        .ack(entry.lane, &[(entry.entry_id.clone(), entry.marker())])
         .await
         .unwrap();
     assert_eq!(maintenance::sweep(&ctx).await.unwrap(), (1, 0));
