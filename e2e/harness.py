@@ -348,27 +348,49 @@ def redis_cluster_seeds(url: str) -> list[tuple[str, int]] | None:
     return seeds
 
 
+@dataclass
+class ClusterNode:
+    """One line of `CLUSTER NODES`."""
+
+    node_id: str
+    host: str
+    port: int
+    flags: list[str]
+    master_id: str  # "-" for a master
+    serves_slots: bool
+
+    @property
+    def live_master(self) -> bool:
+        return "master" in self.flags and not {"fail", "fail?", "noaddr"} & set(self.flags)
+
+
+def redis_cluster_nodes(host: str, port: int) -> list[ClusterNode]:
+    """The cluster's nodes as the node at host:port sees them."""
+    nodes = []
+    for line in run_command(["redis-cli", "-h", host, "-p", str(port), "CLUSTER", "NODES"], timeout=10).splitlines():
+        # <id> <ip:port@bus> <flags> <master id> <ping> <pong> <epoch> <link> <slot>...
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        node_host, _, node_port = fields[1].split("@", 1)[0].rpartition(":")
+        nodes.append(ClusterNode(fields[0], node_host, int(node_port), fields[2].split(","), fields[3],
+                                 len(fields) > 8))
+    return nodes
+
+
 def redis_cluster_masters(seeds: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """The masters serving slots now, as the first seed that answers sees them
-    (`CLUSTER NODES`); a failed-over master is replaced by its promoted replica."""
+    """The masters serving slots now, as the first seed that answers sees them; a
+    failed-over master is replaced by its promoted replica."""
     errors = []
     for host, port in seeds:
         try:
-            nodes = run_command(["redis-cli", "-h", host, "-p", str(port), "CLUSTER", "NODES"], timeout=10)
+            nodes = redis_cluster_nodes(host, port)
         except StackError as e:
             errors.append(str(e))
             continue
-        masters = []
-        for line in nodes.splitlines():
-            # <id> <ip:port@bus> <flags> <master id> <ping> <pong> <epoch> <link> <slot>...
-            fields = line.split()
-            flags = fields[2].split(",") if len(fields) > 2 else []
-            if len(fields) > 8 and "master" in flags and not {"fail", "fail?", "noaddr"} & set(flags):
-                addr = fields[1].split("@", 1)[0]
-                node_host, _, node_port = addr.rpartition(":")
-                masters.append((node_host, int(node_port)))
+        masters = sorted((n.host, n.port) for n in nodes if n.live_master and n.serves_slots)
         if masters:
-            return sorted(masters, key=lambda m: m[1])
+            return masters
         errors.append(f"{host}:{port} knows no master serving slots")
     raise StackError("no seed of the Redis Cluster answered CLUSTER NODES: " + "; ".join(errors))
 

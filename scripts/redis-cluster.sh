@@ -33,7 +33,8 @@ ensure_installed() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q redis-server >&2
 }
 
-cli() { local port="$1"; shift; redis-cli -h 127.0.0.1 -p "$port" "$@" 2>/dev/null; }
+# A node that hangs (stopped, swapping) must not hang the script.
+cli() { local port="$1"; shift; timeout 5 redis-cli -h 127.0.0.1 -p "$port" "$@" 2>/dev/null; }
 answers() { [[ $(cli "$1" ping) == PONG ]]; }
 info_field() { cli "$1" cluster info | tr -d '\r' | sed -n "s/^$2://p"; }
 bus_port() { if (($1 + 10000 <= 65535)); then echo $(($1 + 10000)); else echo $(($1 - 10000)); fi; }
@@ -83,11 +84,11 @@ stop() {
         cli "$port" shutdown nosave >/dev/null || true
     done
     # A node that did not answer (hung, or stopped by SIGSTOP) is killed by its pid file,
-    # but only while that pid is still a redis-server.
+    # but only while that pid is still this node (a pid file outlives a killed node).
     for port in "${PORTS[@]}"; do
         [[ -f $DIR/redis-$port.pid ]] || continue
         pid="$(cat "$DIR/redis-$port.pid")"
-        if [[ $pid =~ ^[0-9]+$ ]] && [[ $(ps -o comm= -p "$pid" 2>/dev/null) == redis-server* ]]; then
+        if [[ $pid =~ ^[0-9]+$ ]] && [[ $(ps -o args= -p "$pid" 2>/dev/null) == redis-server*:$port* ]]; then
             kill -KILL "$pid" 2>/dev/null || true
         fi
     done
