@@ -52,9 +52,9 @@ chaos: services
 
 ## cluster: the Redis Cluster suite: 3 masters + 3 replicas (scripts/redis-cluster.sh),
 ##          a Postgres primary with a streaming replica, 2 apis, 3 workers, flaky sink;
-##          20,000 events through a Redis master failover and a worker SIGKILL
+##          20,000 events through a Redis master failover and a worker SIGKILL (release build)
 cluster: services
-	python3 cluster/run.py
+	python3 cluster/run.py --release
 
 ## fuzz: libFuzzer on the event batch parser and the config loader (FUZZ_SECONDS each, default 300)
 fuzz:

@@ -389,6 +389,11 @@ class Chaos:
         self.worker_count = 0
         self.worker_flags: dict[str, list[str]] = {}  # extra flags by worker name
         self.expected_workers = 2  # alive at the end: the survivor and the replacement
+        # A burst of comments every this many steps. The bursts take turns over the
+        # writers, and each writer gets at most max_per_day (24) digests a day
+        # (config/rules.yml), one per post: 48 bursts of 2 posts fit the 4 writers,
+        # more would leave digests pending until tomorrow.
+        self.comments_every = 2
         self.env: dict[str, str] = {}
         self.api_url = ""
         self.sink_url = ""
@@ -519,7 +524,7 @@ class Chaos:
     def send_comments(self, step: int) -> None:
         """A burst of comments on two posts of one writer: bundled items, two digests."""
         now = utcnow().isoformat().replace("+00:00", "Z")
-        writer = WRITERS[(step // 2) % len(WRITERS)]
+        writer = WRITERS[(step // self.comments_every) % len(WRITERS)]
         batch = [{"user_id": writer, "event_type": "comment_created", "event_timestamp": now,
                   "event_id": f"chaos-{self.run_hex}-c{step}-{i}",
                   "properties": {"post_id": f"{writer}-s{step}-p{i % 2}", "author": f"author{i % 3}",
@@ -557,7 +562,7 @@ class Chaos:
             if step in faults:
                 faults[step](step)
             self.send_broadcasts(step * BATCH)
-            if step % 2 == 0:
+            if step % self.comments_every == 0:
                 self.send_comments(step)
             for _ in range(min(alerts_per_step, alerts_total - alerts_sent)):
                 self.send_alert()

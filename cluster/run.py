@@ -136,6 +136,8 @@ class ClusterSuite(chaos.Chaos):
     def __init__(self, args, log_dir: Path, root: Path):
         super().__init__(args, log_dir, root)
         self.expected_workers = 3  # the two untouched and the replacement
+        # 160 steps: 40 bursts, 20 digests per writer, within the daily 24.
+        self.comments_every = 4
         self.redis_env = {"HERALD_REDIS_CLUSTER_PORT": str(args.redis_port)}
         self.cluster_url = ""
         self.shards: list[Shard] = []
