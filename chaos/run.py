@@ -410,7 +410,8 @@ class Chaos:
     # ------------------------------------------------------------------ stack
 
     def start_stack(self) -> None:
-        self.bin_dir = harness.prepare_binaries(REPO, build=not self.args.no_build, release=self.args.release)
+        self.bin_dir = harness.prepare_binaries(REPO, build=not self.args.no_build, release=self.args.release,
+                                                bin_dir=self.args.bin_dir)
         database_url, redis_url = self.start_stores()
         stack = harness.launch(REPO, self.bin_dir, self.procs, database_url, redis_url, "herald:",
                                self.results, self.stack_spec())
@@ -889,6 +890,7 @@ def arg_parser(doc: str, events: int) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--no-build", action="store_true", help="use the binaries already built")
     p.add_argument("--release", action="store_true", help="build and run target/release binaries")
+    p.add_argument("--bin-dir", type=Path, default=None, help="run the binaries of this directory (no build)")
     p.add_argument("--events", type=int, default=events, help=f"events to send (at least; default {events})")
     p.add_argument("--pace", type=float, default=0.3, help="seconds between sending steps (default 0.3)")
     p.add_argument("--seed", type=int, default=None, help="random seed for alert labels")
