@@ -20,6 +20,21 @@ Steps (release build, private database and Redis prefix, like `make bench`):
    loaded/empty ratio; the target is >= 80 %), the database size before and after
    retention, the partitions dropped, and the api's and the worker's RSS at the start
    and at the end of each phase (target: no growth beyond 20 %).
+5. `/metrics` (api and worker, with the key `HERALD_METRICS_KEY`, set to a key of the
+   run's own unless given): scraped every 2 s during the loaded phase, then `--scrapes`
+   times each with the load paused; p50 and max ms of each (the issue's target: under
+   50 ms with millions of notifications stored). When the server has loaded
+   pg_stat_statements (`shared_preload_libraries`), the report also lists the SQL run
+   during the paused scrapes (a scrape must run none), and the loaded phase's costliest
+   statements next to their empty-phase figures (all of them in `statements.json` in the
+   run's log directory). The shared dev Postgres does not load it; a private one does:
+
+       initdb -D DIR && echo "shared_preload_libraries = 'pg_stat_statements'" >> DIR/postgresql.conf
+       pg_ctl -D DIR -o "-p 5433" start
+       HERALD_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5433/postgres python3 bench/soak.py ...
+
+`--keep-database` leaves the preloaded database in place to study (drop it yourself);
+`--bin-dir DIR` runs another build (before/after comparisons).
 
 The default scale is the issue's: 31 × 700,000 ≈ 21.7 million events with their
 notifications and attempts (about 65 million rows; tens of GB of disk, and the
@@ -32,8 +47,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -63,6 +80,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=600.0, help="seconds of load per phase (default 600)")
     p.add_argument("--window", type=float, default=60.0, help="seconds per measured window (default 60)")
     p.add_argument("--json", type=Path, help="also write the raw results to this file")
+    p.add_argument("--bin-dir", type=Path, help="take herald-api/worker/sim from DIR (implies --no-build)")
+    p.add_argument("--keep-database", action="store_true",
+                   help="leave the run's database in place at the end (to study it; drop it yourself)")
+    p.add_argument("--statements", type=int, default=12,
+                   help="with pg_stat_statements loaded: show this many statements of the loaded phase, "
+                        "by total time, next to the same statements' empty-phase figures (default 12)")
+    p.add_argument("--scrapes", type=int, default=20,
+                   help="/metrics scrapes of the api and the worker after the loaded phase (default 20)")
     return p.parse_args(argv)
 
 
@@ -77,15 +102,22 @@ def database_mb(url: str) -> float:
     return float(bench.psql(url, "SELECT pg_database_size(current_database())")) / 1e6
 
 
+def long_psql(url: str, sql: str) -> str:
+    """One statement that may take minutes (a day's preload, ANALYZE of millions of
+    rows); bench.psql gives up after 30 s."""
+    return harness.run_command(["psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+                               timeout=3600, env=os.environ | {"PGCONNECT_TIMEOUT": "5"})
+
+
 def preload(url: str, days: int, per_day: int) -> float:
     """Days of history before today, one statement per table and day; returns seconds."""
     started = time.monotonic()
-    bench.psql(url, f"""
+    long_psql(url, f"""
         INSERT INTO users (user_id, timezone, traits, level, channels)
         SELECT 'soak-' || i, 'UTC', '{{}}', 'standard', '["webhook"]'
         FROM generate_series(1, {PEOPLE}) AS i ON CONFLICT DO NOTHING""")
     for table in ("events", "notifications", "delivery_attempts", "person_changes"):
-        bench.psql(url, f"SELECT count(*) FROM herald_ensure_partitions('{table}', "
+        long_psql(url, f"SELECT count(*) FROM herald_ensure_partitions('{table}', "
                         f"date_trunc('day', now()) - interval '{days + 1} days', now(), interval '1 day')")
     for back in range(days + 1, 0, -1):
         day = f"date_trunc('day', now()) - interval '{back} days'"
@@ -93,7 +125,7 @@ def preload(url: str, days: int, per_day: int) -> float:
         # Triggers off (session_replication_role): the change log of a person's live
         # stream is not history anyone reads back, and its per-person counters would
         # make the preload five times slower.
-        bench.psql(url, f"""
+        long_psql(url, f"""
             SET session_replication_role = replica;
             WITH e AS (
               INSERT INTO events (id, event_type, user_id, event_timestamp, received_at, properties,
@@ -118,17 +150,145 @@ def preload(url: str, days: int, per_day: int) -> float:
             SELECT n.id, 1, n.sent_at - interval '10 milliseconds', 10, 200, 'success' FROM n""")
         print(f"  preloaded day -{back}: {per_day:,} events ({time.monotonic() - started:.0f} s so far)",
               flush=True)
-    bench.psql(url, "ANALYZE")
+    long_psql(url, "ANALYZE")
     return time.monotonic() - started
 
 
+# --------------------------------------------------------------- pg_stat_statements
+
+STATEMENTS_SQL = """
+    SELECT coalesce(json_agg(json_build_object(
+             'id', s.queryid::text, 'calls', s.calls, 'rows', s.rows,
+             'exec_ms', s.total_exec_time, 'plan_ms', s.total_plan_time, 'plans', s.plans,
+             'hit', s.shared_blks_hit, 'read', s.shared_blks_read,
+             'query', left(regexp_replace(s.query, '\\s+', ' ', 'g'), 2000))), '[]')
+    FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+    WHERE d.datname = current_database()"""
+
+
+def statements(url: str) -> dict[str, dict] | None:
+    """Every statement's cumulative figures in the run's database (pg_stat_statements),
+    by query id; None when the server has not loaded the extension."""
+    try:
+        bench.psql(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        rows = json.loads(bench.psql(url, STATEMENTS_SQL) or "[]")
+    except harness.StackError:
+        return None
+    return {r["id"]: r for r in rows}
+
+
+def statements_delta(before: dict[str, dict] | None, after: dict[str, dict] | None) -> list[dict]:
+    """What each statement did between two snapshots (those that ran at all)."""
+    if before is None or after is None:
+        return []
+    out = []
+    for qid, a in after.items():
+        b = before.get(qid, {})
+        d = {k: a[k] - b.get(k, 0) for k in ("calls", "rows", "exec_ms", "plan_ms", "plans", "hit", "read")}
+        if d["calls"] > 0:
+            out.append(d | {"id": qid, "query": a["query"]})
+    return sorted(out, key=lambda d: d["exec_ms"] + d["plan_ms"], reverse=True)
+
+
+def print_statements(loaded: list[dict], empty: list[dict], top: int) -> None:
+    """The loaded phase's costliest statements, each with its empty-phase figures."""
+    if not loaded:
+        print("statements: pg_stat_statements is not loaded on this server (shared_preload_libraries); "
+              "nothing to show")
+        return
+    by_id = {d["id"]: d for d in empty}
+    print(f"\nstatements by total time in the loaded phase (mean ms = (exec + plan) / calls; "
+          f"blocks = shared buffers hit + read per call), empty phase in brackets:")
+    for d in loaded[:top]:
+        e = by_id.get(d["id"])
+
+        def per(x: dict | None, key: str) -> str:
+            return f"{(x[key] if key != 'ms' else x['exec_ms'] + x['plan_ms']) / x['calls']:.2f}" if x else "-"
+
+        total_s = (d["exec_ms"] + d["plan_ms"]) / 1000
+        print(f"  {total_s:8.1f} s  calls {d['calls']:>7} [{e['calls'] if e else '-':>7}]  "
+              f"mean {per(d, 'ms'):>8} [{per(e, 'ms'):>7}] ms  plan {per(d, 'plan_ms')} [{per(e, 'plan_ms')}] ms  "
+              f"rows {per(d, 'rows')} [{per(e, 'rows')}]  blocks {(d['hit'] + d['read']) / d['calls']:.0f} "
+              f"[{(e['hit'] + e['read']) / e['calls'] if e else 0:.0f}]")
+        print(f"            {d['query'][:220]}")
+
+
+# ------------------------------------------------------------------------ /metrics
+
+METRICS_KEY = "soak-metrics-key"
+
+
+def scrape_ms(base_url: str) -> float:
+    """One `GET /metrics` with the key; its wall time in ms."""
+    started = time.monotonic()
+    r = harness.http_request(base_url, "GET", "/metrics",
+                             headers={"Authorization": f"Bearer {os.environ.get('HERALD_METRICS_KEY', METRICS_KEY)}"})
+    ms = (time.monotonic() - started) * 1000
+    if r.status != 200:
+        raise harness.StackError(f"GET {base_url}/metrics answered {r.status}")
+    return ms
+
+
+class Scraper:
+    """Scrapes the api's and the worker's `/metrics` every `every` seconds in a thread
+    while the load runs, as Prometheus would."""
+
+    def __init__(self, targets: dict[str, str], every: float = 2.0):
+        self.targets, self.every = targets, every
+        self.ms: dict[str, list[float]] = {name: [] for name in targets}
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def loop(self) -> None:
+        while not self.stop.wait(self.every):
+            for name, url in self.targets.items():
+                try:
+                    self.ms[name].append(scrape_ms(url))
+                except (OSError, harness.StackError) as e:
+                    self.errors.append(f"{name}: {e}")
+
+    def __enter__(self) -> "Scraper":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def summary_ms(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    return {"n": len(values), "p50_ms": round(statistics.median(values), 2), "max_ms": round(max(values), 2)}
+
+
 class Soak:
-    def __init__(self, args: argparse.Namespace, b: bench.Bench):
+    def __init__(self, args: argparse.Namespace, b: bench.Bench, worker_metrics: str):
         self.args, self.b = args, b
         self.phases: dict[str, dict] = {}
+        self.statements: dict[str, list[dict]] = {}
+        self.metrics_targets = {"api": b.api_url, "worker": worker_metrics}
+        self.scrapes: dict[str, dict] = {}
 
-    def load(self, phase: str, halfway=None) -> None:
-        """The steady load in windows; `halfway` runs once when half the windows are done."""
+    def load(self, phase: str, halfway=None, scrape: bool = False) -> None:
+        """The steady load in windows; `halfway` runs once when half the windows are done.
+        With `scrape`, `/metrics` of the api and the worker is scraped every 2 s meanwhile."""
+        before = statements(self.b.db.url)
+        scraper = Scraper(self.metrics_targets) if scrape else None
+        if scraper:
+            scraper.__enter__()
+        try:
+            self.windows(phase, halfway)
+        finally:
+            if scraper:
+                scraper.__exit__()
+        self.statements[phase] = statements_delta(before, statements(self.b.db.url))
+        if scraper:
+            self.scrapes["during load"] = {name: summary_ms(v) for name, v in scraper.ms.items()}
+            self.scrapes["during load"]["errors"] = scraper.errors[:5]
+
+    def windows(self, phase: str, halfway) -> None:
         windows = max(1, round(self.args.duration / self.args.window))
         argv, shown = self.b.sim("e2e", "--api", self.b.api_url, "--sink", self.b.sink_url,
                                  "--rate", str(self.args.rate), "--duration", str(self.args.window))
@@ -148,21 +308,41 @@ class Soak:
         result["rss_end"] = self.rss()
         self.phases[phase] = result
 
+    def scrape_idle(self) -> None:
+        """`--scrapes` scrapes of each `/metrics` with the load paused, between two
+        pg_stat_statements snapshots: the SQL they ran (none, if the metrics are kept in
+        process; the workers' own periodic statements run meanwhile and are listed too)."""
+        n = self.args.scrapes
+        notifications = bench.psql(self.b.db.url, "SELECT count(*) FROM notifications")
+        before = statements(self.b.db.url)
+        started = time.monotonic()
+        ms = {name: [scrape_ms(url) for _ in range(n)] for name, url in self.metrics_targets.items()}
+        elapsed = time.monotonic() - started
+        delta = statements_delta(before, statements(self.b.db.url))
+        # The snapshot query itself is one of the statements; leave it out.
+        delta = [d for d in delta if "pg_stat_statements" not in d["query"]
+                 and "CREATE EXTENSION" not in d["query"]]
+        self.scrapes["load paused"] = {name: summary_ms(v) for name, v in ms.items()} | {
+            "notifications": int(notifications), "seconds": round(elapsed, 2),
+            "sql": None if before is None else [
+                {"calls": d["calls"], "query": d["query"][:200]} for d in delta]}
+
     def rss(self) -> dict[str, float]:
         procs = {"api": self.b.api, "worker": self.b.worker}
         return {name: round(rss_mb(p.popen.pid), 1) for name, p in procs.items() if p and p.alive()}
 
     def second_worker(self) -> None:
         """A second worker joins: its maintenance runs retention as it starts."""
-        before = bench.psql(self.b.db.url, "SELECT count(*) FROM pg_inherits")
-        harness.start_worker(self.b.procs, self.b.bin_dir, REPO, self.b.env, ["--concurrency", "64"],
-                            name="worker-2")
+        before = bench.psql(self.b.db.url, "SELECT count(*) FROM pg_inherits").strip()
+        env = self.b.env | {"HERALD_WORKER_METRICS_BIND": f"127.0.0.1:{harness.free_port()}"}
+        harness.start_worker(self.b.procs, self.b.bin_dir, REPO, env, ["--concurrency", "64"],
+                             name="worker-2")
         deadline = time.monotonic() + 120
-        while bench.psql(self.b.db.url, "SELECT count(*) FROM pg_inherits") == before:
+        while bench.psql(self.b.db.url, "SELECT count(*) FROM pg_inherits").strip() == before:
             if time.monotonic() > deadline:
                 raise harness.StackError("retention dropped nothing within 120 s of the second worker's start")
             time.sleep(1)
-        print(f"  retention: partitions {before} -> {bench.psql(self.b.db.url, 'SELECT count(*) FROM pg_inherits')}",
+        print(f"  retention: partitions {before} -> {bench.psql(self.b.db.url, 'SELECT count(*) FROM pg_inherits').strip()}",
               flush=True)
 
 
@@ -191,6 +371,28 @@ def report(soak: Soak, sizes: dict, preload_s: float) -> None:
     print(f"database: {sizes['empty']:.0f} MB empty, {sizes['loaded']:.0f} MB preloaded, "
           f"{sizes['after']:.0f} MB after retention")
     print(f"    $ {soak.phases['empty']['command']}")
+    for when, figures in soak.scrapes.items():
+        line = ", ".join(f"{name} p50 {f['p50_ms']} ms, max {f['max_ms']} ms ({f['n']} scrapes)"
+                         for name, f in figures.items() if isinstance(f, dict) and f.get("n"))
+        extra = ""
+        if "notifications" in figures:
+            extra = f"; {figures['notifications']:,} notifications stored"
+        print(f"/metrics {when}: {line or 'no scrape'}{extra}")
+        for e in figures.get("errors", []):
+            print(f"    scrape error: {e}")
+        if "sql" in figures:
+            sql = figures["sql"]
+            if sql is None:
+                print("    SQL run meanwhile: unknown (pg_stat_statements is not loaded on this server)")
+            else:
+                n = soak.args.scrapes
+                print(f"    SQL run during those {2 * n} scrapes ({figures['seconds']} s; the workers' periodic "
+                      f"statements included): {sum(d['calls'] for d in sql)} calls"
+                      + ("" if not sql else ", " + "; ".join(f"{d['calls']}× {d['query'][:80]}" for d in sql[:6])))
+                per_scrape = [d for d in sql if d["calls"] >= n]
+                print("    statements called once per scrape or more: "
+                      + ("none" if not per_scrape else "; ".join(d["query"][:120] for d in per_scrape)))
+    print_statements(soak.statements.get("loaded", []), soak.statements.get("empty", []), args.statements)
 
 
 def main(argv: list[str]) -> int:
@@ -200,22 +402,31 @@ def main(argv: list[str]) -> int:
     print(f"soak run {run.run_id}: logs in {run.log_dir}", flush=True)
     code = 0
     try:
-        bin_dir = harness.prepare_binaries(REPO, build=not args.no_build, release=True)
+        bin_dir = harness.prepare_binaries(REPO, build=not (args.no_build or args.bin_dir), release=True,
+                                           bin_dir=args.bin_dir)
         bargs = argparse.Namespace(worker_concurrency=512, runs=1)
         b = bench.Bench(bargs, bin_dir, run.procs, run.db, run.redis, run.log_dir)
+        # /metrics behind a key, as an operator would run it; the api reads it from
+        # the environment the stack inherits.
+        os.environ.setdefault("HERALD_METRICS_KEY", METRICS_KEY)
         b.start_services(run)
+        worker_metrics = f"127.0.0.1:{harness.free_port()}"
+        b.env = b.env | {"HERALD_WORKER_METRICS_BIND": worker_metrics}
         b.start_worker()
-        soak = Soak(args, b)
+        soak = Soak(args, b, f"http://{worker_metrics}")
         sizes = {"empty": database_mb(run.db.url)}
         soak.load("empty")
         print(f"preloading {args.days + 1} days × {args.events_per_day:,} events", flush=True)
         preload_s = preload(run.db.url, args.days, args.events_per_day)
         sizes["loaded"] = database_mb(run.db.url)
-        soak.load("loaded", halfway=soak.second_worker)
+        soak.load("loaded", halfway=soak.second_worker, scrape=True)
         sizes["after"] = database_mb(run.db.url)
+        soak.scrape_idle()
         report(soak, sizes, preload_s)
         if args.json:
-            args.json.write_text(json.dumps({"sizes": sizes, "phases": soak.phases}, indent=2))
+            args.json.write_text(json.dumps({"sizes": sizes, "phases": soak.phases, "scrapes": soak.scrapes,
+                                             "statements": soak.statements}, indent=2))
+        (run.log_dir / "statements.json").write_text(json.dumps(soak.statements, indent=2))
     except harness.StackError as e:
         print(f"soak: {e}", file=sys.stderr, flush=True)
         run.procs.print_logs()
@@ -223,6 +434,9 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         code = 130
     finally:
+        if args.keep_database and run.db.created:
+            print(f"database kept: {run.db.url}", flush=True)
+            run.db.created = False
         run.cleanup()
     return code
 

@@ -27,7 +27,7 @@ use crate::metrics::IngestFigures;
 use herald_core::event::NewEvent;
 use herald_core::queues::queue_for;
 use herald_core::rules::RuleSet;
-use herald_queue::{Job, Queue, QueueName};
+use herald_queue::{Job, Lane, Queue, QueueName};
 use herald_store::batch::{BatchError, Batcher, Options};
 use herald_store::events::{self, Stored};
 use herald_store::Pool;
@@ -136,11 +136,19 @@ async fn write_group(
 /// One pipelined XADD for the group's new events. Failing is not fatal: the events
 /// are committed and the recovery sweep routes them.
 async fn enqueue(sinks: &Sinks, events: &[&NewEvent], stored: &[Stored]) {
-    let jobs: Vec<(QueueName, Job)> = events
+    let partitions = sinks.queue.partitions();
+    let jobs: Vec<(Lane, Job)> = events
         .iter()
         .zip(stored)
         .filter(|(_, s)| !s.duplicate)
-        .map(|(e, s)| (route_queue(&sinks.rules, e), Job::route(s.id)))
+        .map(|(e, s)| {
+            let partition =
+                partitions.of_event(e.user_id.as_deref(), e.topic.as_deref(), &s.id.to_string());
+            (
+                Lane::new(partition, route_queue(&sinks.rules, e)),
+                Job::route(s.id),
+            )
+        })
         .collect();
     sinks.metrics.accepted.inc_by(jobs.len() as u64);
     sinks

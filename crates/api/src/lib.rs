@@ -55,15 +55,27 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         Some(url) => Some(herald_store::connect(url, settings.db_pool_size)?),
         None => None,
     };
-    let redis = herald_queue::Redis::connect(&settings.redis_url, &settings.redis_prefix, 4)?;
+    let redis = herald_queue::Redis::connect(
+        &settings.redis_url,
+        &settings.redis_prefix,
+        settings.partitions,
+    )?;
     let reads = reads::Reads::new(
         pool.clone(),
         replica,
         herald_queue::RecentWrites::new(redis.clone()),
     );
     let queue = herald_queue::Queue::new(redis.clone());
-    if let Err(e) = queue.ensure_groups().await {
-        tracing::warn!(error = %e, "redis unavailable at start; events will wait in Postgres");
+    match queue.claim_layout().await {
+        Err(e @ herald_queue::QueueError::Layout(_)) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "redis unavailable at start; events will wait in Postgres")
+        }
+        Ok(()) => {
+            if let Err(e) = queue.ensure_groups().await {
+                tracing::warn!(error = %e, "creating the queues failed; the workers will");
+            }
+        }
     }
     let metrics = metrics::Metrics::new();
     reads.sample_lag(

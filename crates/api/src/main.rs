@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use herald_api::Settings;
 use herald_core::config::Config;
+use herald_core::partitions::Partitions;
 use herald_core::signing::WebhookSecret;
 use herald_core::targets::AllowedTargets;
 use std::path::PathBuf;
@@ -38,6 +39,10 @@ struct Cli {
     /// Prefix of every Redis key Herald uses.
     #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald:")]
     redis_prefix: String,
+    /// How many partitions work is split into in Redis; every api and worker sharing
+    /// a Redis must agree (a process with another number refuses to start).
+    #[arg(long = "partition-count", env = "HERALD_PARTITIONS", default_value = "16", value_parser = Partitions::parse)]
+    partitions: Partitions,
     #[arg(long, env = "HERALD_CONFIG_DIR", default_value = "config")]
     config_dir: PathBuf,
     /// Comma-separated API keys; when empty, no key is required (development only).
@@ -144,6 +149,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         database_read_url: cli.database_read_url.filter(|u| !u.is_empty()),
         redis_url: cli.redis_url,
         redis_prefix: cli.redis_prefix,
+        partitions: cli.partitions,
         config_dir: cli.config_dir,
         api_keys: cli
             .api_keys

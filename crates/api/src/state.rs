@@ -22,6 +22,8 @@ pub struct Settings {
     pub database_read_url: Option<String>,
     pub redis_url: String,
     pub redis_prefix: String,
+    /// How work is split in Redis (`HERALD_PARTITIONS`); the workers must agree.
+    pub partitions: herald_core::partitions::Partitions,
     pub config_dir: std::path::PathBuf,
     /// Accepted bearer keys; empty means no authentication (development only).
     pub api_keys: Vec<String>,
@@ -67,6 +69,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("read_replica", &self.database_read_url.is_some())
             .field("redis_prefix", &self.redis_prefix)
+            .field("partitions", &self.partitions.count())
             .field("config_dir", &self.config_dir)
             .field(
                 "api_keys",

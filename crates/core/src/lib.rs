@@ -13,6 +13,7 @@
 //! | [`severity`] | notification severity and a person's preference level |
 //! | [`status`] | a notification's status (`pending` … `suppressed`) |
 //! | [`queues`] | which queue work travels on: [`queues::queue_for`] |
+//! | [`partitions`] | which partition work belongs to (a hash of the person or topic) |
 //! | [`preferences`] | whether a recipient gets a notification or a suppressed row; checking a level and channel switches |
 //! | [`person`] | the rules a person's fields follow (time zone, webhook address, topics) |
 //! | [`receipt`] | parsing provider receipts (contract §3.3) |
@@ -47,6 +48,7 @@ pub mod event;
 pub mod fields;
 pub mod ids;
 pub mod limits;
+pub mod partitions;
 pub mod payload;
 pub mod person;
 pub mod preferences;

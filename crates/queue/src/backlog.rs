@@ -1,11 +1,11 @@
 //! The queues' backlog as the metrics sample it: per stream its length (jobs not yet
 //! acknowledged, since handled jobs are deleted) and how many of those a worker holds
-//! (the group's pending list), and the delayed set's size. One script, one round
-//! trip, whatever exists: a missing stream or group counts zero rather than failing.
+//! (the group's pending list), and the delayed set's size, summed over the
+//! partitions. One script per partition, whatever exists: a missing stream or group counts zero rather than failing.
 
 use crate::connection::Redis;
 use crate::error::QueueError;
-use crate::job::QueueName;
+use crate::job::{Lane, QueueName};
 use crate::keys::GROUP;
 use redis::Script;
 
@@ -61,27 +61,43 @@ impl Backlogs {
         Backlogs { redis }
     }
 
+    /// Sums every partition's figures per queue (one script per partition, run
+    /// concurrently: a partition's keys share a slot, different partitions do not).
     pub async fn sample(&self) -> Result<Backlog, QueueError> {
-        let mut c = self.redis.conn();
-        let script = Script::new(SAMPLE);
-        let mut invocation = script.prepare_invoke();
-        for q in QueueName::ALL {
-            invocation.key(self.redis.keys().stream(q));
-        }
-        invocation.key(self.redis.keys().delayed());
-        let figures: Vec<u64> = invocation.arg(GROUP).invoke_async(&mut c).await?;
-        let streams = QueueName::ALL
+        let c = self.redis.conn().await?;
+        let keys = self.redis.keys();
+        let per_partition =
+            futures::future::try_join_all(self.redis.partitions().all().into_iter().map(|p| {
+                let mut c = c.clone();
+                let mut names: Vec<String> =
+                    QueueName::ALL.iter().map(|q| keys.stream(Lane::new(p, *q))).collect();
+                names.push(keys.delayed(p));
+                async move {
+                    let script = Script::new(SAMPLE);
+                    let mut invocation = script.prepare_invoke();
+                    for name in names {
+                        invocation.key(name);
+                    }
+                    invocation.arg(GROUP).invoke_async::<Vec<u64>>(&mut c).await
+                }
+            }))
+            .await?;
+        let mut streams: Vec<StreamBacklog> = QueueName::ALL
             .iter()
-            .zip(figures.chunks_exact(2))
-            .map(|(q, f)| StreamBacklog {
+            .map(|q| StreamBacklog {
                 queue: *q,
-                length: f[0],
-                pending: f[1],
+                length: 0,
+                pending: 0,
             })
             .collect();
-        Ok(Backlog {
-            streams,
-            delayed: figures.last().copied().unwrap_or(0),
-        })
+        let mut delayed = 0;
+        for figures in per_partition {
+            for (s, f) in streams.iter_mut().zip(figures.chunks_exact(2)) {
+                s.length += f[0];
+                s.pending += f[1];
+            }
+            delayed += figures.last().copied().unwrap_or(0);
+        }
+        Ok(Backlog { streams, delayed })
     }
 }

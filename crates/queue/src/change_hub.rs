@@ -170,7 +170,7 @@ async fn run(redis: Redis, hub: Weak<Inner>, mut stopped: oneshot::Receiver<()>)
 /// One connection's life: subscribe, mark the hub live, relay until it fails.
 async fn serve(redis: &Redis, hub: &Weak<Inner>) -> Result<(), QueueError> {
     let (mut sink, mut messages) = tokio::time::timeout(REDIS_TIMEOUT, async {
-        let mut pubsub = redis.client().get_async_pubsub().await?;
+        let mut pubsub = redis.pubsub().await?;
         pubsub.psubscribe(pattern(redis.keys().prefix())).await?;
         Ok::<_, QueueError>(pubsub.split())
     })
@@ -255,7 +255,7 @@ mod tests {
     /// Needs the Redis of `make test`.
     #[tokio::test]
     async fn an_announcement_wakes_that_persons_watches_only() {
-        let redis = crate::testing::TestRedis::connect(1);
+        let redis = crate::testing::TestRedis::connect();
         let hub = live_hub(&redis).await;
         let mut ann = hub.watch("ann");
         let mut ann_too = hub.watch("ann");
@@ -273,7 +273,7 @@ mod tests {
 
     #[tokio::test]
     async fn many_watches_share_one_subscription_and_leave_no_entry_behind() {
-        let redis = crate::testing::TestRedis::connect(1);
+        let redis = crate::testing::TestRedis::connect();
         let hub = live_hub(&redis).await;
         let watches: Vec<PersonWatch> =
             (0..10).map(|i| hub.watch(&format!("p{}", i % 3))).collect();
@@ -283,7 +283,7 @@ mod tests {
         let receivers: i64 = redis::cmd("PUBLISH")
             .arg(redis.keys().changes("p0"))
             .arg("1")
-            .query_async(&mut redis.conn())
+            .query_async(&mut redis.conn().await.expect("redis answers"))
             .await
             .expect("publish");
         assert_eq!(receivers, 1);
@@ -294,15 +294,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_prefix_with_glob_characters_hears_only_its_own_channels() {
-        let redis = crate::testing::TestRedis::connect(1);
+        let redis = crate::testing::TestRedis::connect();
         // A hub whose prefix, taken as a glob, would match the test's own channels.
         let globby =
-            Redis::connect(&crate::testing::redis_url(), "herald_test_*", 1).expect("lazy connect");
+            Redis::connect(&crate::testing::redis_url(), "herald_test_*", crate::Partitions::default()).expect("lazy connect");
         let _other = live_hub(&globby).await;
         let receivers: i64 = redis::cmd("PUBLISH")
             .arg(redis.keys().changes("ann"))
             .arg("1")
-            .query_async(&mut redis.conn())
+            .query_async(&mut redis.conn().await.expect("redis answers"))
             .await
             .expect("publish");
         assert_eq!(
@@ -356,7 +356,7 @@ mod tests {
     async fn a_lost_connection_wakes_every_watch_and_the_hub_subscribes_again() {
         let proxy = Proxy::start().await;
         let prefix = crate::testing::prefix();
-        let through_proxy = Redis::connect(&proxy.url, &prefix, 1).expect("lazy connect");
+        let through_proxy = Redis::connect(&proxy.url, &prefix, crate::Partitions::default()).expect("lazy connect");
         let hub = live_hub(&through_proxy).await;
         let mut watch = hub.watch("ann");
 
@@ -375,7 +375,7 @@ mod tests {
                 break;
             }
         }
-        let direct = Redis::connect(&crate::testing::redis_url(), &prefix, 1).expect("url");
+        let direct = Redis::connect(&crate::testing::redis_url(), &prefix, crate::Partitions::default()).expect("url");
         crate::Changes::new(direct).announce(&["ann"]);
         let woken = tokio::time::timeout(WAIT, watch.changed()).await;
         assert!(woken.is_ok(), "announcements are heard again");

@@ -53,13 +53,22 @@ impl Changes {
     }
 }
 
-/// Publishes one signal on each channel, in one pipelined round trip.
+/// Publishes one signal on each channel. The commands go out together on the
+/// multiplexed connection; not as one pipeline, which a cluster refuses when its
+/// commands' channels hash to different slots.
 async fn publish(redis: &Redis, channels: &[String]) -> Result<(), QueueError> {
-    let mut pipe = redis::pipe();
-    for channel in channels {
-        pipe.cmd("PUBLISH").arg(channel).arg("1").ignore();
-    }
-    pipe.query_async::<()>(&mut redis.conn()).await?;
+    let c = redis.conn().await?;
+    futures::future::try_join_all(channels.iter().map(|channel| {
+        let mut c = c.clone();
+        async move {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg("1")
+                .query_async::<()>(&mut c)
+                .await
+        }
+    }))
+    .await?;
     Ok(())
 }
 
@@ -70,13 +79,9 @@ mod tests {
     /// Needs the Redis of `make test`.
     #[tokio::test]
     async fn an_announcement_is_published_on_that_persons_channel() {
-        let handle = crate::testing::TestRedis::connect(1);
+        let handle = crate::testing::TestRedis::connect();
         let changes = Changes::new(handle.clone());
-        let mut pubsub = handle
-            .client()
-            .get_async_pubsub()
-            .await
-            .expect("redis answers");
+        let mut pubsub = handle.pubsub().await.expect("redis answers");
         pubsub
             .subscribe(changes.channel("ann"))
             .await
@@ -99,7 +104,7 @@ mod tests {
             .build()
             .expect("runtime");
         let handle = rt
-            .block_on(async { Redis::connect("redis://127.0.0.1:1", "herald_test_none:", 1) })
+            .block_on(async { Redis::connect("redis://127.0.0.1:1", "herald_test_none:", crate::Partitions::default()) })
             .expect("connecting is lazy");
         Changes::new(handle).announce(&["ann"]);
     }

@@ -49,7 +49,7 @@ impl Circuits {
     /// `host`'s failure streak, and when its circuit opened (if it did).
     pub async fn state(&self, host: &str) -> Result<CircuitState, QueueError> {
         let (hash, ids) = self.redis.keys().circuit(host);
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         let ((failures, opened_at), distinct): ((Option<u32>, Option<i64>), u32) = redis::pipe()
             .cmd("HMGET")
             .arg(&hash)
@@ -75,7 +75,7 @@ impl Circuits {
         now_ms: i64,
     ) -> Result<bool, QueueError> {
         let (hash, ids) = self.redis.keys().circuit(host);
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         let opened: i64 = Script::new(RECORD_FAILURE)
             .key(hash)
             .key(ids)
@@ -92,7 +92,7 @@ impl Circuits {
     /// A success closes the circuit and ends the streak.
     pub async fn record_success(&self, host: &str) -> Result<(), QueueError> {
         let (hash, ids) = self.redis.keys().circuit(host);
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         redis::cmd("DEL")
             .arg(&hash)
             .arg(&ids)

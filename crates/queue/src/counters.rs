@@ -29,7 +29,7 @@ impl Counters {
     /// Counts one hit on the counter `name`, which lives `ttl` from its first hit;
     /// returns the count so far.
     pub async fn count_hit(&self, name: &str, ttl: Duration) -> Result<u64, QueueError> {
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         let n: u64 = Script::new(COUNT_HIT)
             .key(self.redis.keys().counter(name))
             .arg(ttl.as_millis() as u64)

@@ -1,6 +1,7 @@
 //! The one error of the Redis adapter. Callers branch on whether Redis could be
 //! reached at all (`Unavailable`: retry later, or fall back to Postgres) or answered
-//! with an error (`Redis`).
+//! with an error (`Redis`); the other two are mistakes of configuration, reported at
+//! start.
 
 use redis::RedisError;
 
@@ -10,10 +11,10 @@ pub enum QueueError {
     Unavailable(String),
     #[error("redis: {0}")]
     Redis(#[from] RedisError),
-}
-
-impl From<deadpool_redis::PoolError> for QueueError {
-    fn from(e: deadpool_redis::PoolError) -> Self {
-        QueueError::Unavailable(e.to_string())
-    }
+    /// A Redis URL Herald cannot use.
+    #[error("REDIS_URL: {0}")]
+    Config(String),
+    /// The partitions configured disagree with those this Redis's work is kept in.
+    #[error("{0}")]
+    Layout(String),
 }

@@ -45,7 +45,7 @@ impl FriendCounts {
             .redis
             .keys()
             .friend_counts(notification_type, day, user_id);
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         let (_, _, values): (i64, i64, Vec<String>) = redis::pipe()
             .atomic()
             .cmd("HINCRBY")
@@ -73,7 +73,7 @@ impl FriendCounts {
             .redis
             .keys()
             .friend_counts(notification_type, day, user_id);
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         let values: Vec<String> = redis::cmd("HVALS").arg(&key).query_async(&mut c).await?;
         Ok(parse_counts(&values))
     }
@@ -104,7 +104,7 @@ mod tests {
     /// Needs the Redis of `make test`.
     #[tokio::test]
     async fn counts_per_friend_and_day_include_the_tour_just_counted() {
-        let handle = crate::testing::TestRedis::connect(2);
+        let handle = crate::testing::TestRedis::connect();
         let queue = crate::queue::Queue::new(handle.clone());
         queue.ping().await.expect("redis answers");
         let q = FriendCounts::new(handle.clone());

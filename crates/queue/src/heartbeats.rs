@@ -19,7 +19,7 @@ impl Heartbeats {
 
     /// Records that a worker is alive, with what it serves, for `ttl`.
     pub async fn beat(&self, worker_id: &str, info: &str, ttl: Duration) -> Result<(), QueueError> {
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         redis::cmd("SET")
             .arg(self.redis.keys().heartbeat(worker_id))
             .arg(info)
@@ -32,7 +32,7 @@ impl Heartbeats {
 
     /// The live workers' heartbeat payloads.
     pub async fn live_workers(&self) -> Result<Vec<String>, QueueError> {
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(self.redis.keys().heartbeat_pattern())
             .query_async(&mut c)

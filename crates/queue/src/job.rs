@@ -1,9 +1,25 @@
 //! The jobs that travel on the queues, serialized as JSON in the stream entry's `job`
 //! field.
 
+pub use herald_core::partitions::{Partition, Partitions};
 pub use herald_core::queues::QueueName;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// Where a job travels: one partition's stream of one priority. Every job of one person
+/// takes the same partition (`Partitions::of_person`), so a person's jobs of one
+/// priority are handed out in the order they were enqueued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lane {
+    pub partition: Partition,
+    pub queue: QueueName,
+}
+
+impl Lane {
+    pub fn new(partition: Partition, queue: QueueName) -> Lane {
+        Lane { partition, queue }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -2,7 +2,8 @@
 //! prefix, so tests (and several deployments) can share a Redis without seeing each
 //! other's keys.
 
-use crate::job::QueueName;
+use crate::job::Lane;
+use herald_core::partitions::Partition;
 
 /// The consumer group every worker joins.
 pub const GROUP: &str = "workers";
@@ -24,17 +25,32 @@ impl Keys {
         &self.prefix
     }
 
-    /// The prefix of both streams; the scheduler script appends the queue name.
-    pub fn stream_prefix(&self) -> String {
-        format!("{}queue:", self.prefix)
+    /// The hash tag every key of `partition` starts with after the prefix: `{p7}`. Keys
+    /// sharing it live in one cluster slot, so a script or pipeline over a partition's
+    /// streams, delayed set and "queued" counters stays on one node, while different
+    /// partitions spread over the nodes.
+    fn partition(&self, partition: Partition) -> String {
+        format!("{}{{p{}}}:", self.prefix, partition.index())
     }
 
-    pub fn stream(&self, queue: QueueName) -> String {
-        format!("{}queue:{}", self.prefix, queue.as_str())
+    /// The prefix of a partition's streams; the scripts append the queue name.
+    pub fn stream_prefix(&self, partition: Partition) -> String {
+        format!("{}queue:", self.partition(partition))
     }
 
-    pub fn delayed(&self) -> String {
-        format!("{}delayed", self.prefix)
+    /// The stream of one lane: a partition's queue.
+    pub fn stream(&self, lane: Lane) -> String {
+        format!("{}queue:{}", self.partition(lane.partition), lane.queue.as_str())
+    }
+
+    /// A partition's delayed set.
+    pub fn delayed(&self, partition: Partition) -> String {
+        format!("{}delayed", self.partition(partition))
+    }
+
+    /// How many partitions the deployment was started with (see `Queue::claim_layout`).
+    pub fn partition_count(&self) -> String {
+        format!("{}partitions", self.prefix)
     }
 
     pub fn lock(&self, name: &str) -> String {
@@ -49,20 +65,25 @@ impl Keys {
         format!("{}worker:*", self.prefix)
     }
 
-    /// The prefix of the per-job "copies queued" counters; the scripts append the
-    /// job's marker (`Job::marker`).
-    pub fn queued_prefix(&self) -> String {
-        format!("{}queued:", self.prefix)
+    /// The prefix of a partition's per-job "copies queued" counters; the scripts append
+    /// the job's marker (`Job::marker`).
+    pub fn queued_prefix(&self, partition: Partition) -> String {
+        format!("{}queued:", self.partition(partition))
     }
 
-    /// How many copies of the job named `marker` are on a stream (see `Queue`).
-    pub fn queued(&self, marker: &str) -> String {
-        format!("{}queued:{marker}", self.prefix)
+    /// How many copies of the job named `marker` are on a stream of `partition` (see
+    /// `Queue`).
+    pub fn queued(&self, partition: Partition, marker: &str) -> String {
+        format!("{}{marker}", self.queued_prefix(partition))
     }
 
     /// The last error of a stream entry's failed run, for its dead letter.
-    pub fn failure(&self, queue: QueueName, entry_id: &str) -> String {
-        format!("{}failure:{}:{entry_id}", self.prefix, queue.as_str())
+    pub fn failure(&self, lane: Lane, entry_id: &str) -> String {
+        format!(
+            "{}failure:{}:{entry_id}",
+            self.partition(lane.partition),
+            lane.queue.as_str()
+        )
     }
 
     /// A hit counter (see `Counters`); the caller's name is used as given.
@@ -71,10 +92,10 @@ impl Keys {
     }
 
     /// A destination host's circuit: its streak hash and the set of notification ids
-    /// in the streak. Named under `lock:` as they always were, so workers of the
-    /// previous release share them during a rolling deploy.
+    /// in the streak, which one script updates together: the host is their hash tag,
+    /// so both live in one cluster slot.
     pub fn circuit(&self, host: &str) -> (String, String) {
-        let base = self.lock(&format!("circuit:{host}"));
+        let base = self.lock(&format!("circuit:{{{host}}}"));
         let ids = format!("{base}:ids");
         (base, ids)
     }
@@ -103,29 +124,34 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::QueueName;
+    use herald_core::partitions::Partitions;
 
     /// Workers of two releases share Redis during a deploy: the names must not drift.
     #[test]
     fn key_names_are_stable() {
         let k = Keys::new("h:");
+        let p7 = Partitions::default().all()[7];
+        let lane = |queue| Lane::new(p7, queue);
         let (circuit, circuit_ids) = k.circuit("example.com");
         let cases = [
-            (k.stream(QueueName::Critical), "h:queue:critical"),
-            (k.stream(QueueName::Default), "h:queue:default"),
-            (k.stream_prefix(), "h:queue:"),
-            (k.delayed(), "h:delayed"),
+            (k.stream(lane(QueueName::Critical)), "h:{p7}:queue:critical"),
+            (k.stream(lane(QueueName::Default)), "h:{p7}:queue:default"),
+            (k.stream_prefix(p7), "h:{p7}:queue:"),
+            (k.delayed(p7), "h:{p7}:delayed"),
+            (k.partition_count(), "h:partitions"),
             (k.lock("sweep"), "h:lock:sweep"),
             (k.heartbeat("w1"), "h:worker:w1"),
             (k.heartbeat_pattern(), "h:worker:*"),
-            (k.queued("deliver:1"), "h:queued:deliver:1"),
-            (k.queued_prefix(), "h:queued:"),
+            (k.queued(p7, "deliver:1"), "h:{p7}:queued:deliver:1"),
+            (k.queued_prefix(p7), "h:{p7}:queued:"),
             (
-                k.failure(QueueName::Default, "1-0"),
-                "h:failure:default:1-0",
+                k.failure(lane(QueueName::Default), "1-0"),
+                "h:{p7}:failure:default:1-0",
             ),
             (k.counter("rate:ab:7"), "h:rate:ab:7"),
-            (circuit, "h:lock:circuit:example.com"),
-            (circuit_ids, "h:lock:circuit:example.com:ids"),
+            (circuit, "h:lock:circuit:{example.com}"),
+            (circuit_ids, "h:lock:circuit:{example.com}:ids"),
             (k.friend_counts("FT", 17, "u1"), "h:friends:FT:17:u1"),
             (k.changes("u1"), "h:changes:u1"),
         ];

@@ -28,22 +28,37 @@
 //!
 //! # Design
 //!
-//! * **Streams.** Each queue (`critical`, `default`) is a Redis Stream
-//!   `{prefix}queue:{name}` read through one consumer group, `workers`, so any number
-//!   of worker processes share the work and each job goes to one of them. A job is
-//!   acknowledged *and deleted* once handled, so a stream's length is its backlog.
-//! * **Priority.** A worker first takes what waits on `critical` without blocking,
-//!   and only when that is empty blocks on both streams (critical listed first).
+//! * **Partitions.** Work is split into `HERALD_PARTITIONS` partitions by a hash of
+//!   the person (or of the topic, for an event addressed to one): see
+//!   `herald_core::partitions`. Every key of partition 7 carries the hash tag `{p7}`
+//!   (`{prefix}{p7}:queue:default`), so in a Redis Cluster each partition's streams,
+//!   delayed set and counters share a slot (scripts and pipelines over them work) while
+//!   the partitions spread over the nodes. A job's [`Lane`] is its partition and queue.
+//! * **Streams.** Each partition has two queues (`critical`, `default`), each a Redis
+//!   Stream `{prefix}{pN}:queue:{name}` read through one consumer group, `workers`, so
+//!   any number of worker processes share the work and each job goes to one of them. A
+//!   job is acknowledged *and deleted* once handled, so a stream's length is its backlog.
+//! * **Order.** A person's jobs of one priority are handed out in the order they were
+//!   enqueued (one stream per partition and priority). Handlers run concurrently, so
+//!   two of them may still finish out of order: the order is that of reading, not of
+//!   completion.
+//! * **Priority.** A worker reads each partition it serves with a [`Reader`] of its
+//!   own: it first takes what waits on the partition's `critical` stream without
+//!   blocking, and only when that is empty blocks on both (critical listed first).
 //! * **At-least-once.** A job read but not acknowledged stays in the group's pending
 //!   list. If its worker dies, another one takes it over with `XAUTOCLAIM` once it has
 //!   been idle longer than the visibility timeout, which must exceed the longest
 //!   delivery timeout (plus margin) so that a slow but live delivery is not duplicated.
-//! * **Delayed jobs.** Retries and rule delays wait in the sorted set
-//!   `{prefix}delayed`, scored by due time in epoch milliseconds; a scheduler loop moves
+//! * **Delayed jobs.** Retries and rule delays wait in their partition's sorted set
+//!   `{prefix}{pN}:delayed`, scored by due time in epoch milliseconds; a scheduler loop moves
 //!   due members onto their stream atomically (one Lua script), never a sleeping task.
 //!   The due time is also in Postgres, so an emptied Redis loses nothing.
-//! * **Self-healing.** Redis here keeps nothing on disk. Reading from a stream whose
-//!   group vanished (`NOGROUP`) recreates the groups and carries on.
+//! * **Self-healing.** Redis here keeps nothing on disk. Reading from a partition whose
+//!   group vanished (`NOGROUP`) recreates that partition's groups and carries on.
+//! * **Layout.** `{prefix}partitions` records the number of partitions; a process
+//!   configured with another number refuses to start (`Queue::claim_layout`).
+//! * **Cluster.** `REDIS_URL=redis+cluster://host:port,...` names a Redis Cluster (see
+//!   `connection`); every script and pipeline stays within one slot.
 //! * **Connections.** Every command that answers at once shares one multiplexed
 //!   connection; blocking reads take pooled connections of their own, and an api
 //!   process's one pub/sub subscription (its `ChangeHub`) opens one (see `connection`).
@@ -52,13 +67,13 @@
 //! * **Circuits.** Per destination host, shared failure streaks; the policy lives in
 //!   `herald_core::circuit` (see `circuit`).
 //! * **Queued counters.** Every enqueue (api, worker, scheduler script) counts the job
-//!   in `{prefix}queued:{kind}:{id}` and its first acknowledgement takes it back, so a
+//!   in `{prefix}{pN}:queued:{kind}:{id}` and its first acknowledgement takes it back, so a
 //!   positive counter means a copy is on a stream, read or not. The recovery sweep
 //!   enqueues only where there is none, in one script: it never adds a second copy of
 //!   queued work, however long it waits or fails.
 //! * **Delivery counts.** A reclaimed job carries the stream's delivery count
 //!   (`XPENDING`), by which the worker dead-letters a job that keeps failing; a failed
-//!   run's error is kept a while (`{prefix}failure:…`) to say why. A running job
+//!   run's error is kept a while (`{prefix}{pN}:failure:…`) to say why. A running job
 //!   resets its idle time (`XCLAIM … JUSTID`, only while its consumer still holds it)
 //!   so that a slow but live job is not taken over.
 //! * **Counters.** `INCR` with an expiry set on the first hit, in one script; the
@@ -98,14 +113,14 @@ pub use backlog::{Backlog, Backlogs, StreamBacklog};
 pub use change_hub::{ChangeHub, PersonWatch};
 pub use changes::Changes;
 pub use circuit::Circuits;
-pub use connection::Redis;
+pub use connection::{cluster_seeds, Redis, CLUSTER_SCHEME};
 pub use counters::Counters;
 pub use error::QueueError;
 pub use friend_activity::{FriendCounts, FRIEND_COUNTS_TTL};
 pub use heartbeats::Heartbeats;
-pub use job::{Job, QueueName};
+pub use job::{Job, Lane, Partition, Partitions, QueueName};
 pub use keys::Keys;
 pub use locks::Locks;
-pub use queue::{Queue, QueueDepths, Received, QUEUED_TTL};
+pub use queue::{Queue, QueueDepths, Reader, Received, QUEUED_TTL};
 pub use rate::RateLimits;
 pub use recent_writes::RecentWrites;

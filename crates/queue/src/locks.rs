@@ -32,7 +32,7 @@ impl Locks {
         token: &str,
         ttl: Duration,
     ) -> Result<bool, QueueError> {
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         let set: Option<String> = redis::cmd("SET")
             .arg(self.redis.keys().lock(name))
             .arg(token)
@@ -46,7 +46,7 @@ impl Locks {
 
     /// Frees the lock `name` if `token` still holds it.
     pub async fn unlock(&self, name: &str, token: &str) -> Result<(), QueueError> {
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         Script::new(UNLOCK)
             .key(self.redis.keys().lock(name))
             .arg(token)
@@ -63,7 +63,7 @@ mod tests {
     /// Needs the Redis of `make test`.
     #[tokio::test]
     async fn a_lock_is_held_until_its_holder_frees_it() {
-        let handle = crate::testing::TestRedis::connect(1);
+        let handle = crate::testing::TestRedis::connect();
         let locks = Locks::new(handle.clone());
         let ttl = Duration::from_secs(10);
         let first = locks

@@ -1,9 +1,9 @@
 //! The job queue: the streams, the delayed set and acknowledgements (see the crate
 //! docs for the design). Everything else kept in Redis lives in the helpers beside it.
 
-use crate::connection::Redis;
+use crate::connection::{Conn, Redis};
 use crate::error::QueueError;
-use crate::job::{Job, QueueName};
+use crate::job::{Job, Lane, Partition, Partitions, QueueName};
 use crate::keys::{Keys, GROUP};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{RedisError, Script, Value};
@@ -12,7 +12,7 @@ use std::time::Duration;
 /// A job read from a stream, to be acknowledged when handled.
 #[derive(Debug, Clone)]
 pub struct Received {
-    pub queue: QueueName,
+    pub lane: Lane,
     pub entry_id: String,
     /// `None` when the entry could not be decoded; it should be acknowledged and dropped.
     pub job: Option<Job>,
@@ -60,9 +60,10 @@ return #items
 "#;
 
 /// Enqueues each job whose "queued" counter is not positive (no copy on any stream)
-/// and counts it; answers 1 per job enqueued, 0 per job skipped. ARGV: the counters'
-/// prefix, the streams' prefix, the counters' ttl (ms), then (queue, marker, json)
-/// triples.
+/// and counts it; answers 1 per job enqueued, 0 per job skipped. KEYS[1]: the
+/// partition's delayed set, only to route the script to the partition's node. ARGV: the
+/// partition's counters' prefix, its streams' prefix, the counters' ttl (ms), then
+/// (queue, marker, json) triples.
 const ENQUEUE_ABSENT: &str = r#"
 local out = {}
 for i = 4, #ARGV, 3 do
@@ -146,22 +147,63 @@ impl Queue {
         self.redis.keys()
     }
 
-    /// Whether Redis answers (the api's health check).
+    /// How work is split, and so which lane each job takes.
+    pub fn partitions(&self) -> Partitions {
+        self.redis.partitions()
+    }
+
+    /// Whether Redis answers (the api's health check; in a cluster, every master).
     pub async fn ping(&self) -> Result<(), QueueError> {
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         redis::cmd("PING").query_async::<String>(&mut c).await?;
         Ok(())
     }
 
-    /// Creates both streams and the consumer group where missing. The group starts at
-    /// `0` so that entries added while it did not exist (after a Redis restart) are
-    /// still delivered.
+    /// Records how many partitions this deployment uses, or checks that it is the
+    /// number already recorded: processes disagreeing on it would put a person's jobs
+    /// on streams no worker reads. Changing it on a running system is refused (see the
+    /// README for the procedure: drain, then delete `{prefix}partitions`).
+    pub async fn claim_layout(&self) -> Result<(), QueueError> {
+        let ours = self.partitions().count();
+        let mut c = self.redis.conn().await?;
+        let key = self.keys().partition_count();
+        let (_, recorded): ((), Option<u16>) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(ours)
+            .arg("NX")
+            .cmd("GET")
+            .arg(&key)
+            .query_async(&mut c)
+            .await?;
+        match recorded {
+            Some(theirs) if theirs != ours => Err(QueueError::Layout(format!(
+                "this Redis holds Herald's work in {theirs} partitions (key {key}), but \
+                 HERALD_PARTITIONS is {ours}: start every process with \
+                 HERALD_PARTITIONS={theirs}, or change the number as the README's \
+                 \"Partitions\" section says (drain the queues, then delete {key})"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates every partition's streams and the consumer group where missing.
     pub async fn ensure_groups(&self) -> Result<(), QueueError> {
-        let mut c = self.redis.conn();
+        let all = self.partitions().all();
+        futures::future::try_join_all(all.into_iter().map(|p| self.ensure_partition_groups(p)))
+            .await?;
+        Ok(())
+    }
+
+    /// Creates one partition's streams and the consumer group where missing. The group
+    /// starts at `0` so that entries added while it did not exist (after a Redis
+    /// restart) are still delivered.
+    pub async fn ensure_partition_groups(&self, partition: Partition) -> Result<(), QueueError> {
+        let mut c = self.redis.conn().await?;
         for q in QueueName::ALL {
             let res: Result<String, RedisError> = redis::cmd("XGROUP")
                 .arg("CREATE")
-                .arg(self.keys().stream(q))
+                .arg(self.keys().stream(Lane::new(partition, q)))
                 .arg(GROUP)
                 .arg("0")
                 .arg("MKSTREAM")
@@ -176,185 +218,160 @@ impl Queue {
         Ok(())
     }
 
-    /// Appends jobs to their streams in one pipelined round trip. Each job also counts
-    /// in its "queued" counter (`{prefix}queued:{marker}`), which its acknowledgement
-    /// takes back: while it is positive a copy is on a stream, read or not, and the
-    /// recovery sweep adds none ([`Queue::enqueue_absent`]).
-    pub async fn enqueue(&self, jobs: &[(QueueName, Job)]) -> Result<(), QueueError> {
-        if jobs.is_empty() {
-            return Ok(());
-        }
+    /// Appends jobs to their streams: one pipelined round trip per partition, the
+    /// partitions' in parallel (a cluster takes no pipeline across slots). Each job
+    /// also counts in its "queued" counter (`{prefix}{pN}:queued:{marker}`), which its
+    /// acknowledgement takes back: while it is positive a copy is on a stream, read or
+    /// not, and the recovery sweep adds none ([`Queue::enqueue_absent`]).
+    pub async fn enqueue(&self, jobs: &[(Lane, Job)]) -> Result<(), QueueError> {
         let ttl = QUEUED_TTL.as_millis() as u64;
-        let mut pipe = redis::pipe();
-        for (q, job) in jobs {
-            let queued = self.keys().queued(&job.marker());
-            pipe.cmd("XADD")
-                .arg(self.keys().stream(*q))
-                .arg("*")
-                .arg("job")
-                .arg(job.to_json())
-                .ignore()
-                .cmd("INCR")
-                .arg(&queued)
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&queued)
-                .arg(ttl)
-                .ignore();
-        }
-        let mut c = self.redis.conn();
-        pipe.query_async::<()>(&mut c).await?;
-        Ok(())
+        let pipes = by_partition(jobs, |(lane, _)| lane.partition)
+            .into_iter()
+            .map(|(partition, jobs)| {
+                let mut pipe = redis::pipe();
+                for (lane, job) in jobs {
+                    let queued = self.keys().queued(partition, &job.marker());
+                    pipe.cmd("XADD")
+                        .arg(self.keys().stream(*lane))
+                        .arg("*")
+                        .arg("job")
+                        .arg(job.to_json())
+                        .ignore()
+                        .cmd("INCR")
+                        .arg(&queued)
+                        .ignore()
+                        .cmd("PEXPIRE")
+                        .arg(&queued)
+                        .arg(ttl)
+                        .ignore();
+                }
+                pipe
+            });
+        self.run_pipelines(pipes).await
     }
 
-    /// Puts jobs in the delayed set, due at epoch milliseconds. Scheduling the same
-    /// job again only moves its due time.
-    pub async fn schedule(&self, jobs: &[(QueueName, Job, i64)]) -> Result<(), QueueError> {
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for (q, job, due_ms) in jobs {
-            pipe.cmd("ZADD")
-                .arg(self.keys().delayed())
-                .arg(*due_ms)
-                .arg(format!("{}|{}", q.as_str(), job.to_json()))
-                .ignore();
-        }
-        let mut c = self.redis.conn();
-        pipe.query_async::<()>(&mut c).await?;
+    /// Puts jobs in their partitions' delayed sets, due at epoch milliseconds.
+    /// Scheduling the same job again only moves its due time.
+    pub async fn schedule(&self, jobs: &[(Lane, Job, i64)]) -> Result<(), QueueError> {
+        let pipes = by_partition(jobs, |(lane, _, _)| lane.partition)
+            .into_iter()
+            .map(|(partition, jobs)| {
+                let mut pipe = redis::pipe();
+                for (lane, job, due_ms) in jobs {
+                    pipe.cmd("ZADD")
+                        .arg(self.keys().delayed(partition))
+                        .arg(*due_ms)
+                        .arg(format!("{}|{}", lane.queue.as_str(), job.to_json()))
+                        .ignore();
+                }
+                pipe
+            });
+        self.run_pipelines(pipes).await
+    }
+
+    async fn run_pipelines(
+        &self,
+        pipes: impl Iterator<Item = redis::Pipeline>,
+    ) -> Result<(), QueueError> {
+        let c = self.redis.conn().await?;
+        futures::future::try_join_all(pipes.map(|pipe| {
+            let mut c = c.clone();
+            async move { pipe.query_async::<()>(&mut c).await }
+        }))
+        .await?;
         Ok(())
     }
 
     /// Enqueues those of `jobs` with no copy on a stream (read or not), in one atomic
-    /// step; returns, in order, whether each was enqueued. The recovery sweep's way
-    /// in: it never adds a second copy of work already queued.
-    pub async fn enqueue_absent(&self, jobs: &[(QueueName, Job)]) -> Result<Vec<bool>, QueueError> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
+    /// step per partition; returns, in order, whether each was enqueued. The recovery
+    /// sweep's way in: it never adds a second copy of work already queued.
+    pub async fn enqueue_absent(&self, jobs: &[(Lane, Job)]) -> Result<Vec<bool>, QueueError> {
+        let groups = by_partition_indexed(jobs, |(lane, _)| lane.partition);
+        let c = self.redis.conn().await?;
+        let answers = futures::future::try_join_all(groups.iter().map(|(partition, jobs)| {
+            let mut c = c.clone();
+            let route_key = self.keys().delayed(*partition);
+            let mut args = vec![
+                self.keys().queued_prefix(*partition),
+                self.keys().stream_prefix(*partition),
+                QUEUED_TTL.as_millis().to_string(),
+            ];
+            for (_, (lane, job)) in jobs {
+                args.extend([lane.queue.as_str().to_string(), job.marker(), job.to_json()]);
+            }
+            async move {
+                let script = Script::new(ENQUEUE_ABSENT);
+                // The key only routes the script to the partition's node; the script
+                // names the partition's other keys from the prefixes, all in its slot.
+                script
+                    .key(route_key)
+                    .arg(args)
+                    .invoke_async::<Vec<i64>>(&mut c)
+                    .await
+            }
+        }))
+        .await?;
+        let mut out = vec![false; jobs.len()];
+        for ((_, group), added) in groups.iter().zip(answers) {
+            for ((i, _), a) in group.iter().zip(added) {
+                out[*i] = a == 1;
+            }
         }
-        let script = Script::new(ENQUEUE_ABSENT);
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .arg(self.keys().queued_prefix())
-            .arg(self.keys().stream_prefix())
-            .arg(QUEUED_TTL.as_millis() as u64);
-        for (q, job) in jobs {
-            invocation
-                .arg(q.as_str())
-                .arg(job.marker())
-                .arg(job.to_json());
-        }
-        let mut c = self.redis.conn();
-        let added: Vec<i64> = invocation.invoke_async(&mut c).await?;
-        Ok(added.into_iter().map(|a| a == 1).collect())
+        Ok(out)
     }
 
-    /// Moves up to `limit` jobs due at or before `now_ms` onto their streams.
-    pub async fn promote_due(&self, now_ms: i64, limit: usize) -> Result<usize, QueueError> {
-        let mut c = self.redis.conn();
+    /// Moves up to `limit` jobs of `partition` due at or before `now_ms` onto their
+    /// streams.
+    pub async fn promote_due(
+        &self,
+        partition: Partition,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<usize, QueueError> {
+        let mut c = self.redis.conn().await?;
         let moved: usize = Script::new(PROMOTE_DUE)
-            .key(self.keys().delayed())
+            .key(self.keys().delayed(partition))
             .arg(now_ms)
             .arg(limit)
-            .arg(self.keys().stream_prefix())
-            .arg(self.keys().queued_prefix())
+            .arg(self.keys().stream_prefix(partition))
+            .arg(self.keys().queued_prefix(partition))
             .arg(QUEUED_TTL.as_millis() as u64)
             .invoke_async(&mut c)
             .await?;
         Ok(moved)
     }
 
-    /// Reads up to `count` new jobs for `consumer` from `queues` (in priority order):
-    /// the first queue without waiting, then all of them, blocking up to `block`.
-    pub async fn read(
-        &self,
-        consumer: &str,
-        queues: &[QueueName],
-        count: usize,
-        block: Duration,
-    ) -> Result<Vec<Received>, QueueError> {
-        if queues.len() > 1 {
-            let first = self
-                .read_streams(consumer, count, None, &queues[..1])
-                .await?;
-            if !first.is_empty() {
-                return Ok(first);
-            }
+    /// A reader of one partition's streams, with a connection of its own for blocking.
+    pub fn reader(&self, partition: Partition) -> Reader {
+        Reader {
+            queue: self.clone(),
+            partition,
+            conn: None,
         }
-        self.read_streams(consumer, count, Some(block), queues)
-            .await
     }
 
-    async fn read_streams(
-        &self,
-        consumer: &str,
-        count: usize,
-        block: Option<Duration>,
-        queues: &[QueueName],
-    ) -> Result<Vec<Received>, QueueError> {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(GROUP)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(count);
-        if let Some(block) = block {
-            cmd.arg("BLOCK").arg(block.as_millis() as u64);
-        }
-        cmd.arg("STREAMS");
-        for q in queues {
-            cmd.arg(self.keys().stream(*q));
-        }
-        for _ in queues {
-            cmd.arg(">");
-        }
-        let reply: Result<Option<StreamReadReply>, RedisError> = match block {
-            Some(_) => {
-                cmd.query_async(&mut self.redis.blocking_conn().await?)
-                    .await
-            }
-            None => cmd.query_async(&mut self.redis.conn()).await,
-        };
-        let reply = match reply {
-            Ok(r) => r,
-            Err(e) if e.code() == Some("NOGROUP") => {
-                // Redis lost our streams (a restart): recreate them; the next read works.
-                tracing::warn!("consumer group missing, recreating the queues");
-                self.ensure_groups().await?;
-                return Ok(Vec::new());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let mut out = Vec::new();
-        for key in reply.map(|r| r.keys).unwrap_or_default() {
-            let Some(queue) = self.queue_of(&key.key) else {
-                continue;
-            };
-            out.extend(key.ids.into_iter().map(|entry| decode(queue, entry, 1)));
-        }
-        Ok(out)
-    }
-
-    fn queue_of(&self, stream: &str) -> Option<QueueName> {
+    fn queue_of(&self, partition: Partition, stream: &str) -> Option<QueueName> {
         QueueName::ALL
             .into_iter()
-            .find(|q| self.keys().stream(*q) == stream)
+            .find(|q| self.keys().stream(Lane::new(partition, *q)) == stream)
     }
 
-    /// Takes over up to `count` jobs per stream that another consumer read but has not
-    /// acknowledged for `min_idle` (it probably died), each with its delivery count.
+    /// Takes over up to `count` jobs per stream of `partition` that another consumer
+    /// read but has not acknowledged for `min_idle` (it probably died), each with its
+    /// delivery count.
     pub async fn reclaim(
         &self,
         consumer: &str,
+        partition: Partition,
         min_idle: Duration,
         count: usize,
     ) -> Result<Vec<Received>, QueueError> {
         let mut out = Vec::new();
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         for q in QueueName::ALL {
+            let lane = Lane::new(partition, q);
             let reply: Result<StreamAutoClaimReply, RedisError> = redis::cmd("XAUTOCLAIM")
-                .arg(self.keys().stream(q))
+                .arg(self.keys().stream(lane))
                 .arg(GROUP)
                 .arg(consumer)
                 .arg(min_idle.as_millis() as u64)
@@ -368,12 +385,12 @@ impl Queue {
                 Err(e) if e.code() == Some("NOGROUP") => continue,
                 Err(e) => return Err(e.into()),
             };
-            let counts = self.delivery_counts(q, &claimed).await?;
+            let counts = self.delivery_counts(lane, &claimed).await?;
             out.extend(
                 claimed
                     .into_iter()
                     .zip(counts)
-                    .map(|(entry, n)| decode(q, entry, n)),
+                    .map(|(entry, n)| decode(lane, entry, n)),
             );
         }
         Ok(out)
@@ -381,15 +398,11 @@ impl Queue {
 
     /// The delivery count of each entry (XPENDING per id, pipelined); 1 for an entry
     /// no longer pending.
-    async fn delivery_counts(
-        &self,
-        queue: QueueName,
-        entries: &[StreamId],
-    ) -> Result<Vec<u64>, QueueError> {
+    async fn delivery_counts(&self, lane: Lane, entries: &[StreamId]) -> Result<Vec<u64>, QueueError> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let stream = self.keys().stream(queue);
+        let stream = self.keys().stream(lane);
         let mut pipe = redis::pipe();
         for e in entries {
             pipe.cmd("XPENDING")
@@ -399,7 +412,7 @@ impl Queue {
                 .arg(&e.id)
                 .arg(1);
         }
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         let replies: Vec<Vec<(String, String, u64, u64)>> = pipe.query_async(&mut c).await?;
         Ok(replies
             .into_iter()
@@ -410,15 +423,10 @@ impl Queue {
     /// Resets the idle time of an entry `consumer` is still running, so that no other
     /// worker takes it over (`XCLAIM … JUSTID`, which counts no delivery). Returns false
     /// when `consumer` no longer holds it (acknowledged, or taken over already).
-    pub async fn keep_claim(
-        &self,
-        queue: QueueName,
-        consumer: &str,
-        entry_id: &str,
-    ) -> Result<bool, QueueError> {
-        let mut c = self.redis.conn();
+    pub async fn keep_claim(&self, lane: Lane, consumer: &str, entry_id: &str) -> Result<bool, QueueError> {
+        let mut c = self.redis.conn().await?;
         let kept: i64 = Script::new(KEEP_CLAIM)
-            .key(self.keys().stream(queue))
+            .key(self.keys().stream(lane))
             .arg(GROUP)
             .arg(consumer)
             .arg(entry_id)
@@ -430,24 +438,20 @@ impl Queue {
     /// Acknowledges and deletes handled entries of one stream: (entry id, the job's
     /// marker) pairs, the marker `None` for an undecodable entry. Each entry
     /// acknowledged the first time takes one off its job's "queued" counter.
-    pub async fn ack(
-        &self,
-        queue: QueueName,
-        entries: &[(String, Option<String>)],
-    ) -> Result<(), QueueError> {
+    pub async fn ack(&self, lane: Lane, entries: &[(String, Option<String>)]) -> Result<(), QueueError> {
         if entries.is_empty() {
             return Ok(());
         }
         let script = Script::new(ACK);
         let mut invocation = script.prepare_invoke();
         invocation
-            .key(self.keys().stream(queue))
+            .key(self.keys().stream(lane))
             .arg(GROUP)
-            .arg(self.keys().queued_prefix());
+            .arg(self.keys().queued_prefix(lane.partition));
         for (id, marker) in entries {
             invocation.arg(id).arg(marker.as_deref().unwrap_or(""));
         }
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         invocation.invoke_async::<i64>(&mut c).await?;
         Ok(())
     }
@@ -455,14 +459,14 @@ impl Queue {
     /// Remembers why an entry's run failed, for its dead letter should it come to that.
     pub async fn record_failure(
         &self,
-        queue: QueueName,
+        lane: Lane,
         entry_id: &str,
         error: &str,
         ttl: Duration,
     ) -> Result<(), QueueError> {
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         redis::cmd("SET")
-            .arg(self.keys().failure(queue, entry_id))
+            .arg(self.keys().failure(lane, entry_id))
             .arg(error)
             .arg("PX")
             .arg(ttl.as_millis().max(1) as u64)
@@ -472,84 +476,213 @@ impl Queue {
     }
 
     /// The error [`Queue::record_failure`] kept for an entry, if it still has one.
-    pub async fn last_failure(
-        &self,
-        queue: QueueName,
-        entry_id: &str,
-    ) -> Result<Option<String>, QueueError> {
-        let mut c = self.redis.conn();
+    pub async fn last_failure(&self, lane: Lane, entry_id: &str) -> Result<Option<String>, QueueError> {
+        let mut c = self.redis.conn().await?;
         Ok(redis::cmd("GET")
-            .arg(self.keys().failure(queue, entry_id))
+            .arg(self.keys().failure(lane, entry_id))
             .query_async(&mut c)
             .await?)
     }
 
     /// When the oldest job that no worker has read yet was enqueued (epoch ms), over
-    /// every stream; None when all have been read. Work queued behind a backlog is
-    /// late, not lost: the recovery sweep measures "overdue" from this instant.
+    /// every partition's streams; None when all have been read. Work queued behind a
+    /// backlog is late, not lost: the recovery sweep measures "overdue" from this
+    /// instant.
     pub async fn oldest_unread_ms(&self) -> Result<Option<i64>, QueueError> {
-        let mut c = self.redis.conn();
-        let script = Script::new(OLDEST_UNREAD);
-        let mut invocation = script.prepare_invoke();
-        for q in QueueName::ALL {
-            invocation.key(self.keys().stream(q));
-        }
-        let ms: i64 = invocation.arg(GROUP).invoke_async(&mut c).await?;
-        Ok((ms >= 0).then_some(ms))
+        let c = self.redis.conn().await?;
+        let per_partition = futures::future::try_join_all(self.partitions().all().into_iter().map(|p| {
+            let mut c = c.clone();
+            let streams: Vec<String> =
+                QueueName::ALL.iter().map(|q| self.keys().stream(Lane::new(p, *q))).collect();
+            async move {
+                Script::new(OLDEST_UNREAD)
+                    .key(streams)
+                    .arg(GROUP)
+                    .invoke_async::<i64>(&mut c)
+                    .await
+            }
+        }))
+        .await?;
+        Ok(per_partition.into_iter().filter(|ms| *ms >= 0).min())
     }
 
-    /// Jobs waiting on each stream, and in the delayed set.
+    /// Jobs waiting on each queue, and in the delayed sets, summed over the partitions.
     pub async fn depths(&self) -> Result<QueueDepths, QueueError> {
-        let mut c = self.redis.conn();
-        let (critical, default, delayed): (u64, u64, u64) = redis::pipe()
-            .cmd("XLEN")
-            .arg(self.keys().stream(QueueName::Critical))
-            .cmd("XLEN")
-            .arg(self.keys().stream(QueueName::Default))
-            .cmd("ZCARD")
-            .arg(self.keys().delayed())
-            .query_async(&mut c)
-            .await?;
-        Ok(QueueDepths {
-            critical,
-            default,
-            delayed,
-        })
+        let c = self.redis.conn().await?;
+        let per_partition = futures::future::try_join_all(self.partitions().all().into_iter().map(|p| {
+            let mut c = c.clone();
+            let mut pipe = redis::pipe();
+            pipe.cmd("XLEN")
+                .arg(self.keys().stream(Lane::new(p, QueueName::Critical)))
+                .cmd("XLEN")
+                .arg(self.keys().stream(Lane::new(p, QueueName::Default)))
+                .cmd("ZCARD")
+                .arg(self.keys().delayed(p));
+            async move { pipe.query_async::<(u64, u64, u64)>(&mut c).await }
+        }))
+        .await?;
+        Ok(per_partition.into_iter().fold(
+            QueueDepths::default(),
+            |d, (critical, default, delayed)| QueueDepths {
+                critical: d.critical + critical,
+                default: d.default + default,
+                delayed: d.delayed + delayed,
+            },
+        ))
     }
 
     /// Deletes every key under the prefix: the jobs and every helper's keys alike
-    /// (tests clean up with it).
+    /// (tests clean up with it). In a cluster, KEYS asks every master.
     pub async fn purge(&self) -> Result<(), QueueError> {
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{}*", self.keys().prefix()))
             .query_async(&mut c)
             .await?;
-        if !keys.is_empty() {
-            redis::cmd("DEL")
-                .arg(&keys)
-                .query_async::<()>(&mut c)
-                .await?;
-        }
+        // One key per DEL: a cluster refuses a DEL naming keys of several slots.
+        futures::future::try_join_all(keys.iter().map(|key| {
+            let mut c = c.clone();
+            async move { redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await }
+        }))
+        .await?;
         Ok(())
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// Reads one partition's streams, on a connection of its own (a blocking read would
+/// stall the shared one). A worker runs one per partition it serves.
+pub struct Reader {
+    queue: Queue,
+    partition: Partition,
+    conn: Option<Conn>,
+}
+
+impl Reader {
+    pub fn partition(&self) -> Partition {
+        self.partition
+    }
+
+    /// Reads up to `count` new jobs for `consumer` from `queues` (in priority order):
+    /// the first queue without waiting, then all of them, blocking up to `block`.
+    pub async fn read(
+        &mut self,
+        consumer: &str,
+        queues: &[QueueName],
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Received>, QueueError> {
+        if queues.len() > 1 {
+            let first = self.read_streams(consumer, count, None, &queues[..1]).await?;
+            if !first.is_empty() {
+                return Ok(first);
+            }
+        }
+        self.read_streams(consumer, count, Some(block), queues).await
+    }
+
+    async fn read_streams(
+        &mut self,
+        consumer: &str,
+        count: usize,
+        block: Option<Duration>,
+        queues: &[QueueName],
+    ) -> Result<Vec<Received>, QueueError> {
+        let keys = self.queue.keys();
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count);
+        if let Some(block) = block {
+            cmd.arg("BLOCK").arg(block.as_millis() as u64);
+        }
+        cmd.arg("STREAMS");
+        for q in queues {
+            cmd.arg(keys.stream(Lane::new(self.partition, *q)));
+        }
+        for _ in queues {
+            cmd.arg(">");
+        }
+        let reply: Result<Option<StreamReadReply>, RedisError> = match block {
+            Some(_) => {
+                let conn = match self.conn.take() {
+                    Some(conn) => conn,
+                    None => self.queue.redis.blocking_conn().await?,
+                };
+                let mut conn = conn;
+                let reply = cmd.query_async(&mut conn).await;
+                // A connection that failed is dropped; the next read opens another.
+                if reply.is_ok() || reply.as_ref().is_err_and(|e| e.code().is_some()) {
+                    self.conn = Some(conn);
+                }
+                reply
+            }
+            None => cmd.query_async(&mut self.queue.redis.conn().await?).await,
+        };
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) if e.code() == Some("NOGROUP") => {
+                // Redis lost this partition's streams (a restart, a failover to a
+                // replica that had not received them): recreate them; the next read works.
+                tracing::warn!(partition = %self.partition, "consumer group missing, recreating the partition's queues");
+                self.queue.ensure_partition_groups(self.partition).await?;
+                self.queue.claim_layout().await?;
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            let Some(queue) = self.queue.queue_of(self.partition, &key.key) else {
+                continue;
+            };
+            let lane = Lane::new(self.partition, queue);
+            out.extend(key.ids.into_iter().map(|entry| decode(lane, entry, 1)));
+        }
+        Ok(out)
+    }
+}
+
+/// Jobs grouped by partition, in order of first appearance, each group in order.
+fn by_partition<T>(items: &[T], partition: impl Fn(&T) -> Partition) -> Vec<(Partition, Vec<&T>)> {
+    by_partition_indexed(items, partition)
+        .into_iter()
+        .map(|(p, group)| (p, group.into_iter().map(|(_, item)| item).collect()))
+        .collect()
+}
+
+/// As [`by_partition`], each item with its index in `items`.
+fn by_partition_indexed<T>(
+    items: &[T],
+    partition: impl Fn(&T) -> Partition,
+) -> Vec<(Partition, Vec<(usize, &T)>)> {
+    let mut groups: Vec<(Partition, Vec<(usize, &T)>)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let p = partition(item);
+        match groups.iter_mut().find(|(q, _)| *q == p) {
+            Some((_, group)) => group.push((i, item)),
+            None => groups.push((p, vec![(i, item)])),
+        }
+    }
+    groups
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct QueueDepths {
     pub critical: u64,
     pub default: u64,
     pub delayed: u64,
 }
 
-fn decode(queue: QueueName, entry: StreamId, deliveries: u64) -> Received {
+fn decode(lane: Lane, entry: StreamId, deliveries: u64) -> Received {
     let job = match entry.map.get("job") {
         Some(Value::BulkString(bytes)) => serde_json::from_slice(bytes).ok(),
         Some(Value::SimpleString(s)) => serde_json::from_str(s).ok(),
         _ => None,
     };
     Received {
-        queue,
+        lane,
         entry_id: entry.id,
         job,
         deliveries,

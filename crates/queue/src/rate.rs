@@ -49,7 +49,7 @@ impl RateLimits {
         channel: &str,
         per_second: u32,
     ) -> Result<Option<Duration>, QueueError> {
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         let wait_ms: i64 = Script::new(TAKE)
             .key(self.redis.keys().rate(channel))
             .arg(per_second.max(1))
@@ -66,7 +66,7 @@ mod tests {
     /// Needs the Redis of `make test`.
     #[tokio::test]
     async fn a_bucket_gives_one_seconds_worth_then_says_how_long_to_wait() {
-        let redis = crate::testing::TestRedis::connect(1);
+        let redis = crate::testing::TestRedis::connect();
         let limits = RateLimits::new((*redis).clone());
         for i in 0..5 {
             assert_eq!(

@@ -25,7 +25,7 @@ impl RecentWrites {
         position: &str,
         ttl: Duration,
     ) -> Result<(), QueueError> {
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         redis::cmd("SET")
             .arg(self.redis.keys().recent_write(user_id))
             .arg(position)
@@ -38,7 +38,7 @@ impl RecentWrites {
 
     /// The person's last write position, if one was kept and has not expired.
     pub async fn last(&self, user_id: &str) -> Result<Option<String>, QueueError> {
-        let mut c = self.redis.conn();
+        let mut c = self.redis.conn().await?;
         Ok(redis::cmd("GET")
             .arg(self.redis.keys().recent_write(user_id))
             .query_async(&mut c)
@@ -54,7 +54,7 @@ mod tests {
     /// Needs the Redis of `make test`.
     #[tokio::test]
     async fn remembers_and_forgets() {
-        let t = TestRedis::connect(1);
+        let t = TestRedis::connect();
         let writes = RecentWrites::new((*t).clone());
         assert_eq!(writes.last("ana").await.unwrap(), None);
         writes

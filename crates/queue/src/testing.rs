@@ -9,8 +9,40 @@
 //! checkouts' tests are doing on the same Redis at the time.
 
 use crate::connection::Redis;
-use crate::queue::Queue;
+use crate::error::QueueError;
+use crate::job::{Lane, Partitions, QueueName};
+use crate::queue::{Queue, Received};
 use std::ops::Deref;
+use std::time::Duration;
+
+/// A lane of partition 0, for a test's job that nothing re-enqueues by its person.
+pub fn lane(queue: QueueName) -> Lane {
+    Lane::new(Partitions::default().all()[0], queue)
+}
+
+/// Where the api and the sweep put the route job of an event addressed to no person
+/// and no topic (the tests' bare events): its own id names the partition.
+pub fn route_lane(event_id: uuid::Uuid, queue: QueueName) -> Lane {
+    let partition = Partitions::default().of_event(None, None, &event_id.to_string());
+    Lane::new(partition, queue)
+}
+
+/// Reads every partition once, in order, each blocking up to `block` when empty (a
+/// worker reads each with a `Reader` of its own, concurrently).
+pub async fn read_all(
+    queue: &Queue,
+    consumer: &str,
+    queues: &[QueueName],
+    count: usize,
+    block: Duration,
+) -> Result<Vec<Received>, QueueError> {
+    let mut out = Vec::new();
+    for partition in queue.partitions().all() {
+        let mut reader = queue.reader(partition);
+        out.extend(reader.read(consumer, queues, count, block).await?);
+    }
+    Ok(out)
+}
 
 /// The test Redis's URL.
 pub fn redis_url() -> String {
@@ -37,7 +69,7 @@ pub fn purge(prefix: &str) {
             .build()
             .map_err(|e| e.to_string())?;
         rt.block_on(async {
-            let redis = Redis::connect(&redis_url(), &prefix, 1).map_err(|e| e.to_string())?;
+            let redis = Redis::connect(&redis_url(), &prefix, crate::Partitions::default()).map_err(|e| e.to_string())?;
             Queue::new(redis).purge().await.map_err(|e| e.to_string())
         })
         .map_err(|e| format!("{prefix}: {e}"))
@@ -58,10 +90,10 @@ pub struct TestRedis {
 }
 
 impl TestRedis {
-    pub fn connect(pool_size: usize) -> TestRedis {
+    pub fn connect() -> TestRedis {
         let prefix = prefix();
         let redis =
-            Redis::connect(&redis_url(), &prefix, pool_size).expect("the test Redis URL is valid");
+            Redis::connect(&redis_url(), &prefix, crate::Partitions::default()).expect("the test Redis URL is valid");
         TestRedis { redis, prefix }
     }
 

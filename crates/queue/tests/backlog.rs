@@ -1,13 +1,13 @@
 //! The metrics' queue sample: stream lengths, the group's pending entries and the
 //! delayed set, zero for what does not exist yet. Needs the Redis of `make test`.
 
-use herald_queue::testing::TestRedis;
+use herald_queue::testing::{lane, TestRedis};
 use herald_queue::{Backlogs, Job, Queue, QueueName, StreamBacklog};
 use std::time::Duration;
 
 #[tokio::test]
 async fn the_sample_counts_waiting_held_and_delayed_jobs() {
-    let redis = TestRedis::connect(2);
+    let redis = TestRedis::connect();
     let (queue, backlogs) = (Queue::new(redis.clone()), Backlogs::new(redis.clone()));
     let empty = backlogs
         .sample()
@@ -23,10 +23,10 @@ async fn the_sample_counts_waiting_held_and_delayed_jobs() {
     let job = || Job::route(uuid::Uuid::now_v7());
     queue
         .enqueue(&[
-            (QueueName::Default, job()),
-            (QueueName::Default, job()),
-            (QueueName::Default, job()),
-            (QueueName::Critical, job()),
+            (lane(QueueName::Default), job()),
+            (lane(QueueName::Default), job()),
+            (lane(QueueName::Default), job()),
+            (lane(QueueName::Critical), job()),
         ])
         .await
         .expect("enqueued");
@@ -36,10 +36,11 @@ async fn the_sample_counts_waiting_held_and_delayed_jobs() {
         .as_millis() as i64;
     let far = now_ms + 3_600_000;
     queue
-        .schedule(&[(QueueName::Default, job(), far)])
+        .schedule(&[(lane(QueueName::Default), job(), far)])
         .await
         .expect("scheduled");
     let read = queue
+        .reader(lane(QueueName::Default).partition)
         .read("w", &[QueueName::Default], 2, Duration::from_millis(10))
         .await
         .expect("read");

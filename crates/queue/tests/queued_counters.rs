@@ -2,18 +2,18 @@
 //! acknowledgement takes it back, so `Queue::enqueue_absent` (the recovery sweep's way
 //! in) adds no copy of a job while one is on a stream. Needs the Redis of `make test`.
 
-use herald_queue::testing::TestRedis;
+use herald_queue::testing::{lane, TestRedis};
 use herald_queue::{Job, Queue, QueueName};
 use std::time::Duration;
 use uuid::Uuid;
 
 fn absent(job: &Job) -> [(QueueName, Job); 1] {
-    [(QueueName::Default, job.clone())]
+    [(lane(QueueName::Default), job.clone())]
 }
 
 #[tokio::test]
 async fn a_job_counts_as_queued_from_enqueue_or_promotion_until_its_copies_are_acknowledged() {
-    let redis = TestRedis::connect(2);
+    let redis = TestRedis::connect();
     let queue = Queue::new((*redis).clone());
     queue.ensure_groups().await.unwrap();
 
@@ -23,11 +23,12 @@ async fn a_job_counts_as_queued_from_enqueue_or_promotion_until_its_copies_are_a
     };
     queue.enqueue(&absent(&job)).await.unwrap();
     queue
-        .schedule(&[(QueueName::Default, job.clone(), 0)])
+        .schedule(&[(lane(QueueName::Default), job.clone(), 0)])
         .await
         .unwrap();
-    assert_eq!(queue.promote_due(1, 10).await.unwrap(), 1);
+    assert_eq!(queue.promote_due(lane(QueueName::Default).partition, 1, 10).await.unwrap(), 1);
     let read = queue
+        .reader(lane(QueueName::Default).partition)
         .read("w", &[QueueName::Default], 10, Duration::from_millis(100))
         .await
         .unwrap();
@@ -37,12 +38,12 @@ async fn a_job_counts_as_queued_from_enqueue_or_promotion_until_its_copies_are_a
 
     // The first copy acknowledged, twice (two workers ran it): one copy is left.
     let first = [(read[0].entry_id.clone(), read[0].marker())];
-    queue.ack(QueueName::Default, &first).await.unwrap();
-    queue.ack(QueueName::Default, &first).await.unwrap();
+    queue.ack(lane(QueueName::Default), &first).await.unwrap();
+    queue.ack(lane(QueueName::Default), &first).await.unwrap();
     assert_eq!(queue.enqueue_absent(&absent(&job)).await.unwrap(), [false]);
 
     let second = [(read[1].entry_id.clone(), read[1].marker())];
-    queue.ack(QueueName::Default, &second).await.unwrap();
+    queue.ack(lane(QueueName::Default), &second).await.unwrap();
     let other = Job::route(Uuid::now_v7());
     let both = [absent(&job)[0].clone(), absent(&other)[0].clone()];
     assert_eq!(queue.enqueue_absent(&both).await.unwrap(), [true, true]);

@@ -404,13 +404,13 @@ pub async fn overdue(
     conn: &mut Conn,
     cutoff: DateTime<Utc>,
     limit: i64,
-) -> Result<Vec<Uuid>, StoreError> {
+) -> Result<Vec<(Uuid, String)>, StoreError> {
     Ok(bundles::table
         .filter(bundles::status.eq("pending"))
         .filter(bundles::ready_at.lt(cutoff))
         .order(bundles::ready_at)
         .limit(limit)
-        .select(bundles::id)
+        .select((bundles::id, bundles::user_id))
         .load(conn)
         .await?)
 }

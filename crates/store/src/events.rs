@@ -3,6 +3,7 @@
 //! original's id. Events stay `received` until a worker routes them, which makes this
 //! table the outbox the recovery sweep scans when Redis lost the route jobs.
 
+use crate::partitions;
 use crate::pool::{Conn, StoreError};
 use crate::schema::{event_keys, events};
 use chrono::{DateTime, Utc};
@@ -222,45 +223,96 @@ impl EventRow {
 }
 
 pub async fn find(conn: &mut Conn, id: Uuid) -> Result<EventRow, StoreError> {
-    Ok(events::table
-        .find(id)
-        .select(EventRow::as_select())
-        .first(conn)
-        .await?)
+    find_many(conn, &[id])
+        .await?
+        .pop()
+        .ok_or(StoreError::NotFound)
 }
 
-/// The events of `ids` that exist, in one query.
+/// The events of `ids` that exist. `events` is partitioned by `received_at`, which the
+/// id alone does not name, so a plain lookup by id probes every partition. The ids'
+/// times narrow it ([`partitions::id_window`]): one query over those partitions, and
+/// only if some ids were not found there, a second over all of them.
 pub async fn find_many(conn: &mut Conn, ids: &[Uuid]) -> Result<Vec<EventRow>, StoreError> {
-    Ok(events::table
-        .filter(events::id.eq_any(ids))
-        .select(EventRow::as_select())
-        .load(conn)
-        .await?)
+    let mut found = match partitions::id_window(ids) {
+        Some((from, to)) => {
+            events::table
+                .filter(events::id.eq_any(ids))
+                .filter(events::received_at.between(from, to))
+                .select(EventRow::as_select())
+                .load(conn)
+                .await?
+        }
+        None => Vec::new(),
+    };
+    let missing = partitions::not_found(ids, found.iter().map(|e| e.id));
+    if !missing.is_empty() {
+        found.extend(
+            events::table
+                .filter(events::id.eq_any(&missing))
+                .select(EventRow::as_select())
+                .load(conn)
+                .await?,
+        );
+    }
+    Ok(found)
 }
 
-/// `UPDATE events SET status = 'routed' … WHERE id = ANY($1)`: one prepared statement
-/// for any number of events (diesel's update DSL is prepared afresh on every call).
+/// `UPDATE events SET status = 'routed' … WHERE id = ANY($1)` and `received_at` within
+/// `$2`…`$3` (NULL: unbounded, every partition): one prepared statement for any number
+/// of events (diesel's update DSL is prepared afresh on every call). Bounds given as
+/// parameters still prune: at planning for a custom plan, at executor start for a
+/// generic one.
 struct MarkRouted<'a> {
     ids: &'a [Uuid],
+    window: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
 }
 
 cacheable_statement!(MarkRouted);
+
+impl Query for MarkRouted<'_> {
+    type SqlType = diesel::sql_types::Uuid;
+}
 
 impl QueryFragment<Pg> for MarkRouted<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql("UPDATE events SET status = 'routed', routed_at = now() WHERE id = ANY(");
         out.push_bind_param::<Array<diesel::sql_types::Uuid>, _>(self.ids)?;
-        out.push_sql(")");
+        out.push_sql(") AND received_at >= COALESCE(");
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&self.window.0)?;
+        out.push_sql(", '-infinity') AND received_at <= COALESCE(");
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&self.window.1)?;
+        out.push_sql(", 'infinity') RETURNING id");
         Ok(())
     }
 }
 
-/// Marks events routed: all their notification rows exist.
+/// Marks events routed: all their notification rows exist. Within the ids' window
+/// first ([`partitions::id_window`]), then over every partition for the rest.
 pub async fn mark_routed(conn: &mut Conn, ids: &[Uuid]) -> Result<(), StoreError> {
     if ids.is_empty() {
         return Ok(());
     }
-    MarkRouted { ids }.execute(conn).await?;
+    let done: Vec<Uuid> = match partitions::id_window(ids) {
+        Some((from, to)) => {
+            MarkRouted {
+                ids,
+                window: (Some(from), Some(to)),
+            }
+            .get_results(conn)
+            .await?
+        }
+        None => Vec::new(),
+    };
+    let missing = partitions::not_found(ids, done);
+    if !missing.is_empty() {
+        let _: Vec<Uuid> = MarkRouted {
+            ids: &missing,
+            window: (None, None),
+        }
+        .get_results(conn)
+        .await?;
+    }
     Ok(())
 }
 
@@ -270,18 +322,26 @@ pub async fn unrouted_before(
     conn: &mut Conn,
     cutoff: DateTime<Utc>,
     limit: i64,
-) -> Result<Vec<(Uuid, String, Value, Value)>, StoreError> {
+) -> Result<Vec<UnroutedEvent>, StoreError> {
     Ok(events::table
         .filter(events::status.eq("received"))
         .filter(events::received_at.lt(cutoff))
         .order(events::received_at)
         .limit(limit)
-        .select((
-            events::id,
-            events::event_type,
-            events::properties,
-            events::user_traits,
-        ))
+        .select(UnroutedEvent::as_select())
         .load(conn)
         .await?)
+}
+
+/// What the recovery sweep needs of an unrouted event to enqueue its route job: its
+/// severity's inputs (the queue) and its addressee (the partition).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = events)]
+pub struct UnroutedEvent {
+    pub id: Uuid,
+    pub event_type: String,
+    pub properties: Value,
+    pub user_traits: Value,
+    pub user_id: Option<String>,
+    pub topic: Option<String>,
 }

@@ -74,6 +74,8 @@ pub struct Inserted {
     pub status: String,
     pub severity: String,
     pub due_at: DateTime<Utc>,
+    /// Whose it is: its delivery job's partition follows the person.
+    pub user_id: Option<String>,
 }
 
 /// A chunk of rows, column by column, inserted with
@@ -97,9 +99,19 @@ struct UnnestNotifications<'a> {
     sent_at: Vec<Option<DateTime<Utc>>>,
     bundle_id: Vec<Option<Uuid>>,
     hold_reason: Vec<Option<&'a str>>,
+    /// Where the events' `received_at` is looked for first (see [`INSERT_TAIL`]).
+    window: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
 }
 
 impl<'a> UnnestNotifications<'a> {
+    /// Sets the window of the rows' events, once all rows are in.
+    fn with_event_window(mut self) -> Self {
+        if let Some((from, to)) = crate::partitions::id_window(&self.event_id) {
+            self.window = (Some(from), Some(to));
+        }
+        self
+    }
+
     fn push(&mut self, n: &'a NewNotification) {
         self.id.push(n.id);
         self.event_id.push(n.event_id);
@@ -120,20 +132,28 @@ impl<'a> UnnestNotifications<'a> {
     }
 }
 
-/// What follows the arrays of [`UnnestNotifications`]. A row's `created_at` is its
-/// event's `received_at`, looked up once per event (an index probe per partition of
-/// `events`): the same value however often the event is routed, so the unique index
-/// `notifications_once`, which must contain the partition key `created_at`, still
-/// refuses a second row, and an event and its notifications share a partition range
-/// (retention drops them together). `now()` if the event is gone. Rows go in in the
-/// arrays' order ([`in_key_order`]).
-const INSERT_TAIL: &str =
+/// What follows the arrays of [`UnnestNotifications`], in three parts: the bounds of
+/// the window of the chunk's event ids ([`crate::partitions::id_window`]) are bound
+/// between them. A row's `created_at` is its event's `received_at`, looked up once per
+/// event: within the window first (an index probe in one or two partitions of
+/// `events`), and in every partition only when that finds nothing (COALESCE runs its
+/// second subquery only then). The same value however often the event is routed, so
+/// the unique index `notifications_once`, which must contain the partition key
+/// `created_at`, still refuses a second row, and an event and its notifications share a
+/// partition range (retention drops them together). `now()` if the event is gone. Rows
+/// go in in the arrays' order ([`in_key_order`]).
+const INSERT_TAIL: [&str; 3] = [
     ") WITH ORDINALITY AS u(id, event_id, user_id, notification_type, channel, \
      status, suppression_reason, severity, private, subject, text, due_at, sent_at, \
      bundle_id, hold_reason, n)),
      received AS MATERIALIZED (
        SELECT d.event_id,
-              (SELECT e.received_at FROM events e WHERE e.id = d.event_id LIMIT 1) AS at
+              COALESCE(
+                (SELECT e.received_at FROM events e WHERE e.id = d.event_id
+                   AND e.received_at >= COALESCE(",
+    ", '-infinity') AND e.received_at <= COALESCE(",
+    ", 'infinity') LIMIT 1),
+                (SELECT e.received_at FROM events e WHERE e.id = d.event_id LIMIT 1)) AS at
        FROM (SELECT DISTINCT event_id FROM u) d)
      INSERT INTO notifications (id, event_id, user_id, notification_type, channel, status, \
        suppression_reason, severity, private, subject, text, due_at, sent_at, bundle_id, \
@@ -143,12 +163,13 @@ const INSERT_TAIL: &str =
        u.bundle_id, u.hold_reason, COALESCE(r.at, now())
      FROM u JOIN received r ON r.event_id = u.event_id
      ORDER BY u.n
-     ON CONFLICT DO NOTHING RETURNING id, status, severity, due_at";
+     ON CONFLICT DO NOTHING RETURNING id, status, severity, due_at, user_id",
+];
 
 cacheable_statement!(UnnestNotifications);
 
 impl Query for UnnestNotifications<'_> {
-    type SqlType = (SqlUuid, Text, Text, Timestamptz);
+    type SqlType = (SqlUuid, Text, Text, Timestamptz, Nullable<Text>);
 }
 
 impl QueryFragment<Pg> for UnnestNotifications<'_> {
@@ -171,7 +192,11 @@ impl QueryFragment<Pg> for UnnestNotifications<'_> {
             Array<Nullable<SqlUuid>> => &self.bundle_id,
             Array<Nullable<Text>> => &self.hold_reason,
         );
-        out.push_sql(INSERT_TAIL);
+        out.push_sql(INSERT_TAIL[0]);
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&self.window.0)?;
+        out.push_sql(INSERT_TAIL[1]);
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&self.window.1)?;
+        out.push_sql(INSERT_TAIL[2]);
         Ok(())
     }
 }
@@ -189,7 +214,7 @@ pub async fn insert_batch(
     for row in in_key_order(rows.iter()) {
         columns.push(row);
     }
-    Ok(columns.get_results(conn).await?)
+    Ok(columns.with_event_window().get_results(conn).await?)
 }
 
 /// Rows in the order of the unique index `notifications_once`. Two inserts of the
@@ -248,7 +273,7 @@ pub async fn insert_chunks(
     if columns.id.is_empty() {
         return Ok(vec![Vec::new(); chunks.len()]);
     }
-    let inserted: Vec<Inserted> = columns.get_results(conn).await?;
+    let inserted: Vec<Inserted> = columns.with_event_window().get_results(conn).await?;
     let mut by_id: HashMap<Uuid, Inserted> = inserted.into_iter().map(|n| (n.id, n)).collect();
     Ok(chunks
         .iter()
@@ -300,48 +325,73 @@ pub struct DeliveryRow {
     pub received_at: DateTime<Utc>,
 }
 
-/// The delivery rows of `ids` (those that exist), in one query.
+/// The delivery rows of `ids` (those that exist). `notifications` (by `created_at`)
+/// and `events` (by `received_at`, the same instant) are partitioned by time, which the
+/// ids alone do not name: looked up by id only, every partition of both is read, and
+/// Postgres hash-joins all of `events`. The ids' times narrow both
+/// ([`crate::partitions::id_window`]); only ids not found there are looked for in
+/// every partition, with a second query.
 pub async fn for_delivery(conn: &mut Conn, ids: &[Uuid]) -> Result<Vec<DeliveryRow>, StoreError> {
-    Ok(notifications::table
-        .inner_join(events::table.on(crate::partitions::event_of_notification()))
-        .left_join(users::table)
-        .left_join(
-            webhook_secrets::table.on(webhook_secrets::user_id
-                .nullable()
-                .eq(notifications::user_id)),
-        )
-        .filter(notifications::id.eq_any(ids))
-        .select((
-            notifications::id,
-            notifications::event_id,
-            notifications::user_id,
-            notifications::notification_type,
-            notifications::channel,
-            notifications::status,
-            notifications::severity,
-            notifications::subject,
-            notifications::text,
-            notifications::attempts,
-            notifications::due_at,
-            events::event_type,
-            events::event_timestamp,
-            events::properties,
-            users::email.nullable(),
-            users::phone.nullable(),
-            users::webhook_url.nullable(),
-            users::webhook_disabled_at.nullable().is_not_null(),
-            notifications::created_at,
-            notifications::bundle_id,
-            notifications::held_at,
-            users::traits.nullable(),
-            events::user_traits,
-            webhook_secrets::secret.nullable(),
-            webhook_secrets::previous_secret.nullable(),
-            webhook_secrets::rotated_at.nullable(),
-            events::received_at,
-        ))
-        .load(conn)
-        .await?)
+    // One query shape, with or without the window's bounds (each shape is a static
+    // query of its own, prepared once per connection).
+    macro_rules! delivery_rows {
+        ($ids:expr $(, $bound:expr)*) => {
+            notifications::table
+                .inner_join(events::table.on(crate::partitions::event_of_notification()))
+                .left_join(users::table)
+                .left_join(
+                    webhook_secrets::table.on(webhook_secrets::user_id
+                        .nullable()
+                        .eq(notifications::user_id)),
+                )
+                .filter(notifications::id.eq_any($ids))
+                $(.filter($bound))*
+                .select((
+                    notifications::id,
+                    notifications::event_id,
+                    notifications::user_id,
+                    notifications::notification_type,
+                    notifications::channel,
+                    notifications::status,
+                    notifications::severity,
+                    notifications::subject,
+                    notifications::text,
+                    notifications::attempts,
+                    notifications::due_at,
+                    events::event_type,
+                    events::event_timestamp,
+                    events::properties,
+                    users::email.nullable(),
+                    users::phone.nullable(),
+                    users::webhook_url.nullable(),
+                    users::webhook_disabled_at.nullable().is_not_null(),
+                    notifications::created_at,
+                    notifications::bundle_id,
+                    notifications::held_at,
+                    users::traits.nullable(),
+                    events::user_traits,
+                    webhook_secrets::secret.nullable(),
+                    webhook_secrets::previous_secret.nullable(),
+                    webhook_secrets::rotated_at.nullable(),
+                    events::received_at,
+                ))
+                .load::<DeliveryRow>(conn)
+                .await?
+        };
+    }
+    let mut found = match crate::partitions::id_window(ids) {
+        Some((from, to)) => delivery_rows!(
+            ids,
+            notifications::created_at.between(from, to),
+            events::received_at.between(from, to)
+        ),
+        None => Vec::new(),
+    };
+    let missing = crate::partitions::not_found(ids, found.iter().map(|r| r.id));
+    if !missing.is_empty() {
+        found.extend(delivery_rows!(&missing));
+    }
+    Ok(found)
 }
 
 /// One try's result, as the worker reports it.
@@ -370,9 +420,28 @@ struct UnnestAttempts<'a> {
     duration_ms: Vec<i32>,
     http_status: Vec<Option<i32>>,
     outcome: Vec<&'static str>,
+    /// Where the notifications' `created_at` lies, as far as their ids tell
+    /// ([`crate::partitions::id_window`]); None: anywhere.
+    window: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
 }
 
 cacheable_statement!(UnnestAttempts);
+
+impl<'a> UnnestAttempts<'a> {
+    /// `column` within the window: `column >= COALESCE($n, '-infinity') AND column <=
+    /// COALESCE($n+1, 'infinity')`.
+    fn push_window<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, column: &str) -> QueryResult<()> {
+        out.push_sql(column);
+        out.push_sql(" >= COALESCE(");
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&self.window.0)?;
+        out.push_sql(", '-infinity') AND ");
+        out.push_sql(column);
+        out.push_sql(" <= COALESCE(");
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&self.window.1)?;
+        out.push_sql(", 'infinity')");
+        Ok(())
+    }
+}
 
 impl Query for UnnestAttempts<'_> {
     type SqlType = SqlUuid;
@@ -391,11 +460,20 @@ impl QueryFragment<Pg> for UnnestAttempts<'_> {
             Array<Nullable<Int4>> => &self.http_status,
             Array<Text> => &self.outcome,
         );
+        // Both the lock and the update read `notifications` within the window only
+        // (NULL bounds: every partition). The bounds are parameters of the statement
+        // itself, not of a subquery, so Postgres prunes the other partitions when it
+        // plans (or starts) the statement.
         out.push_sql(
             ") AS r(id, new_status, next_due, error, started_at, duration_ms, http_status, \
              outcome)),
              locked AS MATERIALIZED (
                SELECT id FROM notifications WHERE id IN (SELECT id FROM r)
+                 AND ",
+        );
+        self.push_window(&mut out, "created_at")?;
+        out.push_sql(
+            "
                ORDER BY id FOR UPDATE),
              n AS (
                UPDATE notifications SET
@@ -409,6 +487,8 @@ impl QueryFragment<Pg> for UnnestAttempts<'_> {
                  last_error = CASE WHEN r.new_status = 'sent' THEN NULL ELSE r.error END
                FROM r WHERE notifications.id = r.id AND ",
         );
+        self.push_window(&mut out, "notifications.created_at")?;
+        out.push_sql(" AND ");
         out.push_sql(crate::locking::LOCKED_FIRST);
         out.push_sql(
             "
@@ -443,7 +523,7 @@ pub fn record_attempts_sql() -> Result<String, StoreError> {
 pub async fn record_attempts(conn: &mut Conn, recs: &[AttemptRecord]) -> Result<(), StoreError> {
     // The attempt number comes from the UPDATE, which sees a row once per statement:
     // a notification that appears again goes into a later round.
-    let mut rounds: Vec<(HashSet<Uuid>, UnnestAttempts)> = Vec::new();
+    let mut rounds: Vec<(HashSet<Uuid>, Vec<&AttemptRecord>)> = Vec::new();
     for rec in recs {
         let round = match rounds
             .iter()
@@ -455,8 +535,67 @@ pub async fn record_attempts(conn: &mut Conn, recs: &[AttemptRecord]) -> Result<
                 rounds.len() - 1
             }
         };
-        let (ids, columns) = &mut rounds[round];
+        let (ids, round) = &mut rounds[round];
         ids.insert(rec.notification_id);
+        round.push(rec);
+    }
+    if rounds.len() == 1 {
+        let (_, round) = rounds.remove(0);
+        record_round(conn, &round).await?;
+    } else if !rounds.is_empty() {
+        conn.transaction(async move |tx| {
+            for (_, round) in rounds {
+                record_round(tx, &round).await?;
+            }
+            Ok::<_, diesel::result::Error>(())
+        })
+        .await?
+    }
+    Ok(())
+}
+
+/// One round (each notification once): within the window of the ids first
+/// ([`crate::partitions::id_window`]), then, for the notifications not found there,
+/// over every partition. The first statement leaves those untouched (no lock, no
+/// update, no attempt row), so the second records each of them exactly once.
+async fn record_round(
+    conn: &mut diesel_async::AsyncPgConnection,
+    round: &[&AttemptRecord],
+) -> Result<(), diesel::result::Error> {
+    let ids: Vec<Uuid> = round.iter().map(|r| r.notification_id).collect();
+    let done: Vec<Uuid> = match crate::partitions::id_window(&ids) {
+        Some((from, to)) => {
+            attempt_columns(round.iter().copied(), (Some(from), Some(to)))
+                .get_results(conn)
+                .await?
+        }
+        None => Vec::new(),
+    };
+    let missing: HashSet<Uuid> = crate::partitions::not_found(&ids, done)
+        .into_iter()
+        .collect();
+    if !missing.is_empty() {
+        let rest = round
+            .iter()
+            .copied()
+            .filter(|r| missing.contains(&r.notification_id));
+        let _: Vec<Uuid> = attempt_columns(rest, (None, None))
+            .get_results(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The statement's columns for these tries.
+fn attempt_columns<'a>(
+    recs: impl Iterator<Item = &'a AttemptRecord>,
+    window: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+) -> UnnestAttempts<'a> {
+    let mut columns = UnnestAttempts {
+        window,
+        ..Default::default()
+    };
+    for rec in recs {
         columns.id.push(rec.notification_id);
         columns.new_status.push(match rec.outcome {
             AttemptOutcome::Success => NotificationStatus::Sent.as_str(),
@@ -470,19 +609,7 @@ pub async fn record_attempts(conn: &mut Conn, recs: &[AttemptRecord]) -> Result<
         columns.http_status.push(rec.http_status);
         columns.outcome.push(rec.outcome.as_str());
     }
-    if rounds.len() == 1 {
-        let (_, columns) = rounds.remove(0);
-        let _: Vec<Uuid> = columns.get_results(conn).await?;
-    } else if !rounds.is_empty() {
-        conn.transaction(async move |tx| {
-            for (_, columns) in rounds {
-                let _: Vec<Uuid> = columns.get_results(tx).await?;
-            }
-            Ok::<_, diesel::result::Error>(())
-        })
-        .await?
-    }
-    Ok(())
+    columns
 }
 
 /// Marks a pending notification sent without an HTTP call (the `in_app` channel).
@@ -516,13 +643,17 @@ pub async fn pending_due_before(
     conn: &mut Conn,
     cutoff: DateTime<Utc>,
     limit: i64,
-) -> Result<Vec<(Uuid, String)>, StoreError> {
+) -> Result<Vec<(Uuid, String, Option<String>)>, StoreError> {
     Ok(notifications::table
         .filter(notifications::status.eq(NotificationStatus::Pending.as_str()))
         .filter(notifications::due_at.lt(cutoff))
         .order(notifications::due_at)
         .limit(limit)
-        .select((notifications::id, notifications::severity))
+        .select((
+            notifications::id,
+            notifications::severity,
+            notifications::user_id,
+        ))
         .load(conn)
         .await?)
 }

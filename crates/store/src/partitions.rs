@@ -79,6 +79,48 @@ pub fn event_of_notification() -> diesel::dsl::And<
         .and(events::received_at.eq(notifications::created_at))
 }
 
+/// How far around the time in a row's id its partition key is looked for first.
+///
+/// Ids are UUIDv7 (time-ordered), made where the row is born: an event's by the api
+/// just before the insert whose `now()` becomes its `received_at`; a notification's by
+/// the worker that routes the event, so just after the event's `received_at`, which is
+/// the notification's `created_at`. The key thus lies within milliseconds (an event) or
+/// the routing delay (a notification) of the id's time. Lookups by id read only the
+/// partitions of [`id_window`] first and then, for ids not found there (an id that is
+/// not v7, an event routed after a longer backlog, a skewed clock), every partition:
+/// the window decides how much is read, never what is found.
+pub const ID_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// The span of the partition keys of the rows with these ids, as far as their ids
+/// tell: from the earliest id's time less [`ID_WINDOW`] to the latest one's plus it.
+/// None when no id carries a time (not v7).
+pub fn id_window(ids: &[uuid::Uuid]) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let mut times = ids.iter().filter_map(|id| {
+        let (secs, nanos) = id.get_timestamp()?.to_unix();
+        DateTime::<Utc>::from_timestamp(i64::try_from(secs).ok()?, nanos)
+    });
+    let first = times.next()?;
+    let (from, to) = times.fold((first, first), |(lo, hi), t| (lo.min(t), hi.max(t)));
+    Some((from - ID_WINDOW, to + ID_WINDOW))
+}
+
+/// The distinct ids of `asked` that are not among `found`: those a lookup within
+/// [`id_window`] missed, to look for everywhere.
+pub fn not_found(
+    asked: &[uuid::Uuid],
+    found: impl IntoIterator<Item = uuid::Uuid>,
+) -> Vec<uuid::Uuid> {
+    let found: std::collections::HashSet<uuid::Uuid> = found.into_iter().collect();
+    let mut missing: Vec<uuid::Uuid> = asked
+        .iter()
+        .filter(|id| !found.contains(id))
+        .copied()
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    missing
+}
+
 /// Makes sure every table has partitions from now to `now + ahead`, `step` long each
 /// (aligned on the Unix epoch: daily partitions run from midnight UTC). Returns the
 /// partitions created; none when they all exist. Safe to call concurrently.
@@ -221,4 +263,35 @@ async fn lock(tx: &mut diesel_async::AsyncPgConnection) -> Result<(), diesel::re
         .execute(tx)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{id_window, not_found, ID_WINDOW};
+    use chrono::{DateTime, Utc};
+    use uuid::{NoContext, Timestamp, Uuid};
+
+    fn v7_at(secs: u64) -> Uuid {
+        Uuid::new_v7(Timestamp::from_unix(NoContext, secs, 0))
+    }
+
+    #[test]
+    fn the_window_spans_the_ids_times_and_an_hour_either_side() {
+        let (a, b) = (v7_at(1_800_000_000), v7_at(1_800_000_600));
+        let at = |s| DateTime::<Utc>::from_timestamp(s, 0).unwrap_or_default();
+        assert_eq!(
+            id_window(&[b, Uuid::new_v4(), a]),
+            Some((at(1_800_000_000) - ID_WINDOW, at(1_800_000_600) + ID_WINDOW))
+        );
+        assert_eq!(id_window(&[Uuid::new_v4()]), None);
+        assert_eq!(id_window(&[]), None);
+    }
+
+    #[test]
+    fn ids_not_found_are_listed_once() {
+        let (a, b, c) = (v7_at(1), v7_at(2), v7_at(3));
+        let mut expected = vec![a, c];
+        expected.sort();
+        assert_eq!(not_found(&[a, b, c, a], [b]), expected);
+    }
 }

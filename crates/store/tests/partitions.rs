@@ -500,3 +500,120 @@ async fn deleting_a_person_still_deletes_their_attempts() {
     );
     assert_eq!(count(&pool, "SELECT count(*) AS n FROM events").await, 1);
 }
+
+#[tokio::test]
+async fn lookups_by_id_find_rows_whose_time_lies_far_from_the_time_in_their_id() {
+    // Lookups by id read the partitions around the time in the (v7) id first; a row
+    // elsewhere (here: moved two days back, or with a v4 id that carries no time) must
+    // still be found, routed, delivered and recorded exactly once.
+    let (_db, pool) = database().await;
+    partitions_back(&pool, 3).await;
+    let mut conn = pool.get().await.expect("connection");
+    let near = ann_with_an_event(&mut conn).await;
+    let far = events::insert_batch(&mut conn, &[event(None)])
+        .await
+        .expect("far event")[0]
+        .id;
+    let untimed = events::insert_batch(
+        &mut conn,
+        &[NewEvent {
+            id: Uuid::new_v4(),
+            ..event(None)
+        }],
+    )
+    .await
+    .expect("v4 event")[0]
+        .id;
+    drop(conn);
+    exec(
+        &pool,
+        &format!(
+            "UPDATE events SET received_at = received_at - interval '2 days' WHERE id = '{far}'"
+        ),
+    )
+    .await;
+    assert_ne!(
+        partition_of(&pool, "events", far).await,
+        partition_of(&pool, "events", near).await
+    );
+
+    let mut conn = pool.get().await.expect("connection");
+    let mut found: Vec<Uuid> = events::find_many(&mut conn, &[near, far, untimed, near])
+        .await
+        .expect("find_many")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    found.sort();
+    let mut all = vec![near, far, untimed];
+    all.sort();
+    assert_eq!(found, all);
+    assert_eq!(events::find(&mut conn, far).await.expect("find").id, far);
+
+    // Notifications take their event's received_at, wherever the event lies.
+    let rows = [
+        row(near, "ann", "in_app", "pending"),
+        row(far, "ann", "in_app", "pending"),
+        row(untimed, "ann", "in_app", "pending"),
+    ];
+    let inserted = notifications::insert_chunks(&mut conn, &[rows.to_vec()])
+        .await
+        .expect("insert");
+    assert_eq!(inserted[0].len(), 3);
+    drop(conn);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) AS n FROM notifications n JOIN events e ON e.id = n.event_id \
+             WHERE n.created_at = e.received_at"
+        )
+        .await,
+        3
+    );
+
+    let mut conn = pool.get().await.expect("connection");
+    events::mark_routed(&mut conn, &[near, far, untimed])
+        .await
+        .expect("routed");
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let delivery = notifications::for_delivery(&mut conn, &ids)
+        .await
+        .expect("delivery rows");
+    assert_eq!(delivery.len(), 3);
+    let tries: Vec<notifications::AttemptRecord> = ids
+        .iter()
+        .map(|&id| notifications::AttemptRecord {
+            notification_id: id,
+            started_at: Utc::now(),
+            duration_ms: 5,
+            http_status: Some(200),
+            error: None,
+            outcome: herald_core::retry::AttemptOutcome::Success,
+            next_due: None,
+        })
+        .collect();
+    notifications::record_attempts(&mut conn, &tries)
+        .await
+        .expect("attempts");
+    drop(conn);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) AS n FROM events WHERE status = 'routed'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) AS n FROM notifications WHERE status = 'sent' AND attempts = 1"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) AS n FROM delivery_attempts").await,
+        3
+    );
+}

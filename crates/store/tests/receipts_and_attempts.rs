@@ -308,11 +308,12 @@ async fn every_batched_update_takes_its_locks_before_it_changes_a_row() {
     let plan = plan(
         &pool,
         &attempts,
-        "uuid[], text[], timestamptz[], text[], timestamptz[], int4[], int4[], text[]",
+        "uuid[], text[], timestamptz[], text[], timestamptz[], int4[], int4[], text[], \
+         timestamptz, timestamptz, timestamptz, timestamptz",
         &format!(
             "{ids}, '{{sent,sent}}', '{{NULL,NULL}}', '{{NULL,NULL}}', \
              '{{2026-03-10T12:00:00Z,2026-03-10T12:00:00Z}}', '{{1,1}}', '{{200,200}}', \
-             '{{success,success}}'"
+             '{{success,success}}', NULL, NULL, NULL, NULL"
         ),
     )
     .await;

@@ -4,11 +4,11 @@
 //! in a single pipeline per stream. A crash between handling and flushing only means
 //! the job is delivered again later, which at-least-once delivery already allows.
 
-use herald_queue::{Queue, QueueName};
+use herald_queue::{Lane, Queue};
 
-/// One acknowledgement: the stream, the entry id and the job's marker (which names
+/// One acknowledgement: the stream (lane), the entry id and the job's marker (which names
 /// its "queued" counter; `None` for an undecodable entry).
-type Ack = (QueueName, String, Option<String>);
+type Ack = (Lane, String, Option<String>);
 use std::sync::Mutex;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -34,10 +34,10 @@ impl Default for Acker {
 
 impl Acker {
     /// Queues an acknowledgement for the next flush.
-    pub fn ack(&self, queue: QueueName, entry_id: String, marker: Option<String>) {
+    pub fn ack(&self, lane: Lane, entry_id: String, marker: Option<String>) {
         // The receiver only goes away after shutdown has drained everything; a send
         // after that has nothing to acknowledge into anyway.
-        let _ = self.tx.send((queue, entry_id, marker));
+        let _ = self.tx.send((lane, entry_id, marker));
     }
 
     /// Flushes acknowledgements as they come, until shutdown; then flushes the rest.
@@ -64,15 +64,18 @@ impl Acker {
     }
 }
 
+/// One script per stream, the streams' concurrently (in a cluster they may live on
+/// different nodes).
 async fn flush(queue: &Queue, batch: Vec<Ack>) {
-    for q in QueueName::ALL {
-        let ids: Vec<(String, Option<String>)> = batch
-            .iter()
-            .filter(|(b, _, _)| *b == q)
-            .map(|(_, id, marker)| (id.clone(), marker.clone()))
-            .collect();
-        if let Err(e) = queue.ack(q, &ids).await {
+    let mut by_lane: std::collections::HashMap<Lane, Vec<(String, Option<String>)>> =
+        std::collections::HashMap::new();
+    for (lane, id, marker) in batch {
+        by_lane.entry(lane).or_default().push((id, marker));
+    }
+    futures::future::join_all(by_lane.into_iter().map(|(lane, ids)| async move {
+        if let Err(e) = queue.ack(lane, &ids).await {
             tracing::warn!(error = %e, count = ids.len(), "ack failed; those jobs may run again");
         }
-    }
+    }))
+    .await;
 }

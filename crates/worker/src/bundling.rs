@@ -41,7 +41,7 @@ use herald_core::routing::PlannedNotification;
 use herald_core::rules::{BundleSpec, Rule};
 use herald_core::schedule::{self, QuietHours, Timing};
 use herald_core::status::NotificationStatus;
-use herald_queue::{FriendCounts, Job, QueueName};
+use herald_queue::{FriendCounts, Job, Lane, QueueName};
 use herald_store::bundles::{self, BundleRow, DayCounts, FlushStep, Flushed, ItemFacts};
 use herald_store::events::EventRow;
 use herald_store::notifications::{self, Inserted, NewNotification};
@@ -165,7 +165,7 @@ pub async fn add_items(
         // None: the item existed (the event was routed before); its bundle is
         // already scheduled and must not count it again.
         if let Some(bundle) = bundle {
-            flushes.push((bundle.id, bundle.ready_at));
+            flushes.push((bundle.id, bundle.user_id, bundle.ready_at));
         }
     }
     schedule_flushes(ctx, &flushes).await?;
@@ -244,12 +244,17 @@ async fn add_item(
     Ok(bundles::add_item(conn, row, &tour.key, day_window(day, tz), decide).await?)
 }
 
-async fn schedule_flushes(ctx: &Context, flushes: &[(Uuid, DateTime<Utc>)]) -> anyhow::Result<()> {
+/// Schedules bundles' flushes: (bundle, its person, when) triples.
+async fn schedule_flushes(
+    ctx: &Context,
+    flushes: &[(Uuid, String, DateTime<Utc>)],
+) -> anyhow::Result<()> {
+    let partitions = ctx.queue.partitions();
     let jobs: Vec<_> = flushes
         .iter()
-        .map(|(id, at)| {
+        .map(|(id, user_id, at)| {
             (
-                QueueName::Default,
+                Lane::new(partitions.of_person(user_id), QueueName::Default),
                 Job::FlushBundle { bundle_id: *id },
                 at.timestamp_millis(),
             )
@@ -324,7 +329,7 @@ pub async fn flush(ctx: &Context, bundle_id: Uuid) -> anyhow::Result<Option<Stri
     match outcome {
         Flushed::Nothing => Ok(None),
         Flushed::Later(at) => {
-            schedule_flushes(ctx, &[(bundle_id, at)]).await?;
+            schedule_flushes(ctx, &[(bundle_id, first_look.user_id.clone(), at)]).await?;
             Ok(None)
         }
         Flushed::Sent {
@@ -339,13 +344,16 @@ pub async fn flush(ctx: &Context, bundle_id: Uuid) -> anyhow::Result<Option<Stri
             if let Some(rule) = rule {
                 ctx.metrics.notification(&rule.channel, "pending");
             }
-            let queue = herald_core::queues::queue_for_stored(&severity);
+            let lane = Lane::new(
+                ctx.queue.partitions().of_person(&user_id),
+                herald_core::queues::queue_for_stored(&severity),
+            );
             if due_at > now {
                 ctx.queue
-                    .schedule(&[(queue, job, due_at.timestamp_millis())])
+                    .schedule(&[(lane, job, due_at.timestamp_millis())])
                     .await?;
             } else {
-                ctx.queue.enqueue(&[(queue, job)]).await?;
+                ctx.queue.enqueue(&[(lane, job)]).await?;
             }
             Ok(Some(user_id))
         }

@@ -5,7 +5,7 @@
 //! idle time every third of the timeout. Only while this worker still holds the
 //! entry: one already taken over is left to its new holder.
 
-use herald_queue::{Queue, QueueName};
+use herald_queue::{Lane, Queue};
 use std::future::Future;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -29,7 +29,7 @@ pub fn interval(visibility_timeout: Duration) -> Duration {
 /// dropped (the job ended) or the claim is found lost.
 pub fn keep(
     queue: Queue,
-    name: QueueName,
+    lane: Lane,
     consumer: String,
     entry_id: String,
     every: Duration,
@@ -37,7 +37,7 @@ pub fn keep(
     ClaimKeeper(tokio::spawn(tick(every, move || {
         let (queue, consumer, entry_id) = (queue.clone(), consumer.clone(), entry_id.clone());
         async move {
-            match queue.keep_claim(name, &consumer, &entry_id).await {
+            match queue.keep_claim(lane, &consumer, &entry_id).await {
                 Ok(kept) => kept,
                 Err(e) => {
                     // Redis hiccup: try again at the next tick; the timeout leaves room.

@@ -1,5 +1,7 @@
-//! The read loop. It reads as many jobs as there are free slots, runs each in its own
-//! task holding a semaphore permit (so at most `concurrency` run at once), and
+//! The read loops, one per partition the worker serves (a Redis Cluster takes no read
+//! across partitions, which live in different slots). Each reads as many jobs as there
+//! are free slots, runs each in its own task holding a semaphore permit shared by all
+//! of them (so at most `concurrency` run at once), and
 //! acknowledges a job only after its handler finished: a worker killed mid-job leaves
 //! it pending for another to reclaim. On shutdown it stops reading and waits for every
 //! permit to come back, i.e. for in-flight jobs to finish.
@@ -7,7 +9,7 @@
 use crate::context::Context;
 use crate::{bundling, claims, delivery, routing};
 use futures::FutureExt;
-use herald_queue::{Job, Received};
+use herald_queue::{Job, Reader, Received};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -23,12 +25,37 @@ const READ_BLOCK: Duration = Duration::from_millis(1000);
 
 pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(ctx.settings.concurrency));
-    let mut failures = 0u32;
     // Jobs failing one after another (Postgres down, say): each failed job waits in the
     // pending list for the visibility timeout, so reading on at full speed would move
     // the whole backlog there in seconds. Instead, back off and probe one job at a
-    // time until one succeeds.
+    // time until one succeeds. Shared by the partitions' readers.
     let failing = Arc::new(AtomicU32::new(0));
+    let readers = ctx.settings.served.iter().map(|p| {
+        let reader = ctx.queue.reader(*p);
+        tokio::spawn(read_loop(
+            ctx.clone(),
+            reader,
+            slots.clone(),
+            failing.clone(),
+            shutdown.clone(),
+        ))
+    });
+    futures::future::join_all(readers).await;
+    // Drain: every permit back means every spawned job finished.
+    let _ = slots.acquire_many(ctx.settings.concurrency as u32).await;
+}
+
+/// Reads one partition's streams, handing each job to a task of its own. The
+/// partitions' readers share the worker's slots, so together they never run more
+/// than `concurrency` jobs.
+async fn read_loop(
+    ctx: Arc<Context>,
+    mut reader: Reader,
+    slots: Arc<Semaphore>,
+    failing: Arc<AtomicU32>,
+    shutdown: CancellationToken,
+) {
+    let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         let streak = failing.load(Ordering::Relaxed);
         if streak > 0 {
@@ -50,7 +77,7 @@ pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
             1 + slots.available_permits().min(MAX_READ - 1)
         };
         let read = tokio::select! {
-            r = ctx.queue.read(&ctx.worker_id, &ctx.settings.queues, want, READ_BLOCK) => r,
+            r = reader.read(&ctx.worker_id, &ctx.settings.queues, want, READ_BLOCK) => r,
             _ = shutdown.cancelled() => break,
         };
         let jobs = match read {
@@ -60,7 +87,7 @@ pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
             }
             Err(e) => {
                 failures += 1;
-                tracing::warn!(error = %e, "reading the queue failed; retrying");
+                tracing::warn!(error = %e, partition = %reader.partition(), "reading the queue failed; retrying");
                 drop(first);
                 tokio::time::sleep(backoff(failures)).await;
                 continue;
@@ -87,8 +114,6 @@ pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
             });
         }
     }
-    // Drain: every permit back means every spawned job finished.
-    let _ = slots.acquire_many(ctx.settings.concurrency as u32).await;
 }
 
 /// Runs one received job and acknowledges it unless its handler asked for a retry
@@ -99,7 +124,7 @@ pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
 pub async fn handle(ctx: &Context, received: Received) -> bool {
     let _claim = claims::keep(
         ctx.queue.clone(),
-        received.queue,
+        received.lane,
         ctx.worker_id.clone(),
         received.entry_id.clone(),
         claims::interval(ctx.settings.visibility_timeout),
@@ -111,7 +136,7 @@ pub async fn handle(ctx: &Context, received: Received) -> bool {
     match outcome {
         Ok(()) => {
             let marker = received.marker();
-            ctx.acker.ack(received.queue, received.entry_id, marker);
+            ctx.acker.ack(received.lane, received.entry_id, marker);
             true
         }
         Err(e) => {
@@ -122,7 +147,7 @@ pub async fn handle(ctx: &Context, received: Received) -> bool {
             let error = format!("{e:#}");
             if let Err(e) = ctx
                 .queue
-                .record_failure(received.queue, &received.entry_id, &error, ttl)
+                .record_failure(received.lane, &received.entry_id, &error, ttl)
                 .await
             {
                 tracing::debug!(error = %e, "could not keep the job's error");
@@ -143,7 +168,7 @@ async fn run(ctx: &Context, received: &Received) -> anyhow::Result<()> {
             rule,
             after,
         }) => routing::route(ctx, *event_id, rule.as_deref(), after.as_deref()).await,
-        Some(Job::Deliver { notification_id }) => delivery::deliver(ctx, *notification_id).await,
+        Some(Job::Deliver { notification_id }) => delivery::deliver(ctx, *notification_id, received.lane).await,
         Some(Job::FlushBundle { bundle_id }) => match bundling::flush(ctx, *bundle_id).await {
             Ok(Some(user_id)) => {
                 ctx.changes.announce(&[user_id.as_str()]);

@@ -5,7 +5,8 @@ use crate::http::Clients;
 use herald_core::config::Config;
 use herald_core::targets::AllowedTargets;
 use herald_queue::{
-    Changes, Circuits, FriendCounts, Heartbeats, Locks, Queue, QueueName, RateLimits, Redis,
+    Changes, Circuits, FriendCounts, Heartbeats, Locks, Partition, Partitions, Queue, QueueName,
+    RateLimits, Redis,
 };
 use herald_store::Pool;
 use std::time::Duration;
@@ -20,6 +21,11 @@ pub struct Settings {
     pub config_dir: std::path::PathBuf,
     /// Queues served, highest priority first.
     pub queues: Vec<QueueName>,
+    /// How work is split (`HERALD_PARTITIONS`); every process sharing the Redis agrees.
+    pub partitions: Partitions,
+    /// The partitions this worker reads, reclaims and promotes (`--partitions`); all by
+    /// default.
+    pub served: Vec<Partition>,
     /// Jobs handled at once.
     pub concurrency: usize,
     /// How long a job may stay unacknowledged before another worker takes it over.
@@ -104,9 +110,7 @@ impl Context {
         let redis = Redis::connect(
             &settings.redis_url,
             &settings.redis_prefix,
-            // Only blocking reads take a connection of their own: the consume loop's
-            // and, now and then, the maintenance tasks'.
-            4,
+            settings.partitions,
         )?;
         let clients = Clients::new(
             settings.allowed_targets.clone(),

@@ -17,7 +17,7 @@ pub async fn bury(ctx: &Context, received: &Received) -> anyhow::Result<()> {
     let runs = received.deliveries.saturating_sub(1);
     let last = ctx
         .queue
-        .last_failure(received.queue, &received.entry_id)
+        .last_failure(received.lane, &received.entry_id)
         .await
         .ok()
         .flatten()
@@ -34,7 +34,7 @@ pub async fn bury(ctx: &Context, received: &Received) -> anyhow::Result<()> {
             .as_ref()
             .map_or("undecodable", Job::kind)
             .to_string(),
-        stream: ctx.queue.keys().stream(received.queue),
+        stream: ctx.queue.keys().stream(received.lane),
         entry_id: received.entry_id.clone(),
         job: received
             .job
@@ -56,6 +56,6 @@ pub async fn bury(ctx: &Context, received: &Received) -> anyhow::Result<()> {
         ctx.changes.announce(&[user_id.as_str()]);
     }
     ctx.acker
-        .ack(received.queue, received.entry_id.clone(), received.marker());
+        .ack(received.lane, received.entry_id.clone(), received.marker());
     Ok(())
 }

@@ -21,7 +21,7 @@ use herald_core::payload::{build_payload, PayloadInput};
 use herald_core::provider_request::TemplateInput;
 use herald_core::retry::AttemptOutcome;
 use herald_core::signing::{EndpointSecrets, WebhookSecret};
-use herald_queue::Job;
+use herald_queue::{Job, Lane};
 use herald_store::notifications::{self, AttemptRecord, DeliveryRow};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -31,7 +31,9 @@ use uuid::Uuid;
 /// Margin added to the channel timeout for the delivery lock's lifetime.
 const LOCK_MARGIN: Duration = Duration::from_secs(10);
 
-pub async fn deliver(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
+/// Delivers notification `id`, whose job came on `lane` (where it goes back to when
+/// another worker holds its lock).
+pub async fn deliver(ctx: &Context, id: Uuid, lane: Lane) -> anyhow::Result<()> {
     let lock = format!("deliver:{id}");
     let token = Uuid::new_v4().to_string();
     let ttl = ctx.config.channels.max_timeout() + LOCK_MARGIN;
@@ -45,7 +47,7 @@ pub async fn deliver(ctx: &Context, id: Uuid) -> anyhow::Result<()> {
         };
         ctx.queue
             .schedule(&[(
-                herald_queue::QueueName::Default,
+                Lane::new(lane.partition, herald_queue::QueueName::Default),
                 job,
                 due.timestamp_millis(),
             )])
@@ -211,12 +213,16 @@ async fn execute(
 
 /// Puts the notification's job back on its queue for `due`.
 async fn schedule(ctx: &Context, row: &DeliveryRow, due: DateTime<Utc>) -> anyhow::Result<()> {
-    let queue = herald_core::queues::queue_for_stored(&row.severity);
+    let partition = ctx
+        .queue
+        .partitions()
+        .of_recipient(row.user_id.as_deref(), &row.id.to_string());
+    let lane = Lane::new(partition, herald_core::queues::queue_for_stored(&row.severity));
     let job = Job::Deliver {
         notification_id: row.id,
     };
     ctx.queue
-        .schedule(&[(queue, job, due.timestamp_millis())])
+        .schedule(&[(lane, job, due.timestamp_millis())])
         .await?;
     Ok(())
 }

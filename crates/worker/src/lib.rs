@@ -48,10 +48,17 @@ use tokio_util::sync::CancellationToken;
 /// Runs the worker until `shutdown` fires, then drains in-flight jobs and returns.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::build(settings).await?);
-    if let Err(e) = ctx.queue.ensure_groups().await {
-        tracing::warn!(error = %e, "redis unavailable at start; will keep trying");
+    match ctx.queue.claim_layout().await {
+        Err(e @ herald_queue::QueueError::Layout(_)) => return Err(e.into()),
+        Err(e) => tracing::warn!(error = %e, "redis unavailable at start; will keep trying"),
+        Ok(()) => {
+            if let Err(e) = ctx.queue.ensure_groups().await {
+                tracing::warn!(error = %e, "creating the queues failed; reads will retry");
+            }
+        }
     }
     tracing::info!(worker = %ctx.worker_id, queues = ?ctx.settings.queues,
+        partitions = ctx.settings.partitions.count(), served = ctx.settings.served.len(),
         concurrency = ctx.settings.concurrency, "worker started");
     let metrics_server = serve_metrics(&ctx)?;
     // Stopped last: it flushes the acknowledgements of the jobs drained at shutdown.

@@ -3,7 +3,7 @@
 use clap::Parser;
 use herald_core::duration::parse_duration;
 use herald_core::targets::AllowedTargets;
-use herald_queue::QueueName;
+use herald_queue::{Partitions, QueueName};
 use herald_worker::Settings;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,6 +25,13 @@ struct Cli {
     /// and the more run at once, the larger the batches their statements share.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u16).range(1..=4096))]
     concurrency: u16,
+    /// How many partitions work is split into; every api and worker sharing a Redis
+    /// must agree (a process with another number refuses to start).
+    #[arg(long = "partition-count", env = "HERALD_PARTITIONS", default_value = "16", value_parser = Partitions::parse)]
+    partition_count: Partitions,
+    /// The partitions this worker serves: `all`, or numbers and ranges (`0-7,12`).
+    #[arg(long = "partitions", env = "HERALD_WORKER_PARTITIONS", default_value = "all")]
+    served: String,
     /// How long a job may go unacknowledged before another worker takes it over.
     /// Must exceed the longest channel timeout plus margin.
     #[arg(long, env = "HERALD_VISIBILITY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -168,6 +175,11 @@ async fn main() -> anyhow::Result<()> {
         redis_prefix: cli.redis_prefix,
         config_dir: cli.config_dir,
         queues: cli.queues,
+        served: cli
+            .partition_count
+            .parse_subset(&cli.served)
+            .map_err(|e| anyhow::anyhow!("--partitions: {e}"))?,
+        partitions: cli.partition_count,
         concurrency: usize::from(cli.concurrency),
         visibility_timeout: cli.visibility_timeout,
         sweep_interval: cli.sweep_interval,

@@ -26,7 +26,7 @@ use crate::context::Context;
 use crate::dead_letters;
 use chrono::Utc;
 use herald_core::queues::{queue_for, queue_for_stored};
-use herald_queue::Job;
+use herald_queue::{Job, Lane, QueueName};
 use herald_store::{events, notifications};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,11 +48,7 @@ async fn pause(d: Duration, shutdown: &CancellationToken) -> bool {
 pub async fn scheduler_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     let mut failures = 0;
     loop {
-        let wait = match ctx
-            .queue
-            .promote_due(Utc::now().timestamp_millis(), PROMOTE_BATCH)
-            .await
-        {
+        let wait = match promote_due(&ctx).await {
             Ok(moved) if moved == PROMOTE_BATCH => Duration::ZERO,
             Ok(_) => {
                 failures = 0;
@@ -70,6 +66,21 @@ pub async fn scheduler_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     }
 }
 
+/// Promotes due jobs in every partition this worker serves, the partitions'
+/// concurrently; answers the most moved in one partition (a full batch means more may
+/// be due there at once).
+async fn promote_due(ctx: &Context) -> Result<usize, herald_queue::QueueError> {
+    let now = Utc::now().timestamp_millis();
+    let moved = futures::future::try_join_all(
+        ctx.settings
+            .served
+            .iter()
+            .map(|p| ctx.queue.promote_due(*p, now, PROMOTE_BATCH)),
+    )
+    .await?;
+    Ok(moved.into_iter().max().unwrap_or(0))
+}
+
 pub async fn reclaim_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     let visibility = ctx.settings.visibility_timeout;
     let every = (visibility / 4).max(Duration::from_millis(250));
@@ -79,10 +90,16 @@ pub async fn reclaim_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
         if !postgres_answers(&ctx).await {
             continue;
         }
-        match ctx.queue.reclaim(&ctx.worker_id, visibility, 100).await {
-            Ok(jobs) if !jobs.is_empty() => run_reclaimed(&ctx, jobs).await,
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "reclaiming jobs failed"),
+        for partition in &ctx.settings.served {
+            match ctx
+                .queue
+                .reclaim(&ctx.worker_id, *partition, visibility, 100)
+                .await
+            {
+                Ok(jobs) if !jobs.is_empty() => run_reclaimed(&ctx, jobs).await,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, %partition, "reclaiming jobs failed"),
+            }
         }
     }
 }
@@ -148,23 +165,30 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
     };
     let cutoff = horizon - grace;
     let mut conn = herald_store::pool::get(&ctx.pool).await?;
+    let partitions = ctx.queue.partitions();
     let stale_events = events::unrouted_before(&mut conn, cutoff, SWEEP_BATCH).await?;
     let routes: Vec<_> = stale_events
         .iter()
-        .map(|(id, event_type, properties, user_traits)| {
-            let severity = ctx
-                .config
-                .rules
-                .event_severity(event_type, properties, user_traits);
-            (queue_for(severity), Job::route(*id))
+        .map(|e| {
+            let severity =
+                ctx.config
+                    .rules
+                    .event_severity(&e.event_type, &e.properties, &e.user_traits);
+            let partition = partitions.of_event(
+                e.user_id.as_deref(),
+                e.topic.as_deref(),
+                &e.id.to_string(),
+            );
+            (Lane::new(partition, queue_for(severity)), Job::route(e.id))
         })
         .collect();
     let overdue = notifications::pending_due_before(&mut conn, cutoff, SWEEP_BATCH).await?;
     let deliveries: Vec<_> = overdue
         .iter()
-        .map(|(id, severity)| {
+        .map(|(id, severity, user_id)| {
+            let partition = partitions.of_recipient(user_id.as_deref(), &id.to_string());
             (
-                queue_for_stored(severity),
+                Lane::new(partition, queue_for_stored(severity)),
                 Job::Deliver {
                     notification_id: *id,
                 },
@@ -181,9 +205,9 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
     let bundles = herald_store::bundles::overdue(&mut conn, cutoff, SWEEP_BATCH).await?;
     let flushes: Vec<_> = bundles
         .iter()
-        .map(|id| {
+        .map(|(id, user_id)| {
             (
-                herald_queue::QueueName::Default,
+                Lane::new(partitions.of_person(user_id), QueueName::Default),
                 Job::FlushBundle { bundle_id: *id },
             )
         })
@@ -208,8 +232,8 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
 /// enqueued.
 async fn enqueue_absent(
     ctx: &Context,
-    jobs: Vec<(herald_queue::QueueName, Job)>,
-) -> anyhow::Result<Vec<(herald_queue::QueueName, Job)>> {
+    jobs: Vec<(Lane, Job)>,
+) -> anyhow::Result<Vec<(Lane, Job)>> {
     let added = ctx.queue.enqueue_absent(&jobs).await?;
     Ok(jobs
         .into_iter()
@@ -251,6 +275,7 @@ pub async fn heartbeat_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
         "worker_id": ctx.worker_id,
         "pid": std::process::id(),
         "queues": ctx.settings.queues,
+        "partitions": ctx.settings.served.iter().map(|p| p.index()).collect::<Vec<_>>(),
         "concurrency": ctx.settings.concurrency,
         "started_at": Utc::now(),
     })

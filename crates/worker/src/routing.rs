@@ -20,7 +20,7 @@ use herald_core::routing::FAN_OUT_CHUNK;
 use herald_core::routing::{self as plan, PlannedNotification, Recipient, Templating};
 use herald_core::rules::{Recipients, Rule};
 use herald_core::status::NotificationStatus;
-use herald_queue::Job;
+use herald_queue::{Job, Lane, Partition};
 use herald_store::events::EventRow;
 use herald_store::notifications::{self, Inserted, NewNotification};
 use herald_store::people::TopicPage;
@@ -89,7 +89,8 @@ pub async fn route(
                 after: Some(last),
             };
             let queue = queue_for(rule.severity_for(&event.properties));
-            ctx.queue.enqueue(&[(queue, next)]).await?;
+            let lane = Lane::new(event_partition(ctx, &event), queue);
+            ctx.queue.enqueue(&[(lane, next)]).await?;
             return Ok(());
         }
     }
@@ -229,6 +230,16 @@ async fn recipients(
     Ok((page, unsubscribed))
 }
 
+/// The partition of an event's route jobs, its continuations included: they follow
+/// its person, or its topic.
+fn event_partition(ctx: &Context, event: &herald_store::events::EventRow) -> Partition {
+    ctx.queue.partitions().of_event(
+        event.user_id.as_deref(),
+        event.topic.as_deref(),
+        &event.id.to_string(),
+    )
+}
+
 /// Sends new pending rows on their way: due ones to the stream, later ones to the
 /// delayed set.
 pub async fn dispatch(ctx: &Context, inserted: &[Inserted]) -> anyhow::Result<()> {
@@ -242,11 +253,15 @@ pub async fn dispatch(ctx: &Context, inserted: &[Inserted]) -> anyhow::Result<()
         let job = Job::Deliver {
             notification_id: n.id,
         };
-        let queue = queue_for_stored(&n.severity);
+        let partition = ctx
+            .queue
+            .partitions()
+            .of_recipient(n.user_id.as_deref(), &n.id.to_string());
+        let lane = Lane::new(partition, queue_for_stored(&n.severity));
         if n.due_at <= now {
-            ready.push((queue, job));
+            ready.push((lane, job));
         } else {
-            later.push((queue, job, n.due_at.timestamp_millis()));
+            later.push((lane, job, n.due_at.timestamp_millis()));
         }
     }
     ctx.queue.enqueue(&ready).await?;

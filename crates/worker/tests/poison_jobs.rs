@@ -11,7 +11,7 @@ use diesel::sql_types::BigInt;
 use diesel::QueryableByName;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use herald_core::targets::AllowedTargets;
-use herald_queue::{Job, Queue, QueueName};
+use herald_queue::{Job, Lane, Partitions, Queue, QueueName};
 use herald_store::testing::{insert_event, TestDb};
 use herald_worker::{claims, maintenance, Context, Settings};
 use std::time::Duration;
@@ -31,6 +31,8 @@ fn settings(db: &TestDb, prefix: &str) -> Settings {
         redis_prefix: prefix.to_string(),
         config_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../../config").into(),
         queues: QueueName::ALL.to_vec(),
+        partitions: Partitions::default(),
+        served: Partitions::default().all(),
         concurrency: 4,
         visibility_timeout: VISIBILITY,
         sweep_interval: Duration::from_millis(300),
@@ -42,6 +44,18 @@ fn settings(db: &TestDb, prefix: &str) -> Settings {
         metrics_bind: None,
         metrics_key: None,
     }
+}
+
+/// Where the api and the sweep put an event's route job: the tests' events have no
+/// person or topic, so their own id names the partition.
+fn route_lane(event_id: uuid::Uuid) -> Lane {
+    let partition = Partitions::default().of_event(None, None, &event_id.to_string());
+    Lane::new(partition, QueueName::Default)
+}
+
+/// Any one lane, for a job no sweep looks at.
+fn lane() -> Lane {
+    Lane::new(Partitions::default().all()[0], QueueName::Default)
 }
 
 async fn stream_len(queue: &Queue) -> u64 {
@@ -79,7 +93,7 @@ async fn a_job_that_always_fails_is_dead_lettered_after_max_deliveries() {
     let ctx = Context::build(settings(&db, &prefix)).await.unwrap();
     ctx.queue.ensure_groups().await.unwrap();
     ctx.queue
-        .enqueue(&[(QueueName::Default, Job::route(event_id))])
+        .enqueue(&[(route_lane(event_id), Job::route(event_id))])
         .await
         .unwrap();
 
@@ -135,7 +149,7 @@ async fn a_job_that_always_fails_is_dead_lettered_after_max_deliveries() {
     // Its "queued" counter went with it: a new copy would be enqueued again.
     let again = ctx
         .queue
-        .enqueue_absent(&[(QueueName::Default, Job::route(event_id))])
+        .enqueue_absent(&[(route_lane(event_id), Job::route(event_id))])
         .await
         .unwrap();
     assert_eq!(again, vec![true]);
@@ -151,12 +165,13 @@ async fn the_sweep_adds_no_copy_of_a_job_read_and_not_acknowledged() {
     let ctx = Context::build(settings(&db, &prefix)).await.unwrap();
     ctx.queue.ensure_groups().await.unwrap();
     ctx.queue
-        .enqueue(&[(QueueName::Default, Job::route(event_id))])
+        .enqueue(&[(route_lane(event_id), Job::route(event_id))])
         .await
         .unwrap();
     // Read by a worker that keeps failing it (or died): pending, past the timeout.
     let read = ctx
         .queue
+        .reader(route_lane(event_id).partition)
         .read("failing-worker", &[QueueName::Default], 10, VISIBILITY)
         .await
         .unwrap();
@@ -183,12 +198,13 @@ async fn the_sweep_adds_no_copy_of_a_job_read_and_not_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_job_keeps_its_claim() {
-    let redis = herald_queue::testing::TestRedis::connect(2);
+    let redis = herald_queue::testing::TestRedis::connect();
     let queue = Queue::new((*redis).clone());
     queue.ensure_groups().await.unwrap();
     let job = Job::route(uuid::Uuid::now_v7());
-    queue.enqueue(&[(QueueName::Default, job)]).await.unwrap();
+    queue.enqueue(&[(lane(), job)]).await.unwrap();
     let read = queue
+        .reader(lane().partition)
         .read("slow-worker", &[QueueName::Default], 10, VISIBILITY)
         .await
         .unwrap();
@@ -198,21 +214,21 @@ async fn a_running_job_keeps_its_claim() {
 
     let keeper = claims::keep(
         queue.clone(),
-        QueueName::Default,
+        lane(),
         "slow-worker".into(),
         entry.clone(),
         claims::interval(min_idle),
     );
     for _ in 0..5 {
         tokio::time::sleep(min_idle).await;
-        let taken = queue.reclaim("other-worker", min_idle, 10).await.unwrap();
+        let taken = queue.reclaim("other-worker", lane().partition, min_idle, 10).await.unwrap();
         assert!(taken.is_empty(), "taken over while running: {taken:?}");
     }
 
     // The job ended without an acknowledgement (its worker died): now it is taken over.
     drop(keeper);
     tokio::time::sleep(min_idle + Duration::from_millis(100)).await;
-    let taken = queue.reclaim("other-worker", min_idle, 10).await.unwrap();
+    let taken = queue.reclaim("other-worker", lane().partition, min_idle, 10).await.unwrap();
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].entry_id, entry);
     assert_eq!(
@@ -221,12 +237,12 @@ async fn a_running_job_keeps_its_claim() {
     );
     // The old holder's keeper may not take it back.
     let kept = queue
-        .keep_claim(QueueName::Default, "slow-worker", &entry)
+        .keep_claim(lane(), "slow-worker", &entry)
         .await
         .unwrap();
     assert!(!kept);
     assert!(queue
-        .keep_claim(QueueName::Default, "other-worker", &entry)
+        .keep_claim(lane(), "other-worker", &entry)
         .await
         .unwrap());
 }

@@ -10,6 +10,7 @@
 
 use herald_core::event::parse_event;
 use herald_core::targets::AllowedTargets;
+use herald_queue::testing::{read_all, route_lane};
 use herald_queue::{Job, Queue, QueueName};
 use herald_store::testing::TestDb;
 use herald_worker::{maintenance, Context, Settings};
@@ -29,6 +30,8 @@ async fn context(db: &TestDb, prefix: &str) -> Context {
         redis_prefix: prefix.to_string(),
         config_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../../config").into(),
         queues: QueueName::ALL.to_vec(),
+        partitions: Default::default(),
+        served: herald_queue::Partitions::default().all(),
         concurrency: 4,
         visibility_timeout: VISIBILITY,
         sweep_interval: Duration::from_secs(1),
@@ -73,7 +76,7 @@ async fn the_sweep_copies_neither_a_backlog_nor_its_own_copies() {
         .unwrap();
     let jobs: Vec<_> = stored
         .iter()
-        .map(|s| (QueueName::Default, Job::route(s.id)))
+        .map(|s| (route_lane(s.id, QueueName::Default), Job::route(s.id)))
         .collect();
     ctx.queue.enqueue(&jobs).await.unwrap();
     tokio::time::sleep(VISIBILITY * 2).await;
@@ -93,9 +96,7 @@ async fn the_sweep_copies_neither_a_backlog_nor_its_own_copies() {
     // Once read (by a worker that then died), the copies no longer hold the horizon
     // back, and their queued counters keep the sweep from copying them again: the
     // reclaimer's job.
-    let read = ctx
-        .queue
-        .read("dead-worker", &[QueueName::Default], 100, VISIBILITY)
+    let read = read_all(&ctx.queue, "dead-worker", &[QueueName::Default], 100, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(read.len(), EVENTS);

@@ -5,7 +5,8 @@
 
 use herald_core::alert::{parse_alert, AlertLabels};
 use herald_core::status::NotificationStatus;
-use herald_queue::{Job, Queue, QueueName, Redis};
+use herald_queue::testing::route_lane;
+use herald_queue::{Job, Partitions, Queue, QueueName, Redis};
 use herald_store::people::{self, PersonPatch};
 use herald_store::testing::TestDb;
 use std::collections::HashMap;
@@ -66,7 +67,7 @@ async fn arrange(db: &TestDb, queue: &Queue) -> uuid::Uuid {
         .await
         .unwrap();
     queue
-        .enqueue(&[(QueueName::Critical, Job::route(stored[0].id))])
+        .enqueue(&[(route_lane(stored[0].id, QueueName::Critical), Job::route(stored[0].id))])
         .await
         .unwrap();
     stored[0].id
@@ -94,7 +95,7 @@ async fn a_worker_killed_mid_delivery_leaves_nothing_stuck() {
     // Arrange: a slow provider, so deliveries are in flight when the kill lands.
     let db = TestDb::create().await.unwrap();
     let prefix = herald_queue::testing::prefix();
-    let queue = Queue::new(Redis::connect(&redis_url(), &prefix, 2).unwrap());
+    let queue = Queue::new(Redis::connect(&redis_url(), &prefix, Partitions::default()).unwrap());
     queue.ensure_groups().await.unwrap();
     let provider = MockServer::start().await;
     Mock::given(method("POST"))

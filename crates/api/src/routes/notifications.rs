@@ -135,11 +135,15 @@ pub async fn retry_notification(
     if let Some(user_id) = &user_id {
         state.changes.announce(&[user_id]);
     }
-    let queue = herald_core::queues::queue_for_stored(&severity);
+    let partition = state
+        .queue
+        .partitions()
+        .of_recipient(user_id.as_deref(), &id.to_string());
+    let lane = herald_queue::Lane::new(partition, herald_core::queues::queue_for_stored(&severity));
     let job = Job::Deliver {
         notification_id: id,
     };
-    if let Err(e) = state.queue.enqueue(&[(queue, job)]).await {
+    if let Err(e) = state.queue.enqueue(&[(lane, job)]).await {
         // The row is pending and due: the workers' sweep delivers it without the job.
         tracing::warn!(error = %e, notification_id = %id,
             "could not enqueue the retry; the recovery sweep will pick it up");

@@ -21,12 +21,13 @@ struct Api {
 
 async fn serve(keys: &[&str], client_ip_header: Option<&str>) -> Api {
     let db = TestDb::create().await.expect("db");
-    let redis = herald_queue::testing::TestRedis::connect(1);
+    let redis = herald_queue::testing::TestRedis::connect();
     let settings = herald_api::Settings {
         database_url: db.url.clone(),
         database_read_url: None,
         redis_url: redis_url(),
         redis_prefix: redis.prefix().to_string(),
+        partitions: Default::default(),
         config_dir: config_dir(),
         api_keys: keys.iter().map(|k| k.to_string()).collect(),
         allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),

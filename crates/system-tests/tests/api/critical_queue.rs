@@ -34,20 +34,25 @@ fn rules_with_capitalized_severities() -> String {
     )
 }
 
-/// The jobs on one stream of the test's prefix, as JSON.
+/// The jobs on one queue's streams (every partition's) of the test's prefix, as JSON.
 async fn jobs_on(app: &TestApp, queue: QueueName) -> Vec<Value> {
     let client = redis::Client::open(redis_url()).expect("redis url");
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
         .expect("redis connection");
-    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(app.queue.keys().stream(queue))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .expect("XRANGE");
+    let mut entries: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for partition in app.queue.partitions().all() {
+        let lane = herald_queue::Lane::new(partition, queue);
+        let on_lane: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg(app.queue.keys().stream(lane))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .expect("XRANGE");
+        entries.extend(on_lane);
+    }
     entries
         .into_iter()
         .flat_map(|(_, fields)| fields)

@@ -77,6 +77,7 @@ pub fn api_settings(database_url: &str, redis_prefix: &str) -> herald_api::Setti
         database_read_url: None,
         redis_url: redis_url(),
         redis_prefix: redis_prefix.to_string(),
+        partitions: Default::default(),
         config_dir: config_dir(),
         api_keys: vec![API_KEY.to_string()],
         allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
@@ -174,7 +175,7 @@ async fn spawn_on(
     let address = format!("http://{}", listener.local_addr().expect("bound"));
     let server = herald_api::run(state.clone(), listener).expect("server");
     tokio::spawn(server);
-    let redis = Redis::connect(&redis_url(), &prefix, 4).expect("redis");
+    let redis = Redis::connect(&redis_url(), &prefix, Default::default()).expect("redis");
     let (mail, smtp_port) = start_smtp_sink().await;
     let mut app = TestApp {
         address,
@@ -383,6 +384,8 @@ impl TestApp {
                 (None, None) => config_dir(),
             },
             queues: herald_queue::QueueName::ALL.to_vec(),
+            partitions: Default::default(),
+            served: herald_queue::Partitions::default().all(),
             concurrency: 8,
             visibility_timeout: opts.visibility_timeout,
             sweep_interval: Duration::from_millis(500),

@@ -15,6 +15,7 @@ async fn serve(db: &TestDb, redis_url: String, prefix: &str, limit: Option<u32>)
         database_read_url: None,
         redis_url,
         redis_prefix: prefix.to_string(),
+        partitions: Default::default(),
         config_dir: config_dir(),
         api_keys: KEYS.iter().map(|k| k.to_string()).collect(),
         allowed_targets: AllowedTargets::parse("127.0.0.0/8").expect("valid CIDR"),
@@ -65,7 +66,7 @@ async fn at_window_start() {
 async fn over_the_limit_a_key_gets_429_with_retry_after_and_other_keys_do_not() {
     let db = TestDb::create().await.expect("db");
     // The guard deletes the run's counters when the test ends.
-    let redis = herald_queue::testing::TestRedis::connect(1);
+    let redis = herald_queue::testing::TestRedis::connect();
     let prefix = redis.prefix().to_string();
     // Two api processes on the same Redis share each key's count.
     let first = serve(&db, redis_url(), &prefix, Some(5)).await;
@@ -123,7 +124,7 @@ async fn over_the_limit_a_key_gets_429_with_retry_after_and_other_keys_do_not() 
 async fn without_a_limit_or_without_redis_nothing_is_refused() {
     let db = TestDb::create().await.expect("db");
     // The guard deletes the run's counters when the test ends.
-    let redis = herald_queue::testing::TestRedis::connect(1);
+    let redis = herald_queue::testing::TestRedis::connect();
     let prefix = redis.prefix().to_string();
     let client = reqwest::Client::new();
     // Off by default.

@@ -487,6 +487,7 @@ async fn a_second_api_process_streams_what_the_first_one_changed() {
         database_read_url: None,
         redis_url: redis_url(),
         redis_prefix: app.queue.keys().prefix().to_string(),
+        partitions: Default::default(),
         config_dir: crate::helpers::config_dir(),
         api_keys: vec![API_KEY.to_string()],
         allowed_targets: herald_core::targets::AllowedTargets::parse("127.0.0.0/8")
