@@ -836,7 +836,7 @@ class Chaos:
             try:
                 keys = queue_keys(cli)
             except harness.StackError as e:
-                print(f"  redis {' '.join(cli[1:])}: {e}")
+                print(f"  redis {cli[-1]}: {e}")
                 continue
             commands = [f"{QUEUE_KEYS[name][1]} {k}" for name in ("critical", "default", "delayed") for k in keys[name]]
             commands += [f"XPENDING {k} workers" for k in keys["default"][:4]]
@@ -845,7 +845,7 @@ class Chaos:
             commands += ["KEYS herald:*circuit*", "DBSIZE"]
             for command in commands:
                 out = subprocess.run(cli + command.split(), capture_output=True, text=True).stdout.strip()
-                print(f"  redis {' '.join(cli[1:])} {command}: {out[:600]}")
+                print(f"  redis {cli[-1]} {command}: {out[:600]}")
         print(f"  utc now {utcnow().isoformat()}")
 
     def summary(self) -> str:

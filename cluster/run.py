@@ -185,7 +185,7 @@ class ClusterSuite(chaos.Chaos):
             "HERALD_TEST_REDIS_CLUSTER_URL"]
         base = self.args.redis_port
         data_dir = harness.target_dir(REPO) / f"redis-cluster-{base}"
-        nodes = harness.redis_cluster_nodes("127.0.0.1", base)
+        nodes = harness.redis_cluster_nodes(f"redis://127.0.0.1:{base}")
         by_id = {n.node_id: n for n in nodes}
         replica_of = {by_id[n.master_id].port: n.port for n in nodes if n.master_id in by_id}
         for master in sorted(n.port for n in nodes if n.live_master and n.serves_slots):

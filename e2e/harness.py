@@ -334,17 +334,16 @@ class Postgres:
 CLUSTER_SCHEME = "redis+cluster://"
 
 
-def redis_cluster_seeds(url: str) -> list[tuple[str, int]] | None:
-    """The seed nodes of a `redis+cluster://host:port,host:port` URL (as REDIS_URL names
-    a Redis Cluster); None for a single Redis's `redis://` URL."""
+def redis_cluster_seeds(url: str) -> list[str] | None:
+    """The seed nodes of a `redis+cluster://[user:password@]host:port,host:port` URL (as
+    REDIS_URL names a Redis Cluster) as `redis://` URLs, the credentials in each; None
+    for a single Redis's `redis://` URL."""
     if not url.startswith(CLUSTER_SCHEME):
         return None
-    seeds = []
-    for item in url[len(CLUSTER_SCHEME):].split("/", 1)[0].split(","):
-        host, _, port = item.strip().rpartition(":")
-        if not host or not port.isdigit():
-            raise StackError(f"{url}: expected redis+cluster://host:port,host:port,...")
-        seeds.append((host, int(port)))
+    auth, _, hosts = url[len(CLUSTER_SCHEME):].rpartition("@")
+    seeds = [f"redis://{auth + '@' if auth else ''}{h.strip()}" for h in hosts.rstrip("/").split(",") if h.strip()]
+    if not seeds or "/" in hosts.rstrip("/"):
+        raise StackError(f"{url}: expected redis+cluster://host:port,host:port,...")
     return seeds
 
 
@@ -364,10 +363,10 @@ class ClusterNode:
         return "master" in self.flags and not {"fail", "fail?", "noaddr"} & set(self.flags)
 
 
-def redis_cluster_nodes(host: str, port: int) -> list[ClusterNode]:
-    """The cluster's nodes as the node at host:port sees them."""
+def redis_cluster_nodes(node_url: str) -> list[ClusterNode]:
+    """The cluster's nodes as the node at `node_url` (redis://) sees them."""
     nodes = []
-    for line in run_command(["redis-cli", "-h", host, "-p", str(port), "CLUSTER", "NODES"], timeout=10).splitlines():
+    for line in run_command(["redis-cli", "-u", node_url, "CLUSTER", "NODES"], timeout=10).splitlines():
         # <id> <ip:port@bus> <flags> <master id> <ping> <pong> <epoch> <link> <slot>...
         fields = line.split()
         if len(fields) < 8:
@@ -378,20 +377,22 @@ def redis_cluster_nodes(host: str, port: int) -> list[ClusterNode]:
     return nodes
 
 
-def redis_cluster_masters(seeds: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """The masters serving slots now, as the first seed that answers sees them; a
-    failed-over master is replaced by its promoted replica."""
+def redis_cluster_masters(seeds: list[str]) -> list[str]:
+    """The masters serving slots now, as `redis://` URLs with the seeds' credentials, as
+    the first seed that answers sees them; a failed-over master is replaced by its
+    promoted replica."""
     errors = []
-    for host, port in seeds:
+    for seed in seeds:
         try:
-            nodes = redis_cluster_nodes(host, port)
+            nodes = redis_cluster_nodes(seed)
         except StackError as e:
             errors.append(str(e))
             continue
-        masters = sorted((n.host, n.port) for n in nodes if n.live_master and n.serves_slots)
+        auth = seed[len("redis://"):].rpartition("@")[0]
+        masters = sorted((n.port, n.host) for n in nodes if n.live_master and n.serves_slots)
         if masters:
-            return masters
-        errors.append(f"{host}:{port} knows no master serving slots")
+            return [f"redis://{auth + '@' if auth else ''}{h}:{p}" for p, h in masters]
+        errors.append(f"{seed} knows no master serving slots")
     raise StackError("no seed of the Redis Cluster answered CLUSTER NODES: " + "; ".join(errors))
 
 
@@ -418,7 +419,7 @@ class Redis:
         """A `redis-cli` command line per node holding keys: the server, or each master."""
         if self.seeds is None:
             return [["redis-cli", "-u", self.url]]
-        return [["redis-cli", "-h", h, "-p", str(p)] for h, p in redis_cluster_masters(self.seeds)]
+        return [["redis-cli", "--no-auth-warning", "-u", u] for u in redis_cluster_masters(self.seeds)]
 
     def check_answers(self) -> None:
         hint = "(set HERALD_TEST_REDIS_URL)"
@@ -433,7 +434,7 @@ class Redis:
         for cli in self.node_clis():
             info = run_command([*cli, "CLUSTER", "INFO"])
             if "cluster_state:ok" not in info:
-                raise StackError(f"Redis Cluster {self.url}: {' '.join(cli[1:])} is not ok {hint}: {info[:200]}")
+                raise StackError(f"Redis Cluster {self.url}: {cli[-1]} is not ok {hint}: {info[:200]}")
 
     def delete_prefixed_keys(self, chunk: int = 500) -> int:
         """Delete every key under this run's prefix; returns how many there were.
