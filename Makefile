@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: up down test e2e lint fmt check-config services build simulate bundle e2e-ui chaos fuzz schemathesis bench soak
+.PHONY: up down test e2e lint fmt check-config services build simulate bundle e2e-ui chaos cluster fuzz schemathesis bench soak
 
 ## up: run postgres, redis, api, worker and a sink (Docker when an engine answers,
 ##     otherwise local processes against local Postgres and Redis)
@@ -23,13 +23,15 @@ services:
 	@scripts/up-local.sh --services-only
 
 ## test: unit and integration tests against the real Postgres and Redis (and a private
-##       primary with a streaming replica, scripts/pg-replica.sh), then a check
-##       that they left no Redis keys and no databases behind (scripts/test-leftovers.sh;
-##       HERALD_TEST_RUN, fresh per run, names the run's keys and databases)
+##       primary with a streaming replica, scripts/pg-replica.sh, and a private Redis
+##       Cluster, scripts/redis-cluster.sh), then a check that they left no Redis keys
+##       and no databases behind (scripts/test-leftovers.sh; HERALD_TEST_RUN, fresh
+##       per run, names the run's keys and databases)
 test: services
 	@export HERALD_TEST_RUN=$${HERALD_TEST_RUN:-$$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')}; \
 	echo "test run $$HERALD_TEST_RUN: keys and databases herald_test_$${HERALD_TEST_RUN}_*"; \
 	eval "$$(scripts/pg-replica.sh start)"; \
+	eval "$$(scripts/redis-cluster.sh start)"; \
 	echo "$(CARGO) test --workspace"; \
 	$(CARGO) test --workspace && scripts/test-leftovers.sh "$$HERALD_TEST_RUN"
 
@@ -47,6 +49,12 @@ e2e-ui: services
 ##        through a worker SIGKILL, Redis restarted empty and a Postgres restart
 chaos: services
 	python3 chaos/run.py
+
+## cluster: the Redis Cluster suite: 3 masters + 3 replicas (scripts/redis-cluster.sh),
+##          a Postgres primary with a streaming replica, 2 apis, 3 workers, flaky sink;
+##          20,000 events through a Redis master failover and a worker SIGKILL (release build)
+cluster: services
+	python3 cluster/run.py --release
 
 ## fuzz: libFuzzer on the event batch parser and the config loader (FUZZ_SECONDS each, default 300)
 fuzz:

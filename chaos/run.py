@@ -146,7 +146,34 @@ def _as_user(uid: int | None, gid: int | None):
     return preexec
 
 
-class PrivatePostgres:
+class Psql:
+    """psql on the database at `url`: rows of text columns, or one number."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def psql(self, sql: str, timeout: float = 60) -> list[list[str]]:
+        """Rows of the last statement of `sql`, each a list of text columns.
+
+        The SQL goes through stdin: it may hold thousands of ids, more than one
+        command-line argument may (128 KiB).
+        """
+        env = os.environ | {"PGCONNECT_TIMEOUT": "3"}
+        argv = ["psql", "-X", "-q", "-tA", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", self.url, "-f", "-"]
+        try:
+            done = subprocess.run(argv, input=sql, capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired as e:
+            raise harness.StackError(f"psql took over {timeout:g}s") from e
+        if done.returncode != 0:
+            raise harness.StackError(f"psql failed: {(done.stderr or done.stdout).strip()}")
+        return [line.split("\t") for line in done.stdout.splitlines() if line]
+
+    def scalar(self, sql: str) -> int:
+        rows = self.psql(sql)
+        return int(rows[0][0]) if rows and rows[0] and rows[0][0] else 0
+
+
+class PrivatePostgres(Psql):
     """A Postgres server of this run only: its own data directory, port and socket dir."""
 
     def __init__(self, procs: harness.Processes, root: Path):
@@ -169,7 +196,7 @@ class PrivatePostgres:
             os.chown(self.data, self.uid, self.gid)
         self.proc: harness.Process | None = None
         self.starts = 0
-        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+        super().__init__(f"postgres://postgres@127.0.0.1:{self.port}/postgres")
 
     def init(self) -> None:
         argv = [str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
@@ -228,26 +255,6 @@ class PrivatePostgres:
                 self.proc.popen.kill()
                 self.proc.popen.wait()
 
-    def psql(self, sql: str, timeout: float = 60) -> list[list[str]]:
-        """Rows of the last statement of `sql`, each a list of text columns.
-
-        The SQL goes through stdin: it may hold thousands of ids, more than one
-        command-line argument may (128 KiB).
-        """
-        env = os.environ | {"PGCONNECT_TIMEOUT": "3"}
-        argv = ["psql", "-X", "-q", "-tA", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", self.url, "-f", "-"]
-        try:
-            done = subprocess.run(argv, input=sql, capture_output=True, text=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired as e:
-            raise harness.StackError(f"psql took over {timeout:g}s") from e
-        if done.returncode != 0:
-            raise harness.StackError(f"psql failed: {(done.stderr or done.stdout).strip()}")
-        return [line.split("\t") for line in done.stdout.splitlines() if line]
-
-    def scalar(self, sql: str) -> int:
-        rows = self.psql(sql)
-        return int(rows[0][0]) if rows and rows[0] and rows[0][0] else 0
-
 
 # ---------------------------------------------------------------- private Redis
 
@@ -291,6 +298,43 @@ class PrivateRedis:
         return int(out.strip() or 0)
 
 
+# ------------------------------------------------------------ queues in Redis
+
+# What a progress line counts, by how the key ends: one key each in a single Redis, one
+# per partition (`herald:{p7}:queue:default`) when the work is partitioned.
+QUEUE_KEYS = {"critical": ("queue:critical", "XLEN"), "default": ("queue:default", "XLEN"),
+              "delayed": ("delayed", "ZCARD")}
+
+
+def queue_keys(cli: list[str], prefix: str = "herald:") -> dict[str, list[str]]:
+    """The node's stream and delayed-set keys, by QUEUE_KEYS's names."""
+    found: dict[str, list[str]] = {name: [] for name in QUEUE_KEYS}
+    for key in harness.run_command([*cli, "--scan", "--pattern", prefix + "*"], timeout=10).split():
+        for name, (suffix, _) in QUEUE_KEYS.items():
+            if key.endswith(suffix):
+                found[name].append(key)
+    return found
+
+
+def cli_replies(cli: list[str], commands: list[str]) -> list[str]:
+    """One reply line per command, the commands (without spaces in their arguments)
+    sent through one redis-cli."""
+    if not commands:
+        return []
+    return harness.run_command(cli, timeout=10, stdin="\n".join(commands) + "\n").splitlines()
+
+
+def queue_sizes(clis: list[list[str]]) -> Counter:
+    """Jobs in the critical and default streams and in the delayed set, summed over
+    every partition's key on every node (each `redis-cli` command line of `clis`)."""
+    sizes: Counter = Counter()
+    for cli in clis:
+        for name, keys in queue_keys(cli).items():
+            replies = cli_replies(cli, [f"{QUEUE_KEYS[name][1]} {k}" for k in keys])
+            sizes[name] += sum(int(r) for r in replies if r.strip().lstrip("-").isdigit())
+    return sizes
+
+
 # ------------------------------------------------------------------- the run
 
 
@@ -332,6 +376,8 @@ class Sent:
 
 
 class Chaos:
+    LABEL = "chaos"  # of its checks, its log directory (target/<label>-logs/) and temporary one
+
     def __init__(self, args: argparse.Namespace, log_dir: Path, root: Path):
         self.args = args
         self.procs = harness.Processes(log_dir)
@@ -341,6 +387,13 @@ class Chaos:
         self.redis: PrivateRedis | None = None
         self.workers: list[harness.Process] = []
         self.worker_count = 0
+        self.worker_flags: dict[str, list[str]] = {}  # extra flags by worker name
+        self.expected_workers = 2  # alive at the end: the survivor and the replacement
+        # A burst of comments every this many steps. The bursts take turns over the
+        # writers, and each writer gets at most max_per_day (24) digests a day
+        # (config/rules.yml), one per post: 48 bursts of 2 posts fit the 4 writers,
+        # more would leave digests pending until tomorrow.
+        self.comments_every = 2
         self.env: dict[str, str] = {}
         self.api_url = ""
         self.sink_url = ""
@@ -351,37 +404,52 @@ class Chaos:
     # ----------------------------------------------------------------- checks
 
     def check(self, name: str, ok: bool, detail: str = "") -> bool:
-        self.results.record(ok, f"chaos: {name}", detail)
+        self.results.record(ok, f"{self.LABEL}: {name}", detail)
         return ok
 
     # ------------------------------------------------------------------ stack
 
     def start_stack(self) -> None:
-        self.bin_dir = harness.prepare_binaries(REPO, build=not self.args.no_build, release=self.args.release)
+        self.bin_dir = harness.prepare_binaries(REPO, build=not self.args.no_build, release=self.args.release,
+                                                bin_dir=self.args.bin_dir)
+        database_url, redis_url = self.start_stores()
+        stack = harness.launch(REPO, self.bin_dir, self.procs, database_url, redis_url, "herald:",
+                               self.results, self.stack_spec())
+        self.api_url, self.env = stack.api_url, stack.env
+        self.sink_url = f"http://127.0.0.1:{stack.sink_ports['flaky']}"
+        self.start_processes()
+        log(f"api {self.api_url}, sink {self.sink_url}, workers {[w.name for w in self.workers]}")
+
+    def start_stores(self) -> tuple[str, str]:
+        """Postgres and Redis of this run; their URLs."""
         self.pg = PrivatePostgres(self.procs, self.root)
         self.pg.init()
         self.pg.start()
         self.redis = PrivateRedis(self.procs, self.root)
         self.redis.start()
         log(f"private postgres on :{self.pg.port} ({self.pg.bin}), redis on :{self.redis.port}")
+        return self.pg.url, self.redis.url
 
-        spec = harness.StackSpec(
+    def stack_spec(self) -> harness.StackSpec:
+        """A flaky sink (one delivery in five fails: retries), the api, no worker yet."""
+        return harness.StackSpec(
             sinks={"flaky": ["--fail-rate", "0.2", "--latency-ms", "5"]}, provider="flaky", sink_log="warn",
             workers=[], env={"HERALD_API_KEYS": API_KEY, "HERALD_COMMENTS_QUIET_PER_HOUR": "1800"},
             api_ready_timeout=90)
-        stack = harness.launch(REPO, self.bin_dir, self.procs, self.pg.url, self.redis.url, "herald:",
-                               self.results, spec)
-        self.api_url, self.env = stack.api_url, stack.env
-        self.sink_url = f"http://127.0.0.1:{stack.sink_ports['flaky']}"
-        self.start_worker()
-        self.start_worker()
-        log(f"api {self.api_url}, sink {self.sink_url}, workers {[w.name for w in self.workers]}")
 
-    def start_worker(self) -> harness.Process:
+    def start_processes(self) -> None:
+        """What runs beside the api once it answers: two workers."""
+        self.start_worker()
+        self.start_worker()
+
+    def start_worker(self, extra: list[str] | None = None) -> harness.Process:
         self.worker_count += 1
+        name = f"worker-{self.worker_count}"
         flags = ["--queues", "critical,default", "--concurrency", str(CONCURRENCY),
-                 "--visibility-timeout", f"{VISIBILITY_TIMEOUT_S}s", "--sweep-interval", f"{SWEEP_INTERVAL_S}s"]
-        proc = harness.start_worker(self.procs, self.bin_dir, REPO, self.env, flags, f"worker-{self.worker_count}")
+                 "--visibility-timeout", f"{VISIBILITY_TIMEOUT_S}s", "--sweep-interval", f"{SWEEP_INTERVAL_S}s",
+                 *(extra or [])]
+        proc = harness.start_worker(self.procs, self.bin_dir, REPO, self.env, flags, name)
+        self.worker_flags[name] = list(extra or [])
         self.workers.append(proc)
         return proc
 
@@ -457,7 +525,7 @@ class Chaos:
     def send_comments(self, step: int) -> None:
         """A burst of comments on two posts of one writer: bundled items, two digests."""
         now = utcnow().isoformat().replace("+00:00", "Z")
-        writer = WRITERS[(step // 2) % len(WRITERS)]
+        writer = WRITERS[(step // self.comments_every) % len(WRITERS)]
         batch = [{"user_id": writer, "event_type": "comment_created", "event_timestamp": now,
                   "event_id": f"chaos-{self.run_hex}-c{step}-{i}",
                   "properties": {"post_id": f"{writer}-s{step}-p{i % 2}", "author": f"author{i % 3}",
@@ -475,6 +543,11 @@ class Chaos:
         answer = self.post("/webhooks/alerts", alert, outage)
         self.sent.alert_ids[answer["event_id"]] = label
 
+    def fault_plan(self, steps: int) -> dict[int, Any]:
+        """The faults to inject, by the sending step before which each one happens."""
+        return {steps * 2 // 10: self.kill_worker, steps * 45 // 100: self.restart_redis,
+                steps * 7 // 10: self.restart_postgres}
+
     def send_all(self) -> None:
         """Sends the events in steps (a batch of broadcasts and a few alerts each),
         injecting the three faults at fixed steps while deliveries are in flight."""
@@ -482,8 +555,7 @@ class Chaos:
         alerts_total = total // 5
         steps = max(10, (total - alerts_total) // BATCH)
         alerts_per_step = -(-alerts_total // steps)
-        faults = {steps * 2 // 10: self.kill_worker, steps * 45 // 100: self.restart_redis,
-                  steps * 7 // 10: self.restart_postgres}
+        faults = self.fault_plan(steps)
         log(f"sending {steps * BATCH} broadcasts in {steps} batches and ~{alerts_total} alerts; faults at steps "
             f"{sorted(faults)}")
         alerts_sent = 0
@@ -491,7 +563,7 @@ class Chaos:
             if step in faults:
                 faults[step](step)
             self.send_broadcasts(step * BATCH)
-            if step % 2 == 0:
+            if step % self.comments_every == 0:
                 self.send_comments(step)
             for _ in range(min(alerts_per_step, alerts_total - alerts_sent)):
                 self.send_alert()
@@ -524,7 +596,7 @@ class Chaos:
         victim.popen.wait()
         log(f"FAULT at step {step}: SIGKILL {victim.name} (pid {victim.popen.pid}); starting a replacement")
         self.faults.append(Fault(f"SIGKILL {victim.name}", started, utcnow(), workers_running=1))
-        self.start_worker()
+        self.start_worker(self.worker_flags.get(victim.name))
 
     def restart_redis(self, step: int) -> None:
         self.wait_in_flight()
@@ -592,14 +664,28 @@ class Chaos:
     # ----------------------------------------------------------------- verdict
 
     def verify(self) -> None:
+        self.verify_outages()
+        self.verify_outcome()
+
+    def verify_outages(self) -> None:
+        """What the api answered while Redis and while Postgres were down."""
         s = self.sent
-        self.check(f"the api answered 202 while Redis was down ({dict(s.during_redis_outage)})",
-                   bool(s.during_redis_outage) and set(s.during_redis_outage) <= {200, 202},
-                   f"answers during the Redis outage: {dict(s.during_redis_outage)}")
+        self.verify_redis_outage("Redis was down")
         self.check(f"the api answered 503, never 500, while Postgres was down ({dict(s.during_postgres_outage)})",
                    s.during_postgres_outage.get(503, 0) > 0
                    and not any(isinstance(k, int) and k >= 500 and k != 503 for k in s.during_postgres_outage),
                    f"answers during the Postgres outage: {dict(s.during_postgres_outage)}")
+
+    def verify_redis_outage(self, what: str) -> None:
+        """Events sent while Redis (or part of it) was down were taken: 202."""
+        outage = dict(self.sent.during_redis_outage)
+        self.check(f"the api answered 202 while {what} ({outage})",
+                   bool(outage) and set(outage) <= {200, 202}, f"answers during the outage: {outage}")
+
+    def verify_outcome(self) -> None:
+        """The answers, then the settled pipeline: nothing lost, stuck or duplicated
+        beyond the faults' bound; sets `self.figures`."""
+        s = self.sent
         self.check("no 5xx other than 503 from the api during the whole run", not s.server_errors,
                    "\n".join(s.server_errors[:20]))
         self.check("the api answered every request (no connection refused or reset)", not s.connection_errors,
@@ -695,7 +781,7 @@ class Chaos:
 
         alive = [w.name for w in self.live_workers()]
         self.check(f"the surviving and replacement workers are still running ({', '.join(alive)})",
-                   len(alive) == 2, f"alive: {alive}")
+                   len(alive) == self.expected_workers, f"alive: {alive}")
 
         lost = missing_events + len(sent_not_at_sink) + sum(
             1 for _ in short)  # accepted work with no trace where it must be
@@ -716,17 +802,19 @@ class Chaos:
             "failed_reasons": {r[0]: int(r[1]) for r in failed_reasons},
         }
 
+    def redis_clis(self) -> list[list[str]]:
+        """A `redis-cli` command line per Redis node holding Herald's keys."""
+        return [["redis-cli", "-p", str(self.redis.port)]]
+
     def queue_state(self) -> str:
         """Stream lengths, the delayed set and the sink's count, for progress lines."""
-        cli = ["redis-cli", "-p", str(self.redis.port)]
         try:
-            figures = [subprocess.run(cli + args, capture_output=True, text=True, timeout=5).stdout.strip()
-                       for args in (["XLEN", "herald:queue:critical"], ["XLEN", "herald:queue:default"],
-                                    ["ZCARD", "herald:delayed"])]
+            sizes = queue_sizes(self.redis_clis())
             sink = harness.http_request(self.sink_url, "GET", "/received/count").json()
-        except (OSError, subprocess.SubprocessError) as e:
+        except (OSError, harness.StackError) as e:
             return f"(queue state unknown: {e})"
-        return f"streams critical {figures[0]}, default {figures[1]}, delayed {figures[2]}; sink {sink}"
+        return f"streams critical {sizes['critical']}, default {sizes['default']}, delayed {sizes['delayed']}; " \
+               f"sink {sink}"
 
     def diagnose(self) -> None:
         """What a stuck run looks like from Postgres and Redis, for the report."""
@@ -744,14 +832,29 @@ class Chaos:
             "where status not in ('sent', 'failed', 'suppressed') group by 1 order by 1")))
         print("  events not routed: " + str(self.pg.psql(
             "select count(*), min(received_at), max(received_at) from events where status <> 'routed'")))
-        cli = ["redis-cli", "-p", str(self.redis.port)]
-        for args in (["XLEN", "herald:queue:critical"], ["XLEN", "herald:queue:default"],
-                     ["XPENDING", "herald:queue:default", "workers"], ["XINFO", "GROUPS", "herald:queue:default"],
-                     ["ZCARD", "herald:delayed"], ["ZRANGE", "herald:delayed", "0", "4", "WITHSCORES"],
-                     ["KEYS", "herald:*circuit*"], ["DBSIZE"]):
-            out = subprocess.run(cli + args, capture_output=True, text=True).stdout.strip()
-            print(f"  redis {' '.join(args)}: {out[:600]}")
+        for cli in self.redis_clis():
+            try:
+                keys = queue_keys(cli)
+            except harness.StackError as e:
+                print(f"  redis {cli[-1]}: {e}")
+                continue
+            commands = [f"{QUEUE_KEYS[name][1]} {k}" for name in ("critical", "default", "delayed") for k in keys[name]]
+            commands += [f"XPENDING {k} workers" for k in keys["default"][:4]]
+            commands += [f"XINFO GROUPS {k}" for k in keys["default"][:2]]
+            commands += [f"ZRANGE {k} 0 4 WITHSCORES" for k in keys["delayed"][:2]]
+            commands += ["KEYS herald:*circuit*", "DBSIZE"]
+            for command in commands:
+                out = subprocess.run(cli + command.split(), capture_output=True, text=True).stdout.strip()
+                print(f"  redis {cli[-1]} {command}: {out[:600]}")
         print(f"  utc now {utcnow().isoformat()}")
+
+    def summary(self) -> str:
+        """The figures in one line, after the run."""
+        f = self.figures
+        return (f"accepted {f['accepted']}, notifications {f['notifications']} (sent {f['sent']}, "
+                f"failed {f['failed']}, suppressed {f['suppressed']}), delivered {f['delivered']}, "
+                f"duplicates {f['duplicates']} (bound {f['duplicate_bound']}), "
+                f"stuck = {f['stuck']}, lost = {f['lost']}")
 
     @property
     def run_hex(self) -> str:
@@ -760,6 +863,15 @@ class Chaos:
     # ----------------------------------------------------------------- cleanup
 
     def cleanup(self) -> None:
+        self.stop_herald()
+        if self.pg:
+            self.pg.stop()
+        if self.redis:
+            self.redis.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def stop_herald(self) -> None:
+        """SIGTERM to every process but the databases, SIGKILL after the grace period."""
         others = [p for p in self.procs.started if not p.name.startswith(("postgres", "redis"))]
         for p in others:
             if p.alive():
@@ -771,36 +883,43 @@ class Chaos:
             except subprocess.TimeoutExpired:
                 p.popen.kill()
                 p.popen.wait()
-        if self.pg:
-            self.pg.stop()
-        if self.redis:
-            self.redis.kill()
-        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def arg_parser(doc: str, events: int) -> argparse.ArgumentParser:
+    """The options of a suite run by `run_suite`; `events` is the default count."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    p.add_argument("--release", action="store_true", help="build and run target/release binaries")
+    p.add_argument("--bin-dir", type=Path, default=None, help="run the binaries of this directory (no build)")
+    p.add_argument("--events", type=int, default=events, help=f"events to send (at least; default {events})")
+    p.add_argument("--pace", type=float, default=0.3, help="seconds between sending steps (default 0.3)")
+    p.add_argument("--seed", type=int, default=None, help="random seed for alert labels")
+    return p
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--no-build", action="store_true", help="use the binaries already built")
-    p.add_argument("--release", action="store_true", help="build and run target/release binaries")
-    p.add_argument("--events", type=int, default=5000, help="events to send (at least; default 5000)")
-    p.add_argument("--pace", type=float, default=0.3, help="seconds between sending steps (default 0.3)")
-    p.add_argument("--seed", type=int, default=None, help="random seed for alert labels")
-    return p.parse_args(argv)
+    return arg_parser(__doc__, 5000).parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
+    return run_suite(Chaos, parse_args(argv))
+
+
+def run_suite(suite_class: type[Chaos], args: argparse.Namespace) -> int:
+    """Runs a suite (the fault suite, or one built on it): start, send, verify, and
+    whatever happens clean up; prints the figures and `N passed, M failed`."""
     args.run_hex = harness.new_hex(4)
     random.seed(args.seed)
     harness.trap_interrupts()
+    label = suite_class.LABEL
     run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{args.run_hex}"
-    log_dir = harness.target_dir(REPO) / "chaos-logs" / run_id
+    log_dir = harness.target_dir(REPO) / f"{label}-logs" / run_id
     log_dir.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="herald-chaos-"))
-    chaos = Chaos(args, log_dir, root)
+    root = Path(tempfile.mkdtemp(prefix=f"herald-{label}-"))
+    chaos = suite_class(args, log_dir, root)
     started = time.monotonic()
     interrupted = False
-    log(f"chaos run {run_id}: logs in {log_dir}")
+    log(f"{label} run {run_id}: logs in {log_dir}")
     try:
         try:
             chaos.start_stack()
@@ -830,10 +949,7 @@ def main(argv: list[str]) -> int:
     figures = getattr(chaos, "figures", None)
     if figures:
         print("figures: " + json.dumps(figures))
-        print(f"accepted {figures['accepted']}, notifications {figures['notifications']} (sent {figures['sent']}, "
-              f"failed {figures['failed']}, suppressed {figures['suppressed']}), delivered {figures['delivered']}, "
-              f"duplicates {figures['duplicates']} (bound {figures['duplicate_bound']}), "
-              f"stuck = {figures['stuck']}, lost = {figures['lost']}")
+        print(chaos.summary())
     print(f"wall time {time.monotonic() - started:.1f}s; logs in {log_dir}")
     if chaos.results.failures:
         print("failed: " + "; ".join(chaos.results.failures))

@@ -287,10 +287,11 @@ def free_port() -> int:
 # ----------------------------------------------------------- Postgres and Redis
 
 
-def run_command(argv: list[str], timeout: float = 30.0, env: dict[str, str] | None = None) -> str:
-    """Run a client tool; raise StackError with its stderr when it fails."""
+def run_command(argv: list[str], timeout: float = 30.0, env: dict[str, str] | None = None,
+                stdin: str | None = None) -> str:
+    """Run a client tool (with `stdin` as its input); raise StackError with its stderr when it fails."""
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, env=env)
     except FileNotFoundError as e:
         raise StackError(f"{argv[0]} is not installed: {e}") from e
     except subprocess.TimeoutExpired as e:
@@ -330,30 +331,123 @@ class Postgres:
             self.created = False
 
 
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def redis_cluster_seeds(url: str) -> list[str] | None:
+    """The seed nodes of a `redis+cluster://[user:password@]host:port,host:port` URL (as
+    REDIS_URL names a Redis Cluster) as `redis://` URLs, the credentials in each; None
+    for a single Redis's `redis://` URL."""
+    if not url.startswith(CLUSTER_SCHEME):
+        return None
+    auth, _, hosts = url[len(CLUSTER_SCHEME):].rpartition("@")
+    seeds = [f"redis://{auth + '@' if auth else ''}{h.strip()}" for h in hosts.rstrip("/").split(",") if h.strip()]
+    if not seeds or "/" in hosts.rstrip("/"):
+        raise StackError(f"{url}: expected redis+cluster://host:port,host:port,...")
+    return seeds
+
+
+@dataclass
+class ClusterNode:
+    """One line of `CLUSTER NODES`."""
+
+    node_id: str
+    host: str
+    port: int
+    flags: list[str]
+    master_id: str  # "-" for a master
+    serves_slots: bool
+
+    @property
+    def live_master(self) -> bool:
+        return "master" in self.flags and not {"fail", "fail?", "noaddr"} & set(self.flags)
+
+
+def redis_cluster_nodes(node_url: str) -> list[ClusterNode]:
+    """The cluster's nodes as the node at `node_url` (redis://) sees them."""
+    nodes = []
+    for line in run_command(["redis-cli", "-u", node_url, "CLUSTER", "NODES"], timeout=10).splitlines():
+        # <id> <ip:port@bus> <flags> <master id> <ping> <pong> <epoch> <link> <slot>...
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        node_host, _, node_port = fields[1].split("@", 1)[0].rpartition(":")
+        nodes.append(ClusterNode(fields[0], node_host, int(node_port), fields[2].split(","), fields[3],
+                                 len(fields) > 8))
+    return nodes
+
+
+def redis_cluster_masters(seeds: list[str]) -> list[str]:
+    """The masters serving slots now, as `redis://` URLs with the seeds' credentials, as
+    the first seed that answers sees them; a failed-over master is replaced by its
+    promoted replica."""
+    errors = []
+    for seed in seeds:
+        try:
+            nodes = redis_cluster_nodes(seed)
+        except StackError as e:
+            errors.append(str(e))
+            continue
+        auth = seed[len("redis://"):].rpartition("@")[0]
+        masters = sorted((n.port, n.host) for n in nodes if n.live_master and n.serves_slots)
+        if masters:
+            return [f"redis://{auth + '@' if auth else ''}{h}:{p}" for p, h in masters]
+        errors.append(f"{seed} knows no master serving slots")
+    raise StackError("no seed of the Redis Cluster answered CLUSTER NODES: " + "; ".join(errors))
+
+
+def resp_commands(commands: list[list[str]]) -> str:
+    """Commands in the Redis protocol, for `redis-cli --pipe` (any bytes in a key survive)."""
+    out = []
+    for argv in commands:
+        out.append(f"*{len(argv)}\r\n")
+        for arg in argv:
+            out.append(f"${len(arg.encode())}\r\n{arg}\r\n")
+    return "".join(out)
+
+
 class Redis:
-    """The Redis server at `url`, of which this run owns the keys under `prefix`."""
+    """The Redis server at `url`, or the Redis Cluster of a `redis+cluster://` URL, of
+    which this run owns the keys under `prefix`."""
 
     def __init__(self, url: str, prefix: str):
         self.url = url
         self.prefix = prefix
+        self.seeds = redis_cluster_seeds(url)
 
-    def _cli(self, *args: str) -> str:
-        return run_command(["redis-cli", "-u", self.url, *args])
+    def node_clis(self) -> list[list[str]]:
+        """A `redis-cli` command line per node holding keys: the server, or each master."""
+        if self.seeds is None:
+            return [["redis-cli", "-u", self.url]]
+        return [["redis-cli", "--no-auth-warning", "-u", u] for u in redis_cluster_masters(self.seeds)]
 
     def check_answers(self) -> None:
-        try:
-            reply = self._cli("PING").strip()
-        except StackError as e:
-            raise StackError(f"Redis at {self.url} does not answer (set HERALD_TEST_REDIS_URL): {e}") from e
-        if reply != "PONG":
-            raise StackError(f"Redis at {self.url} answered PING with {reply!r}")
+        hint = "(set HERALD_TEST_REDIS_URL)"
+        if self.seeds is None:
+            try:
+                reply = run_command(["redis-cli", "-u", self.url, "PING"]).strip()
+            except StackError as e:
+                raise StackError(f"Redis at {self.url} does not answer {hint}: {e}") from e
+            if reply != "PONG":
+                raise StackError(f"Redis at {self.url} answered PING with {reply!r}")
+            return
+        for cli in self.node_clis():
+            info = run_command([*cli, "CLUSTER", "INFO"])
+            if "cluster_state:ok" not in info:
+                raise StackError(f"Redis Cluster {self.url}: {cli[-1]} is not ok {hint}: {info[:200]}")
 
     def delete_prefixed_keys(self, chunk: int = 500) -> int:
-        """Delete every key under this run's prefix; returns how many there were."""
-        keys = [k for k in self._cli("--scan", "--pattern", self.prefix + "*").splitlines() if k]
-        for i in range(0, len(keys), chunk):
-            self._cli("DEL", *keys[i : i + chunk])
-        return len(keys)
+        """Delete every key under this run's prefix; returns how many there were.
+
+        One DEL per key through `--pipe`: in a cluster, one DEL of keys in several
+        slots is refused (CROSSSLOT), and each master holds only its own slots' keys."""
+        total = 0
+        for cli in self.node_clis():
+            keys = [k for k in run_command([*cli, "--scan", "--pattern", self.prefix + "*"]).splitlines() if k]
+            for i in range(0, len(keys), chunk):
+                run_command([*cli, "--pipe"], stdin=resp_commands([["DEL", k] for k in keys[i : i + chunk]]))
+            total += len(keys)
+        return total
 
 
 # ---------------------------------------------------------------------------- stack
