@@ -200,7 +200,10 @@ mod tests {
     #[test]
     fn an_event_goes_with_its_person_then_its_topic() {
         let p = Partitions::default();
-        assert_eq!(p.of_event(Some("u_1"), Some("shop"), "e"), p.of_person("u_1"));
+        assert_eq!(
+            p.of_event(Some("u_1"), Some("shop"), "e"),
+            p.of_person("u_1")
+        );
         assert_eq!(p.of_event(None, Some("shop"), "e"), p.of_topic("shop"));
         assert_eq!(p.of_event(None, None, "e1"), p.of_event(None, None, "e1"));
     }

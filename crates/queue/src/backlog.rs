@@ -69,8 +69,10 @@ impl Backlogs {
         let per_partition =
             futures::future::try_join_all(self.redis.partitions().all().into_iter().map(|p| {
                 let mut c = c.clone();
-                let mut names: Vec<String> =
-                    QueueName::ALL.iter().map(|q| keys.stream(Lane::new(p, *q))).collect();
+                let mut names: Vec<String> = QueueName::ALL
+                    .iter()
+                    .map(|q| keys.stream(Lane::new(p, *q)))
+                    .collect();
                 names.push(keys.delayed(p));
                 async move {
                     let script = Script::new(SAMPLE);

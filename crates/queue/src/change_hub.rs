@@ -296,8 +296,12 @@ mod tests {
     async fn a_prefix_with_glob_characters_hears_only_its_own_channels() {
         let redis = crate::testing::TestRedis::connect();
         // A hub whose prefix, taken as a glob, would match the test's own channels.
-        let globby =
-            Redis::connect(&crate::testing::redis_url(), "herald_test_*", crate::Partitions::default()).expect("lazy connect");
+        let globby = Redis::connect(
+            &crate::testing::redis_url(),
+            "herald_test_*",
+            crate::Partitions::default(),
+        )
+        .expect("lazy connect");
         let _other = live_hub(&globby).await;
         let receivers: i64 = redis::cmd("PUBLISH")
             .arg(redis.keys().changes("ann"))
@@ -356,7 +360,8 @@ mod tests {
     async fn a_lost_connection_wakes_every_watch_and_the_hub_subscribes_again() {
         let proxy = Proxy::start().await;
         let prefix = crate::testing::prefix();
-        let through_proxy = Redis::connect(&proxy.url, &prefix, crate::Partitions::default()).expect("lazy connect");
+        let through_proxy = Redis::connect(&proxy.url, &prefix, crate::Partitions::default())
+            .expect("lazy connect");
         let hub = live_hub(&through_proxy).await;
         let mut watch = hub.watch("ann");
 
@@ -375,7 +380,12 @@ mod tests {
                 break;
             }
         }
-        let direct = Redis::connect(&crate::testing::redis_url(), &prefix, crate::Partitions::default()).expect("url");
+        let direct = Redis::connect(
+            &crate::testing::redis_url(),
+            &prefix,
+            crate::Partitions::default(),
+        )
+        .expect("url");
         crate::Changes::new(direct).announce(&["ann"]);
         let woken = tokio::time::timeout(WAIT, watch.changed()).await;
         assert!(woken.is_ok(), "announcements are heard again");

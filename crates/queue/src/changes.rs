@@ -104,7 +104,13 @@ mod tests {
             .build()
             .expect("runtime");
         let handle = rt
-            .block_on(async { Redis::connect("redis://127.0.0.1:1", "herald_test_none:", crate::Partitions::default()) })
+            .block_on(async {
+                Redis::connect(
+                    "redis://127.0.0.1:1",
+                    "herald_test_none:",
+                    crate::Partitions::default(),
+                )
+            })
             .expect("connecting is lazy");
         Changes::new(handle).announce(&["ann"]);
     }

@@ -40,7 +40,11 @@ impl Keys {
 
     /// The stream of one lane: a partition's queue.
     pub fn stream(&self, lane: Lane) -> String {
-        format!("{}queue:{}", self.partition(lane.partition), lane.queue.as_str())
+        format!(
+            "{}queue:{}",
+            self.partition(lane.partition),
+            lane.queue.as_str()
+        )
     }
 
     /// A partition's delayed set.

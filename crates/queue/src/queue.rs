@@ -398,7 +398,11 @@ impl Queue {
 
     /// The delivery count of each entry (XPENDING per id, pipelined); 1 for an entry
     /// no longer pending.
-    async fn delivery_counts(&self, lane: Lane, entries: &[StreamId]) -> Result<Vec<u64>, QueueError> {
+    async fn delivery_counts(
+        &self,
+        lane: Lane,
+        entries: &[StreamId],
+    ) -> Result<Vec<u64>, QueueError> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
@@ -423,7 +427,12 @@ impl Queue {
     /// Resets the idle time of an entry `consumer` is still running, so that no other
     /// worker takes it over (`XCLAIM … JUSTID`, which counts no delivery). Returns false
     /// when `consumer` no longer holds it (acknowledged, or taken over already).
-    pub async fn keep_claim(&self, lane: Lane, consumer: &str, entry_id: &str) -> Result<bool, QueueError> {
+    pub async fn keep_claim(
+        &self,
+        lane: Lane,
+        consumer: &str,
+        entry_id: &str,
+    ) -> Result<bool, QueueError> {
         let mut c = self.redis.conn().await?;
         let kept: i64 = Script::new(KEEP_CLAIM)
             .key(self.keys().stream(lane))
@@ -438,7 +447,11 @@ impl Queue {
     /// Acknowledges and deletes handled entries of one stream: (entry id, the job's
     /// marker) pairs, the marker `None` for an undecodable entry. Each entry
     /// acknowledged the first time takes one off its job's "queued" counter.
-    pub async fn ack(&self, lane: Lane, entries: &[(String, Option<String>)]) -> Result<(), QueueError> {
+    pub async fn ack(
+        &self,
+        lane: Lane,
+        entries: &[(String, Option<String>)],
+    ) -> Result<(), QueueError> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -476,7 +489,11 @@ impl Queue {
     }
 
     /// The error [`Queue::record_failure`] kept for an entry, if it still has one.
-    pub async fn last_failure(&self, lane: Lane, entry_id: &str) -> Result<Option<String>, QueueError> {
+    pub async fn last_failure(
+        &self,
+        lane: Lane,
+        entry_id: &str,
+    ) -> Result<Option<String>, QueueError> {
         let mut c = self.redis.conn().await?;
         Ok(redis::cmd("GET")
             .arg(self.keys().failure(lane, entry_id))
@@ -490,37 +507,41 @@ impl Queue {
     /// instant.
     pub async fn oldest_unread_ms(&self) -> Result<Option<i64>, QueueError> {
         let c = self.redis.conn().await?;
-        let per_partition = futures::future::try_join_all(self.partitions().all().into_iter().map(|p| {
-            let mut c = c.clone();
-            let streams: Vec<String> =
-                QueueName::ALL.iter().map(|q| self.keys().stream(Lane::new(p, *q))).collect();
-            async move {
-                Script::new(OLDEST_UNREAD)
-                    .key(streams)
-                    .arg(GROUP)
-                    .invoke_async::<i64>(&mut c)
-                    .await
-            }
-        }))
-        .await?;
+        let per_partition =
+            futures::future::try_join_all(self.partitions().all().into_iter().map(|p| {
+                let mut c = c.clone();
+                let streams: Vec<String> = QueueName::ALL
+                    .iter()
+                    .map(|q| self.keys().stream(Lane::new(p, *q)))
+                    .collect();
+                async move {
+                    Script::new(OLDEST_UNREAD)
+                        .key(streams)
+                        .arg(GROUP)
+                        .invoke_async::<i64>(&mut c)
+                        .await
+                }
+            }))
+            .await?;
         Ok(per_partition.into_iter().filter(|ms| *ms >= 0).min())
     }
 
     /// Jobs waiting on each queue, and in the delayed sets, summed over the partitions.
     pub async fn depths(&self) -> Result<QueueDepths, QueueError> {
         let c = self.redis.conn().await?;
-        let per_partition = futures::future::try_join_all(self.partitions().all().into_iter().map(|p| {
-            let mut c = c.clone();
-            let mut pipe = redis::pipe();
-            pipe.cmd("XLEN")
-                .arg(self.keys().stream(Lane::new(p, QueueName::Critical)))
-                .cmd("XLEN")
-                .arg(self.keys().stream(Lane::new(p, QueueName::Default)))
-                .cmd("ZCARD")
-                .arg(self.keys().delayed(p));
-            async move { pipe.query_async::<(u64, u64, u64)>(&mut c).await }
-        }))
-        .await?;
+        let per_partition =
+            futures::future::try_join_all(self.partitions().all().into_iter().map(|p| {
+                let mut c = c.clone();
+                let mut pipe = redis::pipe();
+                pipe.cmd("XLEN")
+                    .arg(self.keys().stream(Lane::new(p, QueueName::Critical)))
+                    .cmd("XLEN")
+                    .arg(self.keys().stream(Lane::new(p, QueueName::Default)))
+                    .cmd("ZCARD")
+                    .arg(self.keys().delayed(p));
+                async move { pipe.query_async::<(u64, u64, u64)>(&mut c).await }
+            }))
+            .await?;
         Ok(per_partition.into_iter().fold(
             QueueDepths::default(),
             |d, (critical, default, delayed)| QueueDepths {
@@ -572,12 +593,15 @@ impl Reader {
         block: Duration,
     ) -> Result<Vec<Received>, QueueError> {
         if queues.len() > 1 {
-            let first = self.read_streams(consumer, count, None, &queues[..1]).await?;
+            let first = self
+                .read_streams(consumer, count, None, &queues[..1])
+                .await?;
             if !first.is_empty() {
                 return Ok(first);
             }
         }
-        self.read_streams(consumer, count, Some(block), queues).await
+        self.read_streams(consumer, count, Some(block), queues)
+            .await
     }
 
     async fn read_streams(

@@ -69,7 +69,8 @@ pub fn purge(prefix: &str) {
             .build()
             .map_err(|e| e.to_string())?;
         rt.block_on(async {
-            let redis = Redis::connect(&redis_url(), &prefix, crate::Partitions::default()).map_err(|e| e.to_string())?;
+            let redis = Redis::connect(&redis_url(), &prefix, crate::Partitions::default())
+                .map_err(|e| e.to_string())?;
             Queue::new(redis).purge().await.map_err(|e| e.to_string())
         })
         .map_err(|e| format!("{prefix}: {e}"))
@@ -92,8 +93,8 @@ pub struct TestRedis {
 impl TestRedis {
     pub fn connect() -> TestRedis {
         let prefix = prefix();
-        let redis =
-            Redis::connect(&redis_url(), &prefix, crate::Partitions::default()).expect("the test Redis URL is valid");
+        let redis = Redis::connect(&redis_url(), &prefix, crate::Partitions::default())
+            .expect("the test Redis URL is valid");
         TestRedis { redis, prefix }
     }
 

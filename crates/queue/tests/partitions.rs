@@ -64,7 +64,10 @@ async fn a_persons_jobs_come_out_in_order(queue: &Queue) {
             assert_eq!(r.lane.partition, partitions.of_person(person));
             partitions_used.insert(partition);
             got.entry(person.clone()).or_default().push(notification_id);
-            handled.entry(r.lane).or_default().push((r.entry_id.clone(), r.marker()));
+            handled
+                .entry(r.lane)
+                .or_default()
+                .push((r.entry_id.clone(), r.marker()));
         }
     }
     for (lane, entries) in handled {
@@ -84,14 +87,13 @@ async fn a_persons_jobs_stay_in_order_within_their_partition() {
 async fn processes_configured_with_another_number_of_partitions_refuse_to_start() {
     let redis = TestRedis::connect();
     let sixteen = Queue::new((*redis).clone());
-    sixteen.claim_layout().await.expect("the first process records 16");
+    sixteen
+        .claim_layout()
+        .await
+        .expect("the first process records 16");
     sixteen.claim_layout().await.expect("16 again is fine");
-    let eight = Redis::connect(
-        &redis_url(),
-        redis.prefix(),
-        Partitions::new(8).expect("8"),
-    )
-    .expect("lazy connect");
+    let eight = Redis::connect(&redis_url(), redis.prefix(), Partitions::new(8).expect("8"))
+        .expect("lazy connect");
     match Queue::new(eight).claim_layout().await {
         Err(QueueError::Layout(message)) => assert!(
             message.contains("HERALD_PARTITIONS is 8") && message.contains("HERALD_PARTITIONS=16"),
@@ -134,8 +136,18 @@ async fn every_queue_operation_works_on_a_redis_cluster() {
     let jobs: Vec<(Lane, Job)> = (0..32)
         .map(|i| job_for(partitions, &format!("p{i}"), QueueName::Critical))
         .collect();
-    assert!(queue.enqueue_absent(&jobs).await.expect("absent").iter().all(|a| *a));
-    assert!(queue.enqueue_absent(&jobs).await.expect("again").iter().all(|a| !*a));
+    assert!(queue
+        .enqueue_absent(&jobs)
+        .await
+        .expect("absent")
+        .iter()
+        .all(|a| *a));
+    assert!(queue
+        .enqueue_absent(&jobs)
+        .await
+        .expect("again")
+        .iter()
+        .all(|a| !*a));
     let due: Vec<(Lane, Job, i64)> = (0..32)
         .map(|i| {
             let (lane, job) = job_for(partitions, &format!("d{i}"), QueueName::Default);
@@ -149,7 +161,10 @@ async fn every_queue_operation_works_on_a_redis_cluster() {
     }
     assert_eq!(promoted, 32);
     let depths = queue.depths().await.expect("depths");
-    assert_eq!((depths.critical, depths.default, depths.delayed), (32, 32, 0));
+    assert_eq!(
+        (depths.critical, depths.default, depths.delayed),
+        (32, 32, 0)
+    );
     assert!(queue.oldest_unread_ms().await.expect("oldest").is_some());
     let backlog = Backlogs::new(redis.clone()).sample().await.expect("sample");
     assert_eq!(backlog.streams.iter().map(|s| s.length).sum::<u64>(), 64);
@@ -170,13 +185,20 @@ async fn every_queue_operation_works_on_a_redis_cluster() {
         let Some((first, rest)) = read.split_first() else {
             continue;
         };
-        assert!(queue.keep_claim(first.lane, "w2", &first.entry_id).await.expect("kept"));
+        assert!(queue
+            .keep_claim(first.lane, "w2", &first.entry_id)
+            .await
+            .expect("kept"));
         queue
             .record_failure(first.lane, &first.entry_id, "boom", Duration::from_secs(5))
             .await
             .expect("failure");
         assert_eq!(
-            queue.last_failure(first.lane, &first.entry_id).await.expect("last").as_deref(),
+            queue
+                .last_failure(first.lane, &first.entry_id)
+                .await
+                .expect("last")
+                .as_deref(),
             Some("boom")
         );
         let taken = queue
@@ -186,7 +208,10 @@ async fn every_queue_operation_works_on_a_redis_cluster() {
         assert!(taken.iter().any(|t| t.entry_id == first.entry_id));
         let mut by_lane: HashMap<Lane, Vec<(String, Option<String>)>> = HashMap::new();
         for r in std::iter::once(first).chain(rest) {
-            by_lane.entry(r.lane).or_default().push((r.entry_id.clone(), r.marker()));
+            by_lane
+                .entry(r.lane)
+                .or_default()
+                .push((r.entry_id.clone(), r.marker()));
         }
         for (lane, entries) in by_lane {
             queue.ack(lane, &entries).await.expect("acked");
@@ -202,7 +227,10 @@ async fn every_queue_operation_works_on_a_redis_cluster() {
         .record_failure("example.com", "n1", &policy, 1)
         .await
         .expect("circuit failure");
-    assert_eq!(circuits.state("example.com").await.expect("state").failures, 1);
+    assert_eq!(
+        circuits.state("example.com").await.expect("state").failures,
+        1
+    );
 
     queue.purge().await.expect("purged");
     assert_eq!(queue.depths().await.expect("depths").default, 0);

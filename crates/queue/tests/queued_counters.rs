@@ -26,7 +26,13 @@ async fn a_job_counts_as_queued_from_enqueue_or_promotion_until_its_copies_are_a
         .schedule(&[(lane(QueueName::Default), job.clone(), 0)])
         .await
         .unwrap();
-    assert_eq!(queue.promote_due(lane(QueueName::Default).partition, 1, 10).await.unwrap(), 1);
+    assert_eq!(
+        queue
+            .promote_due(lane(QueueName::Default).partition, 1, 10)
+            .await
+            .unwrap(),
+        1
+    );
     let read = queue
         .reader(lane(QueueName::Default).partition)
         .read("w", &[QueueName::Default], 10, Duration::from_millis(100))

@@ -174,7 +174,9 @@ async fn run(ctx: &Context, received: &Received) -> anyhow::Result<()> {
             rule,
             after,
         }) => routing::route(ctx, *event_id, rule.as_deref(), after.as_deref()).await,
-        Some(Job::Deliver { notification_id }) => delivery::deliver(ctx, *notification_id, received.lane).await,
+        Some(Job::Deliver { notification_id }) => {
+            delivery::deliver(ctx, *notification_id, received.lane).await
+        }
         Some(Job::FlushBundle { bundle_id }) => match bundling::flush(ctx, *bundle_id).await {
             Ok(Some(user_id)) => {
                 ctx.changes.announce(&[user_id.as_str()]);

@@ -217,7 +217,10 @@ async fn schedule(ctx: &Context, row: &DeliveryRow, due: DateTime<Utc>) -> anyho
         .queue
         .partitions()
         .of_recipient(row.user_id.as_deref(), &row.id.to_string());
-    let lane = Lane::new(partition, herald_core::queues::queue_for_stored(&row.severity));
+    let lane = Lane::new(
+        partition,
+        herald_core::queues::queue_for_stored(&row.severity),
+    );
     let job = Job::Deliver {
         notification_id: row.id,
     };

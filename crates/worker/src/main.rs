@@ -30,7 +30,11 @@ struct Cli {
     #[arg(long = "partition-count", env = "HERALD_PARTITIONS", default_value = "16", value_parser = Partitions::parse)]
     partition_count: Partitions,
     /// The partitions this worker serves: `all`, or numbers and ranges (`0-7,12`).
-    #[arg(long = "partitions", env = "HERALD_WORKER_PARTITIONS", default_value = "all")]
+    #[arg(
+        long = "partitions",
+        env = "HERALD_WORKER_PARTITIONS",
+        default_value = "all"
+    )]
     served: String,
     /// How long a job may go unacknowledged before another worker takes it over.
     /// Must exceed the longest channel timeout plus margin.

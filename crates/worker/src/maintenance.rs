@@ -174,11 +174,8 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
                 ctx.config
                     .rules
                     .event_severity(&e.event_type, &e.properties, &e.user_traits);
-            let partition = partitions.of_event(
-                e.user_id.as_deref(),
-                e.topic.as_deref(),
-                &e.id.to_string(),
-            );
+            let partition =
+                partitions.of_event(e.user_id.as_deref(), e.topic.as_deref(), &e.id.to_string());
             (Lane::new(partition, queue_for(severity)), Job::route(e.id))
         })
         .collect();
@@ -230,10 +227,7 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
 
 /// Enqueues the jobs the sweep found that have no copy on a stream; returns those
 /// enqueued.
-async fn enqueue_absent(
-    ctx: &Context,
-    jobs: Vec<(Lane, Job)>,
-) -> anyhow::Result<Vec<(Lane, Job)>> {
+async fn enqueue_absent(ctx: &Context, jobs: Vec<(Lane, Job)>) -> anyhow::Result<Vec<(Lane, Job)>> {
     let added = ctx.queue.enqueue_absent(&jobs).await?;
     Ok(jobs
         .into_iter()

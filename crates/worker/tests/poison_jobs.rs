@@ -221,14 +221,20 @@ async fn a_running_job_keeps_its_claim() {
     );
     for _ in 0..5 {
         tokio::time::sleep(min_idle).await;
-        let taken = queue.reclaim("other-worker", lane().partition, min_idle, 10).await.unwrap();
+        let taken = queue
+            .reclaim("other-worker", lane().partition, min_idle, 10)
+            .await
+            .unwrap();
         assert!(taken.is_empty(), "taken over while running: {taken:?}");
     }
 
     // The job ended without an acknowledgement (its worker died): now it is taken over.
     drop(keeper);
     tokio::time::sleep(min_idle + Duration::from_millis(100)).await;
-    let taken = queue.reclaim("other-worker", lane().partition, min_idle, 10).await.unwrap();
+    let taken = queue
+        .reclaim("other-worker", lane().partition, min_idle, 10)
+        .await
+        .unwrap();
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].entry_id, entry);
     assert_eq!(

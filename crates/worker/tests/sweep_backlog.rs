@@ -96,9 +96,15 @@ async fn the_sweep_copies_neither_a_backlog_nor_its_own_copies() {
     // Once read (by a worker that then died), the copies no longer hold the horizon
     // back, and their queued counters keep the sweep from copying them again: the
     // reclaimer's job.
-    let read = read_all(&ctx.queue, "dead-worker", &[QueueName::Default], 100, Duration::from_millis(10))
-        .await
-        .unwrap();
+    let read = read_all(
+        &ctx.queue,
+        "dead-worker",
+        &[QueueName::Default],
+        100,
+        Duration::from_millis(10),
+    )
+    .await
+    .unwrap();
     assert_eq!(read.len(), EVENTS);
     assert_eq!(maintenance::sweep(&ctx).await.unwrap(), (0, 0));
     ctx.queue.purge().await.unwrap();

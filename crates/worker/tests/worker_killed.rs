@@ -67,7 +67,10 @@ async fn arrange(db: &TestDb, queue: &Queue) -> uuid::Uuid {
         .await
         .unwrap();
     queue
-        .enqueue(&[(route_lane(stored[0].id, QueueName::Critical), Job::route(stored[0].id))])
+        .enqueue(&[(
+            route_lane(stored[0].id, QueueName::Critical),
+            Job::route(stored[0].id),
+        )])
         .await
         .unwrap();
     stored[0].id
