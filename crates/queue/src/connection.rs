@@ -56,7 +56,8 @@ enum Backend {
         client: redis::Client,
     },
     Cluster {
-        client: ClusterClient,
+        /// Boxed: it is several times the size of the other variant.
+        client: Box<ClusterClient>,
         /// Made on first use, so that a cluster that is down turns into errors on use.
         shared: OnceCell<ClusterConnection>,
         /// The seed nodes, for the change hub's pub/sub connection.
@@ -74,7 +75,7 @@ impl Redis {
     ) -> Result<Redis, QueueError> {
         let backend = match cluster_seeds(redis_url)? {
             Some(seeds) => Backend::Cluster {
-                client: cluster_client(&seeds)?,
+                client: Box::new(cluster_client(&seeds)?),
                 shared: OnceCell::new(),
                 seeds: seeds
                     .iter()
