@@ -208,7 +208,9 @@ def hold_report(p: Pair, user: str, opens: datetime) -> dict:
     p.call("POST", "/api/v1/events", [{"user_id": user, "event_type": "report_ready", "event_timestamp": iso(now()),
                                        "properties": {"title": "Q3"}}], expect=202)
     held = wait_until(lambda: p.history(user), TIMEOUT_S, f"the notification row of {user}")[0]
-    check_in(f"until {opens.strftime('%H:%M:%S')} UTC", held["hold_reason"], "audit trail reason")
+    # Times on the minute are written without their seconds (`18:14`, not `18:14:00`).
+    shown = opens.strftime("%H:%M" if opens.second == 0 else "%H:%M:%S")
+    check_in(f"until {shown} UTC", held["hold_reason"], "audit trail reason")
     row = p.call("GET", f"/api/v1/notifications/{held['notification_id']}")
     check_eq(parse_time(row["due_at"]), opens, "due_at")
     if now() < opens:
