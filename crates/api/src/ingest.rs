@@ -142,8 +142,7 @@ async fn enqueue(sinks: &Sinks, events: &[&NewEvent], stored: &[Stored]) {
         .zip(stored)
         .filter(|(_, s)| !s.duplicate)
         .map(|(e, s)| {
-            let partition =
-                partitions.of_event(e.user_id.as_deref(), e.topic.as_deref(), &s.id.to_string());
+            let partition = partitions.of_event(e.user_id.as_deref(), e.topic.as_deref(), s.id);
             (
                 Lane::new(partition, route_queue(&sinks.rules, e)),
                 Job::route(s.id),

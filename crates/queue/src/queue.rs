@@ -630,11 +630,10 @@ impl Reader {
         }
         let reply: Result<Option<StreamReadReply>, RedisError> = match block {
             Some(_) => {
-                let conn = match self.conn.take() {
+                let mut conn = match self.conn.take() {
                     Some(conn) => conn,
                     None => self.queue.redis.blocking_conn().await?,
                 };
-                let mut conn = conn;
                 let reply = cmd.query_async(&mut conn).await;
                 // A connection that failed is dropped; the next read opens another.
                 if reply.is_ok() || reply.as_ref().is_err_and(|e| e.code().is_some()) {

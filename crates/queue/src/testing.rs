@@ -23,7 +23,7 @@ pub fn lane(queue: QueueName) -> Lane {
 /// Where the api and the sweep put the route job of an event addressed to no person
 /// and no topic (the tests' bare events): its own id names the partition.
 pub fn route_lane(event_id: uuid::Uuid, queue: QueueName) -> Lane {
-    let partition = Partitions::default().of_event(None, None, &event_id.to_string());
+    let partition = Partitions::default().of_event(None, None, event_id);
     Lane::new(partition, queue)
 }
 

@@ -216,7 +216,7 @@ async fn schedule(ctx: &Context, row: &DeliveryRow, due: DateTime<Utc>) -> anyho
     let partition = ctx
         .queue
         .partitions()
-        .of_recipient(row.user_id.as_deref(), &row.id.to_string());
+        .of_recipient(row.user_id.as_deref(), row.id);
     let lane = Lane::new(
         partition,
         herald_core::queues::queue_for_stored(&row.severity),

@@ -174,8 +174,7 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
                 ctx.config
                     .rules
                     .event_severity(&e.event_type, &e.properties, &e.user_traits);
-            let partition =
-                partitions.of_event(e.user_id.as_deref(), e.topic.as_deref(), &e.id.to_string());
+            let partition = partitions.of_event(e.user_id.as_deref(), e.topic.as_deref(), e.id);
             (Lane::new(partition, queue_for(severity)), Job::route(e.id))
         })
         .collect();
@@ -183,7 +182,7 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<(usize, usize)> {
     let deliveries: Vec<_> = overdue
         .iter()
         .map(|(id, severity, user_id)| {
-            let partition = partitions.of_recipient(user_id.as_deref(), &id.to_string());
+            let partition = partitions.of_recipient(user_id.as_deref(), *id);
             (
                 Lane::new(partition, queue_for_stored(severity)),
                 Job::Deliver {

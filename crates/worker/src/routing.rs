@@ -233,11 +233,9 @@ async fn recipients(
 /// The partition of an event's route jobs, its continuations included: they follow
 /// its person, or its topic.
 fn event_partition(ctx: &Context, event: &herald_store::events::EventRow) -> Partition {
-    ctx.queue.partitions().of_event(
-        event.user_id.as_deref(),
-        event.topic.as_deref(),
-        &event.id.to_string(),
-    )
+    ctx.queue
+        .partitions()
+        .of_event(event.user_id.as_deref(), event.topic.as_deref(), event.id)
 }
 
 /// Sends new pending rows on their way: due ones to the stream, later ones to the
@@ -256,7 +254,7 @@ pub async fn dispatch(ctx: &Context, inserted: &[Inserted]) -> anyhow::Result<()
         let partition = ctx
             .queue
             .partitions()
-            .of_recipient(n.user_id.as_deref(), &n.id.to_string());
+            .of_recipient(n.user_id.as_deref(), n.id);
         let lane = Lane::new(partition, queue_for_stored(&n.severity));
         if n.due_at <= now {
             ready.push((lane, job));

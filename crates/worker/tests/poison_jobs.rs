@@ -46,11 +46,9 @@ fn settings(db: &TestDb, prefix: &str) -> Settings {
     }
 }
 
-/// Where the api and the sweep put an event's route job: the tests' events have no
-/// person or topic, so their own id names the partition.
+/// Where the api and the sweep put an event's route job.
 fn route_lane(event_id: uuid::Uuid) -> Lane {
-    let partition = Partitions::default().of_event(None, None, &event_id.to_string());
-    Lane::new(partition, QueueName::Default)
+    herald_queue::testing::route_lane(event_id, QueueName::Default)
 }
 
 /// Any one lane, for a job no sweep looks at.

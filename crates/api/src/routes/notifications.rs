@@ -138,7 +138,7 @@ pub async fn retry_notification(
     let partition = state
         .queue
         .partitions()
-        .of_recipient(user_id.as_deref(), &id.to_string());
+        .of_recipient(user_id.as_deref(), id);
     let lane = herald_queue::Lane::new(partition, herald_core::queues::queue_for_stored(&severity));
     let job = Job::Deliver {
         notification_id: id,
