@@ -288,6 +288,33 @@ def median(runs: list[dict], path: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+def items_of(run: dict) -> float | None:
+    """What a run's CPU time bought: deliveries end to end, events or requests
+    ingested over the whole run (warm-up included), rows inserted."""
+    for key in ("delivered", "items_total"):
+        if isinstance(run.get(key), (int, float)) and run[key] > 0:
+            return float(run[key])
+    return None  # the ceiling: its loops' warm-up is not counted, no honest denominator
+
+
+def cpu_per_item(runs: list[dict]) -> str:
+    """Median CPU µs per item of each process over the runs (the `cpu s` lines divided
+    by what each run completed), e.g. "api 52, worker 180, postgres 410 µs"."""
+    per: dict[str, list[float]] = {}
+    for r in runs:
+        n = items_of(r)
+        if not n:
+            continue
+        for proc, secs in r.get("cpu_s", {}).items():
+            if proc != "wall" and isinstance(secs, (int, float)):
+                per.setdefault(proc, []).append(secs * 1e6 / n)
+    if not per:
+        return ""
+    total = sum(statistics.median(v) for v in per.values())
+    parts = ", ".join(f"{proc} {statistics.median(v):,.0f}" for proc, v in per.items())
+    return f"CPU per item: {parts}; all {total:,.0f} µs"
+
+
 def fmt(v: float | None, unit: str = "", digits: int = 0) -> str:
     if v is None:
         return "n/a"
@@ -296,10 +323,10 @@ def fmt(v: float | None, unit: str = "", digits: int = 0) -> str:
 
 def report(bench: Bench, busy: str) -> None:
     r = bench.results
-    rows: list[tuple[str, str, str, str]] = []  # figure, value, target, command
+    rows: list[tuple[str, str, str, str, str]] = []  # figure, value, target, command, key
 
     def add(figure: str, value: str, target: str, key: str) -> None:
-        rows.append((figure, value, target, bench.commands.get(key, "")))
+        rows.append((figure, value, target, bench.commands.get(key, ""), key))
 
     if "ceiling" in r:
         add("6. ceiling: plain loop insert (100/statement) + XADD", fmt(median(r["ceiling"], "rows_per_s"), " rows/s"),
@@ -346,8 +373,10 @@ def report(bench: Bench, busy: str) -> None:
 
     print()
     print(f"== Herald benchmark: medians of {bench.args.runs} runs; {busy}")
-    for figure, value, target, command in rows:
-        print(f"{figure}\n    {value}    (target {target})\n    $ {command}")
+    for figure, value, target, command, key in rows:
+        cpu = cpu_per_item(r.get(key, []))
+        print(f"{figure}\n    {value}    (target {target})" + (f"\n    {cpu}" if cpu else "")
+              + f"\n    $ {command}")
 
 
 def machine_load() -> str:

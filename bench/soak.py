@@ -16,6 +16,8 @@ Steps (release build, private database and Redis prefix, like `make bench`):
    past the retention (`HERALD_RETENTION`, 30d by default): it is what gets dropped.
 3. The same load again. Half-way through, a second worker starts: its partition
    maintenance runs retention at once, which drops the oldest day while the load runs.
+   (The first worker runs with a retention of ten years, so that its own maintenance,
+   every 15 minutes, cannot drop that day during a long preload.)
 4. The report: per phase, the median window's delivered rate and latency (and the
    loaded/empty ratio; the target is >= 80 %), the database size before and after
    retention, the partitions dropped, and the api's and the worker's RSS at the start
@@ -45,6 +47,7 @@ runs the same steps in a few minutes.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import statistics
 import os
@@ -69,6 +72,8 @@ _spec.loader.exec_module(bench)
 
 REPO = bench.REPO
 PEOPLE = 10_000
+# The first worker's retention: longer than any preload, so only the second one drops.
+KEEP_ALL = "3650d"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -119,7 +124,8 @@ def preload(url: str, days: int, per_day: int) -> float:
     for table in ("events", "notifications", "delivery_attempts", "person_changes"):
         long_psql(url, f"SELECT count(*) FROM herald_ensure_partitions('{table}', "
                         f"date_trunc('day', now()) - interval '{days + 1} days', now(), interval '1 day')")
-    for back in range(days + 1, 0, -1):
+
+    def one_day(back: int) -> None:
         day = f"date_trunc('day', now()) - interval '{back} days'"
         # One statement per day: the events, their notifications (sent) and attempts.
         # Triggers off (session_replication_role): the change log of a person's live
@@ -150,6 +156,10 @@ def preload(url: str, days: int, per_day: int) -> float:
             SELECT n.id, 1, n.sent_at - interval '10 milliseconds', 10, 200, 'success' FROM n""")
         print(f"  preloaded day -{back}: {per_day:,} events ({time.monotonic() - started:.0f} s so far)",
               flush=True)
+
+    # Two days at a time: one statement keeps one core busy, and the box has two.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(one_day, range(days + 1, 0, -1)))
     long_psql(url, "ANALYZE")
     return time.monotonic() - started
 
@@ -270,6 +280,7 @@ class Soak:
         self.statements: dict[str, list[dict]] = {}
         self.metrics_targets = {"api": b.api_url, "worker": worker_metrics}
         self.scrapes: dict[str, dict] = {}
+        self.retention: dict = {}
 
     def load(self, phase: str, halfway=None, scrape: bool = False) -> None:
         """The steady load in windows; `halfway` runs once when half the windows are done.
@@ -334,7 +345,9 @@ class Soak:
     def second_worker(self) -> None:
         """A second worker joins: its maintenance runs retention as it starts."""
         before = bench.psql(self.b.db.url, "SELECT count(*) FROM pg_inherits").strip()
-        env = self.b.env | {"HERALD_WORKER_METRICS_BIND": f"127.0.0.1:{harness.free_port()}"}
+        env = self.b.env | {"HERALD_WORKER_METRICS_BIND": f"127.0.0.1:{harness.free_port()}",
+                            "HERALD_RETENTION": f"{self.args.days}d"}
+        started = time.monotonic()
         harness.start_worker(self.b.procs, self.b.bin_dir, REPO, env, ["--concurrency", "64"],
                              name="worker-2")
         deadline = time.monotonic() + 120
@@ -342,8 +355,11 @@ class Soak:
             if time.monotonic() > deadline:
                 raise harness.StackError("retention dropped nothing within 120 s of the second worker's start")
             time.sleep(1)
-        print(f"  retention: partitions {before} -> {bench.psql(self.b.db.url, 'SELECT count(*) FROM pg_inherits').strip()}",
-              flush=True)
+        after = bench.psql(self.b.db.url, "SELECT count(*) FROM pg_inherits").strip()
+        self.retention = {"partitions_before": int(before), "partitions_after": int(after),
+                          "seconds": round(time.monotonic() - started, 1)}
+        print(f"  retention: partitions {before} -> {after}, {self.retention['seconds']} s after the "
+              f"second worker started", flush=True)
 
 
 def summary(phase: dict) -> dict:
@@ -370,6 +386,10 @@ def report(soak: Soak, sizes: dict, preload_s: float) -> None:
               f"RSS {phase['rss_start']} -> {phase['rss_end']} MB")
     print(f"database: {sizes['empty']:.0f} MB empty, {sizes['loaded']:.0f} MB preloaded, "
           f"{sizes['after']:.0f} MB after retention")
+    if soak.retention:
+        r = soak.retention
+        print(f"retention: partitions {r['partitions_before']} -> {r['partitions_after']} "
+              f"(with their indexes' partitions), {r['seconds']} s after the second worker started")
     print(f"    $ {soak.phases['empty']['command']}")
     for when, figures in soak.scrapes.items():
         line = ", ".join(f"{name} p50 {f['p50_ms']} ms, max {f['max_ms']} ms ({f['n']} scrapes)"
@@ -411,7 +431,12 @@ def main(argv: list[str]) -> int:
         os.environ.setdefault("HERALD_METRICS_KEY", METRICS_KEY)
         b.start_services(run)
         worker_metrics = f"127.0.0.1:{harness.free_port()}"
-        b.env = b.env | {"HERALD_WORKER_METRICS_BIND": worker_metrics}
+        # The first worker keeps all history: its maintenance runs every 15 minutes,
+        # and a preload that lasts longer than that would see the oldest day dropped
+        # before the load starts (the 20-million-event preload takes about 20 minutes).
+        # The second worker, joining half-way through the loaded phase, applies the
+        # 30-day retention.
+        b.env = b.env | {"HERALD_WORKER_METRICS_BIND": worker_metrics, "HERALD_RETENTION": KEEP_ALL}
         b.start_worker()
         soak = Soak(args, b, f"http://{worker_metrics}")
         sizes = {"empty": database_mb(run.db.url)}
@@ -425,6 +450,7 @@ def main(argv: list[str]) -> int:
         report(soak, sizes, preload_s)
         if args.json:
             args.json.write_text(json.dumps({"sizes": sizes, "phases": soak.phases, "scrapes": soak.scrapes,
+                                             "retention": soak.retention,
                                              "statements": soak.statements}, indent=2))
         (run.log_dir / "statements.json").write_text(json.dumps(soak.statements, indent=2))
     except harness.StackError as e:

@@ -7,7 +7,7 @@ The fault suite (chaos/run.py) on scaled-out engines, with its sender, its peopl
 its verdict:
 
 * a Redis Cluster of 3 masters and 3 replicas (scripts/redis-cluster.sh, ports from
-  `--redis-port`, default 57101; bus timeout 2 s, so a failover takes seconds);
+  `--redis-port`, default 17101, below the ephemeral port range; bus timeout 2 s, so a failover takes seconds);
 * a Postgres primary with a streaming replica (scripts/pg-replica.sh, shared with `make
   test`; stopped at the end only when this run started it), on which the run creates a
   database of its own: the apis write to the primary and read from the replica
@@ -324,8 +324,8 @@ class ClusterSuite(chaos.Chaos):
 
 def main(argv: list[str]) -> int:
     p = chaos.arg_parser(__doc__, 20_000)
-    p.add_argument("--redis-port", type=int, default=57101,
-                   help="first of the six ports of the Redis Cluster (default 57101)")
+    p.add_argument("--redis-port", type=int, default=17101,
+                   help="first of the six ports of the Redis Cluster (default 17101)")
     return chaos.run_suite(ClusterSuite, p.parse_args(argv))
 
 

@@ -3,14 +3,17 @@
 # no persistence), for the tests and suites that run Herald on a cluster:
 #   scripts/redis-cluster.sh start   # idempotent; prints the cluster URL as a shell export
 #   scripts/redis-cluster.sh stop    # shuts every node down and removes the directory
-# Ports: HERALD_REDIS_CLUSTER_PORT (default 57001) and the five after it, on 127.0.0.1.
+# Ports: HERALD_REDIS_CLUSTER_PORT (default 17001) and the five after it, on 127.0.0.1.
 # Each node's cluster bus listens on its port + 10000, or - 10000 where + would pass
-# 65535 (the default 57001 would need 67001). Data, pid and log files go to
+# 65535. The default keeps both (17001-17006, 27001-27006) below Linux's ephemeral
+# range (32768-60999), from which every outgoing connection takes its local port: a
+# node whose port a client connection happened to hold failed to start (seen with the
+# former default 57001, whose buses were 47001-47006). Data, pid and log files go to
 # target/redis-cluster-<base port>/, so clusters on other bases do not meet.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BASE="${HERALD_REDIS_CLUSTER_PORT:-57001}"
+BASE="${HERALD_REDIS_CLUSTER_PORT:-17001}"
 DIR="$ROOT/target/redis-cluster-$BASE"
 PORTS=()
 for ((i = 0; i < 6; i++)); do PORTS+=($((BASE + i))); done

@@ -342,6 +342,9 @@ impl BenchEvent {
 struct LoopStats {
     requests: u64,
     items: u64,
+    /// Items completed over the whole run, warm-up included: what the processes'
+    /// CPU time bought (`make bench` prints CPU µs per item).
+    items_total: u64,
     errors: u64,
     first_error: Option<String>,
     latencies_us: Vec<u64>,
@@ -370,6 +373,9 @@ where
                 let result = op(seq).await;
                 let done = Instant::now();
                 seq += concurrency as u64;
+                if let Ok(items) = &result {
+                    stats.items_total += items;
+                }
                 if done < measure_from || done > end {
                     continue;
                 }
@@ -395,6 +401,7 @@ where
     for s in futures::future::join_all(tasks).await {
         total.requests += s.requests;
         total.items += s.items;
+        total.items_total += s.items_total;
         total.errors += s.errors;
         if total.first_error.is_none() {
             total.first_error = s.first_error;
@@ -467,6 +474,7 @@ async fn batched(args: BatchedArgs) -> anyhow::Result<Value> {
         "figure": "batched",
         "events_per_s": rate,
         "requests": stats.requests,
+        "items_total": stats.items_total,
         "errors": stats.errors,
         "batch": batch,
         "concurrency": args.concurrency,
@@ -493,6 +501,7 @@ async fn single(args: SingleArgs) -> anyhow::Result<Value> {
     Ok(json!({
         "figure": "single",
         "requests_per_s": rate,
+        "items_total": stats.items_total,
         "errors": stats.errors,
         "concurrency": args.concurrency,
         "latency": latency,

@@ -136,8 +136,9 @@ impl<'a> UnnestNotifications<'a> {
 /// the window of the chunk's event ids ([`crate::partitions::id_window`]) are bound
 /// between them. A row's `created_at` is its event's `received_at`, looked up once per
 /// event: within the window first (an index probe in one or two partitions of
-/// `events`), and in every partition only when that finds nothing (COALESCE runs its
-/// second subquery only then). The same value however often the event is routed, so
+/// `events`), and in every partition only when that finds nothing (COALESCE calls
+/// `herald_event_received_at` only then: a PL/pgSQL function, so its query over every
+/// partition is planned only when called, not with each insert). The same value however often the event is routed, so
 /// the unique index `notifications_once`, which must contain the partition key
 /// `created_at`, still refuses a second row, and an event and its notifications share a
 /// partition range (retention drops them together). `now()` if the event is gone. Rows
@@ -153,7 +154,7 @@ const INSERT_TAIL: [&str; 3] = [
                    AND e.received_at >= COALESCE(",
     ", '-infinity') AND e.received_at <= COALESCE(",
     ", 'infinity') LIMIT 1),
-                (SELECT e.received_at FROM events e WHERE e.id = d.event_id LIMIT 1)) AS at
+                herald_event_received_at(d.event_id)) AS at
        FROM (SELECT DISTINCT event_id FROM u) d)
      INSERT INTO notifications (id, event_id, user_id, notification_type, channel, status, \
        suppression_reason, severity, private, subject, text, due_at, sent_at, bundle_id, \

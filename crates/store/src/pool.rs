@@ -67,8 +67,19 @@ impl StoreError {
 /// Builds a pool of at most `max_size` connections. Connections are opened lazily;
 /// a wait for a free one is bounded so a dead database turns into errors, not hangs.
 pub fn connect(database_url: &str, max_size: usize) -> Result<Pool, StoreError> {
-    build(database_url, max_size, manager_config())
+    build(database_url, max_size, manager_config(SESSION))
 }
+
+/// What every session sets. `jit = off`: Herald's statements are short, but a plan
+/// that reads every partition of a month of daily ones (a lookup's fallback) is costed
+/// above `jit_above_cost`, and Postgres then compiles it with LLVM on each run (the
+/// delivery rows' statement over 36 partitions: 24 functions), milliseconds of
+/// compiling for a statement that runs in a fraction of one.
+const SESSION: &str = "SET jit = off";
+
+/// What a batch session sets on top of [`SESSION`] (see [`connect_for_batches`]).
+const BATCH_SESSION: &str =
+    "SET jit = off; SET plan_cache_mode = force_custom_plan; SET synchronous_commit = off";
 
 /// A pool for the worker's batched statements, whose sessions differ in two ways.
 ///
@@ -77,6 +88,10 @@ pub fn connect(database_url: &str, max_size: usize) -> Result<Pool, StoreError> 
 /// while a table was small (a new database), it went on scanning `notifications`
 /// whole for every batch as the table grew, and Postgres burned a core at 100 events/s.
 /// Planning costs a fraction of a millisecond per batch, which large batches share.
+/// (Measured again on 2026-12-03: forcing generic plans saved that planning, about
+/// 1.5 ms per event at 300 events/s where batches hold one row, but plans made on a new
+/// database read the delivery rows in 450 ms a batch, even with sequential scans
+/// priced out; BENCHMARKS.md.)
 ///
 /// `synchronous_commit = off`: commits do not wait for the WAL flush. Postgres stays
 /// consistent; a crash of Postgres itself may forget the last fraction of a second of
@@ -85,23 +100,11 @@ pub fn connect(database_url: &str, max_size: usize) -> Result<Pool, StoreError> 
 /// leaves its notification `pending` and it is delivered again (at least once, as
 /// always). Events are stored by the api with synchronous commits: none is lost.
 pub fn connect_for_batches(database_url: &str, max_size: usize) -> Result<Pool, StoreError> {
-    let mut config = manager_config();
-    config.custom_setup = Box::new(|url| {
-        Box::pin(async move {
-            use diesel_async::{AsyncConnection, SimpleAsyncConnection};
-            let mut conn = AsyncPgConnection::establish(url).await?;
-            conn.batch_execute(
-                "SET plan_cache_mode = force_custom_plan; SET synchronous_commit = off",
-            )
-            .await
-            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-            Ok(conn)
-        })
-    });
-    build(database_url, max_size, config)
+    build(database_url, max_size, manager_config(BATCH_SESSION))
 }
 
-fn manager_config() -> ManagerConfig<AsyncPgConnection> {
+/// Sessions that run `setup` (`SET` commands) once when they open.
+fn manager_config(setup: &'static str) -> ManagerConfig<AsyncPgConnection> {
     // `Fast`: a checkout costs no `SELECT 1` round trip (the default `Verified` sent
     // one per checkout, several per event routed and delivered). A connection whose
     // socket closed (Postgres restarted) is still discarded: recycling checks
@@ -109,6 +112,16 @@ fn manager_config() -> ManagerConfig<AsyncPgConnection> {
     // treat as "unavailable, try again".
     let mut config = ManagerConfig::<AsyncPgConnection>::default();
     config.recycling_method = RecyclingMethod::Fast;
+    config.custom_setup = Box::new(move |url| {
+        Box::pin(async move {
+            use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+            let mut conn = AsyncPgConnection::establish(url).await?;
+            conn.batch_execute(setup)
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        })
+    });
     config
 }
 

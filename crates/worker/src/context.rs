@@ -118,6 +118,7 @@ impl Context {
         )?;
         let mailers = crate::smtp::Mailers::new(&config.channels)?;
         let bundler = crate::bundler::Bundler::new(&config);
+        let host_slots = crate::host_slots::HostSlots::new(settings.concurrency);
         let worker_id = format!(
             "{}-{}",
             std::process::id(),
@@ -141,7 +142,7 @@ impl Context {
             changes: Changes::new(redis),
             clients,
             mailers,
-            host_slots: crate::host_slots::HostSlots::default(),
+            host_slots,
             acker: crate::acks::Acker::default(),
             statements,
             bundler,

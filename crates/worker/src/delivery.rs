@@ -156,9 +156,10 @@ async fn gate<'c>(
     ))
 }
 
-/// The host's in-flight limit (`max_in_flight`), then the channel's shared rate
-/// (`rate_limit_per_s`): over either, the job goes back to the delayed set (until the
-/// next token, or for a moment when the host is busy) without spending an attempt.
+/// The host's in-flight limit (`max_in_flight`, waited for a moment in process), then
+/// the channel's shared rate (`rate_limit_per_s`): over either, the job goes back to
+/// the delayed set (until the next token, or for a moment when the host stays busy)
+/// without spending an attempt.
 /// A send keeps the host's slot.
 async fn throttle<'c>(
     ctx: &Context,
@@ -171,7 +172,12 @@ async fn throttle<'c>(
     };
     let Some(slot) = ctx
         .host_slots
-        .try_acquire(&outbound.target.host(), channel.max_in_flight)
+        .acquire(
+            &outbound.target.host(),
+            channel.max_in_flight,
+            crate::host_slots::HOST_BUSY_WAIT,
+        )
+        .await
     else {
         return Ok(later(crate::host_slots::HOST_BUSY_WAIT));
     };

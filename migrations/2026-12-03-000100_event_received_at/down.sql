@@ -1,0 +1,1 @@
+DROP FUNCTION herald_event_received_at(uuid);
