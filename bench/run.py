@@ -289,12 +289,12 @@ def median(runs: list[dict], path: str) -> float | None:
 
 
 def items_of(run: dict) -> float | None:
-    """What a run's CPU time bought: deliveries end to end, events or requests
-    ingested over the whole run (warm-up included), rows inserted."""
+    """What a run's CPU time bought: deliveries end to end, or events or requests
+    ingested over the whole run (warm-up included); None for the ceiling."""
     for key in ("delivered", "items_total"):
         if isinstance(run.get(key), (int, float)) and run[key] > 0:
             return float(run[key])
-    return None  # the ceiling: its loops' warm-up is not counted, no honest denominator
+    return None  # the ceiling counts no warm-up: no honest denominator
 
 
 def cpu_per_item(runs: list[dict]) -> str:

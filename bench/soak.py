@@ -342,21 +342,25 @@ class Soak:
         procs = {"api": self.b.api, "worker": self.b.worker}
         return {name: round(rss_mb(p.popen.pid), 1) for name, p in procs.items() if p and p.alive()}
 
+    def partitions(self) -> int:
+        """Partitions of tables and of their indexes (retention drops both)."""
+        return int(bench.psql(self.b.db.url, "SELECT count(*) FROM pg_inherits").strip())
+
     def second_worker(self) -> None:
         """A second worker joins: its maintenance runs retention as it starts."""
-        before = bench.psql(self.b.db.url, "SELECT count(*) FROM pg_inherits").strip()
+        before = self.partitions()
         env = self.b.env | {"HERALD_WORKER_METRICS_BIND": f"127.0.0.1:{harness.free_port()}",
                             "HERALD_RETENTION": f"{self.args.days}d"}
         started = time.monotonic()
         harness.start_worker(self.b.procs, self.b.bin_dir, REPO, env, ["--concurrency", "64"],
                              name="worker-2")
         deadline = time.monotonic() + 120
-        while bench.psql(self.b.db.url, "SELECT count(*) FROM pg_inherits").strip() == before:
+        while self.partitions() == before:
             if time.monotonic() > deadline:
                 raise harness.StackError("retention dropped nothing within 120 s of the second worker's start")
             time.sleep(1)
-        after = bench.psql(self.b.db.url, "SELECT count(*) FROM pg_inherits").strip()
-        self.retention = {"partitions_before": int(before), "partitions_after": int(after),
+        after = self.partitions()
+        self.retention = {"partitions_before": before, "partitions_after": after,
                           "seconds": round(time.monotonic() - started, 1)}
         print(f"  retention: partitions {before} -> {after}, {self.retention['seconds']} s after the "
               f"second worker started", flush=True)
@@ -435,7 +439,7 @@ def main(argv: list[str]) -> int:
         # and a preload that lasts longer than that would see the oldest day dropped
         # before the load starts (the 20-million-event preload takes about 20 minutes).
         # The second worker, joining half-way through the loaded phase, applies the
-        # 30-day retention.
+        # `--days` retention (30 by default).
         b.env = b.env | {"HERALD_WORKER_METRICS_BIND": worker_metrics, "HERALD_RETENTION": KEEP_ALL}
         b.start_worker()
         soak = Soak(args, b, f"http://{worker_metrics}")

@@ -7,7 +7,8 @@ The fault suite (chaos/run.py) on scaled-out engines, with its sender, its peopl
 its verdict:
 
 * a Redis Cluster of 3 masters and 3 replicas (scripts/redis-cluster.sh, ports from
-  `--redis-port`, default 17101, below the ephemeral port range; bus timeout 2 s, so a failover takes seconds);
+  `--redis-port`, default 17101, below the ephemeral port range; bus timeout 2 s, so a
+  failover takes seconds);
 * a Postgres primary with a streaming replica (scripts/pg-replica.sh, shared with `make
   test`; stopped at the end only when this run started it), on which the run creates a
   database of its own: the apis write to the primary and read from the replica

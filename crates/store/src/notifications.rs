@@ -138,11 +138,12 @@ impl<'a> UnnestNotifications<'a> {
 /// event: within the window first (an index probe in one or two partitions of
 /// `events`), and in every partition only when that finds nothing (COALESCE calls
 /// `herald_event_received_at` only then: a PL/pgSQL function, so its query over every
-/// partition is planned only when called, not with each insert). The same value however often the event is routed, so
-/// the unique index `notifications_once`, which must contain the partition key
-/// `created_at`, still refuses a second row, and an event and its notifications share a
-/// partition range (retention drops them together). `now()` if the event is gone. Rows
-/// go in in the arrays' order ([`in_key_order`]).
+/// partition is planned only when called, not with each insert). The same value
+/// however often the event is routed, so the unique index `notifications_once`, which
+/// must contain the partition key `created_at`, still refuses a second row, and an
+/// event and its notifications share a partition range (retention drops them
+/// together). `now()` if the event is gone. Rows go in in the arrays' order
+/// ([`in_key_order`]).
 const INSERT_TAIL: [&str; 3] = [
     ") WITH ORDINALITY AS u(id, event_id, user_id, notification_type, channel, \
      status, suppression_reason, severity, private, subject, text, due_at, sent_at, \

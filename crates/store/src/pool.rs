@@ -67,7 +67,7 @@ impl StoreError {
 /// Builds a pool of at most `max_size` connections. Connections are opened lazily;
 /// a wait for a free one is bounded so a dead database turns into errors, not hangs.
 pub fn connect(database_url: &str, max_size: usize) -> Result<Pool, StoreError> {
-    build(database_url, max_size, manager_config(SESSION))
+    build(database_url, max_size, manager_config(""))
 }
 
 /// What every session sets. `jit = off`: Herald's statements are short, but a plan
@@ -78,8 +78,7 @@ pub fn connect(database_url: &str, max_size: usize) -> Result<Pool, StoreError> 
 const SESSION: &str = "SET jit = off";
 
 /// What a batch session sets on top of [`SESSION`] (see [`connect_for_batches`]).
-const BATCH_SESSION: &str =
-    "SET jit = off; SET plan_cache_mode = force_custom_plan; SET synchronous_commit = off";
+const BATCH_SESSION: &str = "SET plan_cache_mode = force_custom_plan; SET synchronous_commit = off";
 
 /// A pool for the worker's batched statements, whose sessions differ in two ways.
 ///
@@ -103,8 +102,8 @@ pub fn connect_for_batches(database_url: &str, max_size: usize) -> Result<Pool, 
     build(database_url, max_size, manager_config(BATCH_SESSION))
 }
 
-/// Sessions that run `setup` (`SET` commands) once when they open.
-fn manager_config(setup: &'static str) -> ManagerConfig<AsyncPgConnection> {
+/// Sessions that run [`SESSION`] and then `extra` (`SET` commands) once when they open.
+fn manager_config(extra: &'static str) -> ManagerConfig<AsyncPgConnection> {
     // `Fast`: a checkout costs no `SELECT 1` round trip (the default `Verified` sent
     // one per checkout, several per event routed and delivered). A connection whose
     // socket closed (Postgres restarted) is still discarded: recycling checks
@@ -116,7 +115,7 @@ fn manager_config(setup: &'static str) -> ManagerConfig<AsyncPgConnection> {
         Box::pin(async move {
             use diesel_async::{AsyncConnection, SimpleAsyncConnection};
             let mut conn = AsyncPgConnection::establish(url).await?;
-            conn.batch_execute(setup)
+            conn.batch_execute(&format!("{SESSION}; {extra}"))
                 .await
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
             Ok(conn)
