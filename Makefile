@@ -68,9 +68,10 @@ schemathesis: services
 bench: services
 	python3 bench/run.py
 
-## soak: the same steady load on an empty database and on ~21 million preloaded events
-##       while retention drops the oldest day; throughput, latency, sizes, RSS (release
-##       build; SOAK_ARGS="--events-per-day 20000" for a quick run). See BENCHMARKS.md
+## soak: the same steady load on an empty database and on ~21 million preloaded events,
+##       side by side in alternating windows, while retention drops the oldest day;
+##       throughput, latency, sizes, RSS (release build; SOAK_ARGS="--events-per-day 20000"
+##       for a quick run). Needs max_connections >= 250 (bench/soak.py). See BENCHMARKS.md
 SOAK_ARGS ?=
 soak: services
 	python3 bench/soak.py $(SOAK_ARGS)

@@ -1,29 +1,36 @@
 #!/usr/bin/env python3
-"""`make soak`: Herald on an empty database, then on one holding weeks of history,
-under the same steady load, while retention drops the oldest day.
+"""`make soak`: Herald on an empty database and on one holding weeks of history, side
+by side under the same steady load, while retention drops the oldest day.
 
     python3 bench/soak.py [--no-build] [--days 30] [--events-per-day 700000]
                           [--rate 300] [--duration 600] [--window 60]
 
-Steps (release build, private database and Redis prefix, like `make bench`):
-1. api, sink and one worker start on an empty database; the load runs for
-   `--duration` seconds in windows of `--window` seconds: `herald-sim load e2e` at
-   `--rate` events/s (each event ingested by the api, routed, delivered to the sink),
-   the sink emptied between windows. Throughput and event→webhook latency per window.
-2. History is preloaded in SQL: `--days` + 1 days before today, `--events-per-day`
-   events a day, each with a sent notification and its attempt, spread over the days'
-   partitions (with triggers off: the live streams' change log gets none of them). The extra, oldest day lies
-   past the retention (`HERALD_RETENTION`, 30d by default): it is what gets dropped.
-3. The same load again. Half-way through, a second worker starts: its partition
-   maintenance runs retention at once, which drops the oldest day while the load runs.
-   (The first worker runs with a retention of ten years, so that its own maintenance,
-   every 15 minutes, cannot drop that day during a long preload.)
+Steps (release build; each database and Redis prefix private to the run, like `make bench`):
+1. Two stacks start, each an api, a sink and a worker on a database of its own: the
+   *empty* one and the *loaded* one.
+2. The loaded stack's database is preloaded in SQL: `--days` + 1 days before today,
+   `--events-per-day` events a day, each with a sent notification and its attempt,
+   spread over the days' partitions (with triggers off: the live streams' change log
+   gets none of them). The extra, oldest day lies past the retention
+   (`HERALD_RETENTION`, 30d by default): it is what gets dropped. Both databases are
+   analysed.
+3. The same steady load on each stack in turn, for `--duration` seconds each, in
+   alternating windows of `--window` seconds (empty, loaded, loaded, empty, ...):
+   `herald-sim load e2e` at `--rate` events/s (each event ingested by the api, routed,
+   delivered to the sink). Throughput and event→webhook latency per window. The two
+   stacks alternate rather than run one after the other because this shared box's own
+   speed drifts by a third over minutes: measured one after the other, the comparison
+   was the drift's. Half-way through, a second worker joins each stack: the loaded
+   one's partition maintenance runs retention at once, which drops the oldest day
+   while the load runs (the empty one's has nothing to drop; it is there so that the
+   stacks still differ only in their history). (The first workers run with a retention of ten years, so that
+   their own maintenance, every 15 minutes, cannot drop that day during a long preload.)
 4. The report: per phase, the median window's delivered rate and latency (and the
    loaded/empty ratio; the target is >= 80 %), the database size before and after
    retention, the partitions dropped, and the api's and the worker's RSS at the start
    and at the end of each phase (target: no growth beyond 20 %).
 5. `/metrics` (api and worker, with the key `HERALD_METRICS_KEY`, set to a key of the
-   run's own unless given): scraped every 2 s during the loaded phase, then `--scrapes`
+   run's own unless given): scraped every 2 s during the loaded stack's windows, then `--scrapes`
    times each with the load paused; p50 and max ms of each (the issue's target: under
    50 ms with millions of notifications stored). When the server has loaded
    pg_stat_statements (`shared_preload_libraries`), the report also lists the SQL run
@@ -32,8 +39,12 @@ Steps (release build, private database and Redis prefix, like `make bench`):
    run's log directory). The shared dev Postgres does not load it; a private one does:
 
        initdb -D DIR && echo "shared_preload_libraries = 'pg_stat_statements'" >> DIR/postgresql.conf
-       pg_ctl -D DIR -o "-p 5433" start
+       pg_ctl -D DIR -o "-p 5433 -c max_connections=300" start
        HERALD_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5433/postgres python3 bench/soak.py ...
+
+The two stacks and their second workers open up to about 200 connections at once (a
+worker's pools hold up to 41, an api's 16): the server needs `max_connections` of at
+least `MIN_CONNECTIONS` (250; Debian's default is 100), and the soak checks that first.
 
 `--keep-database` leaves the preloaded database in place to study (drop it yourself);
 `--bin-dir DIR` runs another build (before/after comparisons).
@@ -74,6 +85,9 @@ REPO = bench.REPO
 PEOPLE = 10_000
 # The first worker's retention: longer than any preload, so only the second one drops.
 KEEP_ALL = "3650d"
+# Two stacks of an api and two workers each: their pools' sizes added up (196), with
+# room for psql and the load generator.
+MIN_CONNECTIONS = 250
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -206,11 +220,13 @@ def print_statements(loaded: list[dict], empty: list[dict], top: int) -> None:
         print("statements: pg_stat_statements is not loaded on this server (shared_preload_libraries); "
               "nothing to show")
         return
-    by_id = {d["id"]: d for d in empty}
-    print(f"\nstatements by total time in the loaded phase (mean ms = (exec + plan) / calls; "
-          f"blocks = shared buffers hit + read per call), empty phase in brackets:")
+    # The two phases ran on two databases, whose statements have query ids of their
+    # own (the ids hash the tables' oids): match them by their text.
+    by_query = {d["query"]: d for d in empty}
+    print("\nstatements by total time on the loaded stack (mean ms = (exec + plan) / calls; "
+          "blocks = shared buffers hit + read per call), empty stack in brackets:")
     for d in loaded[:top]:
-        e = by_id.get(d["id"])
+        e = by_query.get(d["query"])
 
         def per(x: dict | None, key: str) -> str:
             return f"{(x[key] if key != 'ms' else x['exec_ms'] + x['plan_ms']) / x['calls']:.2f}" if x else "-"
@@ -273,63 +289,95 @@ def summary_ms(values: list[float]) -> dict:
     return {"n": len(values), "p50_ms": round(statistics.median(values), 2), "max_ms": round(max(values), 2)}
 
 
+def window_order(windows: int) -> list[str]:
+    """Which stack runs each window: empty, loaded, loaded, empty, empty, loaded, ...
+    (ABBA), `windows` of each. Alternating cancels what drifts over the run (the box's
+    own speed, measured here to swing by a third from one minute to the next); the
+    ABBA order also cancels a steady trend within each pair of pairs."""
+    pairs = [("empty", "loaded") if i % 2 == 0 else ("loaded", "empty") for i in range(windows)]
+    return [phase for pair in pairs for phase in pair]
+
+
 class Soak:
-    def __init__(self, args: argparse.Namespace, b: bench.Bench, worker_metrics: str):
-        self.args, self.b = args, b
+    """Two stacks side by side (api, sink and worker each, on a database and Redis
+    prefix of their own): one on an empty database, one on the preloaded one. The load
+    runs on one stack at a time, in alternating windows."""
+
+    def __init__(self, args: argparse.Namespace, stacks: dict[str, bench.Bench], worker_metrics: dict[str, str]):
+        self.args, self.stacks = args, stacks
         self.phases: dict[str, dict] = {}
         self.statements: dict[str, list[dict]] = {}
-        self.metrics_targets = {"api": b.api_url, "worker": worker_metrics}
+        loaded = stacks["loaded"]
+        self.metrics_targets = {"api": loaded.api_url, "worker": worker_metrics["loaded"]}
         self.scrapes: dict[str, dict] = {}
         self.retention: dict = {}
 
-    def load(self, phase: str, halfway=None, scrape: bool = False) -> None:
-        """The steady load in windows; `halfway` runs once when half the windows are done.
-        With `scrape`, `/metrics` of the api and the worker is scraped every 2 s meanwhile."""
-        before = statements(self.b.db.url)
-        scraper = Scraper(self.metrics_targets) if scrape else None
-        if scraper:
-            scraper.__enter__()
-        try:
-            self.windows(phase, halfway)
-        finally:
-            if scraper:
-                scraper.__exit__()
-        self.statements[phase] = statements_delta(before, statements(self.b.db.url))
-        if scraper:
-            self.scrapes["during load"] = {name: summary_ms(v) for name, v in scraper.ms.items()}
-            self.scrapes["during load"]["errors"] = scraper.errors[:5]
+    @property
+    def loaded(self) -> bench.Bench:
+        return self.stacks["loaded"]
 
-    def windows(self, phase: str, halfway) -> None:
+    def load(self) -> None:
+        """The steady load in alternating windows. Half-way through, each stack gets
+        its second worker (on the loaded one, retention drops the oldest day); `/metrics`
+        of the loaded stack's api and worker is scraped every 2 s during its windows."""
         windows = max(1, round(self.args.duration / self.args.window))
-        argv, shown = self.b.sim("e2e", "--api", self.b.api_url, "--sink", self.b.sink_url,
-                                 "--rate", str(self.args.rate), "--duration", str(self.args.window))
-        result = {"command": shown, "windows": [], "rss_start": self.rss()}
-        print(f"[{phase}] {windows} windows of {self.args.window:.0f} s: {shown}", flush=True)
-        for w in range(windows):
-            if halfway and w == windows // 2:
-                halfway()
-            done = subprocess.run(argv, cwd=REPO, env=self.b.env, capture_output=True, text=True, timeout=3600)
-            if done.returncode != 0:
-                sys.stderr.write(done.stderr)
-                raise harness.StackError(f"{phase}: the load failed (exit {done.returncode})")
-            r = json.loads([line for line in done.stdout.splitlines() if line.strip()][-1])
-            result["windows"].append(r)
-            print(f"  window {w + 1}: delivered {r['delivered']}/{r['accepted']} at {r['delivered_per_s']:.0f}/s, "
-                  f"p50 {r['latency']['p50_ms']} ms, p99 {r['latency']['p99_ms']} ms", flush=True)
-        result["rss_end"] = self.rss()
-        self.phases[phase] = result
+        before = {phase: statements(b.db.url) for phase, b in self.stacks.items()}
+        for phase, b in self.stacks.items():
+            _, shown = self.sim_argv(b)
+            self.phases[phase] = {"command": shown, "windows": [], "rss_start": self.rss(phase)}
+        print(f"{windows} windows of {self.args.window:.0f} s on each stack, alternating: "
+              f"{self.phases['loaded']['command']}", flush=True)
+        during: dict[str, list[float]] = {name: [] for name in self.metrics_targets}
+        errors: list[str] = []
+        order = window_order(windows)
+        for i, phase in enumerate(order):
+            if i == 2 * (windows // 2):
+                self.second_workers()
+            if phase == "loaded":
+                with Scraper(self.metrics_targets) as scraper:
+                    self.window(phase)
+                for name, ms in scraper.ms.items():
+                    during[name].extend(ms)
+                errors.extend(scraper.errors)
+            else:
+                self.window(phase)
+        for phase, b in self.stacks.items():
+            self.phases[phase]["rss_end"] = self.rss(phase)
+            self.statements[phase] = statements_delta(before[phase], statements(b.db.url))
+        self.scrapes["during load"] = {name: summary_ms(v) for name, v in during.items()}
+        self.scrapes["during load"]["errors"] = errors[:5]
+
+    def sim_argv(self, b: bench.Bench) -> tuple[list[str], str]:
+        return b.sim("e2e", "--api", b.api_url, "--sink", b.sink_url,
+                     "--rate", str(self.args.rate), "--duration", str(self.args.window))
+
+    def window(self, phase: str) -> None:
+        b = self.stacks[phase]
+        argv, _ = self.sim_argv(b)
+        done = subprocess.run(argv, cwd=REPO, env=b.env, capture_output=True, text=True, timeout=3600)
+        if done.returncode != 0:
+            sys.stderr.write(done.stderr)
+            raise harness.StackError(f"{phase}: the load failed (exit {done.returncode})")
+        r = json.loads([line for line in done.stdout.splitlines() if line.strip()][-1])
+        windows = self.phases[phase]["windows"]
+        windows.append(r)
+        print(f"  {phase:>6} window {len(windows)}: delivered {r['delivered']}/{r['accepted']} at "
+              f"{r['delivered_per_s']:.0f}/s, p50 {r['latency']['p50_ms']} ms, p99 {r['latency']['p99_ms']} ms",
+              flush=True)
 
     def scrape_idle(self) -> None:
-        """`--scrapes` scrapes of each `/metrics` with the load paused, between two
-        pg_stat_statements snapshots: the SQL they ran (none, if the metrics are kept in
-        process; the workers' own periodic statements run meanwhile and are listed too)."""
+        """`--scrapes` scrapes of each of the loaded stack's `/metrics` with the load
+        paused, between two pg_stat_statements snapshots: the SQL they ran (none, if the
+        metrics are kept in process; the workers' own periodic statements run meanwhile
+        and are listed too)."""
         n = self.args.scrapes
-        notifications = bench.psql(self.b.db.url, "SELECT count(*) FROM notifications")
-        before = statements(self.b.db.url)
+        url = self.loaded.db.url
+        notifications = bench.psql(url, "SELECT count(*) FROM notifications")
+        before = statements(url)
         started = time.monotonic()
-        ms = {name: [scrape_ms(url) for _ in range(n)] for name, url in self.metrics_targets.items()}
+        ms = {name: [scrape_ms(target) for _ in range(n)] for name, target in self.metrics_targets.items()}
         elapsed = time.monotonic() - started
-        delta = statements_delta(before, statements(self.b.db.url))
+        delta = statements_delta(before, statements(url))
         # The snapshot query itself is one of the statements; leave it out.
         delta = [d for d in delta if "pg_stat_statements" not in d["query"]
                  and "CREATE EXTENSION" not in d["query"]]
@@ -338,22 +386,30 @@ class Soak:
             "sql": None if before is None else [
                 {"calls": d["calls"], "query": d["query"][:200]} for d in delta]}
 
-    def rss(self) -> dict[str, float]:
-        procs = {"api": self.b.api, "worker": self.b.worker}
+    def rss(self, phase: str) -> dict[str, float]:
+        b = self.stacks[phase]
+        procs = {"api": b.api, "worker": b.worker}
         return {name: round(rss_mb(p.popen.pid), 1) for name, p in procs.items() if p and p.alive()}
 
     def partitions(self) -> int:
-        """Partitions of tables and of their indexes (retention drops both)."""
-        return int(bench.psql(self.b.db.url, "SELECT count(*) FROM pg_inherits").strip())
+        """Partitions of the loaded stack's tables and of their indexes (retention drops
+        both)."""
+        return int(bench.psql(self.loaded.db.url, "SELECT count(*) FROM pg_inherits").strip())
 
-    def second_worker(self) -> None:
-        """A second worker joins: its maintenance runs retention as it starts."""
+    def second_workers(self) -> None:
+        """A second worker joins each stack; the loaded stack's runs retention as it
+        starts, and drops the oldest day. Both stacks get one, so that from here on
+        they still differ only in their history: a second worker on these two cores
+        costs CPU of its own (its readers, its sweep), which measured on one stack
+        alone read as history's cost (2026-12-03: the loaded stack's latency doubled
+        from the window it started, while it matched the empty stack's before)."""
         before = self.partitions()
-        env = self.b.env | {"HERALD_WORKER_METRICS_BIND": f"127.0.0.1:{harness.free_port()}",
-                            "HERALD_RETENTION": f"{self.args.days}d"}
-        started = time.monotonic()
-        harness.start_worker(self.b.procs, self.b.bin_dir, REPO, env, ["--concurrency", "64"],
-                             name="worker-2")
+        started = {}
+        for phase, b in self.stacks.items():
+            env = b.env | {"HERALD_WORKER_METRICS_BIND": f"127.0.0.1:{harness.free_port()}",
+                           "HERALD_RETENTION": f"{self.args.days}d"}
+            started[phase] = time.monotonic()
+            harness.start_worker(b.procs, b.bin_dir, REPO, env, ["--concurrency", "64"], name="worker-2")
         deadline = time.monotonic() + 120
         while self.partitions() == before:
             if time.monotonic() > deadline:
@@ -361,9 +417,9 @@ class Soak:
             time.sleep(1)
         after = self.partitions()
         self.retention = {"partitions_before": before, "partitions_after": after,
-                          "seconds": round(time.monotonic() - started, 1)}
-        print(f"  retention: partitions {before} -> {after}, {self.retention['seconds']} s after the "
-              f"second worker started", flush=True)
+                          "seconds": round(time.monotonic() - started["loaded"], 1)}
+        print(f"  second workers started; retention: partitions {before} -> {after}, "
+              f"{self.retention['seconds']} s after the loaded stack's second worker started", flush=True)
 
 
 def summary(phase: dict) -> dict:
@@ -374,6 +430,13 @@ def summary(phase: dict) -> dict:
         "p99_ms": statistics.median(float(r["latency"]["p99_ms"]) for r in w),
         "lost": sum(r["accepted"] - r["delivered"] for r in w),
     }
+
+
+def paired_ratios(empty: list[dict], loaded: list[dict]) -> dict[str, list[float]]:
+    """Loaded over empty latency of each pair of windows run next to each other (the
+    i-th of each stack: see `window_order`), for p50 and p99."""
+    return {q: [float(l["latency"][f"{q}_ms"]) / float(e["latency"][f"{q}_ms"]) for e, l in zip(empty, loaded)]
+            for q in ("p50", "p99")}
 
 
 def report(soak: Soak, sizes: dict, preload_s: float) -> None:
@@ -388,12 +451,18 @@ def report(soak: Soak, sizes: dict, preload_s: float) -> None:
         print(f"{name:>7}: delivered {s['delivered_per_s']:.0f}/s ({100 * ratio:.0f}% of empty), "
               f"p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms, undelivered {s['lost']}; "
               f"RSS {phase['rss_start']} -> {phase['rss_end']} MB")
+    loaded = summary(soak.phases["loaded"])
+    print("latency, empty over loaded (the target is >= 80 %): "
+          f"p50 {100 * base['p50_ms'] / loaded['p50_ms']:.0f} %, p99 {100 * base['p99_ms'] / loaded['p99_ms']:.0f} %")
+    pairs = paired_ratios(soak.phases["empty"]["windows"], soak.phases["loaded"]["windows"])
+    print("  window by window (each loaded window over the empty one run next to it): "
+          + ", ".join(f"{q} {statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})" for q, r in pairs.items()))
     print(f"database: {sizes['empty']:.0f} MB empty, {sizes['loaded']:.0f} MB preloaded, "
           f"{sizes['after']:.0f} MB after retention")
     if soak.retention:
         r = soak.retention
         print(f"retention: partitions {r['partitions_before']} -> {r['partitions_after']} "
-              f"(with their indexes' partitions), {r['seconds']} s after the second worker started")
+              f"(with their indexes' partitions), {r['seconds']} s after the loaded stack's second worker started")
     print(f"    $ {soak.phases['empty']['command']}")
     for when, figures in soak.scrapes.items():
         line = ", ".join(f"{name} p50 {f['p50_ms']} ms, max {f['max_ms']} ms ({f['n']} scrapes)"
@@ -419,55 +488,79 @@ def report(soak: Soak, sizes: dict, preload_s: float) -> None:
     print_statements(soak.statements.get("loaded", []), soak.statements.get("empty", []), args.statements)
 
 
+def check_connections(url: str) -> None:
+    """Fails early, saying what to change, when the server cannot take both stacks."""
+    allowed = int(bench.psql(url, "SHOW max_connections").strip())
+    if allowed < MIN_CONNECTIONS:
+        raise harness.StackError(
+            f"the server allows {allowed} connections and the soak's two stacks need up to "
+            f"{MIN_CONNECTIONS}: start it with -c max_connections=300 (or set max_connections "
+            f"in postgresql.conf and restart it)")
+
+
+def start_stack(run: harness.Run, bin_dir: Path, retention: str) -> tuple[bench.Bench, str]:
+    """One stack (sink, api, worker) on the run's database; returns it and the
+    worker's `/metrics` address."""
+    b = bench.Bench(argparse.Namespace(worker_concurrency=512, runs=1), bin_dir, run.procs, run.db, run.redis,
+                    run.log_dir)
+    b.start_services(run)
+    worker_metrics = f"127.0.0.1:{harness.free_port()}"
+    b.env = b.env | {"HERALD_WORKER_METRICS_BIND": worker_metrics, "HERALD_RETENTION": retention}
+    b.start_worker()
+    return b, f"http://{worker_metrics}"
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     harness.trap_interrupts()
-    run = harness.new_run(REPO, "soak-logs", "herald_soak")
-    print(f"soak run {run.run_id}: logs in {run.log_dir}", flush=True)
+    runs = {phase: harness.new_run(REPO, "soak-logs", "herald_soak") for phase in ("empty", "loaded")}
+    for phase, run in runs.items():
+        print(f"soak run {run.run_id} ({phase} database): logs in {run.log_dir}", flush=True)
     code = 0
     try:
         bin_dir = harness.prepare_binaries(REPO, build=not (args.no_build or args.bin_dir), release=True,
                                            bin_dir=args.bin_dir)
-        bargs = argparse.Namespace(worker_concurrency=512, runs=1)
-        b = bench.Bench(bargs, bin_dir, run.procs, run.db, run.redis, run.log_dir)
         # /metrics behind a key, as an operator would run it; the api reads it from
         # the environment the stack inherits.
         os.environ.setdefault("HERALD_METRICS_KEY", METRICS_KEY)
-        b.start_services(run)
-        worker_metrics = f"127.0.0.1:{harness.free_port()}"
-        # The first worker keeps all history: its maintenance runs every 15 minutes,
+        runs["empty"].db.check_answers()
+        check_connections(runs["empty"].db.admin_url)
+        stacks, worker_metrics = {}, {}
+        # The first workers keep all history: their maintenance runs every 15 minutes,
         # and a preload that lasts longer than that would see the oldest day dropped
         # before the load starts (the 20-million-event preload takes about 20 minutes).
-        # The second worker, joining half-way through the loaded phase, applies the
-        # `--days` retention (30 by default).
-        b.env = b.env | {"HERALD_WORKER_METRICS_BIND": worker_metrics, "HERALD_RETENTION": KEEP_ALL}
-        b.start_worker()
-        soak = Soak(args, b, f"http://{worker_metrics}")
-        sizes = {"empty": database_mb(run.db.url)}
-        soak.load("empty")
+        # The second workers, joining half-way, apply the `--days` retention (30 by
+        # default).
+        for phase, run in runs.items():
+            stacks[phase], worker_metrics[phase] = start_stack(run, bin_dir, KEEP_ALL)
         print(f"preloading {args.days + 1} days × {args.events_per_day:,} events", flush=True)
-        preload_s = preload(run.db.url, args.days, args.events_per_day)
-        sizes["loaded"] = database_mb(run.db.url)
-        soak.load("loaded", halfway=soak.second_worker, scrape=True)
-        sizes["after"] = database_mb(run.db.url)
+        preload_s = preload(runs["loaded"].db.url, args.days, args.events_per_day)
+        # Both databases analysed alike before the load: the preload ends with ANALYZE.
+        long_psql(runs["empty"].db.url, "ANALYZE")
+        sizes = {"empty": database_mb(runs["empty"].db.url), "loaded": database_mb(runs["loaded"].db.url)}
+        soak = Soak(args, stacks, worker_metrics)
+        soak.load()
+        sizes["after"] = database_mb(runs["loaded"].db.url)
         soak.scrape_idle()
         report(soak, sizes, preload_s)
         if args.json:
             args.json.write_text(json.dumps({"sizes": sizes, "phases": soak.phases, "scrapes": soak.scrapes,
                                              "retention": soak.retention,
                                              "statements": soak.statements}, indent=2))
-        (run.log_dir / "statements.json").write_text(json.dumps(soak.statements, indent=2))
+        (runs["loaded"].log_dir / "statements.json").write_text(json.dumps(soak.statements, indent=2))
     except harness.StackError as e:
         print(f"soak: {e}", file=sys.stderr, flush=True)
-        run.procs.print_logs()
+        for run in runs.values():
+            run.procs.print_logs()
         code = 1
     except KeyboardInterrupt:
         code = 130
     finally:
-        if args.keep_database and run.db.created:
-            print(f"database kept: {run.db.url}", flush=True)
-            run.db.created = False
-        run.cleanup()
+        for phase, run in runs.items():
+            if args.keep_database and run.db.created:
+                print(f"database kept ({phase}): {run.db.url}", flush=True)
+                run.db.created = False
+            run.cleanup()
     return code
 
 
