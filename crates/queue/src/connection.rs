@@ -13,13 +13,14 @@
 //! * one multiplexed connection ([`Conn`]) for every command that answers at once:
 //!   concurrent callers' commands are pipelined on it, and taking it costs nothing. It
 //!   reconnects by itself after Redis restarts (a cluster connection also after a
-//!   failover);
+//!   failover, and is replaced when it stops answering: `cluster_connection`);
 //! * a connection of its own per blocking reader ([`Redis::blocking_conn`]): a blocking
 //!   read would stall every command queued behind it on the shared one;
 //! * a pub/sub connection for the change hub (a subscribed connection can do nothing
 //!   else); in a cluster, a publish reaches the subscribers of every node, so the hub
 //!   subscribes on whichever node answers first.
 
+use crate::cluster_connection::{self, SharedClusterConnection};
 use crate::error::QueueError;
 use crate::keys::Keys;
 use herald_core::partitions::Partitions;
@@ -29,7 +30,6 @@ use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::OnceCell;
 
 /// The URL scheme naming a Redis Cluster by its seed nodes.
 pub const CLUSTER_SCHEME: &str = "redis+cluster://";
@@ -56,10 +56,9 @@ enum Backend {
         client: redis::Client,
     },
     Cluster {
-        /// Boxed: it is several times the size of the other variant.
-        client: Box<ClusterClient>,
-        /// Made on first use, so that a cluster that is down turns into errors on use.
-        shared: OnceCell<ClusterConnection>,
+        /// Opened on first use, so that a cluster that is down turns into errors on
+        /// use. Shared with every [`Conn`] taken from it, which reports back.
+        shared: Arc<SharedClusterConnection>,
         /// The seed nodes, for the change hub's pub/sub connection.
         seeds: Vec<redis::Client>,
     },
@@ -75,8 +74,7 @@ impl Redis {
     ) -> Result<Redis, QueueError> {
         let backend = match cluster_seeds(redis_url)? {
             Some(seeds) => Backend::Cluster {
-                client: Box::new(cluster_client(&seeds)?),
-                shared: OnceCell::new(),
+                shared: Arc::new(SharedClusterConnection::new(cluster_client(&seeds)?)),
                 seeds: seeds
                     .iter()
                     .map(|s| redis::Client::open(s.as_str()))
@@ -116,11 +114,13 @@ impl Redis {
     pub(crate) async fn conn(&self) -> Result<Conn, QueueError> {
         match &self.inner.backend {
             Backend::Single { shared, .. } => Ok(Conn::Single(shared.clone())),
-            Backend::Cluster { client, shared, .. } => {
-                let conn = shared
-                    .get_or_try_init(|| client.get_async_connection())
-                    .await?;
-                Ok(Conn::Cluster(conn.clone()))
+            Backend::Cluster { shared, .. } => {
+                let (generation, conn) = shared.get().await?;
+                Ok(Conn::SharedCluster {
+                    conn,
+                    generation,
+                    shared: shared.clone(),
+                })
             }
         }
     }
@@ -137,9 +137,9 @@ impl Redis {
                     .await?;
                 Ok(Conn::Dedicated(conn))
             }
-            Backend::Cluster { client, .. } => {
-                Ok(Conn::Cluster(client.get_async_connection().await?))
-            }
+            Backend::Cluster { shared, .. } => Ok(Conn::Cluster(
+                cluster_connection::open(shared.client()).await?,
+            )),
         }
     }
 
@@ -169,7 +169,14 @@ impl Redis {
 pub(crate) enum Conn {
     Single(ConnectionManager),
     Dedicated(redis::aio::MultiplexedConnection),
+    /// A blocking reader's own.
     Cluster(ClusterConnection),
+    /// The shared one, which hears how each command ended.
+    SharedCluster {
+        conn: ClusterConnection,
+        generation: u64,
+        shared: Arc<SharedClusterConnection>,
+    },
 }
 
 impl ConnectionLike for Conn {
@@ -178,6 +185,15 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Dedicated(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::SharedCluster {
+                conn,
+                generation,
+                shared,
+            } => Box::pin(async move {
+                let reply = conn.req_packed_command(cmd).await;
+                shared.observe(*generation, &reply);
+                reply
+            }),
         }
     }
 
@@ -191,6 +207,15 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Dedicated(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::SharedCluster {
+                conn,
+                generation,
+                shared,
+            } => Box::pin(async move {
+                let reply = conn.req_packed_commands(cmd, offset, count).await;
+                shared.observe(*generation, &reply);
+                reply
+            }),
         }
     }
 
@@ -199,6 +224,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.get_db(),
             Conn::Dedicated(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::SharedCluster { conn, .. } => conn.get_db(),
         }
     }
 }

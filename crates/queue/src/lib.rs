@@ -6,6 +6,7 @@
 //! | module            | type                        | what it keeps in Redis                                  |
 //! |-------------------|-----------------------------|---------------------------------------------------------|
 //! | `connection`      | [`Redis`]                   | nothing: the one handle every type below is built from  |
+//! | `cluster_connection` | —                        | nothing: a cluster's shared connection, replaced when it stops answering |
 //! | `queue`           | [`Queue`]                   | job streams, the delayed set, acknowledgements, the "queued" counters, failed runs' errors |
 //! | `job`             | [`Job`], [`QueueName`]      | the jobs' JSON, in the stream entries                    |
 //! | `locks`           | [`Locks`]                   | short `SET NX PX` locks with a holder token              |
@@ -96,6 +97,7 @@ mod backlog;
 mod change_hub;
 mod changes;
 mod circuit;
+mod cluster_connection;
 mod connection;
 mod counters;
 mod error;
