@@ -137,18 +137,19 @@ class Shard:
         return self.master_at_kill + after, after
 
 
-def redis_trouble(log_path: Path) -> tuple[list[datetime], list[datetime]]:
-    """When a worker's Redis commands timed out, and when it replaced its cluster
-    connection, from its log (each line starts with its UTC time)."""
-    timeouts, replacements = [], []
+def redis_trouble(log_path: Path) -> tuple[datetime | None, int]:
+    """From a worker's log (each line starts with its UTC time): when its Redis
+    commands last timed out, and how many times it replaced its cluster connection."""
+    last_timeout, replacements = None, 0
     for line in log_path.read_text(errors="replace").splitlines():
-        for marker, found in ((REDIS_TIMEOUT, timeouts), (REPLACED, replacements)):
-            if marker in line:
-                try:
-                    found.append(datetime.fromisoformat(line.split(" ", 1)[0]))
-                except ValueError:
-                    pass
-    return timeouts, replacements
+        if REPLACED in line:
+            replacements += 1
+        elif REDIS_TIMEOUT in line:
+            try:
+                last_timeout = datetime.fromisoformat(line.split(" ", 1)[0])
+            except ValueError:
+                pass
+    return last_timeout, replacements
 
 
 class ClusterSuite(chaos.Chaos):
@@ -165,6 +166,7 @@ class ClusterSuite(chaos.Chaos):
         self.redis_env = {"HERALD_REDIS_CLUSTER_PORT": str(args.redis_port)}
         self.cluster_url = ""
         self.shards: list[Shard] = []
+        self.failover: chaos.Fault | None = None
         self.db: harness.Postgres | None = None
         self.read_url = ""
         self.pg_started_here = False
@@ -283,7 +285,8 @@ class ClusterSuite(chaos.Chaos):
         ended = chaos.utcnow()
         log(f"  replica :{shard.replica} promoted, cluster_state:ok on every node after "
             f"{(ended - started).total_seconds():.1f} s; {sent} batches sent meanwhile")
-        self.faults.append(chaos.Fault(f"Redis master :{shard.master} failed over", started, ended, running))
+        self.failover = chaos.Fault(f"Redis master :{shard.master} failed over", started, ended, running)
+        self.faults.append(self.failover)
 
     def promoted(self, shard: Shard) -> bool:
         """The replica is a master and every live node says cluster_state:ok."""
@@ -311,15 +314,14 @@ class ClusterSuite(chaos.Chaos):
         """No worker's Redis commands kept timing out after the failover. Once, every
         command of a worker's shared cluster connection did, for minutes, while the
         cluster answered and the other workers did its work; the suite passed."""
-        failover = next((f for f in self.faults if f.name.startswith("Redis master")), None)
-        if failover is None:
+        if self.failover is None:
             return
         late, replaced = {}, {}
         for worker in self.workers:
-            timeouts, replacements = redis_trouble(worker.log_path)
-            replaced[worker.name] = len(replacements)
-            if timeouts and (timeouts[-1] - failover.ended).total_seconds() > RECOVERY_S:
-                late[worker.name] = f"last at +{(timeouts[-1] - failover.ended).total_seconds():.0f} s"
+            last_timeout, replaced[worker.name] = redis_trouble(worker.log_path)
+            after_s = (last_timeout - self.failover.ended).total_seconds() if last_timeout else 0
+            if after_s > RECOVERY_S:
+                late[worker.name] = f"last at +{after_s:.0f} s"
         self.check(f"every worker's Redis commands answer within {RECOVERY_S} s of the failover "
                    f"(cluster connections replaced: {replaced})", not late,
                    f"commands still timing out: {late}")

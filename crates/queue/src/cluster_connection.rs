@@ -22,7 +22,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// Timeouts in a row, on the same connection, after which it is replaced.
-pub(crate) const WEDGED_AFTER: u32 = 3;
+const WEDGED_AFTER: u32 = 3;
 
 /// Opening a cluster connection (every seed tried, the topology read, every node
 /// connected) takes at most this; the crate sets no bound of its own.
@@ -69,10 +69,9 @@ impl SharedClusterConnection {
     pub(crate) fn observe<T>(&self, generation: u64, reply: &RedisResult<T>) {
         let timed_out = reply.as_ref().is_err_and(|e| e.is_timeout());
         if self.health.observe(generation, timed_out) == Verdict::Replace {
-            let mut current = self.current();
-            if current.as_ref().is_some_and(|(g, _)| *g == generation) {
-                *current = None;
-            }
+            // The connection in use is this generation's: `get` stores a new one only
+            // when there is none, and only this call moved the generation on.
+            self.current().take();
             tracing::warn!(
                 timeouts = WEDGED_AFTER,
                 "redis cluster connection stopped answering: the next command opens another"
