@@ -351,15 +351,23 @@ impl QueryFragment<Pg> for TopicPages<'_> {
             Array<Text> => &self.afters,
             Array<Text> => &self.event_types,
         );
+        // Each page reads only the members' index; `users` is joined once, outside the
+        // per-page loop. Inside it, a table the planner thinks small (never analysed,
+        // as in a new database) was hash-joined by a full scan for every page.
         out.push_sql(
             ") WITH ORDINALITY AS r(topic, after, event_type, page) \
              CROSS JOIN LATERAL ( \
-               SELECT u.* FROM topic_members m JOIN users u ON u.user_id = m.user_id \
+               SELECT m.user_id FROM topic_members m \
                WHERE m.topic = r.topic AND m.user_id > r.after \
                ORDER BY m.user_id LIMIT ",
         );
         out.push_bind_param::<diesel::sql_types::Int8, _>(&self.limit)?;
-        out.push_sql(") u ORDER BY r.page, u.user_id");
+        // Every member is a person (`topic_members.user_id` references `users`), so
+        // the join drops no one.
+        out.push_sql(
+            ") m JOIN users u ON u.user_id = m.user_id \
+             ORDER BY r.page, u.user_id",
+        );
         Ok(())
     }
 }
