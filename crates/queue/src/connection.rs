@@ -189,11 +189,7 @@ impl ConnectionLike for Conn {
                 conn,
                 generation,
                 shared,
-            } => Box::pin(async move {
-                let reply = conn.req_packed_command(cmd).await;
-                shared.observe(*generation, &reply);
-                reply
-            }),
+            } => observed(shared, *generation, conn.req_packed_command(cmd)),
         }
     }
 
@@ -211,11 +207,11 @@ impl ConnectionLike for Conn {
                 conn,
                 generation,
                 shared,
-            } => Box::pin(async move {
-                let reply = conn.req_packed_commands(cmd, offset, count).await;
-                shared.observe(*generation, &reply);
-                reply
-            }),
+            } => observed(
+                shared,
+                *generation,
+                conn.req_packed_commands(cmd, offset, count),
+            ),
         }
     }
 
@@ -227,6 +223,20 @@ impl ConnectionLike for Conn {
             Conn::SharedCluster { conn, .. } => conn.get_db(),
         }
     }
+}
+
+/// A command on the shared cluster connection of `generation`, whose outcome that
+/// connection hears when it ends (`SharedClusterConnection::observe`).
+fn observed<'a, T: Send + 'a>(
+    shared: &'a SharedClusterConnection,
+    generation: u64,
+    command: RedisFuture<'a, T>,
+) -> RedisFuture<'a, T> {
+    Box::pin(async move {
+        let reply = command.await;
+        shared.observe(generation, &reply);
+        reply
+    })
 }
 
 /// The seed nodes of a `redis+cluster://[user:password@]host:port,host:port` URL as
