@@ -10,6 +10,7 @@
 //! Postgres first and then to the delayed set, so losing Redis loses no retry.
 
 use crate::context::Context;
+use crate::host_slots::HostSlot;
 use chrono::{DateTime, Utc};
 use herald_core::channels::ChannelKind;
 use herald_core::circuit::CircuitPolicy;
@@ -25,7 +26,6 @@ use herald_queue::{Job, Lane};
 use herald_store::notifications::{self, AttemptRecord, DeliveryRow};
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 /// Margin added to the channel timeout for the delivery lock's lifetime.
@@ -164,7 +164,7 @@ async fn gate<'c>(
 async fn throttle<'c>(
     ctx: &Context,
     outbound: Outbound<'c>,
-) -> anyhow::Result<(DeliveryStep<'c>, Option<OwnedSemaphorePermit>)> {
+) -> anyhow::Result<(DeliveryStep<'c>, Option<HostSlot>)> {
     let channel = outbound.channel;
     let later = |wait: Duration| {
         let wait = chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1));
