@@ -43,9 +43,10 @@
 //!   enqueued (one stream per partition and priority). Handlers run concurrently, so
 //!   two of them may still finish out of order: the order is that of reading, not of
 //!   completion.
-//! * **Priority.** A worker reads each partition it serves with a [`Reader`] of its
-//!   own: it first takes what waits on the partition's `critical` stream without
-//!   blocking, and only when that is empty blocks on both (critical listed first).
+//! * **Priority.** A worker reads the partitions it serves with one [`Reader`] (one
+//!   per partition on a Redis Cluster): it first takes what waits on their `critical`
+//!   streams without blocking, and only when those are empty blocks on all of them
+//!   (critical listed first).
 //! * **At-least-once.** A job read but not acknowledged stays in the group's pending
 //!   list. If its worker dies, another one takes it over with `XAUTOCLAIM` once it has
 //!   been idle longer than the visibility timeout, which must exceed the longest
@@ -123,6 +124,6 @@ pub use heartbeats::Heartbeats;
 pub use job::{Job, Lane, Partition, Partitions, QueueName};
 pub use keys::Keys;
 pub use locks::Locks;
-pub use queue::{Queue, QueueDepths, Reader, Received, QUEUED_TTL};
+pub use queue::{Handled, LaneAcks, Queue, QueueDepths, Reader, Received, QUEUED_TTL};
 pub use rate::RateLimits;
 pub use recent_writes::RecentWrites;

@@ -80,20 +80,30 @@ end
 return out
 "#;
 
-/// Acknowledges and deletes entries of the stream KEYS[1] (group ARGV[1]); each one
-/// acknowledged for the first time takes one off its job's "queued" counter (prefix
-/// ARGV[2]), deleted at zero. ARGV from 3: (entry id, marker or '') pairs. A second
-/// acknowledgement of one entry (two workers ran it) counts nothing.
+/// Acknowledges and deletes entries of the streams KEYS (group ARGV[1]); each one
+/// acknowledged for the first time takes one off its job's "queued" counter, deleted
+/// at zero. From ARGV[2], per stream in KEYS order: the counters' prefix, the number of
+/// entries n, then n (entry id, marker or '') pairs. A second acknowledgement of one
+/// entry (two workers ran it) counts nothing.
 const ACK: &str = r#"
+local group = ARGV[1]
+local a = 2
 local done = 0
-for i = 3, #ARGV, 2 do
-  local n = redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
-  redis.call('XDEL', KEYS[1], ARGV[i])
-  if n == 1 and ARGV[i + 1] ~= '' then
-    local key = ARGV[2] .. ARGV[i + 1]
-    if redis.call('DECR', key) <= 0 then redis.call('DEL', key) end
+for k = 1, #KEYS do
+  local prefix = ARGV[a]
+  local n = tonumber(ARGV[a + 1])
+  a = a + 2
+  for _ = 1, n do
+    local id, marker = ARGV[a], ARGV[a + 1]
+    a = a + 2
+    local acked = redis.call('XACK', KEYS[k], group, id)
+    redis.call('XDEL', KEYS[k], id)
+    if acked == 1 and marker ~= '' then
+      local key = prefix .. marker
+      if redis.call('DECR', key) <= 0 then redis.call('DEL', key) end
+    end
+    done = done + acked
   end
-  done = done + n
 end
 return done
 "#;
@@ -218,19 +228,20 @@ impl Queue {
         Ok(())
     }
 
-    /// Appends jobs to their streams: one pipelined round trip per partition, the
-    /// partitions' in parallel (a cluster takes no pipeline across slots). Each job
+    /// Appends jobs to their streams: one pipelined round trip (on a cluster one per
+    /// partition, those in parallel: a cluster takes no pipeline across slots). Each job
     /// also counts in its "queued" counter (`{prefix}{pN}:queued:{marker}`), which its
     /// acknowledgement takes back: while it is positive a copy is on a stream, read or
     /// not, and the recovery sweep adds none ([`Queue::enqueue_absent`]).
     pub async fn enqueue(&self, jobs: &[(Lane, Job)]) -> Result<(), QueueError> {
         let ttl = QUEUED_TTL.as_millis() as u64;
-        let pipes = by_partition(jobs, |(lane, _)| lane.partition)
+        let pipes = self
+            .pipeline_groups(jobs, |(lane, _)| lane.partition)
             .into_iter()
-            .map(|(partition, jobs)| {
+            .map(|jobs| {
                 let mut pipe = redis::pipe();
                 for (lane, job) in jobs {
-                    let queued = self.keys().queued(partition, &job.marker());
+                    let queued = self.keys().queued(lane.partition, &job.marker());
                     pipe.cmd("XADD")
                         .arg(self.keys().stream(*lane))
                         .arg("*")
@@ -253,13 +264,14 @@ impl Queue {
     /// Puts jobs in their partitions' delayed sets, due at epoch milliseconds.
     /// Scheduling the same job again only moves its due time.
     pub async fn schedule(&self, jobs: &[(Lane, Job, i64)]) -> Result<(), QueueError> {
-        let pipes = by_partition(jobs, |(lane, _, _)| lane.partition)
+        let pipes = self
+            .pipeline_groups(jobs, |(lane, _, _)| lane.partition)
             .into_iter()
-            .map(|(partition, jobs)| {
+            .map(|jobs| {
                 let mut pipe = redis::pipe();
                 for (lane, job, due_ms) in jobs {
                     pipe.cmd("ZADD")
-                        .arg(self.keys().delayed(partition))
+                        .arg(self.keys().delayed(lane.partition))
                         .arg(*due_ms)
                         .arg(format!("{}|{}", lane.queue.as_str(), job.to_json()))
                         .ignore();
@@ -267,6 +279,25 @@ impl Queue {
                 pipe
             });
         self.run_pipelines(pipes).await
+    }
+
+    /// Items to send in one pipeline each: all of them on one Redis; on a cluster one
+    /// group per partition (its keys share a slot).
+    fn pipeline_groups<'a, T>(
+        &self,
+        items: &'a [T],
+        partition: impl Fn(&T) -> Partition,
+    ) -> Vec<Vec<&'a T>> {
+        if self.redis.is_cluster() {
+            by_partition(items, partition)
+                .into_iter()
+                .map(|(_, group)| group)
+                .collect()
+        } else if items.is_empty() {
+            Vec::new()
+        } else {
+            vec![items.iter().collect()]
+        }
     }
 
     async fn run_pipelines(
@@ -343,17 +374,21 @@ impl Queue {
 
     /// A reader of one partition's streams, with a connection of its own for blocking.
     pub fn reader(&self, partition: Partition) -> Reader {
-        Reader {
-            queue: self.clone(),
-            partition,
-            conn: None,
-        }
+        Reader::new(self.clone(), vec![partition])
     }
 
-    fn queue_of(&self, partition: Partition, stream: &str) -> Option<QueueName> {
-        QueueName::ALL
-            .into_iter()
-            .find(|q| self.keys().stream(Lane::new(partition, *q)) == stream)
+    /// The readers a worker serving `served` runs: on one Redis a single reader over
+    /// every served partition's streams (one `XREADGROUP` for all: sixteen readers each
+    /// taking a job or two per read cost 13 % of `make bench`'s drain); on a Redis
+    /// Cluster one per partition, since a command cannot name keys of several slots.
+    pub fn readers(&self, served: &[Partition]) -> Vec<Reader> {
+        if self.redis.is_cluster() {
+            served.iter().map(|p| self.reader(*p)).collect()
+        } else if served.is_empty() {
+            Vec::new()
+        } else {
+            vec![Reader::new(self.clone(), served.to_vec())]
+        }
     }
 
     /// Takes over up to `count` jobs per stream of `partition` that another consumer
@@ -444,29 +479,55 @@ impl Queue {
         Ok(kept == 1)
     }
 
-    /// Acknowledges and deletes handled entries of one stream: (entry id, the job's
-    /// marker) pairs, the marker `None` for an undecodable entry. Each entry
-    /// acknowledged the first time takes one off its job's "queued" counter.
+    /// Acknowledges and deletes one lane's entries (see [`Queue::ack_lanes`]).
     pub async fn ack(
         &self,
         lane: Lane,
         entries: &[(String, Option<String>)],
     ) -> Result<(), QueueError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let script = Script::new(ACK);
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .key(self.keys().stream(lane))
-            .arg(GROUP)
-            .arg(self.keys().queued_prefix(lane.partition));
-        for (id, marker) in entries {
-            invocation.arg(id).arg(marker.as_deref().unwrap_or(""));
-        }
-        let mut c = self.redis.conn().await?;
-        invocation.invoke_async::<i64>(&mut c).await?;
+        self.ack_lanes(&[(lane, entries)]).await
+    }
+
+    /// Acknowledges and deletes handled entries, each (entry id, its job's marker; `None`
+    /// for an undecodable entry). Each entry acknowledged the first time takes one off
+    /// its job's "queued" counter. One script for all lanes on one Redis; on a cluster
+    /// one per lane (a script cannot span slots), those concurrently.
+    pub async fn ack_lanes(&self, lanes: &[LaneAcks<'_>]) -> Result<(), QueueError> {
+        let lanes: Vec<_> = lanes.iter().filter(|(_, e)| !e.is_empty()).collect();
+        let invocations: Vec<_> = if self.redis.is_cluster() {
+            lanes.iter().map(|l| self.ack_invocation(&[*l])).collect()
+        } else if lanes.is_empty() {
+            Vec::new()
+        } else {
+            vec![self.ack_invocation(&lanes)]
+        };
+        let c = self.redis.conn().await?;
+        // Every lane's script runs even when another's fails: each acknowledged job is
+        // one less to run again.
+        let results = futures::future::join_all(invocations.iter().map(|invocation| {
+            let mut c = c.clone();
+            async move { invocation.invoke_async::<i64>(&mut c).await }
+        }))
+        .await;
+        results.into_iter().try_for_each(|r| r.map(drop))?;
         Ok(())
+    }
+
+    fn ack_invocation(&self, lanes: &[&LaneAcks<'_>]) -> redis::ScriptInvocation<'static> {
+        // Hashed once: a `Script` is its text and SHA-1.
+        static SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(ACK));
+        let mut invocation = SCRIPT.prepare_invoke();
+        invocation.arg(GROUP);
+        for (lane, entries) in lanes {
+            invocation
+                .key(self.keys().stream(*lane))
+                .arg(self.keys().queued_prefix(lane.partition))
+                .arg(entries.len());
+            for (id, marker) in entries.iter() {
+                invocation.arg(id).arg(marker.as_deref().unwrap_or(""));
+            }
+        }
+        invocation
     }
 
     /// Remembers why an entry's run failed, for its dead letter should it come to that.
@@ -570,21 +631,49 @@ impl Queue {
     }
 }
 
-/// Reads one partition's streams, on a connection of its own (a blocking read would
-/// stall the shared one). A worker runs one per partition it serves.
+/// A handled entry to acknowledge: its id and its job's marker (`None` for an
+/// undecodable entry).
+pub type Handled = (String, Option<String>);
+
+/// One lane's handled entries.
+pub type LaneAcks<'a> = (Lane, &'a [Handled]);
+
+/// Reads the streams of one or more partitions, on a connection of its own (a blocking
+/// read would stall the shared one). A worker runs one per Redis, or one per partition
+/// on a cluster ([`Queue::readers`]).
 pub struct Reader {
     queue: Queue,
-    partition: Partition,
+    partitions: Vec<Partition>,
+    /// Each stream's key and lane, to tell where a read entry came from.
+    lanes: Vec<(String, Lane)>,
     conn: Option<Conn>,
 }
 
 impl Reader {
-    pub fn partition(&self) -> Partition {
-        self.partition
+    fn new(queue: Queue, partitions: Vec<Partition>) -> Reader {
+        let lanes = partitions
+            .iter()
+            .flat_map(|p| QueueName::ALL.into_iter().map(|q| Lane::new(*p, q)))
+            .map(|lane| (queue.keys().stream(lane), lane))
+            .collect();
+        Reader {
+            queue,
+            partitions,
+            lanes,
+            conn: None,
+        }
+    }
+
+    /// The partitions this reader reads.
+    pub fn partitions(&self) -> &[Partition] {
+        &self.partitions
     }
 
     /// Reads up to `count` new jobs for `consumer` from `queues` (in priority order):
     /// the first queue without waiting, then all of them, blocking up to `block`.
+    /// Over several partitions, each stream gives up to `count` divided by their
+    /// number, and at least one: a read may return one job per stream more than
+    /// `count`.
     pub async fn read(
         &mut self,
         consumer: &str,
@@ -592,22 +681,23 @@ impl Reader {
         count: usize,
         block: Duration,
     ) -> Result<Vec<Received>, QueueError> {
+        let per_stream = (count / self.partitions.len().max(1)).max(1);
         if queues.len() > 1 {
             let first = self
-                .read_streams(consumer, count, None, &queues[..1])
+                .read_streams(consumer, per_stream, None, &queues[..1])
                 .await?;
             if !first.is_empty() {
                 return Ok(first);
             }
         }
-        self.read_streams(consumer, count, Some(block), queues)
+        self.read_streams(consumer, per_stream, Some(block), queues)
             .await
     }
 
     async fn read_streams(
         &mut self,
         consumer: &str,
-        count: usize,
+        per_stream: usize,
         block: Option<Duration>,
         queues: &[QueueName],
     ) -> Result<Vec<Received>, QueueError> {
@@ -617,15 +707,20 @@ impl Reader {
             .arg(GROUP)
             .arg(consumer)
             .arg("COUNT")
-            .arg(count);
+            .arg(per_stream);
         if let Some(block) = block {
             cmd.arg("BLOCK").arg(block.as_millis() as u64);
         }
         cmd.arg("STREAMS");
+        // Every partition's stream of the first queue, then of the next: the reply
+        // keeps this order, and the worker starts the jobs in it.
+        let streams = queues.len() * self.partitions.len();
         for q in queues {
-            cmd.arg(keys.stream(Lane::new(self.partition, *q)));
+            for p in &self.partitions {
+                cmd.arg(keys.stream(Lane::new(*p, *q)));
+            }
         }
-        for _ in queues {
+        for _ in 0..streams {
             cmd.arg(">");
         }
         let reply: Result<Option<StreamReadReply>, RedisError> = match block {
@@ -646,10 +741,12 @@ impl Reader {
         let reply = match reply {
             Ok(r) => r,
             Err(e) if e.code() == Some("NOGROUP") => {
-                // Redis lost this partition's streams (a restart, a failover to a
+                // Redis lost these partitions' streams (a restart, a failover to a
                 // replica that had not received them): recreate them; the next read works.
-                tracing::warn!(partition = %self.partition, "consumer group missing, recreating the partition's queues");
-                self.queue.ensure_partition_groups(self.partition).await?;
+                tracing::warn!(partitions = ?self.partitions, "consumer group missing, recreating the partitions' queues");
+                for p in &self.partitions {
+                    self.queue.ensure_partition_groups(*p).await?;
+                }
                 self.queue.claim_layout().await?;
                 return Ok(Vec::new());
             }
@@ -657,13 +754,19 @@ impl Reader {
         };
         let mut out = Vec::new();
         for key in reply.map(|r| r.keys).unwrap_or_default() {
-            let Some(queue) = self.queue.queue_of(self.partition, &key.key) else {
+            let Some(lane) = self.lane_of(&key.key) else {
                 continue;
             };
-            let lane = Lane::new(self.partition, queue);
             out.extend(key.ids.into_iter().map(|entry| decode(lane, entry, 1)));
         }
         Ok(out)
+    }
+
+    fn lane_of(&self, stream: &str) -> Option<Lane> {
+        self.lanes
+            .iter()
+            .find(|(key, _)| key == stream)
+            .map(|(_, lane)| *lane)
     }
 }
 

@@ -50,24 +50,30 @@ async fn a_persons_jobs_come_out_in_order(queue: &Queue) {
     let mut got: HashMap<String, Vec<Uuid>> = HashMap::new();
     let mut partitions_used = std::collections::HashSet::new();
     let mut handled: HashMap<Lane, Vec<(String, Option<String>)>> = HashMap::new();
-    for partition in partitions.all() {
-        let read = queue
-            .reader(partition)
-            .read("w", &[QueueName::Default], 1000, Duration::from_millis(10))
-            .await
-            .expect("read");
-        for r in read {
-            let Some(Job::Deliver { notification_id }) = r.job else {
-                panic!("not a delivery: {r:?}");
-            };
-            let person = &owner[&notification_id];
-            assert_eq!(r.lane.partition, partitions.of_person(person));
-            partitions_used.insert(partition);
-            got.entry(person.clone()).or_default().push(notification_id);
-            handled
-                .entry(r.lane)
-                .or_default()
-                .push((r.entry_id.clone(), r.marker()));
+    let served = partitions.all();
+    for mut reader in queue.readers(&served) {
+        loop {
+            let read = reader
+                .read("w", &[QueueName::Default], 1000, Duration::from_millis(10))
+                .await
+                .expect("read");
+            if read.is_empty() {
+                break;
+            }
+            for r in read {
+                let Some(Job::Deliver { notification_id }) = r.job else {
+                    panic!("not a delivery: {r:?}");
+                };
+                let person = &owner[&notification_id];
+                assert_eq!(r.lane.partition, partitions.of_person(person));
+                assert!(reader.partitions().contains(&r.lane.partition));
+                partitions_used.insert(r.lane.partition);
+                got.entry(person.clone()).or_default().push(notification_id);
+                handled
+                    .entry(r.lane)
+                    .or_default()
+                    .push((r.entry_id.clone(), r.marker()));
+            }
         }
     }
     for (lane, entries) in handled {
@@ -81,6 +87,62 @@ async fn a_persons_jobs_come_out_in_order(queue: &Queue) {
 async fn a_persons_jobs_stay_in_order_within_their_partition() {
     let redis = TestRedis::connect();
     a_persons_jobs_come_out_in_order(&Queue::new((*redis).clone())).await;
+}
+
+/// On one Redis a worker reads all its partitions with one reader: critical jobs of
+/// every partition first, then the rest, and each stream gives its share of the count.
+#[tokio::test]
+async fn one_reader_takes_every_partition_critical_first_on_one_redis() {
+    let redis = TestRedis::connect();
+    let queue = Queue::new((*redis).clone());
+    queue.ensure_groups().await.expect("groups");
+    let partitions = queue.partitions();
+    let served = partitions.all();
+    let mut readers = queue.readers(&served);
+    assert_eq!(readers.len(), 1, "one reader for all 16 partitions");
+    let reader = &mut readers[0];
+    let people: Vec<String> = (0..24).map(|i| format!("person_{i}")).collect();
+    let jobs = |queue_name| -> Vec<(Lane, Job)> {
+        people
+            .iter()
+            .map(|p| job_for(partitions, p, queue_name))
+            .collect()
+    };
+    queue
+        .enqueue(&jobs(QueueName::Default))
+        .await
+        .expect("default");
+    queue
+        .enqueue(&jobs(QueueName::Critical))
+        .await
+        .expect("critical");
+    let block = Duration::from_millis(10);
+    let critical = reader
+        .read("w", &QueueName::ALL, 1000, block)
+        .await
+        .expect("read");
+    assert_eq!(critical.len(), people.len(), "every critical job, at once");
+    assert!(critical.iter().all(|r| r.lane.queue == QueueName::Critical));
+    let default = reader
+        .read("w", &QueueName::ALL, 1000, block)
+        .await
+        .expect("read");
+    assert_eq!(default.len(), people.len(), "then every default job");
+    assert!(default.iter().all(|r| r.lane.queue == QueueName::Default));
+    let lanes: std::collections::HashSet<Lane> =
+        critical.iter().chain(&default).map(|r| r.lane).collect();
+    assert!(lanes.len() > 16, "jobs of many partitions: {}", lanes.len());
+
+    // One person's 40 jobs: a read of 32 over 16 partitions takes 2 from that stream.
+    let busy: Vec<(Lane, Job)> = (0..40)
+        .map(|_| job_for(partitions, "busy", QueueName::Default))
+        .collect();
+    queue.enqueue(&busy).await.expect("busy");
+    let read = reader
+        .read("w", &QueueName::ALL, 32, block)
+        .await
+        .expect("read");
+    assert_eq!(read.len(), 2);
 }
 
 #[tokio::test]

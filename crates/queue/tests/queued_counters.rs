@@ -56,3 +56,65 @@ async fn a_job_counts_as_queued_from_enqueue_or_promotion_until_its_copies_are_a
     assert_eq!(queue.enqueue_absent(&both).await.unwrap(), [false, false]);
     assert_eq!(queue.depths().await.unwrap().default, 2);
 }
+
+/// One acknowledgement script covers jobs of several partitions and priorities: each
+/// entry leaves its stream and its job's counter, whatever its lane.
+#[tokio::test]
+async fn one_acknowledgement_covers_jobs_of_several_lanes() {
+    let redis = TestRedis::connect();
+    let queue = Queue::new((*redis).clone());
+    queue.ensure_groups().await.unwrap();
+    let partitions = queue.partitions();
+    let jobs: Vec<(herald_queue::Lane, Job)> = (0..12)
+        .map(|i| {
+            let q = if i % 2 == 0 {
+                QueueName::Critical
+            } else {
+                QueueName::Default
+            };
+            let lane = herald_queue::Lane::new(partitions.of_person(&format!("p{i}")), q);
+            let job = Job::Deliver {
+                notification_id: Uuid::now_v7(),
+            };
+            (lane, job)
+        })
+        .collect();
+    queue.enqueue(&jobs).await.unwrap();
+    let mut read = Vec::new();
+    for mut reader in queue.readers(&partitions.all()) {
+        for _ in 0..2 {
+            read.extend(
+                reader
+                    .read("w", &QueueName::ALL, 100, Duration::from_millis(10))
+                    .await
+                    .unwrap(),
+            );
+        }
+    }
+    assert_eq!(read.len(), jobs.len());
+    let mut by_lane: std::collections::HashMap<herald_queue::Lane, Vec<herald_queue::Handled>> =
+        std::collections::HashMap::new();
+    for r in &read {
+        by_lane
+            .entry(r.lane)
+            .or_default()
+            .push((r.entry_id.clone(), r.marker()));
+    }
+    assert!(by_lane.len() > 4, "several lanes: {}", by_lane.len());
+    let lanes: Vec<herald_queue::LaneAcks<'_>> = by_lane
+        .iter()
+        .map(|(lane, entries)| (*lane, entries.as_slice()))
+        .collect();
+    queue.ack_lanes(&lanes).await.unwrap();
+    let depths = queue.depths().await.unwrap();
+    assert_eq!(
+        (depths.critical, depths.default),
+        (0, 0),
+        "every entry deleted"
+    );
+    let again = queue.enqueue_absent(&jobs).await.unwrap();
+    assert!(
+        again.iter().all(|enqueued| *enqueued),
+        "no counter left: {again:?}"
+    );
+}

@@ -4,7 +4,7 @@
 //! in a single pipeline per stream. A crash between handling and flushing only means
 //! the job is delivered again later, which at-least-once delivery already allows.
 
-use herald_queue::{Lane, Queue};
+use herald_queue::{Handled, Lane, LaneAcks, Queue};
 
 /// One acknowledgement: the stream (lane), the entry id and the job's marker (which names
 /// its "queued" counter; `None` for an undecodable entry).
@@ -64,18 +64,19 @@ impl Acker {
     }
 }
 
-/// One script per stream, the streams' concurrently (in a cluster they may live on
-/// different nodes).
+/// One acknowledgement script for the batch (one per stream on a cluster).
 async fn flush(queue: &Queue, batch: Vec<Ack>) {
-    let mut by_lane: std::collections::HashMap<Lane, Vec<(String, Option<String>)>> =
+    let mut by_lane: std::collections::HashMap<Lane, Vec<Handled>> =
         std::collections::HashMap::new();
     for (lane, id, marker) in batch {
         by_lane.entry(lane).or_default().push((id, marker));
     }
-    futures::future::join_all(by_lane.into_iter().map(|(lane, ids)| async move {
-        if let Err(e) = queue.ack(lane, &ids).await {
-            tracing::warn!(error = %e, count = ids.len(), "ack failed; those jobs may run again");
-        }
-    }))
-    .await;
+    let lanes: Vec<LaneAcks<'_>> = by_lane
+        .iter()
+        .map(|(lane, entries)| (*lane, entries.as_slice()))
+        .collect();
+    if let Err(e) = queue.ack_lanes(&lanes).await {
+        let count: usize = lanes.iter().map(|(_, e)| e.len()).sum();
+        tracing::warn!(error = %e, count, "ack failed; those jobs may run again");
+    }
 }

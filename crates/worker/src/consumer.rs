@@ -1,6 +1,6 @@
-//! The read loops, one per partition the worker serves (a Redis Cluster takes no read
-//! across partitions, which live in different slots). Each reads as many jobs as there
-//! are free slots, runs each in its own task holding a semaphore permit shared by all
+//! The read loops: one over every partition the worker serves, or on a Redis Cluster one
+//! per partition (a read cannot span the slots they live in; `Queue::readers`). Each
+//! reads as many jobs as there are free slots, runs each in its own task holding a semaphore permit shared by all
 //! of them (`concurrency` slots, plus one per reader for the slot it holds while it
 //! waits for jobs), and
 //! acknowledges a job only after its handler finished: a worker killed mid-job leaves
@@ -29,15 +29,15 @@ pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     // reads). A slot per reader on top of `concurrency` keeps idle readers from holding
     // every slot: a job read by one reader would otherwise wait for another reader's
     // read to time out, and a later critical job of the same person could overtake it.
-    let total = ctx.settings.concurrency + ctx.settings.served.len();
+    let readers = ctx.queue.readers(&ctx.settings.served);
+    let total = ctx.settings.concurrency + readers.len();
     let slots = Arc::new(Semaphore::new(total));
     // Jobs failing one after another (Postgres down, say): each failed job waits in the
     // pending list for the visibility timeout, so reading on at full speed would move
     // the whole backlog there in seconds. Instead, back off and probe one job at a
     // time until one succeeds. Shared by the partitions' readers.
     let failing = Arc::new(AtomicU32::new(0));
-    let readers = ctx.settings.served.iter().map(|p| {
-        let reader = ctx.queue.reader(*p);
+    let readers = readers.into_iter().map(|reader| {
         tokio::spawn(read_loop(
             ctx.clone(),
             reader,
@@ -51,9 +51,8 @@ pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     let _ = slots.acquire_many(total as u32).await;
 }
 
-/// Reads one partition's streams, handing each job to a task of its own. The
-/// partitions' readers share the worker's slots, so together they never run more
-/// than `concurrency` jobs.
+/// Reads its partitions' streams, handing each job to a task of its own. The readers
+/// share the worker's slots, so together they never run more than `concurrency` jobs.
 async fn read_loop(
     ctx: Arc<Context>,
     mut reader: Reader,
@@ -93,7 +92,7 @@ async fn read_loop(
             }
             Err(e) => {
                 failures += 1;
-                tracing::warn!(error = %e, partition = %reader.partition(), "reading the queue failed; retrying");
+                tracing::warn!(error = %e, partitions = ?reader.partitions(), "reading the queue failed; retrying");
                 drop(first);
                 tokio::time::sleep(backoff(failures)).await;
                 continue;
