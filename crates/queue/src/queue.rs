@@ -236,7 +236,7 @@ impl Queue {
     pub async fn enqueue(&self, jobs: &[(Lane, Job)]) -> Result<(), QueueError> {
         let ttl = QUEUED_TTL.as_millis() as u64;
         let pipes = self
-            .pipeline_groups(jobs, |(lane, _)| lane.partition)
+            .slot_groups(jobs, |(lane, _)| lane.partition)
             .into_iter()
             .map(|jobs| {
                 let mut pipe = redis::pipe();
@@ -265,7 +265,7 @@ impl Queue {
     /// Scheduling the same job again only moves its due time.
     pub async fn schedule(&self, jobs: &[(Lane, Job, i64)]) -> Result<(), QueueError> {
         let pipes = self
-            .pipeline_groups(jobs, |(lane, _, _)| lane.partition)
+            .slot_groups(jobs, |(lane, _, _)| lane.partition)
             .into_iter()
             .map(|jobs| {
                 let mut pipe = redis::pipe();
@@ -281,9 +281,10 @@ impl Queue {
         self.run_pipelines(pipes).await
     }
 
-    /// Items to send in one pipeline each: all of them on one Redis; on a cluster one
-    /// group per partition (its keys share a slot).
-    fn pipeline_groups<'a, T>(
+    /// Items grouped for commands that name their keys together (a pipeline, a script,
+    /// a read): one group on one Redis; on a cluster one per partition, whose keys
+    /// share a slot.
+    fn slot_groups<'a, T>(
         &self,
         items: &'a [T],
         partition: impl Fn(&T) -> Partition,
@@ -383,13 +384,10 @@ impl Queue {
     /// a Redis Cluster one per partition, since a command cannot name keys of several
     /// slots.
     pub fn readers(&self, served: &[Partition]) -> Vec<Reader> {
-        if self.redis.is_cluster() {
-            served.iter().map(|p| self.reader(*p)).collect()
-        } else if served.is_empty() {
-            Vec::new()
-        } else {
-            vec![Reader::new(self.clone(), served.to_vec())]
-        }
+        self.slot_groups(served, |p| *p)
+            .into_iter()
+            .map(|group| Reader::new(self.clone(), group.into_iter().copied().collect()))
+            .collect()
     }
 
     /// Takes over up to `count` jobs per stream of `partition` that another consumer
@@ -488,19 +486,17 @@ impl Queue {
     /// Acknowledges and deletes handled entries, each (entry id, its job's marker; `None`
     /// for an undecodable entry). Each entry acknowledged the first time takes one off
     /// its job's "queued" counter. One script for all lanes on one Redis; on a cluster
-    /// one per lane (a script cannot span slots), those concurrently.
+    /// one per partition (a script cannot span slots), those concurrently.
     pub async fn ack_lanes(&self, lanes: &[LaneAcks<'_>]) -> Result<(), QueueError> {
-        let lanes: Vec<_> = lanes.iter().filter(|(_, e)| !e.is_empty()).collect();
-        let invocations: Vec<_> = if self.redis.is_cluster() {
-            lanes.iter().map(|l| self.ack_invocation(&[*l])).collect()
-        } else if lanes.is_empty() {
-            Vec::new()
-        } else {
-            vec![self.ack_invocation(&lanes)]
-        };
+        let invocations: Vec<_> = self
+            .slot_groups(lanes, |(lane, _)| lane.partition)
+            .into_iter()
+            .filter(|group| group.iter().any(|(_, entries)| !entries.is_empty()))
+            .map(|group| self.ack_invocation(&group))
+            .collect();
         let c = self.redis.conn().await?;
-        // Every lane's script runs even when another's fails: each acknowledged job is
-        // one less to run again.
+        // Every script runs even when another's fails: each acknowledged job is one
+        // less to run again.
         let results = futures::future::join_all(invocations.iter().map(|invocation| {
             let mut c = c.clone();
             async move { invocation.invoke_async::<i64>(&mut c).await }
@@ -515,7 +511,7 @@ impl Queue {
         static SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(ACK));
         let mut invocation = SCRIPT.prepare_invoke();
         invocation.arg(GROUP);
-        for (lane, entries) in lanes {
+        for (lane, entries) in lanes.iter().filter(|(_, entries)| !entries.is_empty()) {
             invocation
                 .key(self.keys().stream(*lane))
                 .arg(self.keys().queued_prefix(lane.partition))
@@ -641,7 +637,7 @@ pub type LaneAcks<'a> = (Lane, &'a [Handled]);
 pub struct Reader {
     queue: Queue,
     partitions: Vec<Partition>,
-    /// Each stream's key and lane, to tell where a read entry came from.
+    /// Each stream's key and lane: the keys a read names, and where an entry came from.
     lanes: Vec<(String, Lane)>,
     conn: Option<Conn>,
 }
@@ -698,7 +694,6 @@ impl Reader {
         block: Option<Duration>,
         queues: &[QueueName],
     ) -> Result<Vec<Received>, QueueError> {
-        let keys = self.queue.keys();
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(GROUP)
@@ -711,10 +706,11 @@ impl Reader {
         cmd.arg("STREAMS");
         // Every partition's stream of the first queue, then of the next: the reply
         // keeps this order, and the worker starts the jobs in it.
-        let streams = queues.len() * self.partitions.len();
+        let mut streams = 0;
         for q in queues {
-            for p in &self.partitions {
-                cmd.arg(keys.stream(Lane::new(*p, *q)));
+            for (key, _) in self.lanes.iter().filter(|(_, lane)| lane.queue == *q) {
+                cmd.arg(key);
+                streams += 1;
             }
         }
         for _ in 0..streams {

@@ -1,10 +1,11 @@
 //! Acknowledgements, batched. Every handled job must be acknowledged (XACK + XDEL);
 //! doing it one job at a time costs a Redis round trip per job. Handlers instead hand
 //! their acknowledgement to [`Acker`], and one task flushes whatever has accumulated
-//! in a single pipeline per stream. A crash between handling and flushing only means
+//! with one script (`Queue::ack_lanes`; one per partition on a cluster). A crash between handling and flushing only means
 //! the job is delivered again later, which at-least-once delivery already allows.
 
 use herald_queue::{Handled, Lane, LaneAcks, Queue};
+use std::collections::HashMap;
 
 /// One acknowledgement: the stream (lane), the entry id and the job's marker (which names
 /// its "queued" counter; `None` for an undecodable entry).
@@ -13,7 +14,7 @@ use std::sync::Mutex;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// The most acknowledgements one pipeline carries.
+/// The most acknowledgements one flush carries.
 const BATCH: usize = 512;
 
 pub struct Acker {
@@ -66,8 +67,7 @@ impl Acker {
 
 /// One acknowledgement script for the batch (one per stream on a cluster).
 async fn flush(queue: &Queue, batch: Vec<Ack>) {
-    let mut by_lane: std::collections::HashMap<Lane, Vec<Handled>> =
-        std::collections::HashMap::new();
+    let mut by_lane: HashMap<Lane, Vec<Handled>> = HashMap::new();
     for (lane, id, marker) in batch {
         by_lane.entry(lane).or_default().push((id, marker));
     }

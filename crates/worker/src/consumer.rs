@@ -1,9 +1,9 @@
 //! The read loops: one over every partition the worker serves, or on a Redis Cluster one
 //! per partition (a read cannot span the slots they live in; `Queue::readers`). Each
-//! reads as many jobs as there are free slots, runs each in its own task holding a semaphore permit shared by all
-//! of them (`concurrency` slots, plus one per reader for the slot it holds while it
-//! waits for jobs), and
-//! acknowledges a job only after its handler finished: a worker killed mid-job leaves
+//! reads as many jobs as there are free slots, runs each in its own task holding a
+//! semaphore permit shared by all of them (`concurrency` slots, plus one per reader for
+//! the slot it holds while it waits for jobs), and acknowledges a job only after its
+//! handler finished: a worker killed mid-job leaves
 //! it pending for another to reclaim. On shutdown it stops reading and waits for every
 //! permit to come back, i.e. for in-flight jobs to finish.
 
@@ -35,7 +35,7 @@ pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     // Jobs failing one after another (Postgres down, say): each failed job waits in the
     // pending list for the visibility timeout, so reading on at full speed would move
     // the whole backlog there in seconds. Instead, back off and probe one job at a
-    // time until one succeeds. Shared by the partitions' readers.
+    // time until one succeeds. Shared by the readers.
     let failing = Arc::new(AtomicU32::new(0));
     let readers = readers.into_iter().map(|reader| {
         tokio::spawn(read_loop(
