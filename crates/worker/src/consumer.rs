@@ -4,19 +4,21 @@
 //! semaphore permit shared by all of them (`concurrency` slots, plus one per reader for
 //! the slot it holds while it waits for jobs), and acknowledges a job only after its
 //! handler finished: a worker killed mid-job leaves
-//! it pending for another to reclaim. On shutdown it stops reading and waits for every
+//! it pending for another to reclaim. Routing's fresh deliveries may take free slots
+//! too (`hand_off`). On shutdown it stops reading and waits for every
 //! permit to come back, i.e. for in-flight jobs to finish.
 
 use crate::context::Context;
 use crate::{bundling, claims, delivery, routing};
 use futures::FutureExt;
-use herald_queue::{Job, Reader, Received};
+use herald_queue::{Job, Lane, Reader, Received};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// Jobs taken by one read at most.
 const MAX_READ: usize = 500;
@@ -32,6 +34,7 @@ pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
     let readers = ctx.queue.readers(&ctx.settings.served);
     let total = ctx.settings.concurrency + readers.len();
     let slots = Arc::new(Semaphore::new(total));
+    lend_slots(&ctx, slots.clone());
     // Jobs failing one after another (Postgres down, say): each failed job waits in the
     // pending list for the visibility timeout, so reading on at full speed would move
     // the whole backlog there in seconds. Instead, back off and probe one job at a
@@ -47,8 +50,10 @@ pub async fn consume_loop(ctx: Arc<Context>, shutdown: CancellationToken) {
         ))
     });
     futures::future::join_all(readers).await;
-    // Drain: every permit back means every spawned job finished.
+    // Drain: every permit back means every spawned job finished. Closed afterwards, so
+    // a reclaimed job still routing hands nothing off to a worker about to exit.
     let _ = slots.acquire_many(total as u32).await;
+    slots.close();
 }
 
 /// Reads its partitions' streams, handing each job to a task of its own. The readers
@@ -127,7 +132,7 @@ async fn read_loop(
 /// should it fail every time). Returns false in that case. While it runs, its claim is
 /// kept (see `claims`).
 pub async fn handle(ctx: &Context, received: Received) -> bool {
-    let _claim = claims::keep(
+    let claim = claims::keep(
         ctx.queue.clone(),
         received.lane,
         ctx.worker_id.clone(),
@@ -142,6 +147,9 @@ pub async fn handle(ctx: &Context, received: Received) -> bool {
         Ok(()) => {
             let marker = received.marker();
             ctx.acker.ack(received.lane, received.entry_id, marker);
+            drop(claim);
+            // The deliveries this job handed off while no slot was free, in its own.
+            work_off(ctx).await;
             true
         }
         Err(e) => {
@@ -159,6 +167,60 @@ pub async fn handle(ctx: &Context, received: Received) -> bool {
             }
             false
         }
+    }
+}
+
+/// Lends the job slots to routing's hand-off (`hand_off`): a delivery it starts runs
+/// in a task of its own holding its slot, then works off those waiting for one.
+pub fn lend_slots(ctx: &Arc<Context>, slots: Arc<Semaphore>) {
+    // Weak: the context owns its hand-off, which owns this closure.
+    let weak = Arc::downgrade(ctx);
+    let start: crate::hand_off::Start = Box::new(move |id, lane, slot| {
+        let Some(ctx) = weak.upgrade() else { return };
+        tokio::spawn(async move {
+            deliver_handed_off(&ctx, id, lane).await;
+            work_off(&ctx).await;
+            drop(slot);
+        });
+    });
+    let (served, waiting) = (ctx.settings.served.clone(), ctx.settings.concurrency);
+    ctx.hand_off.lend(slots, served, waiting, start);
+}
+
+/// Delivers the handed-off deliveries that wait for a slot, in the caller's.
+pub async fn work_off(ctx: &Context) {
+    while let Some((id, lane)) = ctx.hand_off.next_waiting() {
+        deliver_handed_off(ctx, id, lane).await;
+    }
+}
+
+/// Delivers one hand-off. An error (or a panic) leaves it for another try after the
+/// visibility timeout, as a failed stream job is: here through the delayed set.
+async fn deliver_handed_off(ctx: &Context, id: Uuid, lane: Lane) {
+    let outcome = AssertUnwindSafe(delivery::deliver(ctx, id, lane))
+        .catch_unwind()
+        .await;
+    let error = match outcome {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(panic) => format!("panicked: {}", panic_message(&*panic)),
+    };
+    tracing::warn!(notification_id = %id, %error,
+        "delivery failed; tried again after the visibility timeout");
+    let due = chrono::Utc::now()
+        + chrono::Duration::from_std(ctx.settings.visibility_timeout)
+            .unwrap_or(chrono::Duration::seconds(60));
+    let job = Job::Deliver {
+        notification_id: id,
+    };
+    if let Err(e) = ctx
+        .queue
+        .schedule(&[(lane, job, due.timestamp_millis())])
+        .await
+    {
+        // The row stays pending in Postgres: the recovery sweep enqueues it.
+        tracing::warn!(notification_id = %id, error = %e,
+            "could not schedule the retry; the recovery sweep will");
     }
 }
 

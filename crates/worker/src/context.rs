@@ -74,6 +74,8 @@ pub struct Context {
     pub host_slots: crate::host_slots::HostSlots,
     /// Batches the acknowledgement of handled jobs.
     pub acker: crate::acks::Acker,
+    /// Runs routing's fresh deliveries in free job slots (once the consume loop runs).
+    pub hand_off: crate::hand_off::HandOff,
     /// The per-job statements, batched across concurrent jobs.
     pub statements: crate::statements::Statements,
     /// Bundling's ranker and settings (`bundling.yml`, from `config.bundling`).
@@ -144,6 +146,7 @@ impl Context {
             mailers,
             host_slots,
             acker: crate::acks::Acker::default(),
+            hand_off: crate::hand_off::HandOff::default(),
             statements,
             bundler,
             worker_id,

@@ -11,6 +11,7 @@
 //! | [`conditions`] | answering a rule's conditions from the person's history |
 //! | [`consumer`] | the read loop: bounded concurrency, dispatch, acknowledgement |
 //! | [`routing`] | an event → notification rows, per rule, recipient and preference |
+//! | [`hand_off`] | fresh deliveries run in this worker's free job slots, not via Redis |
 //! | [`delivery`] | one try of one notification: POST, record, retry or give up |
 //! | [`http`] | the HTTP clients, signing headers, and vetting of people's webhooks |
 //! | [`offline`] | `bundle` and `users` subcommands: replay a komoot file (contract §8) |
@@ -30,6 +31,7 @@ pub mod consumer;
 pub mod context;
 pub mod dead_letters;
 pub mod delivery;
+pub mod hand_off;
 pub mod host_slots;
 pub mod http;
 pub mod maintenance;

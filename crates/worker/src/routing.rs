@@ -238,8 +238,8 @@ fn event_partition(ctx: &Context, event: &herald_store::events::EventRow) -> Par
         .of_event(event.user_id.as_deref(), event.topic.as_deref(), event.id)
 }
 
-/// Sends new pending rows on their way: due ones to the stream, later ones to the
-/// delayed set.
+/// Sends new pending rows on their way: due ones to this worker's free job slots or
+/// else the stream, later ones to the delayed set.
 pub async fn dispatch(ctx: &Context, inserted: &[Inserted]) -> anyhow::Result<()> {
     let now: DateTime<Utc> = Utc::now();
     let mut ready = Vec::new();
@@ -262,6 +262,7 @@ pub async fn dispatch(ctx: &Context, inserted: &[Inserted]) -> anyhow::Result<()
             later.push((lane, job, n.due_at.timestamp_millis()));
         }
     }
+    let ready = ctx.hand_off.start(ready);
     ctx.queue.enqueue(&ready).await?;
     ctx.queue.schedule(&later).await?;
     Ok(())

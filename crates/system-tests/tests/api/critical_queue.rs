@@ -35,7 +35,7 @@ fn rules_with_capitalized_severities() -> String {
 }
 
 /// The jobs on one queue's streams (every partition's) of the test's prefix, as JSON.
-async fn jobs_on(app: &TestApp, queue: QueueName) -> Vec<Value> {
+pub(crate) async fn jobs_on(app: &TestApp, queue: QueueName) -> Vec<Value> {
     let client = redis::Client::open(redis_url()).expect("redis url");
     let mut conn = client
         .get_multiplexed_async_connection()

@@ -9,6 +9,7 @@ mod channels;
 mod critical_queue;
 mod fixtures;
 mod group_commit;
+mod hand_off;
 mod helpers;
 mod inbox;
 mod ingestion;
