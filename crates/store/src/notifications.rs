@@ -76,6 +76,12 @@ pub struct Inserted {
     pub due_at: DateTime<Utc>,
     /// Whose it is: its delivery job's partition follows the person.
     pub user_id: Option<String>,
+    /// What a delivery handed off at routing needs besides the event and the person
+    /// (`herald_worker::hand_off`), so that it loads nothing.
+    pub notification_type: String,
+    pub channel: String,
+    pub subject: Option<String>,
+    pub text: String,
 }
 
 /// A chunk of rows, column by column, inserted with
@@ -165,13 +171,24 @@ const INSERT_TAIL: [&str; 3] = [
        u.bundle_id, u.hold_reason, COALESCE(r.at, now())
      FROM u JOIN received r ON r.event_id = u.event_id
      ORDER BY u.n
-     ON CONFLICT DO NOTHING RETURNING id, status, severity, due_at, user_id",
+     ON CONFLICT DO NOTHING \
+     RETURNING id, status, severity, due_at, user_id, notification_type, channel, subject, text",
 ];
 
 cacheable_statement!(UnnestNotifications);
 
 impl Query for UnnestNotifications<'_> {
-    type SqlType = (SqlUuid, Text, Text, Timestamptz, Nullable<Text>);
+    type SqlType = (
+        SqlUuid,
+        Text,
+        Text,
+        Timestamptz,
+        Nullable<Text>,
+        Text,
+        Text,
+        Nullable<Text>,
+        Text,
+    );
 }
 
 impl QueryFragment<Pg> for UnnestNotifications<'_> {

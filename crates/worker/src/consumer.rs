@@ -9,16 +9,16 @@
 //! permit to come back, i.e. for in-flight jobs to finish.
 
 use crate::context::Context;
+use crate::hand_off::HandOffJob;
 use crate::{bundling, claims, delivery, routing};
 use futures::FutureExt;
-use herald_queue::{Job, Lane, Reader, Received};
+use herald_queue::{Job, Reader, Received};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 /// Jobs taken by one read at most.
 const MAX_READ: usize = 500;
@@ -175,10 +175,10 @@ pub async fn handle(ctx: &Context, received: Received) -> bool {
 pub fn lend_slots(ctx: &Arc<Context>, slots: Arc<Semaphore>) {
     // Weak: the context owns its hand-off, which owns this closure.
     let weak = Arc::downgrade(ctx);
-    let start: crate::hand_off::Start = Box::new(move |id, lane, slot| {
+    let start: crate::hand_off::Start = Box::new(move |job, slot| {
         let Some(ctx) = weak.upgrade() else { return };
         tokio::spawn(async move {
-            deliver_handed_off(&ctx, id, lane).await;
+            deliver_handed_off(&ctx, job).await;
             work_off(&ctx).await;
             drop(slot);
         });
@@ -189,15 +189,16 @@ pub fn lend_slots(ctx: &Arc<Context>, slots: Arc<Semaphore>) {
 
 /// Delivers the handed-off deliveries that wait for a slot, in the caller's.
 pub async fn work_off(ctx: &Context) {
-    while let Some((id, lane)) = ctx.hand_off.next_waiting() {
-        deliver_handed_off(ctx, id, lane).await;
+    while let Some(job) = ctx.hand_off.next_waiting() {
+        deliver_handed_off(ctx, job).await;
     }
 }
 
 /// Delivers one hand-off. An error (or a panic) leaves it for another try after the
 /// visibility timeout, as a failed stream job is: here through the delayed set.
-async fn deliver_handed_off(ctx: &Context, id: Uuid, lane: Lane) {
-    let outcome = AssertUnwindSafe(delivery::deliver(ctx, id, lane))
+async fn deliver_handed_off(ctx: &Context, job: HandOffJob) {
+    let HandOffJob { lane, id, row } = job;
+    let outcome = AssertUnwindSafe(delivery::deliver(ctx, id, lane, row.map(|r| *r)))
         .catch_unwind()
         .await;
     let error = match outcome {
@@ -236,7 +237,7 @@ async fn run(ctx: &Context, received: &Received) -> anyhow::Result<()> {
             after,
         }) => routing::route(ctx, *event_id, rule.as_deref(), after.as_deref()).await,
         Some(Job::Deliver { notification_id }) => {
-            delivery::deliver(ctx, *notification_id, received.lane).await
+            delivery::deliver(ctx, *notification_id, received.lane, None).await
         }
         Some(Job::FlushBundle { bundle_id }) => match bundling::flush(ctx, *bundle_id).await {
             Ok(Some(user_id)) => {

@@ -32,8 +32,14 @@ use uuid::Uuid;
 const LOCK_MARGIN: Duration = Duration::from_secs(10);
 
 /// Delivers notification `id`, whose job came on `lane` (where it goes back to when
-/// another worker holds its lock).
-pub async fn deliver(ctx: &Context, id: Uuid, lane: Lane) -> anyhow::Result<()> {
+/// another worker holds its lock). `row` is its stored row when the caller already
+/// holds it (a hand-off from routing, `crate::hand_off`); else it is loaded.
+pub async fn deliver(
+    ctx: &Context,
+    id: Uuid,
+    lane: Lane,
+    row: Option<DeliveryRow>,
+) -> anyhow::Result<()> {
     let lock = format!("deliver:{id}");
     let token = Uuid::new_v4().to_string();
     let ttl = ctx.config.channels.max_timeout() + LOCK_MARGIN;
@@ -54,7 +60,7 @@ pub async fn deliver(ctx: &Context, id: Uuid, lane: Lane) -> anyhow::Result<()> 
             .await?;
         return Ok(());
     }
-    let result = deliver_locked(ctx, id).await;
+    let result = deliver_locked(ctx, id, row).await;
     if let Ok(Some(changed)) = &result {
         if changed.bundle_id.is_some() {
             settle_bundle(ctx, id).await?;
@@ -83,9 +89,17 @@ async fn settle_bundle(ctx: &Context, carrier: Uuid) -> anyhow::Result<()> {
 }
 
 /// Delivers; returns the recipient when the notification's state changed.
-async fn deliver_locked(ctx: &Context, id: Uuid) -> anyhow::Result<Option<Changed>> {
-    let Some(row) = ctx.statements.delivery_row(id).await? else {
-        return Ok(None);
+async fn deliver_locked(
+    ctx: &Context,
+    id: Uuid,
+    row: Option<DeliveryRow>,
+) -> anyhow::Result<Option<Changed>> {
+    let row = match row {
+        Some(row) => row,
+        None => match ctx.statements.delivery_row(id).await? {
+            Some(row) => row,
+            None => return Ok(None),
+        },
     };
     let facts = facts_of(&row);
     if let Some(step) = delivery::check_due(&facts, Utc::now()) {

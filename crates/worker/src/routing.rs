@@ -13,6 +13,7 @@
 
 use crate::conditions::{self, Moment};
 use crate::context::Context;
+use crate::hand_off::HandOffJob;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use herald_core::queues::{queue_for, queue_for_stored};
@@ -22,11 +23,11 @@ use herald_core::rules::{Recipients, Rule};
 use herald_core::status::NotificationStatus;
 use herald_queue::{Job, Lane, Partition};
 use herald_store::events::EventRow;
-use herald_store::notifications::{self, Inserted, NewNotification};
+use herald_store::notifications::{self, DeliveryRow, Inserted, NewNotification};
 use herald_store::people::TopicPage;
 use herald_store::people::{self, Person};
 use herald_store::Conn;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 /// Handles a route job: the whole event (`rule` None) or one continuation page.
@@ -114,7 +115,7 @@ async fn route_rule(
     let announced: Vec<String> = rows.iter().filter_map(|r| r.user_id.clone()).collect();
     let inserted = store(ctx, conn, event, rule, rows).await?;
     ctx.metrics.created(&rule.channel, &inserted);
-    dispatch(ctx, &inserted).await?;
+    dispatch(ctx, event, &page, inserted).await?;
     let people: Vec<&str> = announced.iter().map(String::as_str).collect();
     ctx.changes.announce(&people);
     let full = rule.recipients.is_fan_out() && page.len() as i64 == FAN_OUT_CHUNK;
@@ -238,27 +239,38 @@ fn event_partition(ctx: &Context, event: &herald_store::events::EventRow) -> Par
         .of_event(event.user_id.as_deref(), event.topic.as_deref(), event.id)
 }
 
-/// Sends new pending rows on their way: due ones to this worker's free job slots or
-/// else the stream, later ones to the delayed set.
-pub async fn dispatch(ctx: &Context, inserted: &[Inserted]) -> anyhow::Result<()> {
+/// Sends new pending rows on their way: due ones to this worker's free job slots (with
+/// the row a delivery reads, built from what routing holds) or else the stream, later
+/// ones to the delayed set.
+pub async fn dispatch(
+    ctx: &Context,
+    event: &EventRow,
+    people: &[Person],
+    inserted: Vec<Inserted>,
+) -> anyhow::Result<()> {
     let now: DateTime<Utc> = Utc::now();
+    let people: HashMap<&str, &Person> = people.iter().map(|p| (p.user_id.as_str(), p)).collect();
     let mut ready = Vec::new();
     let mut later = Vec::new();
     for n in inserted
-        .iter()
+        .into_iter()
         .filter(|n| n.status == NotificationStatus::Pending)
     {
-        let job = Job::Deliver {
-            notification_id: n.id,
-        };
         let partition = ctx
             .queue
             .partitions()
             .of_recipient(n.user_id.as_deref(), n.id);
         let lane = Lane::new(partition, queue_for_stored(&n.severity));
         if n.due_at <= now {
-            ready.push((lane, job));
+            ready.push(HandOffJob {
+                lane,
+                id: n.id,
+                row: delivery_row(event, &people, n).map(Box::new),
+            });
         } else {
+            let job = Job::Deliver {
+                notification_id: n.id,
+            };
             later.push((lane, job, n.due_at.timestamp_millis()));
         }
     }
@@ -266,4 +278,50 @@ pub async fn dispatch(ctx: &Context, inserted: &[Inserted]) -> anyhow::Result<()
     ctx.queue.enqueue(&ready).await?;
     ctx.queue.schedule(&later).await?;
     Ok(())
+}
+
+/// The row a delivery of `n` would load, from the event and the person routing read;
+/// None where routing lacks part of it (a person's own webhook: its secrets).
+fn delivery_row(
+    event: &EventRow,
+    people: &HashMap<&str, &Person>,
+    n: Inserted,
+) -> Option<DeliveryRow> {
+    let person = match &n.user_id {
+        Some(user_id) => Some(*people.get(user_id.as_str())?),
+        None => None,
+    };
+    if person.is_some_and(|p| p.webhook_url.is_some()) {
+        return None;
+    }
+    Some(DeliveryRow {
+        id: n.id,
+        event_id: event.id,
+        user_id: n.user_id,
+        notification_type: n.notification_type,
+        channel: n.channel,
+        status: n.status,
+        severity: n.severity,
+        subject: n.subject,
+        text: n.text,
+        attempts: 0,
+        due_at: n.due_at,
+        event_type: event.event_type.clone(),
+        event_timestamp: event.event_timestamp,
+        properties: event.properties.clone(),
+        email: person.and_then(|p| p.email.clone()),
+        phone: person.and_then(|p| p.phone.clone()),
+        webhook_url: None,
+        webhook_disabled: person.is_some_and(|p| p.webhook_disabled_at.is_some()),
+        // A notification's created_at is its event's received_at (partitioning).
+        created_at: event.received_at,
+        bundle_id: None,
+        held_at: None,
+        traits: person.map(|p| p.traits.clone()),
+        event_traits: event.user_traits.clone(),
+        webhook_secret: None,
+        previous_webhook_secret: None,
+        webhook_secret_rotated_at: None,
+        received_at: event.received_at,
+    })
 }

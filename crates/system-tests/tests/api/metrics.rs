@@ -319,7 +319,19 @@ async fn the_worker_counts_notifications_attempts_latency_and_its_batches() {
     );
     let latency = sum(&text, "herald_delivery_latency_seconds_sum", &[]);
     assert!(latency > 0.0 && latency < 40.0, "{latency}");
-    for batcher in ["events", "notifications", "deliveries", "attempts"] {
+    // Routing handed both deliveries to the worker's free slots with their rows
+    // (`hand_off`), so the delivery rows' batcher, which loads a stream job's row, had
+    // nothing to load.
+    assert_eq!(
+        sum(
+            &text,
+            "herald_group_commit_batch_size_count",
+            &["batcher=\"deliveries\""]
+        ),
+        0.0,
+        "{text}"
+    );
+    for batcher in ["events", "notifications", "attempts"] {
         let label = format!("batcher=\"{batcher}\"");
         assert!(
             sum(&text, "herald_group_commit_batch_size_count", &[&label]) >= 1.0,
