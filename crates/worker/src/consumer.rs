@@ -143,13 +143,10 @@ pub async fn handle(ctx: &Context, received: Received) -> bool {
         Ok(outcome) => outcome,
         Err(panic) => Err(anyhow::anyhow!("panicked: {}", panic_message(&*panic))),
     };
-    match outcome {
+    let handled = match outcome {
         Ok(()) => {
             let marker = received.marker();
             ctx.acker.ack(received.lane, received.entry_id, marker);
-            drop(claim);
-            // The deliveries this job handed off while no slot was free, in its own.
-            work_off(ctx).await;
             true
         }
         Err(e) => {
@@ -167,7 +164,12 @@ pub async fn handle(ctx: &Context, received: Received) -> bool {
             }
             false
         }
-    }
+    };
+    drop(claim);
+    // The deliveries this job handed off while no slot was free (a route job that
+    // failed on a later rule may have handed off some), in its own slot.
+    work_off(ctx).await;
+    handled
 }
 
 /// Lends the job slots to routing's hand-off (`hand_off`): a delivery it starts runs
@@ -176,6 +178,7 @@ pub fn lend_slots(ctx: &Arc<Context>, slots: Arc<Semaphore>) {
     // Weak: the context owns its hand-off, which owns this closure.
     let weak = Arc::downgrade(ctx);
     let start: crate::hand_off::Start = Box::new(move |job, slot| {
+        // Gone only as the process ends: the row stays pending for the recovery sweep.
         let Some(ctx) = weak.upgrade() else { return };
         tokio::spawn(async move {
             deliver_handed_off(&ctx, job).await;

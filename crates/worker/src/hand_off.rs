@@ -6,12 +6,14 @@
 //! notification that has no job on a stream. A hand-off skips what a stream job costs
 //! (the enqueue with its copy count, the read, the acknowledgement) and the wait for
 //! the next read. It carries the row its delivery reads, built by routing from the
-//! event, the person and the inserted notification, so the delivery loads nothing (but
-//! for a person's own webhook, whose secrets routing does not read). Only deliveries of partitions this worker serves are handed off:
-//! into a slot free at once, else into a short list that the job which routed them
-//! works off in its own slot once acknowledged (`consumer::work_off`: routing never
-//! waits for a slot, so route jobs holding every slot cannot starve each other). Past
-//! that list's bound, or once the worker drains, the rest go to the streams as before.
+//! event, the person and the inserted notification, so the delivery loads nothing
+//! (but for a person's own webhook, whose secrets routing does not read).
+//!
+//! Only deliveries of partitions this worker serves are handed off: into a slot free
+//! at once, else into a short list that the job which routed them works off in its own
+//! slot once acknowledged (`consumer::work_off`: routing never waits for a slot, so
+//! route jobs holding every slot cannot starve each other). Past that list's bound, or
+//! once the worker drains, the rest go to the streams as before.
 
 use herald_queue::{Job, Lane, Partition};
 use herald_store::notifications::DeliveryRow;
