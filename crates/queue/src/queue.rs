@@ -488,10 +488,14 @@ impl Queue {
     /// its job's "queued" counter. One script for all lanes on one Redis; on a cluster
     /// one per partition (a script cannot span slots), those concurrently.
     pub async fn ack_lanes(&self, lanes: &[LaneAcks<'_>]) -> Result<(), QueueError> {
+        let lanes: Vec<LaneAcks<'_>> = lanes
+            .iter()
+            .filter(|(_, entries)| !entries.is_empty())
+            .copied()
+            .collect();
         let invocations: Vec<_> = self
-            .slot_groups(lanes, |(lane, _)| lane.partition)
+            .slot_groups(&lanes, |(lane, _)| lane.partition)
             .into_iter()
-            .filter(|group| group.iter().any(|(_, entries)| !entries.is_empty()))
             .map(|group| self.ack_invocation(&group))
             .collect();
         let c = self.redis.conn().await?;
@@ -511,7 +515,7 @@ impl Queue {
         static SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(ACK));
         let mut invocation = SCRIPT.prepare_invoke();
         invocation.arg(GROUP);
-        for (lane, entries) in lanes.iter().filter(|(_, entries)| !entries.is_empty()) {
+        for (lane, entries) in lanes {
             invocation
                 .key(self.keys().stream(*lane))
                 .arg(self.keys().queued_prefix(lane.partition))

@@ -1,8 +1,9 @@
 //! Acknowledgements, batched. Every handled job must be acknowledged (XACK + XDEL);
 //! doing it one job at a time costs a Redis round trip per job. Handlers instead hand
 //! their acknowledgement to [`Acker`], and one task flushes whatever has accumulated
-//! with one script (`Queue::ack_lanes`; one per partition on a cluster). A crash between handling and flushing only means
-//! the job is delivered again later, which at-least-once delivery already allows.
+//! with one script (`Queue::ack_lanes`; one per partition on a cluster). A crash
+//! between handling and flushing only means the job is delivered again later, which
+//! at-least-once delivery already allows.
 
 use herald_queue::{Handled, Lane, LaneAcks, Queue};
 use std::collections::HashMap;
@@ -65,7 +66,7 @@ impl Acker {
     }
 }
 
-/// One acknowledgement script for the batch (one per stream on a cluster).
+/// One acknowledgement script for the batch (one per partition on a cluster).
 async fn flush(queue: &Queue, batch: Vec<Ack>) {
     let mut by_lane: HashMap<Lane, Vec<Handled>> = HashMap::new();
     for (lane, id, marker) in batch {

@@ -34,16 +34,6 @@ pub struct HandOffJob {
     pub row: Option<Box<DeliveryRow>>,
 }
 
-impl HandOffJob {
-    /// The stream job it would be.
-    fn into_job(self) -> (Lane, Job) {
-        let job = Job::Deliver {
-            notification_id: self.id,
-        };
-        (self.lane, job)
-    }
-}
-
 /// Off until the consume loop lends its job slots ([`HandOff::lend`]): a context that
 /// runs no loop (a test, a one-off command) sends every job to the streams.
 #[derive(Default)]
@@ -84,29 +74,46 @@ impl HandOff {
         }
     }
 
-    /// Starts those of `jobs` this worker can deliver now, each holding a job slot,
-    /// and keeps those it can deliver soon; returns the others, for the streams.
-    pub fn start(&self, jobs: Vec<HandOffJob>) -> Vec<(Lane, Job)> {
+    /// Starts those of `jobs` (lane, notification, what `row` builds its row from)
+    /// this worker can deliver now, each holding a job slot, and keeps those it can
+    /// deliver soon; returns the others, for the streams. `row` runs only for those
+    /// handed off: a job for the streams carries its id alone.
+    pub fn start<T>(
+        &self,
+        jobs: Vec<(Lane, Uuid, T)>,
+        row: impl Fn(T) -> Option<DeliveryRow>,
+    ) -> Vec<(Lane, Job)> {
+        let stream_job = |lane, notification_id| (lane, Job::Deliver { notification_id });
         let Some(lent) = self.lent.get() else {
-            return jobs.into_iter().map(HandOffJob::into_job).collect();
+            return jobs
+                .into_iter()
+                .map(|(l, id, _)| stream_job(l, id))
+                .collect();
         };
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.into_iter()
-            .filter_map(|job| {
-                if !lent.served.contains(&job.lane.partition) || lent.slots.is_closed() {
-                    return Some(job.into_job());
-                }
-                // Fails when no slot is free, and while the drain waits for them all.
-                match lent.slots.clone().try_acquire_owned() {
-                    Ok(slot) => (lent.start)(job, slot),
-                    Err(_) if waiting.len() < lent.max_waiting => {
-                        waiting.push_back((job, Instant::now()));
-                    }
-                    Err(_) => return Some(job.into_job()),
-                }
-                None
-            })
-            .collect()
+        let mut streamed = Vec::new();
+        for (lane, id, source) in jobs {
+            if !lent.served.contains(&lane.partition) || lent.slots.is_closed() {
+                streamed.push(stream_job(lane, id));
+                continue;
+            }
+            // Fails when no slot is free, and while the drain waits for them all.
+            let slot = lent.slots.clone().try_acquire_owned().ok();
+            if slot.is_none() && waiting.len() >= lent.max_waiting {
+                streamed.push(stream_job(lane, id));
+                continue;
+            }
+            let job = HandOffJob {
+                lane,
+                id,
+                row: row(source).map(Box::new),
+            };
+            match slot {
+                Some(slot) => (lent.start)(job, slot),
+                None => waiting.push_back((job, Instant::now())),
+            }
+        }
+        streamed
     }
 
     /// The next handed-off delivery that waits for a slot. One that waited longer than
@@ -135,12 +142,8 @@ mod tests {
     use super::*;
     use herald_queue::{Partitions, QueueName};
 
-    fn job(partition: Partition) -> HandOffJob {
-        HandOffJob {
-            lane: Lane::new(partition, QueueName::Default),
-            id: Uuid::now_v7(),
-            row: None,
-        }
+    fn job(partition: Partition) -> (Lane, Uuid, ()) {
+        (Lane::new(partition, QueueName::Default), Uuid::now_v7(), ())
     }
 
     type Started = Arc<Mutex<Vec<OwnedSemaphorePermit>>>;
@@ -164,9 +167,9 @@ mod tests {
     #[test]
     fn free_slots_first_then_the_waiting_list_then_the_stream() {
         let (hand_off, partitions, started) = lent(2, 3);
-        let jobs: Vec<HandOffJob> = (0..7).map(|_| job(partitions[0])).collect();
-        let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
-        let streamed = hand_off.start(jobs);
+        let jobs: Vec<_> = (0..7).map(|_| job(partitions[0])).collect();
+        let ids: Vec<Uuid> = jobs.iter().map(|(_, id, _)| *id).collect();
+        let streamed = hand_off.start(jobs, |()| None);
         assert_eq!(started.lock().expect("test lock").len(), 2);
         let waiting: Vec<Uuid> = std::iter::from_fn(|| hand_off.next_waiting())
             .map(|j| j.id)
@@ -185,8 +188,13 @@ mod tests {
     #[test]
     fn partitions_not_served_and_a_context_without_slots_go_to_the_stream() {
         let (hand_off, partitions, started) = lent(4, 4);
-        assert_eq!(hand_off.start(vec![job(partitions[1])]).len(), 1);
+        assert_eq!(hand_off.start(vec![job(partitions[1])], |()| None).len(), 1);
         assert_eq!(started.lock().expect("test lock").len(), 0);
-        assert_eq!(HandOff::default().start(vec![job(partitions[0])]).len(), 1);
+        assert_eq!(
+            HandOff::default()
+                .start(vec![job(partitions[0])], |()| None)
+                .len(),
+            1
+        );
     }
 }

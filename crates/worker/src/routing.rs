@@ -13,7 +13,6 @@
 
 use crate::conditions::{self, Moment};
 use crate::context::Context;
-use crate::hand_off::HandOffJob;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use herald_core::queues::{queue_for, queue_for_stored};
@@ -249,7 +248,6 @@ pub async fn dispatch(
     inserted: Vec<Inserted>,
 ) -> anyhow::Result<()> {
     let now: DateTime<Utc> = Utc::now();
-    let people: HashMap<&str, &Person> = people.iter().map(|p| (p.user_id.as_str(), p)).collect();
     let mut ready = Vec::new();
     let mut later = Vec::new();
     for n in inserted
@@ -262,11 +260,7 @@ pub async fn dispatch(
             .of_recipient(n.user_id.as_deref(), n.id);
         let lane = Lane::new(partition, queue_for_stored(&n.severity));
         if n.due_at <= now {
-            ready.push(HandOffJob {
-                lane,
-                id: n.id,
-                row: delivery_row(event, &people, n).map(Box::new),
-            });
+            ready.push((lane, n.id, n));
         } else {
             let job = Job::Deliver {
                 notification_id: n.id,
@@ -274,7 +268,10 @@ pub async fn dispatch(
             later.push((lane, job, n.due_at.timestamp_millis()));
         }
     }
-    let ready = ctx.hand_off.start(ready);
+    let people: HashMap<&str, &Person> = people.iter().map(|p| (p.user_id.as_str(), p)).collect();
+    let ready = ctx
+        .hand_off
+        .start(ready, |n| delivery_row(event, &people, n));
     ctx.queue.enqueue(&ready).await?;
     ctx.queue.schedule(&later).await?;
     Ok(())
