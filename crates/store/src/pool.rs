@@ -77,8 +77,26 @@ pub fn connect(database_url: &str, max_size: usize) -> Result<Pool, StoreError> 
 /// compiling for a statement that runs in a fraction of one.
 const SESSION: &str = "SET jit = off";
 
-/// What a batch session sets on top of [`SESSION`] (see [`connect_for_batches`]).
-const BATCH_SESSION: &str = "SET plan_cache_mode = force_custom_plan; SET synchronous_commit = off";
+/// How a batch session's commits treat the WAL (see [`connect_for_batches`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commits {
+    /// `synchronous_commit = off`: a commit does not wait for the WAL flush.
+    Lazy,
+    /// The default: a commit returns once its WAL is on disk.
+    Durable,
+}
+
+impl Commits {
+    /// What a batch session of this kind sets on top of [`SESSION`].
+    fn session(self) -> &'static str {
+        match self {
+            Commits::Lazy => {
+                "SET plan_cache_mode = force_custom_plan; SET synchronous_commit = off"
+            }
+            Commits::Durable => "SET plan_cache_mode = force_custom_plan",
+        }
+    }
+}
 
 /// A pool for the worker's batched statements, whose sessions differ in two ways.
 ///
@@ -92,14 +110,21 @@ const BATCH_SESSION: &str = "SET plan_cache_mode = force_custom_plan; SET synchr
 /// database read the delivery rows in 450 ms a batch, even with sequential scans
 /// priced out; BENCHMARKS.md.)
 ///
-/// `synchronous_commit = off`: commits do not wait for the WAL flush. Postgres stays
+/// [`Commits::Lazy`]: commits do not wait for the WAL flush. Postgres stays
 /// consistent; a crash of Postgres itself may forget the last fraction of a second of
-/// these commits, and each such write is redone: an event whose rows were forgotten
-/// is still `received` and the recovery sweep routes it again, a forgotten attempt
-/// leaves its notification `pending` and it is delivered again (at least once, as
-/// always). Events are stored by the api with synchronous commits: none is lost.
-pub fn connect_for_batches(database_url: &str, max_size: usize) -> Result<Pool, StoreError> {
-    build(database_url, max_size, manager_config(BATCH_SESSION))
+/// these commits, and each such write is redone: an event whose `routed` mark was
+/// forgotten is routed again (its notifications exist: nothing new is inserted), a
+/// forgotten attempt leaves its notification `pending` and it is delivered again under
+/// the same id (at least once, as always). Events are stored by the api with
+/// synchronous commits: none is lost. What may be sent right after its commit must
+/// use [`Commits::Durable`]: a notification row forgotten after its delivery would be
+/// routed again under a new id, which its receiver cannot recognise as the same.
+pub fn connect_for_batches(
+    database_url: &str,
+    max_size: usize,
+    commits: Commits,
+) -> Result<Pool, StoreError> {
+    build(database_url, max_size, manager_config(commits.session()))
 }
 
 /// Sessions that run [`SESSION`] and then `extra` (`SET` commands) once when they open.

@@ -103,10 +103,7 @@ impl Context {
         let metrics = crate::metrics::Metrics::new();
         metrics.start_at_zero(config.channels.iter().map(|c| c.name.as_str()));
         let statements = crate::statements::Statements::start(
-            herald_store::pool::connect_for_batches(
-                &settings.database_url,
-                crate::statements::POOL_SIZE,
-            )?,
+            crate::statements::Pools::connect(&settings.database_url)?,
             metrics.clone(),
         );
         let redis = Redis::connect(
