@@ -10,6 +10,8 @@
 //!                             print the YAML, then score it
 //!   flatten=A last_send=W     mix the hour profile with a flat one (A = 1: flat);
 //!                             weights.last_send
+//!   rotate=H                  move the hour profile by H whole hours (rotate=3 is
+//!                             the true shift of the +3 h splits: an oracle)
 //!   bias=                     weights.bias
 //!   breakdown=1               average delays by kind of person, and the part of
 //!                             them spent waiting for midnight (shift=SECONDS,
@@ -83,6 +85,16 @@ fn main() -> Result<(), Box<dyn Error>> {
         let total: f64 = cfg.hour_profile.iter().sum();
         for x in cfg.hour_profile.iter_mut() {
             *x = (1.0 - a) * *x / total + a / 24.0;
+        }
+    }
+    if let Some(h) = num("rotate")? {
+        // The hour profile moved by h whole hours: told a shifted split's true shift,
+        // the ranker's day fraction is right for it (an oracle for that split).
+        let h = h as i64;
+        let p = cfg.hour_profile.clone();
+        let hours = p.len() as i64;
+        for (i, x) in cfg.hour_profile.iter_mut().enumerate() {
+            *x = p[(i as i64 - h).rem_euclid(hours) as usize];
         }
     }
     if let Some(x) = num("session")? {
