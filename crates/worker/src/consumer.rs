@@ -211,17 +211,8 @@ async fn deliver_handed_off(ctx: &Context, job: HandOffJob) {
     };
     tracing::warn!(notification_id = %id, %error,
         "delivery failed; tried again after the visibility timeout");
-    let due = chrono::Utc::now()
-        + chrono::Duration::from_std(ctx.settings.visibility_timeout)
-            .unwrap_or(chrono::Duration::seconds(60));
-    let job = Job::Deliver {
-        notification_id: id,
-    };
-    if let Err(e) = ctx
-        .queue
-        .schedule(&[(lane, job, due.timestamp_millis())])
-        .await
-    {
+    let due = delivery::due_in(ctx.settings.visibility_timeout);
+    if let Err(e) = delivery::schedule_job(ctx, lane, id, due).await {
         // The row stays pending in Postgres: the recovery sweep enqueues it.
         tracing::warn!(notification_id = %id, error = %e,
             "could not schedule the retry; the recovery sweep will");

@@ -46,19 +46,8 @@ pub async fn deliver(
     if !ctx.locks.try_lock(&lock, &token, ttl).await? {
         // Another worker is delivering it, or died doing so: look again once the lock
         // has expired. A live holder will have finished and the job is then a no-op.
-        let due =
-            Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(1));
-        let job = Job::Deliver {
-            notification_id: id,
-        };
-        ctx.queue
-            .schedule(&[(
-                Lane::new(lane.partition, herald_queue::QueueName::Default),
-                job,
-                due.timestamp_millis(),
-            )])
-            .await?;
-        return Ok(());
+        let lane = Lane::new(lane.partition, herald_queue::QueueName::Default);
+        return schedule_job(ctx, lane, id, due_in(ttl)).await;
     }
     let result = deliver_locked(ctx, id, row).await;
     if let Ok(Some(changed)) = &result {
@@ -241,13 +230,29 @@ async fn schedule(ctx: &Context, row: &DeliveryRow, due: DateTime<Utc>) -> anyho
         partition,
         herald_core::queues::queue_for_stored(&row.severity),
     );
+    schedule_job(ctx, lane, row.id, due).await
+}
+
+/// Puts notification `id`'s delivery job in `lane`'s delayed set for `due`: the one
+/// way a delivery is tried again later (a retry, a busy lock, a failed hand-off).
+pub async fn schedule_job(
+    ctx: &Context,
+    lane: Lane,
+    id: Uuid,
+    due: DateTime<Utc>,
+) -> anyhow::Result<()> {
     let job = Job::Deliver {
-        notification_id: row.id,
+        notification_id: id,
     };
     ctx.queue
         .schedule(&[(lane, job, due.timestamp_millis())])
         .await?;
     Ok(())
+}
+
+/// The instant `wait` from now (a minute from now if `wait` is beyond chrono's range).
+pub fn due_in(wait: Duration) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::minutes(1))
 }
 
 /// A connection for the rarer steps; the common ones go through `ctx.statements`.
