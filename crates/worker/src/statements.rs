@@ -44,8 +44,9 @@ pub struct Pools {
     /// Commits that are on disk when they return: the notifications' insert. A
     /// notification inserted lazily, delivered at once (handed off or read from the
     /// stream) and then forgotten by a crash would be routed again under a new id, and
-    /// its receiver would get it twice under two `webhook-id`s. On this box a WAL flush
-    /// takes about 0.1 ms (`pg_test_fsync`), once per batch.
+    /// its receiver would get it twice under two `webhook-id`s. The price is one WAL
+    /// flush per batch on the way to the webhook: 0.1 ms on 2026-12-04 on this box
+    /// (`pg_test_fsync`), 3.2 ms on the day BENCHMARKS.md's machine table was made.
     durable: Pool,
 }
 
