@@ -770,13 +770,11 @@ class Chaos:
         accepted_but_not_sent = {nid for nid in ok_per_id if nid not in sent_ids}
         # What Postgres says of them: a status, or no row at all (a notification row a
         # crash forgot after its delivery, which routing would recreate under a new id).
-        accepted_but_not_sent_by_status: dict[str, int] = {}
+        found: dict[str, str] = {}
         if accepted_but_not_sent:
             ids = ", ".join(f"'{nid}'" for nid in sorted(accepted_but_not_sent))
             found = dict(pg.psql(f"select id::text, status from notifications where id::text in ({ids})"))
-            for nid in accepted_but_not_sent:
-                st = found.get(nid, "no row")
-                accepted_but_not_sent_by_status[st] = accepted_but_not_sent_by_status.get(st, 0) + 1
+        accepted_but_not_sent_by_status = Counter(found.get(nid, "no row") for nid in accepted_but_not_sent)
         self.check(f"every sent notification was answered 2xx by the sink ({len(sent_ids)} sent)",
                    not sent_not_at_sink, f"{len(sent_not_at_sink)} sent but never 2xx at the sink: "
                    f"{sorted(sent_not_at_sink)[:10]}")
@@ -812,7 +810,7 @@ class Chaos:
             "duplicates": extra,
             "duplicate_bound": bound,
             "accepted_by_sink_but_recorded_failed": len(accepted_but_not_sent),
-            "accepted_by_sink_but_not_sent_by_status": accepted_but_not_sent_by_status,
+            "accepted_by_sink_but_not_sent_by_status": dict(accepted_but_not_sent_by_status),
             "stuck": stuck,
             "lost": lost,
             "dead_letters": sum(dead_letters.values()),

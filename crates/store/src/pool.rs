@@ -67,7 +67,7 @@ impl StoreError {
 /// Builds a pool of at most `max_size` connections. Connections are opened lazily;
 /// a wait for a free one is bounded so a dead database turns into errors, not hangs.
 pub fn connect(database_url: &str, max_size: usize) -> Result<Pool, StoreError> {
-    build(database_url, max_size, manager_config(""))
+    build(database_url, max_size, manager_config(&[]))
 }
 
 /// What every session sets. `jit = off`: Herald's statements are short, but a plan
@@ -86,17 +86,8 @@ pub enum Commits {
     Durable,
 }
 
-impl Commits {
-    /// What a batch session of this kind sets on top of [`SESSION`].
-    fn session(self) -> &'static str {
-        match self {
-            Commits::Lazy => {
-                "SET plan_cache_mode = force_custom_plan; SET synchronous_commit = off"
-            }
-            Commits::Durable => "SET plan_cache_mode = force_custom_plan",
-        }
-    }
-}
+/// What every batch session sets on top of [`SESSION`] (see [`connect_for_batches`]).
+const BATCH_SESSION: &str = "SET plan_cache_mode = force_custom_plan";
 
 /// A pool for the worker's batched statements, whose sessions differ in two ways.
 ///
@@ -124,11 +115,20 @@ pub fn connect_for_batches(
     max_size: usize,
     commits: Commits,
 ) -> Result<Pool, StoreError> {
-    build(database_url, max_size, manager_config(commits.session()))
+    let config = match commits {
+        Commits::Lazy => manager_config(&[BATCH_SESSION, "SET synchronous_commit = off"]),
+        Commits::Durable => manager_config(&[BATCH_SESSION]),
+    };
+    build(database_url, max_size, config)
 }
 
 /// Sessions that run [`SESSION`] and then `extra` (`SET` commands) once when they open.
-fn manager_config(extra: &'static str) -> ManagerConfig<AsyncPgConnection> {
+fn manager_config(extra: &[&str]) -> ManagerConfig<AsyncPgConnection> {
+    let setup: std::sync::Arc<str> = std::iter::once(SESSION)
+        .chain(extra.iter().copied())
+        .collect::<Vec<_>>()
+        .join("; ")
+        .into();
     // `Fast`: a checkout costs no `SELECT 1` round trip (the default `Verified` sent
     // one per checkout, several per event routed and delivered). A connection whose
     // socket closed (Postgres restarted) is still discarded: recycling checks
@@ -137,10 +137,11 @@ fn manager_config(extra: &'static str) -> ManagerConfig<AsyncPgConnection> {
     let mut config = ManagerConfig::<AsyncPgConnection>::default();
     config.recycling_method = RecyclingMethod::Fast;
     config.custom_setup = Box::new(move |url| {
+        let setup = setup.clone();
         Box::pin(async move {
             use diesel_async::{AsyncConnection, SimpleAsyncConnection};
             let mut conn = AsyncPgConnection::establish(url).await?;
-            conn.batch_execute(&format!("{SESSION}; {extra}"))
+            conn.batch_execute(&setup)
                 .await
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
             Ok(conn)

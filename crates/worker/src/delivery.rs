@@ -84,11 +84,11 @@ async fn deliver_locked(
     row: Option<DeliveryRow>,
 ) -> anyhow::Result<Option<Changed>> {
     let row = match row {
-        Some(row) => row,
-        None => match ctx.statements.delivery_row(id).await? {
-            Some(row) => row,
-            None => return Ok(None),
-        },
+        Some(row) => Some(row),
+        None => ctx.statements.delivery_row(id).await?,
+    };
+    let Some(row) = row else {
+        return Ok(None);
     };
     let facts = facts_of(&row);
     if let Some(step) = delivery::check_due(&facts, Utc::now()) {
@@ -169,10 +169,7 @@ async fn throttle<'c>(
     outbound: Outbound<'c>,
 ) -> anyhow::Result<(DeliveryStep<'c>, Option<HostSlot>)> {
     let channel = outbound.channel;
-    let later = |wait: Duration| {
-        let wait = chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1));
-        (DeliveryStep::WaitUntil(Utc::now() + wait), None)
-    };
+    let later = |wait: Duration| (DeliveryStep::WaitUntil(due_in(wait)), None);
     let Some(slot) = ctx
         .host_slots
         .acquire(

@@ -268,11 +268,14 @@ pub async fn dispatch(
             later.push((lane, job, n.due_at.timestamp_millis()));
         }
     }
-    let people: HashMap<&str, &Person> = people.iter().map(|p| (p.user_id.as_str(), p)).collect();
-    let ready = ctx
-        .hand_off
-        .start(ready, |n| delivery_row(event, &people, n));
-    ctx.queue.enqueue(&ready).await?;
+    if !ready.is_empty() {
+        let people: HashMap<&str, &Person> =
+            people.iter().map(|p| (p.user_id.as_str(), p)).collect();
+        let streamed = ctx
+            .hand_off
+            .start(ready, |n| delivery_row(event, &people, n));
+        ctx.queue.enqueue(&streamed).await?;
+    }
     ctx.queue.schedule(&later).await?;
     Ok(())
 }

@@ -32,7 +32,7 @@ const MAX_ITEMS: usize = 512;
 const IN_FLIGHT: usize = 1;
 /// Jobs' items waiting for a batcher at most; further jobs wait to hand theirs over.
 const WAITING: usize = 8192;
-/// Connections of the batches' own pools.
+/// Connections of the lazy batches' pool (every batcher but the notifications').
 const LAZY_POOL_SIZE: usize = 8;
 /// The notifications' insert alone uses this one, one batch at a time ([`IN_FLIGHT`]).
 const DURABLE_POOL_SIZE: usize = 2;
@@ -74,11 +74,11 @@ impl Statements {
     /// Starts the batchers on the current runtime; each batch's size and time go to
     /// `metrics` under the batcher's name.
     pub fn start(pools: Pools, metrics: Metrics) -> Statements {
-        let pool = (pools.lazy, metrics.clone());
+        let lazy = (pools.lazy, metrics.clone());
         let durable = (pools.durable, metrics);
         Statements {
             events: batcher(
-                &pool,
+                &lazy,
                 "events",
                 |mut conn, ids: Arc<Vec<Uuid>>| async move {
                     let found = events::find_many(&mut conn, &ids).await?;
@@ -93,7 +93,7 @@ impl Statements {
                 },
             ),
             routed: batcher(
-                &pool,
+                &lazy,
                 "routed",
                 |mut conn, ids: Arc<Vec<Uuid>>| async move {
                     events::mark_routed(&mut conn, &ids).await?;
@@ -101,14 +101,14 @@ impl Statements {
                 },
             ),
             topic_pages: batcher(
-                &pool,
+                &lazy,
                 "topic pages",
                 |mut conn, pages: Arc<Vec<TopicPage>>| async move {
                     Ok(people::topic_pages(&mut conn, &pages, FAN_OUT_CHUNK).await?)
                 },
             ),
             deliveries: batcher(
-                &pool,
+                &lazy,
                 "deliveries",
                 |mut conn, ids: Arc<Vec<Uuid>>| async move {
                     let found = notifications::for_delivery(&mut conn, &ids).await?;
@@ -116,7 +116,7 @@ impl Statements {
                 },
             ),
             attempts: batcher(
-                &pool,
+                &lazy,
                 "attempts",
                 |mut conn, recs: Arc<Vec<AttemptRecord>>| async move {
                     notifications::record_attempts(&mut conn, &recs).await?;
