@@ -229,20 +229,44 @@ pub async fn find(conn: &mut Conn, id: Uuid) -> Result<EventRow, StoreError> {
         .ok_or(StoreError::NotFound)
 }
 
+type FindWithin<'a> = diesel::dsl::Select<
+    diesel::dsl::Filter<
+        diesel::dsl::Filter<events::table, diesel::dsl::EqAny<events::id, &'a [Uuid]>>,
+        diesel::dsl::Between<events::received_at, DateTime<Utc>, DateTime<Utc>>,
+    >,
+    diesel::dsl::AsSelect<EventRow, Pg>,
+>;
+
+/// The events of `ids` received within `from`…`to`.
+fn find_within(ids: &[Uuid], from: DateTime<Utc>, to: DateTime<Utc>) -> FindWithin<'_> {
+    events::table
+        .filter(events::id.eq_any(ids))
+        .filter(events::received_at.between(from, to))
+        .select(EventRow::as_select())
+}
+
+/// The SQL of [`find_many`]'s query within a window (`$1`: the ids, `$2`, `$3`: the
+/// window), for checking its plan.
+pub fn find_many_sql() -> Result<String, StoreError> {
+    crate::prepared::sql_of(&find_within(&[], Utc::now(), Utc::now()))
+}
+
+/// The SQL of [`mark_routed`]'s statement (`$1`: the ids, `$2`, `$3`: the window), for
+/// checking its plan.
+pub fn mark_routed_sql() -> Result<String, StoreError> {
+    crate::prepared::sql_of(&MarkRouted {
+        ids: &[],
+        window: (None, None),
+    })
+}
+
 /// The events of `ids` that exist. `events` is partitioned by `received_at`, which the
 /// id alone does not name, so a plain lookup by id probes every partition. The ids'
 /// times narrow it ([`partitions::id_window`]): one query over those partitions, and
 /// only if some ids were not found there, a second over all of them.
 pub async fn find_many(conn: &mut Conn, ids: &[Uuid]) -> Result<Vec<EventRow>, StoreError> {
     let mut found = match partitions::id_window(ids) {
-        Some((from, to)) => {
-            events::table
-                .filter(events::id.eq_any(ids))
-                .filter(events::received_at.between(from, to))
-                .select(EventRow::as_select())
-                .load(conn)
-                .await?
-        }
+        Some((from, to)) => find_within(ids, from, to).load(conn).await?,
         None => Vec::new(),
     };
     let missing = partitions::not_found(ids, found.iter().map(|e| e.id));

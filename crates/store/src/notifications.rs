@@ -220,6 +220,12 @@ impl QueryFragment<Pg> for UnnestNotifications<'_> {
     }
 }
 
+/// The SQL of the notifications' insert ([`insert_chunks`]; `$1`…`$15`: the columns
+/// of [`NewNotification`], `$16`, `$17`: the events' window), for checking its plan.
+pub fn insert_sql() -> Result<String, StoreError> {
+    crate::prepared::sql_of(&UnnestNotifications::default())
+}
+
 /// Inserts a chunk of rows with one prepared statement; returns those that did not
 /// exist yet.
 pub async fn insert_batch(
@@ -526,10 +532,7 @@ impl QueryFragment<Pg> for UnnestAttempts<'_> {
 /// The SQL of [`record_attempts`]' statement (`$1`…`$8`: the columns of
 /// [`AttemptRecord`]), for checking its plan.
 pub fn record_attempts_sql() -> Result<String, StoreError> {
-    use diesel::query_builder::QueryBuilder;
-    let mut sql = diesel::pg::PgQueryBuilder::default();
-    UnnestAttempts::default().to_sql(&mut sql, &Pg)?;
-    Ok(sql.finish())
+    crate::prepared::sql_of(&UnnestAttempts::default())
 }
 
 /// Writes each try's attempt row and moves its notification on, all in one statement

@@ -86,20 +86,46 @@ pub enum Commits {
     Durable,
 }
 
-/// What every batch session sets on top of [`SESSION`] (see [`connect_for_batches`]).
-const BATCH_SESSION: &str = "SET plan_cache_mode = force_custom_plan";
+/// How a batch session plans its prepared statements (see [`connect_for_batches`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plans {
+    /// `plan_cache_mode = force_custom_plan`: each run is planned for its own arrays.
+    /// Postgres otherwise settles on a generic plan after five runs and keeps it:
+    /// planned while a table was small (a new database), it went on scanning
+    /// `notifications` whole for every batch as the table grew, and Postgres burned a
+    /// core at 100 events/s. (Measured again on 2026-12-03: plans made on a new
+    /// database read the delivery rows in 450 ms a batch, even with sequential scans
+    /// priced out; the attempts' generic plan scans the primary key over its whole
+    /// time window, because a window given by parameters looks narrow to it;
+    /// BENCHMARKS.md.) Planning costs a fraction of a millisecond per batch, which
+    /// large batches share.
+    EachRun,
+    /// `plan_cache_mode = force_generic_plan` and `enable_seqscan = off`: planned once
+    /// per session, and never by scanning a table whole. A generic plan is made from
+    /// the tables' sizes when the session first runs the statement, and kept as they
+    /// grow: a partition that was empty then (a new day's) would be scanned whole by
+    /// every run until the next `ANALYZE` of it. With sequential scans priced out a
+    /// lookup by key always takes its index. So this is only for statements whose every
+    /// read is a lookup by key, checked on an empty, an analysed-empty and a grown
+    /// database by `tests/generic_plans.rs`. It pays beyond the statement's own planning
+    /// (0.05–0.3 ms a run): the session's setting also governs the foreign-key checks
+    /// Postgres runs inside it, one per inserted row, which custom plans plan again each
+    /// time (measured on 2026-12-04: 32 µs per notification inserted, more than the
+    /// check itself).
+    Once,
+}
 
-/// A pool for the worker's batched statements, whose sessions differ in two ways.
-///
-/// `plan_cache_mode = force_custom_plan`: each run is planned for its own arrays.
-/// Postgres otherwise settles on a generic plan after five runs and keeps it: planned
-/// while a table was small (a new database), it went on scanning `notifications`
-/// whole for every batch as the table grew, and Postgres burned a core at 100 events/s.
-/// Planning costs a fraction of a millisecond per batch, which large batches share.
-/// (Measured again on 2026-12-03: forcing generic plans saved that planning, about
-/// 1.5 ms per event at 300 events/s where batches hold one row, but plans made on a new
-/// database read the delivery rows in 450 ms a batch, even with sequential scans
-/// priced out; BENCHMARKS.md.)
+impl Plans {
+    fn setting(self) -> &'static str {
+        match self {
+            Plans::EachRun => "SET plan_cache_mode = force_custom_plan",
+            Plans::Once => "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off",
+        }
+    }
+}
+
+/// A pool for the worker's batched statements, whose sessions differ in how they
+/// plan ([`Plans`]) and in how they commit.
 ///
 /// [`Commits::Lazy`]: commits do not wait for the WAL flush. Postgres stays
 /// consistent; a crash of Postgres itself may forget the last fraction of a second of
@@ -114,10 +140,11 @@ pub fn connect_for_batches(
     database_url: &str,
     max_size: usize,
     commits: Commits,
+    plans: Plans,
 ) -> Result<Pool, StoreError> {
     let config = match commits {
-        Commits::Lazy => manager_config(&[BATCH_SESSION, "SET synchronous_commit = off"]),
-        Commits::Durable => manager_config(&[BATCH_SESSION]),
+        Commits::Lazy => manager_config(&[plans.setting(), "SET synchronous_commit = off"]),
+        Commits::Durable => manager_config(&[plans.setting()]),
     };
     build(database_url, max_size, config)
 }

@@ -24,3 +24,15 @@ macro_rules! push_binds {
         )*
     };
 }
+
+/// The SQL text of `query` with its `$n` placeholders, for checking the plan Postgres
+/// makes of it (the store's tests `EXPLAIN` it).
+pub(crate) fn sql_of<Q>(query: &Q) -> Result<String, crate::StoreError>
+where
+    Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+{
+    use diesel::query_builder::QueryBuilder;
+    let mut sql = diesel::pg::PgQueryBuilder::default();
+    query.to_sql(&mut sql, &diesel::pg::Pg)?;
+    Ok(sql.finish())
+}

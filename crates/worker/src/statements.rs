@@ -8,7 +8,8 @@
 //! while they wait on a batch; if the batches drew from the same pool, jobs holding
 //! every connection would wait forever on a batch that cannot get one. Batches commit
 //! without waiting for the WAL flush, but for the notifications' insert: a delivery
-//! may go out milliseconds after it (see [`Pools`]).
+//! may go out milliseconds after it. Statements that read by key only are planned
+//! once per session, the others for each run (see [`Pools`]).
 
 use crate::metrics::Metrics;
 use herald_core::routing::FAN_OUT_CHUNK;
@@ -32,30 +33,45 @@ const MAX_ITEMS: usize = 512;
 const IN_FLIGHT: usize = 1;
 /// Jobs' items waiting for a batcher at most; further jobs wait to hand theirs over.
 const WAITING: usize = 8192;
-/// Connections of the lazy batches' pool (every batcher but the notifications').
-const LAZY_POOL_SIZE: usize = 8;
-/// The notifications' insert alone uses this one, one batch at a time ([`IN_FLIGHT`]).
+/// Connections of the pool of the batches planned for each run.
+const LAZY_POOL_SIZE: usize = 6;
+/// The event loads and the `routed` marks, one batch of each at a time ([`IN_FLIGHT`]).
+const KEYED_POOL_SIZE: usize = 2;
+/// The notifications' insert alone uses this one, one batch at a time.
 const DURABLE_POOL_SIZE: usize = 2;
 
-/// The batches' connections, by how their commits treat the WAL.
+/// The batches' connections, by how their commits treat the WAL and how their
+/// statements are planned ([`Plans`](herald_store::pool::Plans)).
 pub struct Pools {
-    /// Commits that may be forgotten by a crash of Postgres and are then redone.
+    /// Commits that may be forgotten by a crash of Postgres and are then redone;
+    /// statements that join or read ranges, planned for each run's arrays.
     lazy: Pool,
+    /// Commits as `lazy`'s; statements that read `events` by key only, planned once.
+    keyed: Pool,
     /// Commits that are on disk when they return: the notifications' insert. A
     /// notification inserted lazily, delivered at once (handed off or read from the
     /// stream) and then forgotten by a crash would be routed again under a new id, and
     /// its receiver would get it twice under two `webhook-id`s. The price is one WAL
     /// flush per batch on the way to the webhook: 0.1 ms on 2026-12-04 on this box
     /// (`pg_test_fsync`), 3.2 ms on the day BENCHMARKS.md's machine table was made.
+    /// Planned once: the insert reads `events` by key only, and it is where Postgres
+    /// checks each row's person (a foreign key), once per row.
     durable: Pool,
 }
 
 impl Pools {
     pub fn connect(database_url: &str) -> Result<Pools, herald_store::StoreError> {
-        use herald_store::pool::{connect_for_batches, Commits};
+        use herald_store::pool::connect_for_batches as connect;
+        use herald_store::pool::{Commits, Plans};
         Ok(Pools {
-            lazy: connect_for_batches(database_url, LAZY_POOL_SIZE, Commits::Lazy)?,
-            durable: connect_for_batches(database_url, DURABLE_POOL_SIZE, Commits::Durable)?,
+            lazy: connect(database_url, LAZY_POOL_SIZE, Commits::Lazy, Plans::EachRun)?,
+            keyed: connect(database_url, KEYED_POOL_SIZE, Commits::Lazy, Plans::Once)?,
+            durable: connect(
+                database_url,
+                DURABLE_POOL_SIZE,
+                Commits::Durable,
+                Plans::Once,
+            )?,
         })
     }
 }
@@ -75,10 +91,11 @@ impl Statements {
     /// `metrics` under the batcher's name.
     pub fn start(pools: Pools, metrics: Metrics) -> Statements {
         let lazy = (pools.lazy, metrics.clone());
+        let keyed = (pools.keyed, metrics.clone());
         let durable = (pools.durable, metrics);
         Statements {
             events: batcher(
-                &lazy,
+                &keyed,
                 "events",
                 |mut conn, ids: Arc<Vec<Uuid>>| async move {
                     let found = events::find_many(&mut conn, &ids).await?;
@@ -93,7 +110,7 @@ impl Statements {
                 },
             ),
             routed: batcher(
-                &lazy,
+                &keyed,
                 "routed",
                 |mut conn, ids: Arc<Vec<Uuid>>| async move {
                     events::mark_routed(&mut conn, &ids).await?;
