@@ -13,7 +13,7 @@ use herald_store::notifications::{self, NewNotification};
 use herald_store::people::{self, PersonPatch};
 use herald_store::pool::{connect_for_batches, get, Commits, Plans};
 use herald_store::testing::TestDb;
-use herald_store::{events, Pool};
+use herald_store::events;
 use uuid::Uuid;
 
 /// A statement of a `Plans::Once` session: its SQL, its parameters' types, and
