@@ -278,6 +278,15 @@ async fn send(ctx: &Context, row: &DeliveryRow, outbound: &Outbound<'_>) -> anyh
     let duration_ms = clock.elapsed().as_millis().min(i32::MAX as u128) as i32;
     let verdict = delivery::after_attempt(outbound, &http, Utc::now());
     account_to_circuit(ctx, &host, row, verdict.circuit).await;
+    // Before the attempt is recorded: once a reader sees the notification failed for a
+    // 410, the person's webhook is already off (were it the other way round, a reader
+    // could see the failure and still find the webhook on).
+    if verdict.disable_webhook {
+        if let Some(user_id) = &row.user_id {
+            tracing::warn!(%user_id, "webhook answered 410 Gone: disabling it");
+            herald_store::people::disable_webhook(&mut db(ctx).await?, user_id).await?;
+        }
+    }
     ctx.statements
         .record_attempt(attempt_record(
             row,
@@ -289,12 +298,6 @@ async fn send(ctx: &Context, row: &DeliveryRow, outbound: &Outbound<'_>) -> anyh
         .await?;
     ctx.metrics
         .attempt(&row.channel, &http, &verdict, row.received_at);
-    if verdict.disable_webhook {
-        if let Some(user_id) = &row.user_id {
-            tracing::warn!(%user_id, "webhook answered 410 Gone: disabling it");
-            herald_store::people::disable_webhook(&mut db(ctx).await?, user_id).await?;
-        }
-    }
     match (verdict.outcome, verdict.next_due) {
         (AttemptOutcome::Retry, Some(due)) => schedule(ctx, row, due).await?,
         (AttemptOutcome::PermanentFailure, _) => {
