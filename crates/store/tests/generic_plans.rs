@@ -9,11 +9,11 @@ use chrono::Utc;
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use herald_core::event::NewEvent;
+use herald_store::events;
 use herald_store::notifications::{self, NewNotification};
 use herald_store::people::{self, PersonPatch};
 use herald_store::pool::{connect_for_batches, get, Commits, Plans};
 use herald_store::testing::TestDb;
-use herald_store::events;
 use uuid::Uuid;
 
 /// A statement of a `Plans::Once` session: its SQL, its parameters' types, and
