@@ -46,6 +46,8 @@ async fn durable_batches_commit_as_every_session_does_and_lazy_ones_do_not_wait(
         setting(&durable, "plan_cache_mode").await?,
         "force_generic_plan"
     );
+    assert_eq!(setting(&lazy, "enable_seqscan").await?, "on");
+    assert_eq!(setting(&durable, "enable_seqscan").await?, "off");
     for pool in [&lazy, &durable] {
         assert_eq!(setting(pool, "jit").await?, "off");
     }

@@ -161,8 +161,7 @@ async fn a_session_that_plans_once_still_refuses_a_row_for_a_person_who_does_not
     let mut conn = get(&once).await?;
     people::upsert(&mut conn, "ann", &PersonPatch::default()).await?;
     let event_id = events::insert_batch(&mut conn, &[event()]).await?[0].id;
-    // More than five runs: past the point where a session left to choose would
-    // switch to the generic plan.
+    // Several runs: the check runs from the session's kept plan, not only its first.
     for k in 0..7 {
         let rows = vec![row(event_id, "ann", &format!("T{k}"))];
         let inserted = notifications::insert_chunks(&mut conn, &[rows]).await?;
