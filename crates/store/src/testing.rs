@@ -4,7 +4,9 @@
 //! named database, migrates it, and drops it (with `FORCE`, closing stray connections)
 //! when dropped. Names start `herald_test_<HERALD_TEST_RUN>_` when that is set.
 
+use crate::notifications::NewNotification;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use herald_core::event::NewEvent;
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -154,14 +156,10 @@ impl Drop for TestDb {
     }
 }
 
-/// Stores an event of `event_type` at `when`, about nobody and with no properties, and
-/// returns its id: the minimal parent row that notification tests need.
-pub async fn insert_event(
-    pool: &crate::Pool,
-    event_type: &str,
-    when: chrono::DateTime<chrono::Utc>,
-) -> uuid::Uuid {
-    let event = herald_core::event::NewEvent {
+/// An event of `event_type` at `when`, about nobody and with no properties: the
+/// minimal parent row that notification tests need.
+pub fn new_event(event_type: &str, when: chrono::DateTime<chrono::Utc>) -> NewEvent {
+    NewEvent {
         id: uuid::Uuid::now_v7(),
         event_type: event_type.into(),
         user_id: None,
@@ -171,12 +169,45 @@ pub async fn insert_event(
         user_traits: serde_json::json!({}),
         idempotency_key: None,
         deliver_at: None,
-    };
+    }
+}
+
+/// Stores [`new_event`] and returns its id.
+pub async fn insert_event(
+    pool: &crate::Pool,
+    event_type: &str,
+    when: chrono::DateTime<chrono::Utc>,
+) -> uuid::Uuid {
     let mut conn = pool.get().await.expect("a test connection");
-    crate::events::insert_batch(&mut conn, &[event])
+    crate::events::insert_batch(&mut conn, &[new_event(event_type, when)])
         .await
         .expect("the test event")[0]
         .id
+}
+
+/// A pending push notification of `event_id` for `user_id` (None: nobody), due now.
+pub fn pending_notification(
+    event_id: uuid::Uuid,
+    user_id: Option<&str>,
+    notification_type: &str,
+) -> NewNotification {
+    NewNotification {
+        id: uuid::Uuid::now_v7(),
+        event_id,
+        user_id: user_id.map(str::to_string),
+        notification_type: notification_type.into(),
+        channel: "push".into(),
+        status: "pending",
+        suppression_reason: None,
+        severity: "standard",
+        private: false,
+        subject: None,
+        text: "hello".into(),
+        due_at: chrono::Utc::now(),
+        sent_at: None,
+        bundle_id: None,
+        hold_reason: None,
+    }
 }
 
 #[cfg(test)]

@@ -7,9 +7,9 @@ use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use herald_store::dead_letters::{self, NewDeadLetter};
-use herald_store::notifications::{self, NewNotification};
+use herald_store::notifications;
 use herald_store::schema::{events, notifications as n};
-use herald_store::testing::{insert_event, TestDb};
+use herald_store::testing::{insert_event, pending_notification, TestDb};
 use uuid::Uuid;
 
 fn letter(kind: &str, event_id: Option<Uuid>, notification_id: Option<Uuid>) -> NewDeadLetter {
@@ -25,26 +25,6 @@ fn letter(kind: &str, event_id: Option<Uuid>, notification_id: Option<Uuid>) -> 
     }
 }
 
-fn pending(event_id: Uuid) -> NewNotification {
-    NewNotification {
-        id: Uuid::now_v7(),
-        event_id,
-        user_id: None,
-        notification_type: "T".into(),
-        channel: "push".into(),
-        status: "pending",
-        suppression_reason: None,
-        severity: "standard",
-        private: false,
-        subject: None,
-        text: "hello".into(),
-        due_at: Utc::now(),
-        sent_at: None,
-        bundle_id: None,
-        hold_reason: None,
-    }
-}
-
 #[tokio::test]
 async fn a_route_job_fails_its_event_and_a_delivery_job_its_notification() {
     let db = TestDb::create().await.unwrap();
@@ -55,7 +35,7 @@ async fn a_route_job_fails_its_event_and_a_delivery_job_its_notification() {
     herald_store::events::mark_routed(&mut conn, &[routed])
         .await
         .unwrap();
-    let row = pending(routed);
+    let row = pending_notification(routed, None, "T");
     let notification = row.id;
     notifications::insert_batch(&mut conn, &[row])
         .await

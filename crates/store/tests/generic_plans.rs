@@ -10,10 +10,10 @@ use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use herald_core::event::NewEvent;
 use herald_store::events;
-use herald_store::notifications::{self, NewNotification};
+use herald_store::notifications;
 use herald_store::people::{self, PersonPatch};
 use herald_store::pool::{connect_for_batches, get, Commits, Plans};
-use herald_store::testing::TestDb;
+use herald_store::testing::{new_event, pending_notification, TestDb};
 use uuid::Uuid;
 
 /// A statement of a `Plans::Once` session: its SQL, its parameters' types, and
@@ -110,46 +110,14 @@ async fn statements_planned_once_read_events_by_key_on_a_new_an_analysed_empty_a
     assert_reads_by_key(&db, "analysed while empty").await?;
 
     for _ in 0..10 {
-        let batch: Vec<NewEvent> = (0..500).map(|_| event()).collect();
+        let batch: Vec<NewEvent> = (0..500)
+            .map(|_| new_event("broadcast", Utc::now()))
+            .collect();
         events::insert_batch(&mut conn, &batch).await?;
     }
     diesel::sql_query("ANALYZE").execute(&mut conn).await?;
     assert_reads_by_key(&db, "5,000 events").await?;
     Ok(())
-}
-
-fn event() -> NewEvent {
-    NewEvent {
-        id: Uuid::now_v7(),
-        event_type: "broadcast".into(),
-        user_id: None,
-        topic: None,
-        event_timestamp: Utc::now(),
-        properties: serde_json::json!({}),
-        user_traits: serde_json::json!({}),
-        idempotency_key: None,
-        deliver_at: None,
-    }
-}
-
-fn row(event_id: Uuid, person: &str, notification_type: &str) -> NewNotification {
-    NewNotification {
-        id: Uuid::now_v7(),
-        event_id,
-        user_id: Some(person.into()),
-        notification_type: notification_type.into(),
-        channel: "webhook".into(),
-        status: "pending",
-        suppression_reason: None,
-        severity: "standard",
-        private: false,
-        subject: None,
-        text: "hello".into(),
-        due_at: Utc::now(),
-        sent_at: None,
-        bundle_id: None,
-        hold_reason: None,
-    }
 }
 
 /// The foreign key to `users` is still checked in a session that plans once.
@@ -160,15 +128,23 @@ async fn a_session_that_plans_once_still_refuses_a_row_for_a_person_who_does_not
     let once = connect_for_batches(&db.url, 1, Commits::Durable, Plans::Once)?;
     let mut conn = get(&once).await?;
     people::upsert(&mut conn, "ann", &PersonPatch::default()).await?;
-    let event_id = events::insert_batch(&mut conn, &[event()]).await?[0].id;
+    let event_id =
+        events::insert_batch(&mut conn, &[new_event("broadcast", Utc::now())]).await?[0].id;
     // Several runs: the check runs from the session's kept plan, not only its first.
     for k in 0..7 {
-        let rows = vec![row(event_id, "ann", &format!("T{k}"))];
+        let rows = vec![pending_notification(
+            event_id,
+            Some("ann"),
+            &format!("T{k}"),
+        )];
         let inserted = notifications::insert_chunks(&mut conn, &[rows]).await?;
         assert_eq!(inserted[0].len(), 1, "ann exists: her row goes in");
     }
-    let refused =
-        notifications::insert_chunks(&mut conn, &[vec![row(event_id, "nobody", "T0")]]).await;
+    let refused = notifications::insert_chunks(
+        &mut conn,
+        &[vec![pending_notification(event_id, Some("nobody"), "T0")]],
+    )
+    .await;
     let message = format!("{:?}", refused.expect_err("nobody's row must be refused"));
     assert!(
         message.contains("notifications_user_id_fkey"),

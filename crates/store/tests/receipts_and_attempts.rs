@@ -16,7 +16,7 @@ use herald_store::notifications::{self, AttemptRecord, NewNotification};
 use herald_store::people::{self, PersonPatch};
 use herald_store::receipts::{self, Receipt, ReceiptKind};
 use herald_store::schema::notifications as n;
-use herald_store::testing::{insert_event, TestDb};
+use herald_store::testing::{insert_event, pending_notification, TestDb};
 use herald_store::Pool;
 use rand::seq::SliceRandom;
 use std::sync::Arc;
@@ -48,21 +48,8 @@ async fn pending_rows_of(pool: &Pool, people: &[&str], per_person: usize) -> Vec
         .iter()
         .flat_map(|person| {
             (0..per_person).map(move |k| NewNotification {
-                id: Uuid::now_v7(),
-                event_id,
-                user_id: Some((*person).into()),
-                notification_type: format!("T{k}"),
-                channel: "push".into(),
-                status: "pending",
-                suppression_reason: None,
-                severity: "standard",
-                private: false,
-                subject: None,
-                text: "hello".into(),
                 due_at: at("2026-03-10T12:00:00Z"),
-                sent_at: None,
-                bundle_id: None,
-                hold_reason: None,
+                ..pending_notification(event_id, Some(person), &format!("T{k}"))
             })
         })
         .collect();
