@@ -102,8 +102,14 @@ impl Context {
             herald_store::connect(&settings.database_url, settings.concurrency.clamp(4, 32))?;
         let metrics = crate::metrics::Metrics::new();
         metrics.start_at_zero(config.channels.iter().map(|c| c.name.as_str()));
+        let event_partitions = {
+            let mut conn = herald_store::pool::get(&pool).await?;
+            herald_store::partitions::list(&mut conn, "events")
+                .await?
+                .len()
+        };
         let statements = crate::statements::Statements::start(
-            crate::statements::Pools::connect(&settings.database_url)?,
+            crate::statements::Pools::connect(&settings.database_url, event_partitions)?,
             metrics.clone(),
         );
         let redis = Redis::connect(

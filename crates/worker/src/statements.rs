@@ -17,6 +17,7 @@ use herald_store::batch::{BatchError, Batcher, Options};
 use herald_store::events::{self, EventRow};
 use herald_store::notifications::{self, AttemptRecord, DeliveryRow, Inserted, NewNotification};
 use herald_store::people::{self, Member, TopicPage};
+use herald_store::pool::Plans;
 use herald_store::Pool;
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -41,12 +42,13 @@ const KEYED_POOL_SIZE: usize = 2;
 const DURABLE_POOL_SIZE: usize = 2;
 
 /// The batches' connections, by how their commits treat the WAL and how their
-/// statements are planned ([`Plans`](herald_store::pool::Plans)).
+/// statements are planned ([`Plans`]).
 pub struct Pools {
     /// Commits that may be forgotten by a crash of Postgres and are then redone;
     /// statements that join or read ranges, planned for each run's arrays.
     lazy: Pool,
-    /// Commits as `lazy`'s; statements that read `events` by key only, planned once.
+    /// Commits as `lazy`'s; statements that read `events` by key only, planned once
+    /// ([`key_lookup_plans`]).
     keyed: Pool,
     /// Commits that are on disk when they return: the notifications' insert. A
     /// notification inserted lazily, delivered at once (handed off or read from the
@@ -54,24 +56,49 @@ pub struct Pools {
     /// its receiver would get it twice under two `webhook-id`s. The price is one WAL
     /// flush per batch on the way to the webhook: 0.1 ms on 2026-12-04 on this box
     /// (`pg_test_fsync`), 3.2 ms on the day BENCHMARKS.md's machine table was made.
-    /// Planned once: the insert reads `events` by key only, and it is where Postgres
-    /// checks each row's person (a foreign key), once per row.
+    /// Planned as `keyed`: the insert reads `events` by key only, and it is where
+    /// Postgres checks each row's person (a foreign key), once per row.
     durable: Pool,
 }
 
+/// With more partitions of `events` than this, statements that read by key are
+/// planned for each run too. Postgres 15 locks every partition a generic plan names at
+/// each run, which past this many costs more than planning: measured with `pgbench`
+/// (BENCHMARKS.md, round two, sixth part), the `routed` mark ran in 0.198 ms planned
+/// once against 0.240 ms planned each run at 65 partitions, 0.252 against 0.245 ms at
+/// 105, 0.40 against 0.27 ms at 155. The default retention (30 days of daily
+/// partitions) keeps about 35.
+const MOST_PARTITIONS_FOR_PLANS_ONCE: usize = 60;
+
+/// How the statements that read by key only are planned, given how many partitions
+/// `events` has.
+fn key_lookup_plans(event_partitions: usize) -> Plans {
+    if event_partitions <= MOST_PARTITIONS_FOR_PLANS_ONCE {
+        Plans::Once
+    } else {
+        Plans::EachRun
+    }
+}
+
 impl Pools {
-    pub fn connect(database_url: &str) -> Result<Pools, herald_store::StoreError> {
+    /// The pools, for a database whose `events` table has `event_partitions`
+    /// partitions (see [`key_lookup_plans`]).
+    pub fn connect(
+        database_url: &str,
+        event_partitions: usize,
+    ) -> Result<Pools, herald_store::StoreError> {
         use herald_store::pool::connect_for_batches as connect;
-        use herald_store::pool::{Commits, Plans};
+        use herald_store::pool::Commits;
+        let by_key = key_lookup_plans(event_partitions);
+        tracing::info!(
+            event_partitions,
+            ?by_key,
+            "how batch statements that read by key are planned"
+        );
         Ok(Pools {
             lazy: connect(database_url, LAZY_POOL_SIZE, Commits::Lazy, Plans::EachRun)?,
-            keyed: connect(database_url, KEYED_POOL_SIZE, Commits::Lazy, Plans::Once)?,
-            durable: connect(
-                database_url,
-                DURABLE_POOL_SIZE,
-                Commits::Durable,
-                Plans::Once,
-            )?,
+            keyed: connect(database_url, KEYED_POOL_SIZE, Commits::Lazy, by_key)?,
+            durable: connect(database_url, DURABLE_POOL_SIZE, Commits::Durable, by_key)?,
         })
     }
 }
@@ -239,7 +266,25 @@ fn in_order<K: Eq + Hash + Copy, V: Clone>(
 
 #[cfg(test)]
 mod tests {
-    use super::in_order;
+    use super::{in_order, key_lookup_plans, Plans, MOST_PARTITIONS_FOR_PLANS_ONCE};
+
+    #[test]
+    fn statements_that_read_by_key_are_planned_once_up_to_the_partition_limit() {
+        let most = MOST_PARTITIONS_FOR_PLANS_ONCE;
+        for (partitions, plans) in [
+            (0, Plans::Once),
+            (35, Plans::Once),
+            (most, Plans::Once),
+            (most + 1, Plans::EachRun),
+            (405, Plans::EachRun),
+        ] {
+            assert_eq!(
+                key_lookup_plans(partitions),
+                plans,
+                "{partitions} partitions"
+            );
+        }
+    }
 
     #[test]
     fn rows_come_back_in_the_order_asked_with_gaps_and_repeats() {
