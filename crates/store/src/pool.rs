@@ -115,6 +115,16 @@ pub enum Plans {
     Once,
 }
 
+impl Commits {
+    /// What a session of this kind sets (None: the server's own setting).
+    fn setting(self) -> Option<&'static str> {
+        match self {
+            Commits::Lazy => Some("SET synchronous_commit = off"),
+            Commits::Durable => None,
+        }
+    }
+}
+
 impl Plans {
     fn setting(self) -> &'static str {
         match self {
@@ -142,11 +152,10 @@ pub fn connect_for_batches(
     commits: Commits,
     plans: Plans,
 ) -> Result<Pool, StoreError> {
-    let config = match commits {
-        Commits::Lazy => manager_config(&[plans.setting(), "SET synchronous_commit = off"]),
-        Commits::Durable => manager_config(&[plans.setting()]),
-    };
-    build(database_url, max_size, config)
+    let settings: Vec<&str> = std::iter::once(plans.setting())
+        .chain(commits.setting())
+        .collect();
+    build(database_url, max_size, manager_config(&settings))
 }
 
 /// Sessions that run [`SESSION`] and then `extra` (`SET` commands) once when they open.
