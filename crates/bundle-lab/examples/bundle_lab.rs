@@ -29,6 +29,11 @@
 //!                             number of further tours today (a perfect forecast);
 //!                             ofit=ROUNDS first refits its weights for that forecast
 //!                             on the training splits (mean plus worst log ratio)
+//!   history=N                 on the synthetic splits only: the rule with a prior of
+//!                             each person's own from N earlier synthetic days
+//!                             (seeds 2000..), worth hweight= days (default 0.5);
+//!                             hfit=ROUNDS first refits the rule for it on the
+//!                             synthetic training days
 //!   write=DIR                 also write the synthetic days as komoot CSV files
 //!   fresh=N                   only score N synthetic days with seeds 1000.. (used by
 //!                             no split: a check after choosing by the table)
@@ -39,12 +44,13 @@
 //! splits are what a change is judged by; the summary line gives their worst and
 //! geometric mean.
 
+use herald_bundle_lab::history::{self, History};
 use herald_bundle_lab::komoot::read_tours;
 use herald_bundle_lab::optimum::person_optimum;
-use herald_bundle_lab::oracle;
 use herald_bundle_lab::replay::{replay_with, Dataset};
 use herald_bundle_lab::splits::{self, build, celebrities, Role};
 use herald_bundle_lab::synth::{ArrivalModel, Draw, Tour};
+use herald_bundle_lab::{forecast, oracle};
 use herald_core::bundle::ranker::{BundlingConfig, LogisticRanker};
 use herald_core::bundle::Ranker;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -293,6 +299,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!("{line} | geometric mean {geo:.3}");
         return Ok(());
     }
+    if let (Some(n), Some(m)) = (num("history")?, &model) {
+        let weight = num("hweight")?.unwrap_or(0.5);
+        return print_history(&all, m, &cfg, n as u64, weight, num("hfit")?);
+    }
     let show_training = opts.contains_key("training");
     let oracle = opts.contains_key("oracle");
     println!(
@@ -357,6 +367,90 @@ fn main() -> Result<(), Box<dyn Error>> {
         held.len(),
         t0.elapsed().as_secs_f64() * 1e3
     );
+    Ok(())
+}
+
+/// `history=N`: the rule with a prior of each person's own from `n` earlier synthetic
+/// days, worth `weight` days, on every synthetic split; `hfit=ROUNDS` refits the
+/// rule's weights for it on the synthetic training days first.
+fn print_history(
+    all: &[splits::Split],
+    m: &ArrivalModel,
+    cfg: &BundlingConfig,
+    n: u64,
+    weight: f64,
+    hfit: Option<f64>,
+) -> Result<(), Box<dyn Error>> {
+    let history = History::synthetic(m, n, cfg);
+    let base = cfg.prior;
+    let ratio =
+        |d: &Dataset, rule: &LogisticRanker| history::ratio(d, rule, base, &history, weight);
+    let synthetic: Vec<&splits::Split> = all
+        .iter()
+        .filter(|s| s.name.starts_with("synthetic"))
+        .collect();
+    let refit = match hfit {
+        Some(rounds) => {
+            // The synthetic training days, and copies of them 2 h early and late as
+            // the real training splits have (shifted days have no split of their own).
+            const H: i64 = 3600;
+            let shifted: Vec<Dataset> = splits::TRAINING_SEEDS
+                .iter()
+                .flat_map(|&seed| [-2 * H, 2 * H].map(|shift| (seed, shift)))
+                .map(|(seed, shift)| {
+                    let day = m.draw(&Draw {
+                        seed,
+                        shift,
+                        ..Draw::default()
+                    });
+                    build(&day, |_| true, 0)
+                })
+                .collect();
+            let training: Vec<&Dataset> = synthetic
+                .iter()
+                .filter(|s| s.role == Role::Training)
+                .map(|s| &s.data)
+                .chain(&shifted)
+                .collect();
+            let c = forecast::fit(&training, cfg, rounds as u32, ratio);
+            println!("{}", c.to_yaml());
+            c
+        }
+        None => cfg.clone(),
+    };
+    let (shipped, with, refitted) = (
+        LogisticRanker::new(cfg),
+        LogisticRanker::new(cfg),
+        LogisticRanker::new(&refit),
+    );
+    println!("| split | role | ratio | with history | with history, refitted |");
+    println!("|---|---|---|---|---|");
+    let mut held: [Vec<f64>; 3] = Default::default();
+    for sp in &synthetic {
+        let r = [
+            splits::score(&sp.data, &shipped).ratio,
+            ratio(&sp.data, &with),
+            ratio(&sp.data, &refitted),
+        ];
+        if sp.role == Role::HeldOut {
+            for (h, x) in held.iter_mut().zip(r) {
+                h.push(x);
+            }
+        }
+        println!(
+            "| {} | {} | {:.2} | {:.2} | {:.2} |",
+            sp.name,
+            sp.role.label(),
+            r[0],
+            r[1],
+            r[2]
+        );
+    }
+    for (label, h) in ["shipped", "with history", "refitted"].iter().zip(&held) {
+        let worst = h.iter().copied().fold(0.0, f64::max);
+        let geo = (h.iter().map(|x| x.ln()).sum::<f64>() / h.len().max(1) as f64).exp();
+        println!("held-out synthetic days, {label}: worst {worst:.3}, geometric mean {geo:.3}");
+    }
     Ok(())
 }
 

@@ -319,15 +319,34 @@ pub fn fit_ratios(
         .iter()
         .map(|d| crate::splits::optimum_total(d, start.max_per_day).max(1) as f64)
         .collect();
-    let mut evaluations = 0;
-    search(start, rounds, frozen, &mut evaluations, &mut |c| {
+    fit_by(start, rounds, frozen, &mut |c| {
         let r = LogisticRanker::new(c);
         let logs: Vec<f64> = sets
             .iter()
             .zip(&optima)
             .map(|(d, opt)| (total_delay(d, &r).max(1) as f64 / opt).ln())
             .collect();
-        let worst = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        logs.iter().sum::<f64>() / logs.len().max(1) as f64 + worst
+        mean_plus_worst(&logs)
     })
+}
+
+/// The objective the lab's fits minimise over training sets: the mean of the log
+/// ratios plus the largest, so a rule good on every set beats one best on most.
+pub fn mean_plus_worst(logs: &[f64]) -> f64 {
+    let worst = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    logs.iter().sum::<f64>() / logs.len().max(1) as f64 + worst
+}
+
+/// The fitters' search (coordinate descent, random restarts, descent again) on any
+/// objective: the lab fits the rule for forecasts it supplies from outside
+/// ([`crate::forecast`]). Parameters whose name starts with one of `frozen` keep
+/// their starting value.
+pub fn fit_by(
+    start: &BundlingConfig,
+    rounds: u32,
+    frozen: &[&str],
+    objective: &mut dyn FnMut(&BundlingConfig) -> f64,
+) -> BundlingConfig {
+    let mut evaluations = 0;
+    search(start, rounds, frozen, &mut evaluations, objective)
 }

@@ -18,7 +18,9 @@
 //! | [`fit`] | learns ranker weights from a file by direct search on the replay |
 //! | [`synth`] | an arrival model fitted to a file, and synthetic days drawn from it |
 //! | [`splits`] | the training and held-out splits a ranker is fitted and judged on |
+//! | [`forecast`] | the rule with a forecast supplied from outside, replayed person by person |
 //! | [`oracle`] | the rule with a perfect forecast of each person's further tours |
+//! | [`history`] | the rule with a prior of each person's own, from their earlier days |
 //! | [`commands`] | `herald-worker bundle FILE` and `herald-worker users FILE` |
 //!
 //! The research program `bundle_lab` (scores a ranker on a file and on perturbed
@@ -27,6 +29,8 @@
 
 pub mod commands;
 pub mod fit;
+pub mod forecast;
+pub mod history;
 pub mod komoot;
 pub mod optimum;
 pub mod oracle;

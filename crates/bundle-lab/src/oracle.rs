@@ -3,155 +3,54 @@
 //! forecast could buy, and tells the forecast's error from the rule's (`bundle_lab
 //! oracle=1`; `ofit=ROUNDS` refits the rule's weights for it on the training splits).
 
-use crate::komoot::TourRef;
-use crate::replay::{replay_with, Dataset};
-use crate::splits;
+use crate::forecast::{self, per_person_ratio, Forecast};
+use crate::replay::Dataset;
 use herald_core::bundle::ranker::{BundlingConfig, LogisticRanker};
-use herald_core::bundle::{day_of, Features, FriendSignal, Ranker, UnixSecs, DAY};
+use herald_core::bundle::{day_of, Features, Ranker, UnixSecs, DAY};
 
-/// The shipped rule told each person's true number of further tours today instead of
-/// its forecast: what a perfect forecast would give, to tell the forecast's error from
-/// the rule's. It replays one person at a time, holding their tour times.
-pub struct Oracle<'a> {
-    pub rule: &'a LogisticRanker,
-    /// The person's tour times, sorted.
-    pub tours: Vec<UnixSecs>,
-}
-
-impl Oracle<'_> {
-    /// Tours after the instant `f` describes, on its day. The features carry the
-    /// second of the day and the tours so far today, not the date: the day is the one
-    /// of the person's days with that many tours by then.
-    pub fn more(&self, f: &Features) -> f64 {
-        let mut days: Vec<i64> = self.tours.iter().map(|&t| day_of(t)).collect();
-        days.dedup();
-        for d in days {
-            let now = d * DAY + f.second_of_day.round() as i64;
-            let upto = self
-                .tours
+/// Tours after the instant `f` describes, on its day, of a person whose tour times
+/// (sorted) are `tours`. The features carry the second of the day and the tours so far
+/// today, not the date: the day is the one of the person's days with that many tours
+/// by then.
+pub fn further_tours(tours: &[UnixSecs], f: &Features) -> f64 {
+    let mut days: Vec<i64> = tours.iter().map(|&t| day_of(t)).collect();
+    days.dedup();
+    for d in days {
+        let now = d * DAY + f.second_of_day.round() as i64;
+        let upto = tours.iter().filter(|&&t| t >= d * DAY && t <= now).count();
+        if upto as u32 == f.tours_today {
+            let after = tours
                 .iter()
-                .filter(|&&t| t >= d * DAY && t <= now)
+                .filter(|&&t| t > now && t < (d + 1) * DAY)
                 .count();
-            if upto as u32 == f.tours_today {
-                let after = self
-                    .tours
-                    .iter()
-                    .filter(|&&t| t > now && t < (d + 1) * DAY)
-                    .count();
-                return after as f64;
-            }
+            return after as f64;
         }
-        0.0
     }
-
-    fn score(&self, f: &Features) -> f64 {
-        self.rule.score_with(f, self.more(f))
-    }
+    0.0
 }
 
-impl Ranker for Oracle<'_> {
-    fn readiness(&self, f: &Features) -> f64 {
-        1.0 / (1.0 + (-self.score(f)).exp())
-    }
-    fn threshold(&self) -> f64 {
-        self.rule.threshold()
-    }
-    fn max_per_day(&self) -> u32 {
-        self.rule.max_per_day()
-    }
-    fn margin(&self, f: &Features) -> f64 {
-        let t = self.rule.threshold();
-        self.score(f) - (t / (1.0 - t)).ln()
-    }
-    fn friend_signal(&self, told: &mut dyn Iterator<Item = u32>) -> FriendSignal {
-        self.rule.friend_signal(told)
-    }
-}
-
-/// The ratio to the optimum of `rule` with the [`Oracle`]'s forecast on `d`.
+/// The ratio to the optimum of `rule` told each person's true further tours on `d`.
 pub fn ratio(d: &Dataset, rule: &LogisticRanker) -> f64 {
-    let mut rows: Vec<Vec<usize>> = vec![Vec::new(); d.people.len()];
-    for (i, &p) in d.person.iter().enumerate() {
-        rows[p as usize].push(i);
-    }
-    let mut total = 0i64;
-    for (p, rs) in rows.iter().enumerate() {
-        let mut one = Dataset::new();
-        for &i in rs {
-            one.push(TourRef {
-                at: d.at[i],
-                user_id: &d.people[p],
-                friend_id: d.friend_id(i),
-                friend_name: d.name(i),
-            });
-        }
-        one.sort();
-        let oracle = Oracle {
+    per_person_ratio(d, rule.max_per_day(), |_, one| {
+        let tours = one.at.clone();
+        Forecast {
             rule,
-            tours: one.at.clone(),
-        };
-        replay_with(&one, &oracle, |s, rows| {
-            total += rows.map(|r| s.sent_at - one.at[r]).sum::<i64>();
-        });
-    }
-    total as f64 / splits::optimum_total(d, rule.max_per_day()).max(1) as f64
+            more: move |f: &Features| further_tours(&tours, f),
+        }
+    })
 }
 
-/// Coordinate descent on the rule's weights with the [`Oracle`]'s forecast, on the
-/// training splits only: how good the rule's shape can be when the forecast is perfect.
+/// The rule's weights refitted for the perfect forecast on the training splits only:
+/// how good the rule's shape can be when the forecast is perfect.
 pub fn fit(training: &[&Dataset], start: &BundlingConfig, rounds: u32) -> BundlingConfig {
-    type Knob = fn(&mut BundlingConfig) -> &mut f64;
-    let knobs: [(Knob, f64, f64); 9] = [
-        (|c| &mut c.weights.bias, -20.0, 20.0),
-        (|c| &mut c.weights.tours, -10.0, 10.0),
-        (|c| &mut c.weights.sends_left, -10.0, 10.0),
-        (|c| &mut c.weights.spare_sends, -10.0, 10.0),
-        (|c| &mut c.weights.expected_more, -10.0, 0.0),
-        (|c| &mut c.weights.since_last, 0.0, 10.0),
-        (|c| &mut c.weights.span, -10.0, 10.0),
-        (|c| &mut c.weights.last_send, -10.0, 0.0),
-        (|c| &mut c.weights.first_of_day, -10.0, 10.0),
-    ];
-    let objective = |c: &BundlingConfig| {
-        let r = LogisticRanker::new(c);
-        let logs: Vec<f64> = training.iter().map(|d| ratio(d, &r).ln()).collect();
-        let worst = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        logs.iter().sum::<f64>() / logs.len().max(1) as f64 + worst
-    };
-    let mut best = start.clone();
-    let mut best_val = objective(&best);
-    let mut step = 1.0;
-    for _ in 0..rounds {
-        let mut improved = false;
-        for (knob, lo, hi) in knobs {
-            for dir in [1.0, -1.0] {
-                let mut cand = best.clone();
-                let x = knob(&mut cand);
-                *x = (*x + dir * step).clamp(lo, hi);
-                if cand.validate().is_err() {
-                    continue;
-                }
-                let v = objective(&cand);
-                if v < best_val - 1e-9 {
-                    (best, best_val) = (cand, v);
-                    improved = true;
-                    break;
-                }
-            }
-        }
-        if !improved {
-            step /= 2.0;
-            if step < 0.05 {
-                break;
-            }
-        }
-    }
-    best
+    forecast::fit(training, start, rounds, ratio)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::komoot::TourRef;
+    use crate::replay::replay_with;
 
     const T0: UnixSecs = 1_501_545_600; // 2017-08-01 00:00:00 UTC
     const H: UnixSecs = 3600;
@@ -175,19 +74,15 @@ mod tests {
 
     #[test]
     fn the_oracle_counts_the_days_further_tours() {
-        let rule = LogisticRanker::new(&BundlingConfig::default());
         // Three tours on the first day (08:00, 09:00, 12:00), two on the next
         // (07:00, 07:30).
-        let oracle = Oracle {
-            rule: &rule,
-            tours: vec![
-                T0 + 8 * H,
-                T0 + 9 * H,
-                T0 + 12 * H,
-                T0 + DAY + 7 * H,
-                T0 + DAY + 7 * H + 1800,
-            ],
-        };
+        let tours = [
+            T0 + 8 * H,
+            T0 + 9 * H,
+            T0 + 12 * H,
+            T0 + DAY + 7 * H,
+            T0 + DAY + 7 * H + 1800,
+        ];
         // (hour of day, tours so far today, further tours that day)
         for (hour, today, want) in [
             (8.0, 1, 2.0),
@@ -199,7 +94,7 @@ mod tests {
             // No day has that many tours by then: nothing is told.
             (10.0, 5, 0.0),
         ] {
-            let got = oracle.more(&at(hour * 3600.0, today));
+            let got = further_tours(&tours, &at(hour * 3600.0, today));
             assert_eq!(got, want, "{hour} h, {today} today");
         }
     }
@@ -219,9 +114,9 @@ mod tests {
         }
         d.sort();
         let rule = LogisticRanker::new(&BundlingConfig::default());
-        let oracle = Oracle {
+        let oracle = Forecast {
             rule: &rule,
-            tours: d.at.clone(),
+            more: |f: &Features| further_tours(&d.at, f),
         };
         // Sends per day: the cap is per calendar day; the rest waits for midnight.
         let mut sends = [0u32; 2];

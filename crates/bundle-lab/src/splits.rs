@@ -245,21 +245,16 @@ mod tests {
 
     const T0: i64 = 1_501_545_600;
 
-    fn tour(at: i64, user: &str, friend: &str) -> Tour {
-        Tour {
-            at,
-            user: user.into(),
-            friend: friend.into(),
-            name: friend.into(),
-        }
-    }
-
     #[test]
     fn halves_partition_people_and_held_out_splits_hold_no_training_people() {
         let mut day = Vec::new();
         for u in 0..300 {
-            day.push(tour(T0 + 36_000 + u, &format!("u{u}"), "celeb"));
-            day.push(tour(
+            day.push(Tour::named_by_id(
+                T0 + 36_000 + u,
+                &format!("u{u}"),
+                "celeb",
+            ));
+            day.push(Tour::named_by_id(
                 T0 + 50_000 + u,
                 &format!("u{u}"),
                 &format!("f{}", u % 40),
@@ -295,7 +290,7 @@ mod tests {
     fn score_is_one_when_every_tour_can_go_at_once() {
         // Up to the cap every tour goes at once, as the optimum does.
         let day: Vec<Tour> = (0..3)
-            .map(|i| tour(T0 + 3600 * (8 + i), "u", "f"))
+            .map(|i| Tour::named_by_id(T0 + 3600 * (8 + i), "u", "f"))
             .collect();
         let mut cfg = BundlingConfig::default();
         cfg.weights.bias = 50.0;

@@ -35,6 +35,18 @@ pub struct Tour {
     pub name: String,
 }
 
+impl Tour {
+    /// A tour whose friend's name is their id (tests build rows so).
+    pub fn named_by_id(at: UnixSecs, user: &str, friend: &str) -> Self {
+        Self {
+            at,
+            user: user.into(),
+            friend: friend.into(),
+            name: friend.into(),
+        }
+    }
+}
+
 /// How tours arrive, fitted to a file (see the module docs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArrivalModel {
@@ -255,27 +267,18 @@ mod tests {
 
     const T0: i64 = 1_501_545_600; // 2017-08-01 00:00:00 UTC
 
-    fn tour(at: i64, user: &str, friend: &str) -> Tour {
-        Tour {
-            at,
-            user: user.into(),
-            friend: friend.into(),
-            name: friend.into(),
-        }
-    }
-
     /// A small day: friend A tours twice to u1 and u2, B once to u1, and a celebrity C
     /// tours once to five people.
     fn sample() -> Vec<Tour> {
         let mut v = vec![
-            tour(T0 + 9 * 3600, "u1", "A"),
-            tour(T0 + 9 * 3600, "u2", "A"),
-            tour(T0 + 9 * 3600 + 1800, "u1", "A"),
-            tour(T0 + 9 * 3600 + 1800, "u2", "A"),
-            tour(T0 + 15 * 3600, "u1", "B"),
+            Tour::named_by_id(T0 + 9 * 3600, "u1", "A"),
+            Tour::named_by_id(T0 + 9 * 3600, "u2", "A"),
+            Tour::named_by_id(T0 + 9 * 3600 + 1800, "u1", "A"),
+            Tour::named_by_id(T0 + 9 * 3600 + 1800, "u2", "A"),
+            Tour::named_by_id(T0 + 15 * 3600, "u1", "B"),
         ];
         for u in ["u1", "v1", "v2", "v3", "v4"] {
-            v.push(tour(T0 + 20 * 3600, u, "C"));
+            v.push(Tour::named_by_id(T0 + 20 * 3600, u, "C"));
         }
         v
     }
@@ -341,7 +344,7 @@ mod tests {
         for f in 0..200 {
             for k in 0..(1 + f % 3) {
                 for r in 0..(1 + f % 5) {
-                    day.push(tour(
+                    day.push(Tour::named_by_id(
                         T0 + (6 + f % 12) * 3600 + k * 900,
                         &format!("u{}", (f * 7 + r) % 150),
                         &format!("f{f}"),

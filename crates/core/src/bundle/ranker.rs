@@ -538,6 +538,12 @@ impl LogisticRanker {
 
     /// Tours the person is still expected to get today (posterior mean).
     pub fn expected_more(&self, f: &Features) -> f64 {
+        self.expected_more_with(f, self.prior)
+    }
+
+    /// [`Self::expected_more`] under another prior: the lab scores what a prior of the
+    /// person's own (from their earlier days) would buy.
+    pub fn expected_more_with(&self, f: &Features, prior: Prior) -> f64 {
         let frac = self.day_fraction(f.second_of_day);
         // Without a friend signal (none given) every tour counts once.
         let tours = if f.friends_today == 0 {
@@ -545,8 +551,8 @@ impl LogisticRanker {
         } else {
             f.weighted_tours
         };
-        let shape = self.prior.shape + tours + self.friends.per_friend * f64::from(f.friends_today);
-        let rate = shape.max(0.0) / (self.prior.rate + frac);
+        let shape = prior.shape + tours + self.friends.per_friend * f64::from(f.friends_today);
+        let rate = shape.max(0.0) / (prior.rate + frac);
         (rate * (1.0 - frac)).max(0.0) + self.session_more(f)
     }
 
