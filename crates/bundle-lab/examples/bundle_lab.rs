@@ -281,7 +281,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     if let (Some(n), Some(m)) = (num("fresh")?, &model) {
         // Synthetic days with seeds no table row uses: a check after choosing by it.
         let mut line = String::from("fresh synthetic days:");
-        let mut logs = Vec::new();
+        let mut ratios = Vec::new();
         for seed in 1000..1000 + n as u64 {
             let d = build(
                 &m.draw(&Draw {
@@ -292,10 +292,10 @@ fn main() -> Result<(), Box<dyn Error>> {
                 0,
             );
             let sc = splits::score(&d, ranker.as_ref());
-            logs.push(sc.ratio.ln());
+            ratios.push(sc.ratio);
             line.push_str(&format!(" {:.2}", sc.ratio));
         }
-        let geo = (logs.iter().sum::<f64>() / logs.len().max(1) as f64).exp();
+        let (_, geo) = worst_and_geometric_mean(&ratios);
         println!("{line} | geometric mean {geo:.3}");
         return Ok(());
     }
@@ -354,14 +354,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         );
     }
     if oracle {
-        let worst = held_oracle.iter().copied().fold(0.0, f64::max);
-        let geo = (held_oracle.iter().map(|x| x.ln()).sum::<f64>()
-            / held_oracle.len().max(1) as f64)
-            .exp();
+        let (worst, geo) = worst_and_geometric_mean(&held_oracle);
         println!("held out with the oracle: worst {worst:.3}, geometric mean {geo:.3}");
     }
-    let worst = held.iter().copied().fold(0.0, f64::max);
-    let geo = (held.iter().map(|x| x.ln()).sum::<f64>() / held.len().max(1) as f64).exp();
+    let (worst, geo) = worst_and_geometric_mean(&held);
     println!(
         "held out: worst {worst:.3}, geometric mean {geo:.3} over {} splits (build {build_ms:.0} ms, {:.0} ms in all)",
         held.len(),
@@ -418,18 +414,14 @@ fn print_history(
         }
         None => cfg.clone(),
     };
-    let (shipped, with, refitted) = (
-        LogisticRanker::new(cfg),
-        LogisticRanker::new(cfg),
-        LogisticRanker::new(&refit),
-    );
+    let (shipped, refitted) = (LogisticRanker::new(cfg), LogisticRanker::new(&refit));
     println!("| split | role | ratio | with history | with history, refitted |");
     println!("|---|---|---|---|---|");
     let mut held: [Vec<f64>; 3] = Default::default();
     for sp in &synthetic {
         let r = [
             splits::score(&sp.data, &shipped).ratio,
-            ratio(&sp.data, &with),
+            ratio(&sp.data, &shipped),
             ratio(&sp.data, &refitted),
         ];
         if sp.role == Role::HeldOut {
@@ -447,11 +439,17 @@ fn print_history(
         );
     }
     for (label, h) in ["shipped", "with history", "refitted"].iter().zip(&held) {
-        let worst = h.iter().copied().fold(0.0, f64::max);
-        let geo = (h.iter().map(|x| x.ln()).sum::<f64>() / h.len().max(1) as f64).exp();
+        let (worst, geo) = worst_and_geometric_mean(h);
         println!("held-out synthetic days, {label}: worst {worst:.3}, geometric mean {geo:.3}");
     }
     Ok(())
+}
+
+/// The largest of `ratios` and their geometric mean: how the lab sums up splits.
+fn worst_and_geometric_mean(ratios: &[f64]) -> (f64, f64) {
+    let worst = ratios.iter().copied().fold(0.0, f64::max);
+    let mean_log = ratios.iter().map(|x| x.ln()).sum::<f64>() / ratios.len().max(1) as f64;
+    (worst, mean_log.exp())
 }
 
 /// Writes the held-out synthetic days (seeds 101–103) as komoot files, to replay them

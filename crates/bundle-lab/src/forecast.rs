@@ -35,8 +35,7 @@ impl<M: Fn(&Features) -> f64> Ranker for Forecast<'_, M> {
         self.rule.max_per_day()
     }
     fn margin(&self, f: &Features) -> f64 {
-        let t = self.rule.threshold();
-        self.score(f) - (t / (1.0 - t)).ln()
+        self.rule.margin_with(f, (self.more)(f))
     }
     fn friend_signal(&self, told: &mut dyn Iterator<Item = u32>) -> FriendSignal {
         self.rule.friend_signal(told)
@@ -75,8 +74,9 @@ pub fn per_person_ratio<R: Ranker>(
 }
 
 /// Parameters a refit for an outside forecast leaves alone: the prior and the friend
-/// model only shape the rule's own forecast, and the clock weights the shipped fit
-/// left at zero stay there, so the refit changes the rule and nothing else.
+/// model shape forecasts, which the caller supplies, and the clock weights the
+/// shipped fit left at zero stay there, so the refit changes the rule's weights and
+/// nothing else.
 pub const FROZEN: [&str; 5] = ["prior", "friends", "since_first", "sent_today", "time_left"];
 
 /// Refits the rule's weights on the `training` splits for the forecast `ratio`

@@ -37,16 +37,17 @@ impl History {
         let rule = LogisticRanker::new(cfg);
         let mut evidence: HashMap<String, f64> = HashMap::new();
         for day in days {
-            let mut told: HashMap<(&str, &str), u32> = HashMap::new();
+            // Per person, the tours each friend told them that day.
+            let mut told: HashMap<&str, HashMap<&str, u32>> = HashMap::new();
             for t in day {
-                *told.entry((&t.user, &t.friend)).or_default() += 1;
+                *told
+                    .entry(&t.user)
+                    .or_default()
+                    .entry(&t.friend)
+                    .or_default() += 1;
             }
-            let mut per_person: HashMap<&str, Vec<u32>> = HashMap::new();
-            for ((user, _), k) in told {
-                per_person.entry(user).or_default().push(k);
-            }
-            for (user, counts) in per_person {
-                let s = rule.friend_signal(&mut counts.into_iter());
+            for (user, by_friend) in told {
+                let s = rule.friend_signal(&mut by_friend.into_values());
                 let e = s.weighted_tours + cfg.friends.per_friend * f64::from(s.friends_today);
                 *evidence.entry(user.to_owned()).or_default() += e;
             }

@@ -573,6 +573,12 @@ impl LogisticRanker {
         self.score_with(f, self.expected_more(f))
     }
 
+    /// [`Ranker::margin`] given the further tours `more` expected today instead of the
+    /// ranker's own forecast (see [`Self::score_with`]).
+    pub fn margin_with(&self, f: &Features, more: f64) -> f64 {
+        self.score_with(f, more) - self.logit_threshold
+    }
+
     /// The raw score given the further tours `more` expected today instead of the
     /// ranker's own forecast: the lab scores the rule with the true count (an oracle)
     /// to tell the forecast's error from the rule's.
@@ -648,7 +654,7 @@ impl Ranker for LogisticRanker {
         self.score(f) >= self.logit_threshold
     }
     fn margin(&self, f: &Features) -> f64 {
-        self.score(f) - self.logit_threshold
+        self.margin_with(f, self.expected_more(f))
     }
     fn friend_signal(&self, told: &mut dyn Iterator<Item = u32>) -> FriendSignal {
         let power = self.friends.power();
