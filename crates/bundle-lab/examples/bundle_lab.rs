@@ -29,6 +29,13 @@
 //!                             number of further tours today (a perfect forecast);
 //!                             ofit=ROUNDS first refits its weights for that forecast
 //!                             on the training splits (mean plus worst log ratio)
+//!   posterior=1               add a column: the same rule told the arrival model's own
+//!                             forecast of each person's further tours (posterior=2:
+//!                             also each synthetic person's weight); ofit= refits it
+//!   hindsight=SAMPLES         add a column: hindsight optimisation on the model's
+//!                             posterior, SAMPLES futures per decision (posterior=2:
+//!                             knowing each synthetic person's weight; tick=SECONDS
+//!                             between decisions while a bundle waits, default 300)
 //!   history=N                 on the synthetic splits only: the rule with a prior of
 //!                             each person's own from N earlier synthetic days
 //!                             (seeds 2000..), worth hweight= days (default 0.5);
@@ -47,10 +54,11 @@
 use herald_bundle_lab::history::{self, History};
 use herald_bundle_lab::komoot::read_tours;
 use herald_bundle_lab::optimum::person_optimum;
+use herald_bundle_lab::posterior::{self, Posterior};
 use herald_bundle_lab::replay::{replay_with, Dataset};
 use herald_bundle_lab::splits::{self, build, celebrities, Role};
 use herald_bundle_lab::synth::{ArrivalModel, Draw, Tour};
-use herald_bundle_lab::{forecast, oracle};
+use herald_bundle_lab::{forecast, hindsight, oracle};
 use herald_core::bundle::ranker::{BundlingConfig, LogisticRanker};
 use herald_core::bundle::Ranker;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -304,28 +312,55 @@ fn main() -> Result<(), Box<dyn Error>> {
         return print_history(&all, m, &cfg, n as u64, weight, num("hfit")?);
     }
     let show_training = opts.contains_key("training");
-    let oracle = opts.contains_key("oracle");
+    // An extra column: the rule told a forecast from outside (perfect, or the arrival
+    // model's own; ofit= refits its weights for it on the training splits), or
+    // hindsight optimisation on the model's posterior.
+    let posterior = match (num("posterior")?.or(num("hindsight")?.map(|_| 1.0)), &model) {
+        (Some(k), Some(m)) => Some((Posterior::new(m), k >= 2.0)),
+        (Some(_), None) => return Err("posterior=: no arrival model".into()),
+        _ => None,
+    };
+    let tick = num("tick")?.map_or(hindsight::TICK, |t| t.max(1.0) as i64);
+    let extra: Option<(&str, SplitRatio)> = match (&posterior, num("hindsight")?) {
+        (Some((p, weights)), Some(samples)) => Some((
+            "hindsight optimisation",
+            Box::new(move |d, rule| {
+                let settings = hindsight::Settings {
+                    samples: samples as usize,
+                    tick,
+                    weights: *weights,
+                };
+                hindsight::ratio(d, p, rule.max_per_day(), settings)
+            }),
+        )),
+        (Some((p, weights)), None) => Some((
+            "the model's forecast",
+            Box::new(move |d, rule| posterior::ratio(d, rule, p, *weights)),
+        )),
+        (None, _) if opts.contains_key("oracle") => Some(("the oracle", Box::new(oracle::ratio))),
+        (None, _) => None,
+    };
     println!(
         "| split | role | tours | people | ratio | cap violations |{}",
-        if oracle { " oracle |" } else { "" }
+        if extra.is_some() { " forecast |" } else { "" }
     );
     println!(
         "|---|---|---|---|---|---|{}",
-        if oracle { "---|" } else { "" }
+        if extra.is_some() { "---|" } else { "" }
     );
     let mut held = Vec::new();
-    let mut held_oracle = Vec::new();
-    let mut oracle_cfg = cfg.clone();
-    if let Some(rounds) = num("ofit")? {
+    let mut held_extra = Vec::new();
+    let mut extra_cfg = cfg.clone();
+    if let (Some(rounds), Some((_, ratio))) = (num("ofit")?, &extra) {
         let training: Vec<&Dataset> = all
             .iter()
             .filter(|s| s.role == Role::Training)
             .map(|s| &s.data)
             .collect();
-        oracle_cfg = oracle::fit(&training, &cfg, rounds as u32);
-        println!("{}", oracle_cfg.to_yaml());
+        extra_cfg = forecast::fit(&training, &cfg, rounds as u32, ratio);
+        println!("{}", extra_cfg.to_yaml());
     }
-    let rule = LogisticRanker::new(&oracle_cfg);
+    let rule = LogisticRanker::new(&extra_cfg);
     for sp in all
         .iter()
         .filter(|s| show_training || s.role != Role::Training)
@@ -334,17 +369,18 @@ fn main() -> Result<(), Box<dyn Error>> {
         if sp.role == Role::HeldOut {
             held.push(sc.ratio);
         }
-        let with_oracle = if oracle {
-            let r = oracle::ratio(&sp.data, &rule);
-            if sp.role == Role::HeldOut {
-                held_oracle.push(r);
+        let with_extra = match &extra {
+            Some((_, ratio)) => {
+                let r = ratio(&sp.data, &rule);
+                if sp.role == Role::HeldOut {
+                    held_extra.push(r);
+                }
+                format!(" {r:.2} |")
             }
-            format!(" {r:.2} |")
-        } else {
-            String::new()
+            None => String::new(),
         };
         println!(
-            "| {} | {} | {} | {} | {:.2} | {} |{with_oracle}",
+            "| {} | {} | {} | {} | {:.2} | {} |{with_extra}",
             sp.name,
             sp.role.label(),
             sp.data.len(),
@@ -353,9 +389,9 @@ fn main() -> Result<(), Box<dyn Error>> {
             sc.cap_violations
         );
     }
-    if oracle {
-        let (worst, geo) = worst_and_geometric_mean(&held_oracle);
-        println!("held out with the oracle: worst {worst:.3}, geometric mean {geo:.3}");
+    if let Some((label, _)) = &extra {
+        let (worst, geo) = worst_and_geometric_mean(&held_extra);
+        println!("held out with {label}: worst {worst:.3}, geometric mean {geo:.3}");
     }
     let (worst, geo) = worst_and_geometric_mean(&held);
     println!(
@@ -444,6 +480,9 @@ fn print_history(
     }
     Ok(())
 }
+
+/// A ranker's ratio to the optimum on a split, told something from outside.
+type SplitRatio<'a> = Box<dyn Fn(&Dataset, &LogisticRanker) -> f64 + 'a>;
 
 /// The largest of `ratios` and their geometric mean: how the lab sums up splits.
 fn worst_and_geometric_mean(ratios: &[f64]) -> (f64, f64) {

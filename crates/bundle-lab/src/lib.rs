@@ -20,6 +20,8 @@
 //! | [`splits`] | the training and held-out splits a ranker is fitted and judged on |
 //! | [`forecast`] | the rule with a forecast supplied from outside, replayed person by person |
 //! | [`oracle`] | the rule with a perfect forecast of each person's further tours |
+//! | [`posterior`] | the rule with the arrival model's own forecast of each person's further tours |
+//! | [`hindsight`] | hindsight optimisation on the model's posterior: what its knowledge can buy |
 //! | [`history`] | the rule with a prior of each person's own, from their earlier days |
 //! | [`commands`] | `herald-worker bundle FILE` and `herald-worker users FILE` |
 //!
@@ -30,10 +32,12 @@
 pub mod commands;
 pub mod fit;
 pub mod forecast;
+pub mod hindsight;
 pub mod history;
 pub mod komoot;
 pub mod optimum;
 pub mod oracle;
+pub mod posterior;
 pub mod replay;
 pub mod splits;
 pub mod stats;

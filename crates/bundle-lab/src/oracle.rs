@@ -3,30 +3,32 @@
 //! forecast could buy, and tells the forecast's error from the rule's (`bundle_lab
 //! oracle=1`; `ofit=ROUNDS` refits the rule's weights for it on the training splits).
 
-use crate::forecast::{self, per_person_ratio, Forecast};
+use crate::forecast::{per_person_ratio, Forecast};
 use crate::replay::Dataset;
-use herald_core::bundle::ranker::{BundlingConfig, LogisticRanker};
+use herald_core::bundle::ranker::LogisticRanker;
 use herald_core::bundle::{day_of, Features, Ranker, UnixSecs, DAY};
 
-/// Tours after the instant `f` describes, on its day, of a person whose tour times
-/// (sorted) are `tours`. The features carry the second of the day and the tours so far
-/// today, not the date: the day is the one of the person's days with that many tours
-/// by then.
-pub fn further_tours(tours: &[UnixSecs], f: &Features) -> f64 {
+/// The instant `f` describes, for a person whose tour times (sorted) are `tours`. The
+/// features carry the second of the day and the tours so far today, not the date: the
+/// day is the first of the person's days with that many tours by then. `None` when no
+/// day has.
+pub fn instant_of(tours: &[UnixSecs], f: &Features) -> Option<UnixSecs> {
     let mut days: Vec<i64> = tours.iter().map(|&t| day_of(t)).collect();
     days.dedup();
-    for d in days {
+    days.into_iter().find_map(|d| {
         let now = d * DAY + f.second_of_day.round() as i64;
         let upto = tours.iter().filter(|&&t| t >= d * DAY && t <= now).count();
-        if upto as u32 == f.tours_today {
-            let after = tours
-                .iter()
-                .filter(|&&t| t > now && t < (d + 1) * DAY)
-                .count();
-            return after as f64;
-        }
-    }
-    0.0
+        (upto as u32 == f.tours_today).then_some(now)
+    })
+}
+
+/// Tours after the instant `f` describes ([`instant_of`]), on its day.
+pub fn further_tours(tours: &[UnixSecs], f: &Features) -> f64 {
+    let Some(now) = instant_of(tours, f) else {
+        return 0.0;
+    };
+    let end = (day_of(now) + 1) * DAY;
+    tours.iter().filter(|&&t| t > now && t < end).count() as f64
 }
 
 /// The ratio to the optimum of `rule` told each person's true further tours on `d`.
@@ -40,17 +42,12 @@ pub fn ratio(d: &Dataset, rule: &LogisticRanker) -> f64 {
     })
 }
 
-/// The rule's weights refitted for the perfect forecast on the training splits only:
-/// how good the rule's shape can be when the forecast is perfect.
-pub fn fit(training: &[&Dataset], start: &BundlingConfig, rounds: u32) -> BundlingConfig {
-    forecast::fit(training, start, rounds, ratio)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::komoot::TourRef;
     use crate::replay::replay_with;
+    use herald_core::bundle::ranker::BundlingConfig;
 
     const T0: UnixSecs = 1_501_545_600; // 2017-08-01 00:00:00 UTC
     const H: UnixSecs = 3600;

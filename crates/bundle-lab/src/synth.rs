@@ -155,14 +155,7 @@ impl ArrivalModel {
         let friends = (self.tours_per_friend.len() as f64 * d.scale)
             .round()
             .max(1.0) as usize;
-        let cum_weight: Vec<f64> = self
-            .receiver_weight
-            .iter()
-            .scan(0.0, |acc, &w| {
-                *acc += f64::from(w);
-                Some(*acc)
-            })
-            .collect();
+        let cum_weight = self.cum_weight();
         let total_weight = cum_weight.last().copied().unwrap_or(0.0);
         let mut out = Vec::new();
         for f in 0..friends {
@@ -186,9 +179,20 @@ impl ArrivalModel {
         out
     }
 
+    /// Running sums of the receivers' weights, to draw receivers by weight.
+    pub(crate) fn cum_weight(&self) -> Vec<f64> {
+        self.receiver_weight
+            .iter()
+            .scan(0.0, |acc, &w| {
+                *acc += f64::from(w);
+                Some(*acc)
+            })
+            .collect()
+    }
+
     /// A friend's `n` tour instants in the day: the first by the hour profile, the rest
     /// after log-normal gaps; those past the day's end are dropped.
-    fn tour_times(&self, rng: &mut StdRng, n: u32) -> Vec<UnixSecs> {
+    pub(crate) fn tour_times(&self, rng: &mut StdRng, n: u32) -> Vec<UnixSecs> {
         let mut u = rng.random_range(0.0..1.0);
         let mut hour = 23;
         for (h, share) in self.hour_profile.iter().enumerate() {
@@ -211,7 +215,7 @@ impl ArrivalModel {
         times
     }
 
-    fn gap(&self, rng: &mut StdRng) -> i64 {
+    pub(crate) fn gap(&self, rng: &mut StdRng) -> i64 {
         // Box–Muller: a standard normal from two uniforms.
         let (u1, u2): (f64, f64) = (
             rng.random_range(f64::EPSILON..1.0),
@@ -223,7 +227,7 @@ impl ArrivalModel {
 
     /// `want` distinct receivers (fewer if there are not as many), each drawn with
     /// probability proportional to its weight.
-    fn pick_receivers(
+    pub(crate) fn pick_receivers(
         &self,
         rng: &mut StdRng,
         cum_weight: &[f64],
