@@ -270,7 +270,7 @@ impl Posterior {
     }
 
     /// The person's further tours expected today at the instant `f` describes, from
-    /// their tours `(time, friend)` sorted by time.
+    /// their tours `(time, friend)` sorted by time and those tours' `times` alone.
     pub fn further(
         &self,
         tours: &[(UnixSecs, u64)],
