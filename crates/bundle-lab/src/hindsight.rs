@@ -34,13 +34,9 @@ pub struct Settings {
 /// The ratio to the optimum on `d` of hindsight optimisation, at most `cap` sends per
 /// person per day.
 pub fn ratio(d: &Dataset, posterior: &Posterior, cap: u32, settings: Settings) -> f64 {
-    let mut rows: Vec<Vec<(UnixSecs, u64)>> = vec![Vec::new(); d.people.len()];
-    for i in 0..d.len() {
-        rows[d.person[i] as usize].push((d.at[i], d.friend[i]));
-    }
     let mut rng = StdRng::seed_from_u64(11);
     let mut total = 0i64;
-    for (p, tours) in rows.iter().enumerate() {
+    for (p, tours) in d.tours_by_person().iter().enumerate() {
         let weight = if settings.weights {
             posterior.weight_of(&d.people[p])
         } else {

@@ -12,19 +12,19 @@ use herald_core::bundle::{day_of, Features, Ranker, UnixSecs, DAY};
 /// features carry the second of the day and the tours so far today, not the date: the
 /// day is the first of the person's days with that many tours by then. `None` when no
 /// day has.
-pub fn instant_of(tours: &[UnixSecs], f: &Features) -> Option<UnixSecs> {
-    let mut days: Vec<i64> = tours.iter().map(|&t| day_of(t)).collect();
+pub fn instant_of(tours: impl Iterator<Item = UnixSecs> + Clone, f: &Features) -> Option<UnixSecs> {
+    let mut days: Vec<i64> = tours.clone().map(day_of).collect();
     days.dedup();
     days.into_iter().find_map(|d| {
         let now = d * DAY + f.second_of_day.round() as i64;
-        let upto = tours.iter().filter(|&&t| t >= d * DAY && t <= now).count();
+        let upto = tours.clone().filter(|&t| t >= d * DAY && t <= now).count();
         (upto as u32 == f.tours_today).then_some(now)
     })
 }
 
 /// Tours after the instant `f` describes ([`instant_of`]), on its day.
 pub fn further_tours(tours: &[UnixSecs], f: &Features) -> f64 {
-    let Some(now) = instant_of(tours, f) else {
+    let Some(now) = instant_of(tours.iter().copied(), f) else {
         return 0.0;
     };
     let end = (day_of(now) + 1) * DAY;

@@ -159,14 +159,18 @@ impl Posterior {
     /// having been seen; `weight` when the person's is known.
     fn unseen_friends_more(&self, second_of_day: i64, seen: usize, weight: Option<u32>) -> f64 {
         let b = bucket(second_of_day);
-        let unseen = (self.friends - seen as f64).max(0.0);
         let per_friend: f64 = self
             .weight_posterior(second_of_day, seen, weight)
             .iter()
             .zip(&self.weights)
             .map(|(p, w)| p * self.still_to_come(w.2, b))
             .sum();
-        unseen * per_friend * self.tours_if_later[b]
+        self.unseen(seen) * per_friend * self.tours_if_later[b]
+    }
+
+    /// The model's friends not seen yet by a person who has seen `seen`.
+    fn unseen(&self, seen: usize) -> f64 {
+        (self.friends - seen as f64).max(0.0)
     }
 
     /// The chance that a friend not seen by bucket `b` is still to come, for a person
@@ -189,7 +193,7 @@ impl Posterior {
             }
         }
         let started = 1.0 - self.not_started[bucket(second_of_day)];
-        let unseen = (self.friends - seen as f64).max(0.0);
+        let unseen = self.unseen(seen);
         let log_post: Vec<f64> = self
             .weights
             .iter()
@@ -252,8 +256,7 @@ impl Posterior {
         let b = bucket(sod);
         let post = self.weight_posterior(sod, seen.len(), weight);
         if let Some(w) = pick(rng, post.iter().copied()) {
-            let unseen = (self.friends - seen.len() as f64).max(0.0);
-            let lambda = unseen * self.still_to_come(self.weights[w].2, b);
+            let lambda = self.unseen(seen.len()) * self.still_to_come(self.weights[w].2, b);
             let later = self.friend_days.partition_point(|d| d[0] <= sod);
             if later < self.friend_days.len() {
                 for _ in 0..poisson(rng, lambda) {
@@ -270,15 +273,9 @@ impl Posterior {
     }
 
     /// The person's further tours expected today at the instant `f` describes, from
-    /// their tours `(time, friend)` sorted by time and those tours' `times` alone.
-    pub fn further(
-        &self,
-        tours: &[(UnixSecs, u64)],
-        times: &[UnixSecs],
-        f: &Features,
-        weight: Option<u32>,
-    ) -> f64 {
-        match instant_of(times, f) {
+    /// their tours `(time, friend)` sorted by time.
+    pub fn further(&self, tours: &[(UnixSecs, u64)], f: &Features, weight: Option<u32>) -> f64 {
+        match instant_of(tours.iter().map(|t| t.0), f) {
             Some(now) => self.further_at(tours, now, weight),
             None => 0.0,
         }
@@ -427,13 +424,8 @@ fn inclusion(model: &ArrivalModel, rng: &mut StdRng) -> Vec<(u32, f64, f64)> {
 /// also each synthetic person's weight.
 pub fn ratio(d: &Dataset, rule: &LogisticRanker, posterior: &Posterior, weights: bool) -> f64 {
     per_person_ratio(d, rule.max_per_day(), |user, one| {
-        let tours: Vec<(UnixSecs, u64)> = one
-            .at
-            .iter()
-            .copied()
-            .zip(one.friend.iter().copied())
-            .collect();
-        let times = one.at.clone();
+        // `one` holds this person alone.
+        let tours = one.tours_by_person().pop().unwrap_or_default();
         let weight = if weights {
             posterior.weight_of(user)
         } else {
@@ -441,7 +433,7 @@ pub fn ratio(d: &Dataset, rule: &LogisticRanker, posterior: &Posterior, weights:
         };
         Forecast {
             rule,
-            more: move |f: &Features| posterior.further(&tours, &times, f, weight),
+            more: move |f: &Features| posterior.further(&tours, f, weight),
         }
     })
 }
@@ -490,11 +482,7 @@ pub(crate) mod tests {
                 |_| true,
                 0,
             );
-            let mut rows: Vec<Vec<(UnixSecs, u64)>> = vec![Vec::new(); d.people.len()];
-            for i in 0..d.len() {
-                rows[d.person[i] as usize].push((d.at[i], d.friend[i]));
-            }
-            for (p, tours) in rows.iter().enumerate() {
+            for (p, tours) in d.tours_by_person().iter().enumerate() {
                 let weight = post.weight_of(&d.people[p]);
                 assert!(weight.is_some(), "{}", d.people[p]);
                 for (i, &(now, _)) in tours.iter().enumerate() {

@@ -154,6 +154,16 @@ impl Dataset {
         out
     }
 
+    /// Each person's tours as (timestamp, friend hash), in time order (call after
+    /// [`Self::sort`]): what a forecast from the friends seen so far needs.
+    pub fn tours_by_person(&self) -> Vec<Vec<(UnixSecs, u64)>> {
+        let mut out = vec![Vec::new(); self.people.len()];
+        for ((&t, &f), &p) in self.at.iter().zip(&self.friend).zip(&self.person) {
+            out[p as usize].push((t, f));
+        }
+        out
+    }
+
     /// The rows of the people `keep` selects (for hold-out evaluation).
     pub fn subset(&self, keep: impl Fn(&str) -> bool) -> Dataset {
         let mut out = Dataset::new();
